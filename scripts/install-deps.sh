@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything the build and the compat tests need, idempotently:
+#   apt:   librocksdb-dev + libclang-dev (link Debian's RocksDB instead of a 30-minute
+#          source build), kcat (a real librdkafka client), python venv support
+#   pip:   kafka-python, into a venv under the cache dir
+#   Maven: Apache Kafka's own jars (clients, tools, broker) for the stock CLI tools
+# Everything lands under $MILLRACE_CACHE (default ~/.cache/millrace), outside the clone.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+cache=${MILLRACE_CACHE:-$HOME/.cache/millrace}
+mkdir -p "$cache"
+
+log() { echo "[install-deps] $*" >&2; }
+
+# --- Debian packages ---------------------------------------------------------
+apt_pkgs=(librocksdb-dev libclang-dev kcat pkg-config)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- Python clients ----------------------------------------------------------
+venv="$cache/venv"
+py_stamp="$venv/.millrace-py-deps-v1"
+if [ ! -f "$py_stamp" ]; then
+  log "python venv + kafka-python"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "kafka-python==3.0.12"
+  touch "$py_stamp"
+fi
+
+# --- Apache Kafka jars from Maven Central ------------------------------------
+kafka_libs="$cache/kafka-libs"
+kafka_stamp="$kafka_libs/.millrace-kafka-jars-$(sha256sum "$root/compat-tests/java/pom.xml" | cut -c1-16)"
+if [ ! -f "$kafka_stamp" ]; then
+  log "Apache Kafka jars (mvn dependency:copy-dependencies)"
+  rm -rf "$kafka_libs"
+  mkdir -p "$kafka_libs"
+  mvn -q -B -f "$root/compat-tests/java/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$kafka_libs" -DincludeScope=runtime
+  touch "$kafka_stamp"
+fi
+
+log "ok (cache: $cache)"

@@ -1,0 +1,18 @@
+//! Millrace: a Kafka-wire-compatible message broker.
+//!
+//! Module map (see docs/ARCHITECTURE.md for the data flow):
+//! - [`config`]: broker configuration (TOML file, `MILLRACE_*` env, flags) under Kafka's names.
+//! - [`server`]: listener, one task per connection, framing, in-order pipelined responses.
+//! - [`protocol`]: request dispatch and one handler file per Kafka API.
+//! - [`partition`]: the local replicas: produce validation, offset assignment, idempotent
+//!   producer state, long-poll wake-ups.
+//! - [`log`]: a partition's on-disk log: segments, indexes, recovery, flush policy.
+//! - [`metadata`]: the Raft metadata quorum (openraft on RocksDB) and its in-memory image.
+
+pub mod broker;
+pub mod config;
+pub mod log;
+pub mod metadata;
+pub mod partition;
+pub mod protocol;
+pub mod server;
