@@ -1,1 +1,161 @@
-//! (being written)
+//! The broker's shared state and its lifecycle: start the metadata quorum, open the
+//! local partitions, serve clients until shutdown, then flush and close everything.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BrokerConfig;
+use crate::metadata::{MetadataError, MetadataQuorum, QuorumConfig};
+use crate::partition::PartitionManager;
+use crate::server;
+
+/// Producer ids reserved from the quorum at a time (one metadata write per block).
+const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+/// What every request handler can reach.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub metadata: MetadataQuorum,
+    pub partitions: PartitionManager,
+    producer_ids: tokio::sync::Mutex<Range<i64>>,
+}
+
+impl Broker {
+    /// Hands out one producer id for InitProducerId, reserving a new block when needed.
+    pub async fn next_producer_id(&self) -> Result<i64, MetadataError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.is_empty() {
+            let first = self
+                .metadata
+                .allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)
+                .await?;
+            *block = first..first + PRODUCER_ID_BLOCK_SIZE;
+        }
+        let id = block.start;
+        block.start += 1;
+        Ok(id)
+    }
+
+    /// Reconciles the local partitions with the latest metadata image right away, so a
+    /// handler that just created a topic can answer with its partitions ready.
+    pub fn reconcile_partitions(&self) {
+        self.partitions.reconcile(&self.metadata.image());
+    }
+}
+
+/// Runs a broker until `shutdown` is cancelled. `ready` receives the bound address.
+pub async fn serve(
+    config: BrokerConfig,
+    shutdown: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> Result<(), BrokerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    for key in config.unknown_keys() {
+        tracing::warn!(key, "unknown config ignored");
+    }
+    let metadata = MetadataQuorum::start(QuorumConfig {
+        node_id: config.node_id,
+        data_dir: config.data_dir.clone(),
+        advertised: config.listener,
+        advertised_host: config.advertised_host.clone(),
+    })
+    .await?;
+    let broker = Arc::new(Broker {
+        partitions: PartitionManager::new(config.clone()),
+        metadata,
+        producer_ids: tokio::sync::Mutex::new(0..0),
+        config,
+    });
+    broker.reconcile_partitions();
+
+    let listener = match TcpListener::bind(broker.config.listener).await {
+        Ok(listener) => listener,
+        Err(source) => {
+            broker.metadata.shutdown().await;
+            return Err(BrokerError::Listen {
+                address: broker.config.listener.to_string(),
+                source,
+            });
+        }
+    };
+    let local = listener.local_addr().unwrap_or(broker.config.listener);
+    tracing::info!(
+        listener = %local,
+        data_dir = %broker.config.data_dir.display(),
+        cluster_id = %broker.metadata.image().cluster_id,
+        node_id = broker.config.node_id,
+        "millrace serving"
+    );
+    if let Some(ready) = ready {
+        let _ = ready.send(local);
+    }
+
+    let background = CancellationToken::new();
+    let watcher = tokio::spawn(watch_metadata(broker.clone(), background.clone()));
+    let flusher = tokio::spawn(flush_scheduler(broker.clone(), background.clone()));
+
+    server::run(listener, broker.clone(), shutdown).await;
+
+    background.cancel();
+    let _ = watcher.await;
+    let _ = flusher.await;
+    broker.partitions.close_all();
+    broker.metadata.shutdown().await;
+    tracing::info!("millrace stopped");
+    Ok(())
+}
+
+/// Applies every new metadata image to the local partitions (topics created or
+/// deleted through any path).
+async fn watch_metadata(broker: Arc<Broker>, stop: CancellationToken) {
+    let mut images = broker.metadata.watch();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = images.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let image = images.borrow_and_update().clone();
+                broker.partitions.reconcile(&image);
+            }
+        }
+    }
+}
+
+/// Checks `flush.ms` (per topic, defaulting to `log.flush.interval.ms`) every
+/// `log.flush.scheduler.interval.ms`.
+async fn flush_scheduler(broker: Arc<Broker>, stop: CancellationToken) {
+    let period = Duration::from_millis(broker.config.log_flush_scheduler_interval_ms.max(1));
+    let mut ticker = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => broker.partitions.flush_due(),
+        }
+    }
+}

@@ -1,1 +1,702 @@
-//! (being written)
+//! Broker configuration under Apache Kafka's names.
+//!
+//! Layers, later wins: built-in defaults, a TOML file (`--config`; flat quoted keys such
+//! as `"log.dirs" = "..."` or nested tables, which flatten with dots), `MILLRACE_*`
+//! environment variables (`MILLRACE_LOG_DIRS` -> `log.dirs`), and `--override key=value`
+//! flags (as `kafka-server-start.sh --override`). Unknown keys are reported once and
+//! ignored, so that a Kafka `server.properties` carried over does not stop the broker.
+//!
+//! Topic-level configs (what CreateTopics and DescribeConfigs see) are described by
+//! [`TOPIC_CONFIGS`]: each has a broker-level synonym that supplies its default.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::log::LogConfig;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("invalid value for {key}: {value:?} ({reason})")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("malformed --override {0:?}: expected key=value")]
+    Override(String),
+}
+
+/// Broker-level settings, resolved and typed.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`
+    pub node_id: i32,
+    /// `listeners`: where the broker accepts Kafka clients.
+    pub listener: SocketAddr,
+    /// `advertised.listeners`: host and port returned in Metadata.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// `log.dirs` (first entry): partitions and the metadata store live here.
+    pub data_dir: PathBuf,
+    /// `num.partitions`: partitions of an auto-created topic or a CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics_enable: bool,
+    /// `message.max.bytes`: largest record batch accepted (topic `max.message.bytes`).
+    pub message_max_bytes: i32,
+    /// `socket.request.max.bytes`: a frame larger than this closes the connection.
+    pub socket_request_max_bytes: usize,
+    /// `queued.max.requests` per connection: requests read but not yet answered.
+    pub max_in_flight_requests_per_connection: usize,
+    /// `fetch.max.bytes`: bound on one fetch response's record bytes.
+    pub fetch_max_bytes: i32,
+    /// `log.segment.bytes`, `log.roll.ms`, `log.index.interval.bytes`,
+    /// `log.flush.interval.messages`, `log.flush.interval.ms`.
+    pub log: LogConfig,
+    /// `log.flush.scheduler.interval.ms`: how often `log.flush.interval.ms` is checked.
+    pub log_flush_scheduler_interval_ms: u64,
+    /// `log.retention.ms`, `log.retention.bytes`, `log.cleanup.policy`: reported as topic
+    /// defaults; retention itself is not enforced yet.
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_cleanup_policy: String,
+    /// `compression.type` (topic default `producer`: keep what the producer sent).
+    pub compression_type: String,
+    /// `log.message.timestamp.type`: CreateTime (LogAppendTime is not supported yet).
+    pub log_message_timestamp_type: String,
+    /// `min.insync.replicas`
+    pub min_insync_replicas: i32,
+    /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after this.
+    pub producer_id_expiration_ms: i64,
+    /// `connections.max.idle.ms`
+    pub connections_max_idle_ms: u64,
+    /// Every key as set by file, env or flag, for DescribeConfigs (source STATIC_BROKER_CONFIG).
+    pub explicit: BTreeMap<String, String>,
+}
+
+/// How a broker or topic config is typed, for DescribeConfigs `config_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Short = 4,
+    Long = 5,
+    List = 7,
+}
+
+/// A topic-level config Millrace knows, with the broker config that supplies its default.
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    pub broker_synonym: &'static str,
+    pub config_type: ConfigType,
+    /// Values the topic may be set to; `None` means any value that parses as the type.
+    pub allowed: Option<&'static [&'static str]>,
+}
+
+const fn topic_config(
+    name: &'static str,
+    broker_synonym: &'static str,
+    config_type: ConfigType,
+    allowed: Option<&'static [&'static str]>,
+) -> TopicConfigDef {
+    TopicConfigDef {
+        name,
+        broker_synonym,
+        config_type,
+        allowed,
+    }
+}
+
+/// The topic configs CreateTopics accepts and DescribeConfigs reports.
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    topic_config(
+        "cleanup.policy",
+        "log.cleanup.policy",
+        ConfigType::List,
+        Some(&["delete", "compact", "compact,delete", "delete,compact"]),
+    ),
+    topic_config(
+        "compression.type",
+        "compression.type",
+        ConfigType::String,
+        Some(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+    ),
+    topic_config(
+        "flush.messages",
+        "log.flush.interval.messages",
+        ConfigType::Long,
+        None,
+    ),
+    topic_config("flush.ms", "log.flush.interval.ms", ConfigType::Long, None),
+    topic_config(
+        "index.interval.bytes",
+        "log.index.interval.bytes",
+        ConfigType::Int,
+        None,
+    ),
+    topic_config(
+        "max.message.bytes",
+        "message.max.bytes",
+        ConfigType::Int,
+        None,
+    ),
+    topic_config(
+        "message.timestamp.type",
+        "log.message.timestamp.type",
+        ConfigType::String,
+        Some(&["CreateTime"]),
+    ),
+    topic_config(
+        "min.insync.replicas",
+        "min.insync.replicas",
+        ConfigType::Int,
+        None,
+    ),
+    topic_config(
+        "retention.bytes",
+        "log.retention.bytes",
+        ConfigType::Long,
+        None,
+    ),
+    topic_config("retention.ms", "log.retention.ms", ConfigType::Long, None),
+    topic_config("segment.bytes", "log.segment.bytes", ConfigType::Int, None),
+    topic_config("segment.ms", "log.roll.ms", ConfigType::Long, None),
+];
+
+pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|def| def.name == name)
+}
+
+/// Smallest segment a topic may ask for: Kafka's own lower bound for `segment.bytes`.
+const MIN_SEGMENT_BYTES: i64 = 14;
+
+/// Checks one topic-level config of a CreateTopics request; the error text is what
+/// the client sees next to INVALID_CONFIG.
+pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
+    let def = topic_config_def(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+    if let Some(allowed) = def.allowed {
+        if !allowed.contains(&value) {
+            return Err(format!(
+                "Invalid value {value} for configuration {name}: String must be one of: {}",
+                allowed.join(", ")
+            ));
+        }
+        return Ok(());
+    }
+    let number: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("Invalid value {value} for configuration {name}: Not a number"))?;
+    let min = match name {
+        "segment.bytes" => MIN_SEGMENT_BYTES,
+        "retention.ms" | "retention.bytes" => -1,
+        "min.insync.replicas" | "flush.messages" => 1,
+        _ => 0,
+    };
+    if number < min {
+        return Err(format!(
+            "Invalid value {value} for configuration {name}: Value must be at least {min}"
+        ));
+    }
+    if def.config_type == ConfigType::Int && number > i32::MAX as i64 {
+        return Err(format!(
+            "Invalid value {value} for configuration {name}: Value must fit in an int"
+        ));
+    }
+    Ok(())
+}
+
+impl BrokerConfig {
+    /// Resolves the config from a TOML file (optional), an environment and overrides.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut explicit = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Toml {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })?;
+            flatten_toml("", &table, &mut explicit);
+        }
+        for (key, value) in env {
+            if let Some(rest) = key.strip_prefix("MILLRACE_") {
+                explicit.insert(rest.to_ascii_lowercase().replace('_', "."), value);
+            }
+        }
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Override(item.clone()))?;
+            explicit.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        BrokerConfig::from_map(explicit)
+    }
+
+    fn from_map(explicit: BTreeMap<String, String>) -> Result<BrokerConfig, ConfigError> {
+        let map = &explicit;
+        let get = |key: &str| map.get(key).map(String::as_str);
+        let listener_text = get("listeners").unwrap_or("PLAINTEXT://127.0.0.1:9092");
+        let listener = parse_listener("listeners", listener_text)?;
+        let (advertised_host, advertised_port) = match get("advertised.listeners") {
+            Some(text) => split_host_port("advertised.listeners", text)?,
+            None => split_host_port("listeners", listener_text)?,
+        };
+        let data_dir = get("log.dirs")
+            .or(get("log.dir"))
+            .map(|dirs| dirs.split(',').next().unwrap_or(dirs).trim().to_string())
+            .unwrap_or_else(|| "./millrace-data".to_string());
+        let defaults = LogConfig::default();
+        let flush_messages = number(map, "log.flush.interval.messages", i64::MAX)?;
+        let flush_ms = number(map, "log.flush.interval.ms", i64::MAX)?;
+        let config = BrokerConfig {
+            node_id: number(map, "node.id", 1)?,
+            listener,
+            advertised_host,
+            advertised_port,
+            data_dir: PathBuf::from(data_dir),
+            num_partitions: number(map, "num.partitions", 1)?,
+            default_replication_factor: number(map, "default.replication.factor", 1)?,
+            auto_create_topics_enable: boolean(map, "auto.create.topics.enable", true)?,
+            message_max_bytes: number(map, "message.max.bytes", 1_048_588)?,
+            socket_request_max_bytes: number(map, "socket.request.max.bytes", 104_857_600)?,
+            max_in_flight_requests_per_connection: number(map, "queued.max.requests", 500)?,
+            fetch_max_bytes: number(map, "fetch.max.bytes", 57_671_680)?,
+            log: LogConfig {
+                segment_bytes: number(map, "log.segment.bytes", defaults.segment_bytes)?,
+                segment_ms: number(map, "log.roll.ms", defaults.segment_ms)?,
+                index_interval_bytes: number(
+                    map,
+                    "log.index.interval.bytes",
+                    defaults.index_interval_bytes,
+                )?,
+                flush_interval_messages: positive_or_never(flush_messages),
+                flush_interval_ms: positive_or_never(flush_ms),
+            },
+            log_flush_scheduler_interval_ms: number(map, "log.flush.scheduler.interval.ms", 1_000)?,
+            log_retention_ms: number(map, "log.retention.ms", 604_800_000)?,
+            log_retention_bytes: number(map, "log.retention.bytes", -1)?,
+            log_cleanup_policy: get("log.cleanup.policy").unwrap_or("delete").to_string(),
+            compression_type: get("compression.type").unwrap_or("producer").to_string(),
+            log_message_timestamp_type: get("log.message.timestamp.type")
+                .unwrap_or("CreateTime")
+                .to_string(),
+            min_insync_replicas: number(map, "min.insync.replicas", 1)?,
+            producer_id_expiration_ms: number(map, "producer.id.expiration.ms", 86_400_000)?,
+            connections_max_idle_ms: number(map, "connections.max.idle.ms", 600_000)?,
+            explicit,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, reason: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            value,
+            reason: reason.to_string(),
+        };
+        if self.num_partitions < 1 {
+            return Err(invalid(
+                "num.partitions",
+                self.num_partitions.to_string(),
+                "must be >= 1",
+            ));
+        }
+        if self.message_max_bytes < 0 {
+            return Err(invalid(
+                "message.max.bytes",
+                self.message_max_bytes.to_string(),
+                "must be >= 0",
+            ));
+        }
+        if self.socket_request_max_bytes < 1024 {
+            return Err(invalid(
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+                "must be >= 1024",
+            ));
+        }
+        if self.max_in_flight_requests_per_connection == 0 {
+            return Err(invalid(
+                "queued.max.requests",
+                "0".to_string(),
+                "must be >= 1",
+            ));
+        }
+        if (self.log.segment_bytes as i64) < MIN_SEGMENT_BYTES {
+            return Err(invalid(
+                "log.segment.bytes",
+                self.log.segment_bytes.to_string(),
+                "must be >= 14",
+            ));
+        }
+        if self.log_message_timestamp_type != "CreateTime" {
+            return Err(invalid(
+                "log.message.timestamp.type",
+                self.log_message_timestamp_type.clone(),
+                "only CreateTime is supported",
+            ));
+        }
+        for (name, value) in [
+            ("log.cleanup.policy", &self.log_cleanup_policy),
+            ("compression.type", &self.compression_type),
+        ] {
+            let topic_name = TOPIC_CONFIGS
+                .iter()
+                .find(|def| def.broker_synonym == name)
+                .map(|def| def.name)
+                .unwrap_or(name);
+            validate_topic_config(topic_name, value)
+                .map_err(|reason| invalid(name, value.clone(), &reason))?;
+        }
+        Ok(())
+    }
+
+    /// Keys given that this broker does not know, to be reported once at start.
+    pub fn unknown_keys(&self) -> Vec<&str> {
+        self.explicit
+            .keys()
+            .map(String::as_str)
+            .filter(|key| !KNOWN_BROKER_KEYS.contains(key))
+            .collect()
+    }
+
+    /// The broker-level value of a config, as DescribeConfigs reports it, and whether it
+    /// was set explicitly (file, env or flag) rather than defaulted.
+    pub fn broker_value(&self, key: &str) -> Option<(String, bool)> {
+        if let Some(value) = self.explicit.get(key) {
+            return Some((value.clone(), true));
+        }
+        let value = match key {
+            "node.id" | "broker.id" => self.node_id.to_string(),
+            "listeners" => format!("PLAINTEXT://{}", self.listener),
+            "advertised.listeners" => {
+                format!(
+                    "PLAINTEXT://{}:{}",
+                    self.advertised_host, self.advertised_port
+                )
+            }
+            "log.dirs" => self.data_dir.display().to_string(),
+            "num.partitions" => self.num_partitions.to_string(),
+            "default.replication.factor" => self.default_replication_factor.to_string(),
+            "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
+            "message.max.bytes" => self.message_max_bytes.to_string(),
+            "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
+            "queued.max.requests" => self.max_in_flight_requests_per_connection.to_string(),
+            "fetch.max.bytes" => self.fetch_max_bytes.to_string(),
+            "log.segment.bytes" => self.log.segment_bytes.to_string(),
+            "log.roll.ms" => self.log.segment_ms.to_string(),
+            "log.index.interval.bytes" => self.log.index_interval_bytes.to_string(),
+            "log.flush.interval.messages" => never_as_kafka(self.log.flush_interval_messages),
+            "log.flush.interval.ms" => never_as_kafka(self.log.flush_interval_ms),
+            "log.flush.scheduler.interval.ms" => self.log_flush_scheduler_interval_ms.to_string(),
+            "log.retention.ms" => self.log_retention_ms.to_string(),
+            "log.retention.bytes" => self.log_retention_bytes.to_string(),
+            "log.cleanup.policy" => self.log_cleanup_policy.clone(),
+            "compression.type" => self.compression_type.clone(),
+            "log.message.timestamp.type" => self.log_message_timestamp_type.clone(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
+            "connections.max.idle.ms" => self.connections_max_idle_ms.to_string(),
+            _ => return None,
+        };
+        Some((value, false))
+    }
+
+    /// The effective log settings of a topic: its overrides on top of the broker's.
+    pub fn topic_log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        let parsed = |key: &str| {
+            overrides
+                .get(key)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        LogConfig {
+            segment_bytes: parsed("segment.bytes")
+                .map(|v| v as u64)
+                .unwrap_or(self.log.segment_bytes),
+            segment_ms: parsed("segment.ms")
+                .map(|v| v as u64)
+                .unwrap_or(self.log.segment_ms),
+            index_interval_bytes: parsed("index.interval.bytes")
+                .map(|v| v as u64)
+                .unwrap_or(self.log.index_interval_bytes),
+            flush_interval_messages: parsed("flush.messages")
+                .map(positive_or_never)
+                .unwrap_or(self.log.flush_interval_messages),
+            flush_interval_ms: parsed("flush.ms")
+                .map(positive_or_never)
+                .unwrap_or(self.log.flush_interval_ms),
+        }
+    }
+
+    /// A topic's `max.message.bytes`, falling back to the broker's `message.max.bytes`.
+    pub fn topic_max_message_bytes(&self, overrides: &BTreeMap<String, String>) -> i32 {
+        overrides
+            .get("max.message.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(self.message_max_bytes)
+    }
+}
+
+/// Broker keys this broker reads; anything else is reported as unknown.
+pub const KNOWN_BROKER_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "message.max.bytes",
+    "socket.request.max.bytes",
+    "queued.max.requests",
+    "fetch.max.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.index.interval.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.flush.scheduler.interval.ms",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.cleanup.policy",
+    "compression.type",
+    "log.message.timestamp.type",
+    "min.insync.replicas",
+    "producer.id.expiration.ms",
+    "connections.max.idle.ms",
+];
+
+/// Kafka uses Long.MAX_VALUE for "never flush by policy"; non-positive values mean the same.
+fn positive_or_never(value: i64) -> u64 {
+    if value <= 0 {
+        u64::MAX
+    } else {
+        value as u64
+    }
+}
+
+fn never_as_kafka(value: u64) -> String {
+    value.min(i64::MAX as u64).to_string()
+}
+
+fn flatten_toml(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (key, value) in table {
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten_toml(&full, inner, out),
+            toml::Value::String(s) => {
+                out.insert(full, s.clone());
+            }
+            toml::Value::Array(items) => {
+                let joined: Vec<String> = items
+                    .iter()
+                    .map(|item| match item {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                out.insert(full, joined.join(","));
+            }
+            other => {
+                out.insert(full, other.to_string());
+            }
+        }
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    map: &BTreeMap<String, String>,
+    key: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match map.get(key) {
+        None => Ok(default),
+        Some(text) => text.trim().parse().map_err(|_| ConfigError::Invalid {
+            key: key.to_string(),
+            value: text.clone(),
+            reason: "not a number in range".to_string(),
+        }),
+    }
+}
+
+fn boolean(map: &BTreeMap<String, String>, key: &str, default: bool) -> Result<bool, ConfigError> {
+    match map.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(v) => Err(ConfigError::Invalid {
+            key: key.to_string(),
+            value: v,
+            reason: "expected true or false".to_string(),
+        }),
+    }
+}
+
+/// `PLAINTEXT://host:port` (only the first listener; only PLAINTEXT is served) or `host:port`.
+fn split_host_port(key: &str, text: &str) -> Result<(String, u16), ConfigError> {
+    let first = text.split(',').next().unwrap_or(text).trim();
+    let invalid = |reason: &str| ConfigError::Invalid {
+        key: key.to_string(),
+        value: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let address = match first.split_once("://") {
+        Some((protocol, rest)) => {
+            if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
+                return Err(invalid("only PLAINTEXT listeners are supported"));
+            }
+            rest
+        }
+        None => first,
+    };
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("expected host:port"))?;
+    let port: u16 = port.parse().map_err(|_| invalid("bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_string(), port))
+}
+
+fn parse_listener(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    let (host, port) = split_host_port(key, text)?;
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| ConfigError::Invalid {
+            key: key.to_string(),
+            value: text.to_string(),
+            reason: "cannot resolve host".to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)], overrides: &[&str]) -> Result<BrokerConfig, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        BrokerConfig::load(None, env, &overrides)
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_single_node() {
+        let c = load(&[], &[]).unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.listener, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("127.0.0.1", 9092)
+        );
+        assert_eq!(c.data_dir, PathBuf::from("./millrace-data"));
+        assert!(c.auto_create_topics_enable);
+        assert_eq!(c.log.flush_interval_messages, u64::MAX);
+    }
+
+    #[test]
+    fn env_then_overrides_win_in_order() {
+        let c = load(
+            &[
+                ("MILLRACE_NUM_PARTITIONS", "3"),
+                ("MILLRACE_LOG_DIRS", "/tmp/a"),
+                ("HOME", "/x"),
+            ],
+            &["log.dirs=/tmp/b", "log.flush.interval.messages=1"],
+        )
+        .unwrap();
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/b"));
+        assert_eq!(c.log.flush_interval_messages, 1);
+        assert_eq!(
+            c.broker_value("num.partitions"),
+            Some(("3".to_string(), true))
+        );
+    }
+
+    #[test]
+    fn toml_file_flattens_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "listeners = \"PLAINTEXT://127.0.0.1:19092\"\n\"message.max.bytes\" = 2000\n[log]\nsegment.bytes = 4096\n",
+        )
+        .unwrap();
+        let c = BrokerConfig::load(Some(&path), Vec::new(), &[]).unwrap();
+        assert_eq!(c.listener.port(), 19092);
+        assert_eq!(c.message_max_bytes, 2000);
+        assert_eq!(c.log.segment_bytes, 4096);
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_key() {
+        let err = load(&[], &["num.partitions=zero"]).unwrap_err();
+        assert!(err.to_string().contains("num.partitions"));
+        assert!(load(&[], &["listeners=SSL://h:1"]).is_err());
+        assert!(load(&[], &["novalue"]).is_err());
+        assert!(load(&[], &["log.cleanup.policy=shred"]).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_listed_not_fatal() {
+        let c = load(&[], &["controller.quorum.voters=1@x:1"]).unwrap();
+        assert_eq!(c.unknown_keys(), vec!["controller.quorum.voters"]);
+    }
+
+    #[test]
+    fn topic_configs_validate_like_kafka() {
+        assert!(validate_topic_config("cleanup.policy", "compact").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "nope").is_err());
+        assert!(validate_topic_config("retention.ms", "-1").is_ok());
+        assert!(validate_topic_config("segment.bytes", "10").is_err());
+        assert!(validate_topic_config("segment.bytes", "99999999999").is_err());
+        assert!(validate_topic_config("no.such.config", "1").is_err());
+    }
+
+    #[test]
+    fn topic_overrides_reach_the_log_config() {
+        let c = load(&[], &[]).unwrap();
+        let mut overrides = BTreeMap::new();
+        overrides.insert("segment.bytes".to_string(), "1024".to_string());
+        overrides.insert("flush.messages".to_string(), "1".to_string());
+        overrides.insert("max.message.bytes".to_string(), "77".to_string());
+        let log = c.topic_log_config(&overrides);
+        assert_eq!(log.segment_bytes, 1024);
+        assert_eq!(log.flush_interval_messages, 1);
+        assert_eq!(c.topic_max_message_bytes(&overrides), 77);
+    }
+}

@@ -1,1 +1,95 @@
-fn main() {}
+//! `millrace`: the broker binary. `millrace serve` with no arguments runs the embedded
+//! single-node default: node 1 on 127.0.0.1:9092 with data in ./millrace-data.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use millrace::broker;
+use millrace::config::BrokerConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "millrace",
+    version,
+    about = "A Kafka-wire-compatible message broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (defaults: node.id=1, listeners=PLAINTEXT://127.0.0.1:9092,
+    /// log.dirs=./millrace-data, auto.create.topics.enable=true).
+    Serve {
+        /// TOML file with Kafka config names (`"log.dirs" = "/var/lib/millrace"`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Set one config, Kafka style: `--override num.partitions=3`. Wins over the file
+        /// and MILLRACE_* environment variables.
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Serve { config, overrides } = cli.command;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    let config = match BrokerConfig::load(config.as_deref(), std::env::vars(), &overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("millrace: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("millrace: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal_shutdown(shutdown.clone()));
+        match broker::serve(config, shutdown, None).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "broker failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGINT or SIGTERM starts a clean shutdown: stop accepting, finish in-flight requests,
+/// flush, close.
+async fn signal_shutdown(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}

@@ -88,7 +88,7 @@ impl BatchHeader {
             batch_length: be_i32(buf, OFFSET_BATCH_LENGTH),
             partition_leader_epoch: be_i32(buf, OFFSET_LEADER_EPOCH),
             magic: buf[OFFSET_MAGIC] as i8,
-            crc: u32::from_be_bytes([buf[17], buf[18], buf[19], buf[20]]),
+            crc: be_i32(buf, OFFSET_CRC) as u32,
             attributes: be_i16(buf, OFFSET_ATTRIBUTES),
             last_offset_delta: be_i32(buf, 23),
             base_timestamp: be_i64(buf, 27),

@@ -1,1 +1,110 @@
-//! (being written)
+//! Request dispatch: one handler file per Kafka API under [`handlers`], and the table of
+//! API versions this broker serves (what ApiVersions advertises and what the framing
+//! layer accepts: the two can never disagree).
+
+pub mod errors;
+pub mod handlers;
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Message, VersionRange};
+
+use crate::broker::Broker;
+
+pub struct RequestContext {
+    pub broker: Arc<Broker>,
+    pub header: RequestHeader,
+    pub api_key: ApiKey,
+}
+
+impl RequestContext {
+    pub fn version(&self) -> i16 {
+        self.header.request_api_version
+    }
+}
+
+/// What a handler asks the connection to do.
+pub enum Outcome {
+    Respond(ResponseKind),
+    /// acks=0 produce: no response is sent.
+    NoResponse,
+    /// Kafka closes the connection instead of answering (e.g. acks=0 produce errors).
+    Close(String),
+}
+
+/// Versions served, per API: every version of the Kafka 4.1 schema, which starts at
+/// Kafka 4's baseline (KIP-896). Handlers cover each version's fields.
+pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
+    let range = match api_key {
+        ApiKey::Produce => ProduceRequest::VERSIONS,
+        ApiKey::Fetch => FetchRequest::VERSIONS,
+        ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
+        ApiKey::Metadata => MetadataRequest::VERSIONS,
+        ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
+        ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
+        ApiKey::DeleteTopics => DeleteTopicsRequest::VERSIONS,
+        ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
+        ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+        _ => return None,
+    };
+    Some(range)
+}
+
+/// The advertised list, in api key order.
+pub fn api_version_entries() -> Vec<ApiVersion> {
+    ApiKey::iter()
+        .filter_map(|key| {
+            supported_versions(key).map(|range| {
+                ApiVersion::default()
+                    .with_api_key(key as i16)
+                    .with_min_version(range.min)
+                    .with_max_version(range.max)
+            })
+        })
+        .collect()
+}
+
+/// KIP-511: an ApiVersions request at an unknown version gets UNSUPPORTED_VERSION with
+/// the ranges, so that the client can retry at a version both sides know.
+pub fn unsupported_api_versions_response() -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(errors::UNSUPPORTED_VERSION)
+        .with_api_keys(api_version_entries())
+}
+
+pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
+    use handlers::*;
+    let response = match body {
+        RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(ctx, req)),
+        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(ctx, req).await),
+        RequestKind::CreateTopics(req) => {
+            ResponseKind::CreateTopics(create_topics::handle(ctx, req).await)
+        }
+        RequestKind::DeleteTopics(req) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(ctx, req).await)
+        }
+        RequestKind::Produce(req) => return produce::handle(ctx, req).await,
+        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(ctx, req).await),
+        RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(ctx, req)),
+        RequestKind::InitProducerId(req) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(ctx, req).await)
+        }
+        RequestKind::DescribeConfigs(req) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(ctx, req))
+        }
+        RequestKind::DescribeCluster(req) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(ctx, req))
+        }
+        // The framing layer only passes APIs listed in `supported_versions`.
+        other => {
+            return Outcome::Close(format!(
+                "no handler for {:?}",
+                std::mem::discriminant(&other)
+            ))
+        }
+    };
+    Outcome::Respond(response)
+}

@@ -1,0 +1,297 @@
+//! Idempotent producer state of one partition: per producer id, the epoch and the last
+//! five appended batches (Kafka keeps five so that a client with up to five requests in
+//! flight can retry any of them and be answered with the original offset).
+//!
+//! Pure data: the partition feeds it batch headers (on append and when rebuilding from
+//! the log at open) and persists it through [`ProducerStateTable::to_snapshot`].
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::log::batch::BatchHeader;
+
+/// Batches remembered per producer for duplicate detection (Kafka's value).
+pub const MAX_CACHED_BATCHES: usize = 5;
+
+/// Bound on producers tracked per partition; the least recently active are dropped
+/// first once it is reached (they then get OUT_OF_ORDER/UNKNOWN on a late retry).
+pub const MAX_PRODUCERS_PER_PARTITION: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedBatch {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<CachedBatch>,
+    pub last_timestamp_ms: i64,
+}
+
+/// What an idempotent batch may do, decided before it is appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Next in sequence (or not idempotent): append it.
+    Append,
+    /// A retry of a batch already in the log: answer success with its first offset.
+    Duplicate { first_offset: i64 },
+}
+
+/// Kafka error codes a produce can get from the sequence check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceError {
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER (45)
+    OutOfOrder,
+    /// INVALID_PRODUCER_EPOCH (47)
+    InvalidEpoch,
+    /// UNKNOWN_PRODUCER_ID (59): no state for this producer and a non-zero sequence.
+    UnknownProducer,
+}
+
+impl SequenceError {
+    pub fn code(self) -> i16 {
+        match self {
+            SequenceError::OutOfOrder => 45,
+            SequenceError::InvalidEpoch => 47,
+            SequenceError::UnknownProducer => 59,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerStateTable {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+/// The on-disk form: the table plus the log offset it is valid up to (exclusive).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProducerSnapshot {
+    pub next_offset: i64,
+    pub table: ProducerStateTable,
+}
+
+fn next_sequence(sequence: i32) -> i32 {
+    if sequence == i32::MAX {
+        0
+    } else {
+        sequence + 1
+    }
+}
+
+impl ProducerStateTable {
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    /// Decides whether a batch from a client may be appended.
+    pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
+        if !header.has_producer_id() {
+            return Ok(SequenceCheck::Append);
+        }
+        let first = header.base_sequence;
+        let last = header.last_sequence();
+        let Some(entry) = self.producers.get(&header.producer_id) else {
+            return if first == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(SequenceError::UnknownProducer)
+            };
+        };
+        if header.producer_epoch < entry.epoch {
+            return Err(SequenceError::InvalidEpoch);
+        }
+        if header.producer_epoch > entry.epoch {
+            // A bumped epoch restarts its sequence at zero.
+            return if first == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(SequenceError::OutOfOrder)
+            };
+        }
+        if let Some(cached) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_sequence == first && b.last_sequence == last)
+        {
+            return Ok(SequenceCheck::Duplicate {
+                first_offset: cached.first_offset,
+            });
+        }
+        match entry.batches.back() {
+            Some(latest) if first == next_sequence(latest.last_sequence) => {
+                Ok(SequenceCheck::Append)
+            }
+            _ => Err(SequenceError::OutOfOrder),
+        }
+    }
+
+    /// Records an appended batch (base offset already assigned).
+    pub fn record(&mut self, header: &BatchHeader, timestamp_ms: i64) {
+        if !header.has_producer_id() {
+            return;
+        }
+        if !self.producers.contains_key(&header.producer_id)
+            && self.producers.len() >= MAX_PRODUCERS_PER_PARTITION
+        {
+            self.evict_oldest();
+        }
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::with_capacity(MAX_CACHED_BATCHES),
+                last_timestamp_ms: timestamp_ms,
+            });
+        if header.producer_epoch != entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == MAX_CACHED_BATCHES {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(CachedBatch {
+            first_sequence: header.base_sequence,
+            last_sequence: header.last_sequence(),
+            first_offset: header.base_offset,
+            last_offset: header.last_offset(),
+        });
+        entry.last_timestamp_ms = entry.last_timestamp_ms.max(timestamp_ms);
+        debug_assert!(entry.batches.len() <= MAX_CACHED_BATCHES);
+    }
+
+    /// Forgets producers idle for longer than `producer.id.expiration.ms`.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) {
+        self.producers
+            .retain(|_, entry| now_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms);
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some((&oldest, _)) = self
+            .producers
+            .iter()
+            .min_by_key(|(_, entry)| entry.last_timestamp_ms)
+        {
+            self.producers.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::{test_support::batch_with, BatchHeader};
+
+    fn header(pid: i64, epoch: i16, seq: i32, count: usize, base_offset: i64) -> BatchHeader {
+        let values: Vec<&[u8]> = (0..count).map(|_| &b"v"[..]).collect();
+        let mut h = BatchHeader::parse(&batch_with(&values, 1, pid, epoch, seq)).unwrap();
+        h.base_offset = base_offset;
+        h
+    }
+
+    #[test]
+    fn sequences_advance_and_retries_are_duplicates() {
+        let mut t = ProducerStateTable::default();
+        let first = header(7, 0, 0, 3, 0);
+        assert_eq!(t.check(&first), Ok(SequenceCheck::Append));
+        t.record(&first, 1);
+        let second = header(7, 0, 3, 2, 3);
+        assert_eq!(t.check(&second), Ok(SequenceCheck::Append));
+        t.record(&second, 2);
+        assert_eq!(
+            t.check(&header(7, 0, 0, 3, 99)),
+            Ok(SequenceCheck::Duplicate { first_offset: 0 })
+        );
+        assert_eq!(
+            t.check(&header(7, 0, 9, 1, 99)),
+            Err(SequenceError::OutOfOrder)
+        );
+        assert_eq!(t.check(&header(7, 0, 5, 1, 5)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut t = ProducerStateTable::default();
+        for i in 0..6 {
+            t.record(&header(1, 0, i, 1, i as i64), 1);
+        }
+        assert_eq!(t.get(1).unwrap().batches.len(), MAX_CACHED_BATCHES);
+        assert_eq!(
+            t.check(&header(1, 0, 0, 1, 0)),
+            Err(SequenceError::OutOfOrder)
+        );
+        assert_eq!(
+            t.check(&header(1, 0, 1, 1, 0)),
+            Ok(SequenceCheck::Duplicate { first_offset: 1 })
+        );
+    }
+
+    #[test]
+    fn epochs_fence_and_restart_sequences() {
+        let mut t = ProducerStateTable::default();
+        t.record(&header(1, 3, 0, 1, 0), 1);
+        assert_eq!(
+            t.check(&header(1, 2, 1, 1, 0)),
+            Err(SequenceError::InvalidEpoch)
+        );
+        assert_eq!(
+            t.check(&header(1, 4, 5, 1, 0)),
+            Err(SequenceError::OutOfOrder)
+        );
+        assert_eq!(t.check(&header(1, 4, 0, 1, 0)), Ok(SequenceCheck::Append));
+        t.record(&header(1, 4, 0, 1, 1), 2);
+        assert_eq!(t.get(1).unwrap().epoch, 4);
+        assert_eq!(t.get(1).unwrap().batches.len(), 1);
+    }
+
+    #[test]
+    fn unknown_producers_must_start_at_zero() {
+        let t = ProducerStateTable::default();
+        assert_eq!(
+            t.check(&header(9, 0, 4, 1, 0)),
+            Err(SequenceError::UnknownProducer)
+        );
+        assert_eq!(t.check(&header(9, 0, 0, 1, 0)), Ok(SequenceCheck::Append));
+        assert_eq!(
+            t.check(&header(-1, -1, -1, 1, 0)),
+            Ok(SequenceCheck::Append)
+        );
+    }
+
+    #[test]
+    fn sequence_wraps_at_i32_max() {
+        let mut t = ProducerStateTable::default();
+        t.record(&header(1, 0, i32::MAX, 1, 0), 1);
+        assert_eq!(t.check(&header(1, 0, 0, 1, 1)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn idle_producers_expire_and_snapshots_round_trip() {
+        let mut t = ProducerStateTable::default();
+        t.record(&header(1, 0, 0, 1, 0), 1_000);
+        t.record(&header(2, 0, 0, 1, 1), 5_000);
+        let snapshot = ProducerSnapshot {
+            next_offset: 2,
+            table: t.clone(),
+        };
+        let json = serde_json::to_vec(&snapshot).unwrap();
+        let back: ProducerSnapshot = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.table, t);
+        t.expire(6_000, 2_000);
+        assert!(t.get(1).is_none());
+        assert!(t.get(2).is_some());
+    }
+}

@@ -1,0 +1,173 @@
+//! Fetch: stored batches as they are, with long polling.
+//!
+//! The answer waits until `min_bytes` are available or `max_wait_ms` passes; an append to
+//! any fetched partition wakes it at once (no timer polling). Byte limits: whole batches
+//! up to `partition_max_bytes` per partition and `max_bytes` (capped by the broker's
+//! `fetch.max.bytes`) in all, but the first batch found is returned even when larger.
+//!
+//! Incremental fetch sessions (KIP-227) are declined the way Kafka declines them when it
+//! has no room for a session: every answer carries session id 0, so clients keep sending
+//! full fetch requests. A request that names a session id gets FETCH_SESSION_ID_NOT_FOUND.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::time::Instant;
+
+use super::{find_topic, led_partition};
+use crate::log::batch::{BatchHeader, HEADER_SIZE};
+use crate::partition::{Partition, PartitionError};
+use crate::protocol::{errors, RequestContext};
+
+/// Upper bound on how long a fetch may park, whatever the client asks.
+const MAX_WAIT_CAP_MS: i32 = 30_000;
+const ZSTD_CODEC: i16 = 4;
+
+struct Slot {
+    topic_index: usize,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+    local: Result<Arc<Partition>, PartitionError>,
+}
+
+pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
+    let version = ctx.version();
+    if version >= 7 && request.session_id != 0 {
+        return FetchResponse::default().with_error_code(errors::FETCH_SESSION_ID_NOT_FOUND);
+    }
+    let image = ctx.broker.metadata.image();
+    let by_id = version >= 13;
+    let mut slots = Vec::new();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for (topic_index, fetch_topic) in request.topics.into_iter().enumerate() {
+        let (topic, unknown_code) =
+            find_topic(&image, by_id, &fetch_topic.topic.0, fetch_topic.topic_id);
+        for p in &fetch_topic.partitions {
+            slots.push(Slot {
+                topic_index,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes,
+                local: led_partition(
+                    ctx,
+                    topic,
+                    unknown_code,
+                    p.partition,
+                    p.current_leader_epoch,
+                ),
+            });
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(fetch_topic.topic)
+                .with_topic_id(fetch_topic.topic_id),
+        );
+    }
+
+    let max_bytes = if version >= 3 {
+        request.max_bytes.min(ctx.broker.config.fetch_max_bytes)
+    } else {
+        ctx.broker.config.fetch_max_bytes
+    }
+    .max(0) as usize;
+    let wait_ms = request.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms as u64);
+    let min_bytes = request.min_bytes.max(0) as usize;
+
+    let partitions = loop {
+        // Register for wake-ups before reading, so an append in between is not missed.
+        let mut wakeups: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = slots
+            .iter()
+            .filter_map(|s| s.local.as_ref().ok())
+            .map(|p| Box::pin(p.data_arrived()))
+            .collect();
+        for wakeup in &mut wakeups {
+            wakeup.as_mut().enable();
+        }
+        let (partitions, total_bytes, any_error) = read_all(&slots, max_bytes, version);
+        let done = total_bytes >= min_bytes
+            || any_error
+            || wakeups.is_empty()
+            || Instant::now() >= deadline;
+        if done {
+            break partitions;
+        }
+        tokio::select! {
+            _ = futures::future::select_all(wakeups) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    };
+
+    for (slot, data) in slots.iter().zip(partitions) {
+        topics[slot.topic_index].partitions.push(data);
+    }
+    FetchResponse::default().with_responses(topics)
+}
+
+/// One pass over every requested partition; returns the partition answers, the record
+/// bytes gathered and whether any partition failed (Kafka answers errors at once).
+fn read_all(slots: &[Slot], max_bytes: usize, version: i16) -> (Vec<PartitionData>, usize, bool) {
+    let mut total_bytes = 0usize;
+    let mut any_error = false;
+    let mut answers = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let answer = PartitionData::default().with_partition_index(slot.partition);
+        let result = slot
+            .local
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|partition| {
+                let budget = (slot.partition_max_bytes.max(0) as usize)
+                    .min(max_bytes.saturating_sub(total_bytes));
+                // Only the first partition with data may exceed the limits (one whole batch),
+                // so that an oversized batch can never stall a consumer.
+                let min_one_batch = total_bytes == 0;
+                partition.read(slot.fetch_offset, budget, min_one_batch)
+            });
+        let answer = match result {
+            Ok(read) => {
+                let answer = answer
+                    .with_high_watermark(read.high_watermark)
+                    .with_last_stable_offset(read.high_watermark)
+                    .with_log_start_offset(read.log_start_offset);
+                if version < 10 && contains_zstd(&read.records) {
+                    any_error = true;
+                    answer.with_error_code(errors::UNSUPPORTED_COMPRESSION_TYPE)
+                } else {
+                    total_bytes += read.records.len();
+                    answer
+                        .with_aborted_transactions(Some(Vec::new()))
+                        .with_records(Some(read.records))
+                }
+            }
+            Err(error) => {
+                any_error = true;
+                answer
+                    .with_error_code(error.code)
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_log_start_offset(-1)
+            }
+        };
+        answers.push(answer);
+    }
+    (answers, total_bytes, any_error)
+}
+
+/// Fetch versions before 10 predate zstd (KIP-110): such clients cannot read it.
+fn contains_zstd(mut records: &[u8]) -> bool {
+    while records.len() >= HEADER_SIZE {
+        let Ok(header) = BatchHeader::parse(records) else {
+            return false;
+        };
+        if header.compression_codec() == ZSTD_CODEC {
+            return true;
+        }
+        records = &records[header.total_size().min(records.len())..];
+    }
+    false
+}

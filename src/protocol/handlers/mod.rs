@@ -1,0 +1,85 @@
+//! One file per Kafka API, named after it.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::sync::Arc;
+
+use crate::metadata::TopicImage;
+use crate::partition::{Partition, PartitionError};
+use crate::protocol::{errors, RequestContext};
+
+const FENCED_LEADER_EPOCH: i16 = 74;
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
+
+/// The local partition a produce, fetch or ListOffsets may use, or Kafka's reason why
+/// not: unknown topic (`unknown_topic_code` differs by whether the request named it by
+/// id), unknown partition, not the leader, a stale or future leader epoch
+/// (`current_leader_epoch` -1 skips that check), or a replica that failed to open.
+pub fn led_partition(
+    ctx: &RequestContext,
+    topic: Option<&Arc<TopicImage>>,
+    unknown_topic_code: i16,
+    index: i32,
+    current_leader_epoch: i32,
+) -> Result<Arc<Partition>, PartitionError> {
+    let error = |code: i16, message: &str| PartitionError {
+        code,
+        message: message.to_string(),
+    };
+    let topic = topic.ok_or_else(|| error(unknown_topic_code, "unknown topic"))?;
+    let assignment = topic
+        .partitions
+        .iter()
+        .find(|p| p.partition == index)
+        .ok_or_else(|| error(errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown partition"))?;
+    if assignment.leader != ctx.broker.config.node_id {
+        return Err(error(errors::NOT_LEADER_OR_FOLLOWER, "not the leader"));
+    }
+    if current_leader_epoch >= 0 && current_leader_epoch < assignment.leader_epoch {
+        return Err(error(
+            FENCED_LEADER_EPOCH,
+            "leader epoch is older than the leader's",
+        ));
+    }
+    if current_leader_epoch > assignment.leader_epoch {
+        return Err(error(
+            UNKNOWN_LEADER_EPOCH,
+            "leader epoch is newer than the leader's",
+        ));
+    }
+    let local = || ctx.broker.partitions.get(topic.topic_id, index);
+    // The metadata watcher may not have opened a just-created partition yet.
+    local()
+        .or_else(|| {
+            ctx.broker.reconcile_partitions();
+            local()
+        })
+        .ok_or_else(|| error(errors::KAFKA_STORAGE_ERROR, "partition is not online"))
+}
+
+/// Looks a topic up by id (requests of versions that carry ids) or by name.
+pub fn find_topic<'a>(
+    image: &'a crate::metadata::MetadataImage,
+    by_id: bool,
+    name: &str,
+    id: uuid::Uuid,
+) -> (Option<&'a Arc<TopicImage>>, i16) {
+    if by_id {
+        let topic = image
+            .topic_names_by_id
+            .get(&id)
+            .and_then(|name| image.topics.get(name));
+        (topic, errors::UNKNOWN_TOPIC_ID)
+    } else {
+        (image.topics.get(name), errors::UNKNOWN_TOPIC_OR_PARTITION)
+    }
+}
