@@ -90,12 +90,9 @@ impl Log {
         let mut segments = BTreeMap::new();
         for (i, &base_offset) in bases.iter().enumerate() {
             let segment = match bases.get(i + 1) {
-                Some(&next_base) => Segment::open_sealed(
-                    dir,
-                    base_offset,
-                    next_base,
-                    config.index_interval_bytes,
-                )?,
+                Some(&next_base) => {
+                    Segment::open_sealed(dir, base_offset, next_base, config.index_interval_bytes)?
+                }
                 None => Segment::open_active(dir, base_offset, config.index_interval_bytes)?,
             };
             segments.insert(base_offset, segment);
@@ -288,7 +285,7 @@ impl Log {
             // The in-memory max timestamp skips whole segments without touching them.
             if segment
                 .max_timestamp()
-                .is_none_or(|max| max.timestamp_ms < timestamp_ms)
+                .map_or(true, |max| max.timestamp_ms < timestamp_ms)
             {
                 continue;
             }
@@ -305,7 +302,9 @@ impl Log {
         for segment in self.segments.values() {
             if let Some(max) = segment.max_timestamp() {
                 // Strictly greater: the earliest segment wins a tie.
-                if best.is_none_or(|(_, best_max)| max.timestamp_ms > best_max.timestamp_ms) {
+                if best.map_or(true, |(_, best_max)| {
+                    max.timestamp_ms > best_max.timestamp_ms
+                }) {
                     best = Some((segment, max));
                 }
             }

@@ -80,7 +80,7 @@ impl SegmentIndex {
         let relative_offset = relative_last as u32;
         if self
             .max_timestamp
-            .is_none_or(|max| header.max_timestamp > max.timestamp_ms)
+            .map_or(true, |max| header.max_timestamp > max.timestamp_ms)
         {
             self.max_timestamp = Some(MaxTimestamp {
                 timestamp_ms: header.max_timestamp,
@@ -100,7 +100,8 @@ impl SegmentIndex {
         debug_assert!(self
             .offset_entries
             .last()
-            .is_none_or(|last| last.relative_offset < relative_offset && last.position < position));
+            .map_or(true, |last| last.relative_offset < relative_offset
+                && last.position < position));
         self.offset_entries.push(offset_entry);
         (Some(offset_entry), self.maybe_time_entry())
     }
@@ -361,8 +362,8 @@ impl Segment {
 
     /// Opens a sealed segment, trusting its index files if they are sane, else rebuilding
     /// them by a scan. `next_segment_base` bounds the offsets it may hold. A corrupt sealed
-    /// segment is not truncated (later segments depend on it): its indexes cover the valid
-    /// prefix and reads past it fail as corrupt.
+    /// segment is not truncated (later segments depend on it): it is cut short in memory to
+    /// its valid prefix, so reads skip from there to the next segment.
     pub(super) fn open_sealed(
         dir: &Path,
         base_offset: i64,
@@ -436,7 +437,7 @@ impl Segment {
                 relative_offset: be_u32(&chunk[..4]),
                 position: be_u32(&chunk[4..]),
             };
-            let increasing = index.offset_entries.last().is_none_or(|last| {
+            let increasing = index.offset_entries.last().map_or(true, |last| {
                 last.relative_offset < entry.relative_offset && last.position < entry.position
             });
             if !increasing
@@ -452,7 +453,7 @@ impl Segment {
                 timestamp_ms: be_i64(&chunk[..8]),
                 relative_offset: be_u32(&chunk[8..]),
             };
-            let increasing = index.time_entries.last().is_none_or(|last| {
+            let increasing = index.time_entries.last().map_or(true, |last| {
                 last.timestamp_ms < entry.timestamp_ms
                     && last.relative_offset <= entry.relative_offset
             });
@@ -539,9 +540,12 @@ impl Segment {
         self.size_bytes += batch.len() as u64;
         self.next_offset = header.last_offset() + 1;
         self.rolling_base_ms.get_or_insert(now_ms);
-        let (offset_entry, time_entry) =
-            self.index
-                .observe(self.base_offset, header, position as u32, index_interval_bytes);
+        let (offset_entry, time_entry) = self.index.observe(
+            self.base_offset,
+            header,
+            position as u32,
+            index_interval_bytes,
+        );
         // The batch is in the log now: an index write failure must not fail the append.
         // The active segment's index files are rebuilt by recovery, and a stale file is
         // rewritten from memory at seal.
@@ -606,6 +610,17 @@ impl Segment {
             .map_err(|e| self.corrupt(position, &e.to_string()))?;
         if position + header.total_size() as u64 > self.size_bytes {
             return Err(self.corrupt(position, "batch extends past the segment end"));
+        }
+        // Sealed segments are not validated at open: check the offsets before anyone does
+        // arithmetic on them.
+        let in_segment = header.base_offset >= self.base_offset
+            && header.last_offset_delta >= 0
+            && header
+                .base_offset
+                .checked_add(header.last_offset_delta as i64)
+                .is_some_and(|last_offset| last_offset < self.next_offset);
+        if !in_segment {
+            return Err(self.corrupt(position, "batch offsets outside the segment"));
         }
         Ok(header)
     }
