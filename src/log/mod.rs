@@ -101,9 +101,7 @@ impl Log {
             segments.insert(0, Segment::create(dir, 0)?);
             sync_dir(dir)?;
             if created {
-                if let Some(parent) = dir.parent() {
-                    sync_dir(parent)?;
-                }
+                sync_dir(parent_dir(dir))?;
             }
         }
         let log = Log {
@@ -146,7 +144,10 @@ impl Log {
     /// Appends one validated batch whose base offset is already `log_end_offset()`.
     ///
     /// The batch has reached the kernel when this returns, and the disk too if the flush
-    /// policy says so. On an error nothing was appended.
+    /// policy says so. When the write itself fails nothing was appended; when only the
+    /// policy's fsync fails the batch is in the log but not known durable, so callers
+    /// should treat any `Io` error here as fatal for the log (Kafka takes the log
+    /// directory offline).
     pub fn append(
         &mut self,
         batch: &[u8],
@@ -192,8 +193,10 @@ impl Log {
         let base_offset = self.log_end_offset();
         self.active_mut().seal()?;
         let segment = Segment::create(&self.dir, base_offset)?;
-        sync_dir(&self.dir)?;
+        // Insert before syncing the directory: the file exists either way, and a retried
+        // roll must not try to create it again.
         self.segments.insert(base_offset, segment);
+        sync_dir(&self.dir)?;
         // Sealing fsynced everything appended so far.
         self.unflushed_messages = 0;
         self.oldest_unflushed_append_ms = None;
@@ -377,9 +380,7 @@ impl Log {
         // Close the files before removing them.
         drop(self);
         fs::remove_dir_all(&dir)?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
+        sync_dir(parent_dir(&dir))?;
         Ok(())
     }
 }
@@ -409,6 +410,14 @@ fn segment_base_offsets(dir: &Path) -> Result<Vec<i64>, LogError> {
     }
     bases.sort_unstable();
     Ok(bases)
+}
+
+/// The directory holding `dir`; a bare relative name's parent is the working directory.
+fn parent_dir(dir: &Path) -> &Path {
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
 
 /// fsyncs a directory so that file creations and removals in it are durable.
