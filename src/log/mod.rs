@@ -8,6 +8,9 @@
 //! Recovery at open scans only the active (last) segment, truncating it at the first
 //! torn, truncated, corrupt or non-contiguous batch. Sealed segments were fsynced when
 //! they were rolled; their indexes are trusted when sane, else rebuilt by a scan.
+//!
+//! Resources: every segment keeps its three files open (3 descriptors per segment) and
+//! its indexes in memory; see [`segment`] for the per-segment entry bound.
 
 pub mod batch;
 mod segment;

@@ -469,21 +469,39 @@ impl Segment {
             return Ok(self.size_bytes == 0);
         };
         self.index = index;
-        let found = self.find_batch(base + last_time.relative_offset as i64);
-        let Ok(Some((position, header))) = found else {
-            self.index = SegmentIndex::default();
-            return Ok(false);
-        };
-        if header.max_timestamp != last_time.timestamp_ms {
-            self.index = SegmentIndex::default();
-            return Ok(false);
+        match self.check_loaded_index(last_time) {
+            Some(max_timestamp) => {
+                self.index.max_timestamp = Some(max_timestamp);
+                Ok(true)
+            }
+            None => {
+                self.index = SegmentIndex::default();
+                Ok(false)
+            }
         }
-        self.index.max_timestamp = Some(MaxTimestamp {
+    }
+
+    /// Checks the loaded index against the log where it is cheap: the last offset entry
+    /// must point at the batch it names, and the last time entry must name a batch with
+    /// that max timestamp. Returns where the max timestamp lives. (Checking every entry
+    /// would read a header per entry at every open.)
+    fn check_loaded_index(&self, last_time: TimeEntry) -> Option<MaxTimestamp> {
+        if let Some(last) = self.index.offset_entries.last() {
+            let header = self.header_at(last.position as u64).ok()?;
+            if header.last_offset() != self.base_offset + last.relative_offset as i64 {
+                return None;
+            }
+        }
+        let offset = self.base_offset + last_time.relative_offset as i64;
+        let (position, header) = self.find_batch(offset).ok()??;
+        if header.max_timestamp != last_time.timestamp_ms {
+            return None;
+        }
+        Some(MaxTimestamp {
             timestamp_ms: last_time.timestamp_ms,
             relative_offset: last_time.relative_offset,
             position,
-        });
-        Ok(true)
+        })
     }
 
     fn rewrite_index_files(&mut self) -> Result<(), LogError> {

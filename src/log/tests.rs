@@ -654,3 +654,47 @@ fn garbage_offsets_in_a_sealed_segment_are_reported_at_read_time() {
     // The index leads past the damaged batch to the good one.
     assert_eq!(read_all(&log, 3), concat(&[&written[1], &written[2]]));
 }
+
+#[test]
+fn a_sane_looking_index_that_disagrees_with_the_log_is_rebuilt() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let one = batch(&[b"x", b"y"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 3 * one,
+        ..config()
+    };
+    let written: Vec<Bytes> = {
+        let mut log = Log::open(&dir, cfg.clone()).unwrap();
+        (0..4)
+            .map(|ts| append(&mut log, &[b"x", b"y"], ts, 0))
+            .collect()
+    };
+    // Increasing, in range, but pointing into the middle of batches.
+    let mut index = Vec::new();
+    for (relative_offset, position) in [(1u32, 7u32), (3, one as u32 + 5)] {
+        index.extend_from_slice(&relative_offset.to_be_bytes());
+        index.extend_from_slice(&position.to_be_bytes());
+    }
+    fs::write(dir.join(file_name(0, "index")), &index).unwrap();
+    let log = Log::open(&dir, cfg).unwrap();
+    for (i, b) in written.iter().enumerate() {
+        assert_eq!(log.read(2 * i as i64 + 1, 1, true).unwrap(), *b);
+    }
+    assert_eq!(
+        fs::read(dir.join(file_name(0, "index"))).unwrap().len(),
+        3 * 8
+    );
+}
+
+#[test]
+fn appended_data_is_visible_to_recovery_without_a_close() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let mut log = Log::open(&dir, config()).unwrap();
+    let b0 = append(&mut log, &[b"acked"], 1, 0);
+    // As after a kill -9: another open sees what the first one wrote, with no flush.
+    let recovered = Log::open(&dir, config()).unwrap();
+    assert_eq!(recovered.log_end_offset(), 1);
+    assert_eq!(read_all(&recovered, 0), b0);
+}
