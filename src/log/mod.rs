@@ -3,14 +3,14 @@
 //!
 //! Layout (one directory per partition, as in Kafka): per segment, `<base>.log`,
 //! `<base>.index` and `<base>.timeindex`, `<base>` being the segment's base offset
-//! zero-padded to 20 digits. See [`segment`] for the file formats and bounds.
+//! zero-padded to 20 digits. See `segment.rs` for the file formats and bounds.
 //!
 //! Recovery at open scans only the active (last) segment, truncating it at the first
 //! torn, truncated, corrupt or non-contiguous batch. Sealed segments were fsynced when
 //! they were rolled; their indexes are trusted when sane, else rebuilt by a scan.
 //!
 //! Resources: every segment keeps its three files open (3 descriptors per segment) and
-//! its indexes in memory; see [`segment`] for the per-segment entry bound.
+//! its indexes in memory; see `segment.rs` for the per-segment entry bound.
 
 pub mod batch;
 mod segment;
