@@ -698,3 +698,25 @@ fn appended_data_is_visible_to_recovery_without_a_close() {
     assert_eq!(recovered.log_end_offset(), 1);
     assert_eq!(read_all(&recovered, 0), b0);
 }
+
+#[test]
+fn segment_age_survives_a_reopen_via_the_first_batch_timestamp() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let cfg = LogConfig {
+        segment_ms: 100,
+        ..config()
+    };
+    {
+        let mut log = Log::open(&dir, cfg.clone()).unwrap();
+        append(&mut log, &[b"a"], 1_000, 1_000);
+    }
+    let mut log = Log::open(&dir, cfg).unwrap();
+    append(&mut log, &[b"b"], 1_050, 1_050);
+    assert_eq!(segment_files(&dir, "log").len(), 1);
+    append(&mut log, &[b"c"], 1_100, 1_100);
+    assert_eq!(
+        segment_files(&dir, "log"),
+        vec![file_name(0, "log"), file_name(2, "log")]
+    );
+}
