@@ -227,7 +227,7 @@ impl Log {
         for (&base_offset, segment) in self.segments.range(first_base..) {
             if base_offset == first_base {
                 if let Some((position, _)) = segment.find_batch(offset)? {
-                    return Ok(Some((base_offset, position as u64)));
+                    return Ok(Some((base_offset, position)));
                 }
             } else if !segment.is_empty() {
                 return Ok(Some((base_offset, 0)));
@@ -318,7 +318,7 @@ impl Log {
         let Some((segment, max)) = best else {
             return Ok(None);
         };
-        let position = max.position as u64;
+        let position = max.position;
         let header = segment.header_at(position)?;
         if header.max_timestamp != max.timestamp_ms {
             return Err(LogError::Corrupt(format!(

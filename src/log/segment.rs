@@ -53,7 +53,7 @@ struct TimeEntry {
 pub(super) struct MaxTimestamp {
     pub(super) timestamp_ms: i64,
     pub(super) relative_offset: u32,
-    pub(super) position: u32,
+    pub(super) position: u64,
 }
 
 /// In-memory copy of both indexes plus the bookkeeping that decides when to add entries.
@@ -85,7 +85,7 @@ impl SegmentIndex {
             self.max_timestamp = Some(MaxTimestamp {
                 timestamp_ms: header.max_timestamp,
                 relative_offset,
-                position,
+                position: position as u64,
             });
         }
         self.bytes_since_index_entry += header.total_size() as u64;
@@ -666,12 +666,12 @@ impl Segment {
 
     /// The batch whose last offset is the first >= `offset`, with its position; None if
     /// the segment ends before `offset`.
-    pub(super) fn find_batch(&self, offset: i64) -> Result<Option<(u32, BatchHeader)>, LogError> {
+    pub(super) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
         let mut position = self.index.offset_lookup(self.base_offset, offset) as u64;
         while position < self.size_bytes {
             let header = self.header_at(position)?;
             if header.last_offset() >= offset {
-                return Ok(Some((position as u32, header)));
+                return Ok(Some((position, header)));
             }
             position += header.total_size() as u64;
         }
