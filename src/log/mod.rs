@@ -1,17 +1,31 @@
 //! A partition's on-disk log: segments of record batches in Kafka's format, a sparse
 //! offset index and a time index per segment, recovery at open, rolling, flush policy.
 //!
-//! CONTRACT STUB: the signatures below are the API the partition layer codes against;
-//! the bodies are being written on the `log` branch.
+//! Layout (one directory per partition, as in Kafka): per segment, `<base>.log`,
+//! `<base>.index` and `<base>.timeindex`, `<base>` being the segment's base offset
+//! zero-padded to 20 digits. See `segment.rs` for the file formats and bounds.
+//!
+//! Recovery at open scans only the active (last) segment, truncating it at the first
+//! torn, truncated, corrupt or non-contiguous batch. Sealed segments were fsynced when
+//! they were rolled; their indexes are trusted when sane, else rebuilt by a scan.
+//!
+//! Resources: every segment keeps its three files open (3 descriptors per segment) and
+//! its indexes in memory; see `segment.rs` for the per-segment entry bound.
 
 pub mod batch;
+mod segment;
+#[cfg(test)]
+mod tests;
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use thiserror::Error;
 
 use batch::BatchHeader;
+use segment::{Segment, MAX_RELATIVE_OFFSET, MAX_SEGMENT_BYTES};
 
 /// Per-log settings, under Kafka's topic-level names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,67 +69,362 @@ pub enum LogError {
 }
 
 /// One partition's log. Appends take `&mut self`; reads take `&self`.
+///
+/// Reads use positional reads of the segment files, bounded by the in-memory segment
+/// sizes, so they only ever see whole appended batches.
 pub struct Log {
-    _private: (),
+    dir: PathBuf,
+    config: LogConfig,
+    /// Segments by base offset; never empty. The last one is the active segment.
+    segments: BTreeMap<i64, Segment>,
+    /// Records appended since the last fsync.
+    unflushed_messages: u64,
+    /// `now_ms` of the oldest append not yet fsynced.
+    oldest_unflushed_append_ms: Option<i64>,
 }
 
 impl Log {
     /// Opens the log in `dir` (created if missing), recovering the active segment.
-    pub fn open(_dir: &Path, _config: LogConfig) -> Result<Log, LogError> {
-        todo!("log branch")
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
+        debug_assert!(config.segment_bytes > 0);
+        let created = !dir.exists();
+        fs::create_dir_all(dir)?;
+        let bases = segment_base_offsets(dir)?;
+        let mut segments = BTreeMap::new();
+        for (i, &base_offset) in bases.iter().enumerate() {
+            let segment = match bases.get(i + 1) {
+                Some(&next_base) => {
+                    Segment::open_sealed(dir, base_offset, next_base, config.index_interval_bytes)?
+                }
+                None => Segment::open_active(dir, base_offset, config.index_interval_bytes)?,
+            };
+            segments.insert(base_offset, segment);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(dir, 0)?);
+            sync_dir(dir)?;
+            if created {
+                sync_dir(parent_dir(dir))?;
+            }
+        }
+        let log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            unflushed_messages: 0,
+            oldest_unflushed_append_ms: None,
+        };
+        debug_assert!(log.log_start_offset() <= log.log_end_offset());
+        Ok(log)
     }
+
     pub fn dir(&self) -> &Path {
-        todo!("log branch")
+        &self.dir
     }
+
     pub fn log_start_offset(&self) -> i64 {
-        todo!("log branch")
+        self.segments.keys().next().copied().unwrap_or(0)
     }
+
     pub fn log_end_offset(&self) -> i64 {
-        todo!("log branch")
+        self.active().next_offset()
     }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
     /// Appends one validated batch whose base offset is already `log_end_offset()`.
+    ///
+    /// The batch has reached the kernel when this returns, and the disk too if the flush
+    /// policy says so. When the write itself fails nothing was appended; when only the
+    /// policy's fsync fails the batch is in the log but not known durable, so callers
+    /// should treat any `Io` error here as fatal for the log (Kafka takes the log
+    /// directory offline).
     pub fn append(
         &mut self,
-        _batch: &[u8],
-        _header: &BatchHeader,
-        _now_ms: i64,
+        batch: &[u8],
+        header: &BatchHeader,
+        now_ms: i64,
     ) -> Result<(), LogError> {
-        todo!("log branch")
+        debug_assert_eq!(header.base_offset, self.log_end_offset());
+        debug_assert_eq!(header.total_size(), batch.len());
+        debug_assert!(header.last_offset() >= header.base_offset);
+        if self.should_roll(batch.len() as u64, header, now_ms) {
+            self.roll()?;
+        }
+        let index_interval_bytes = self.config.index_interval_bytes;
+        self.active_mut()
+            .append(batch, header, now_ms, index_interval_bytes)?;
+        debug_assert_eq!(self.log_end_offset(), header.last_offset() + 1);
+        self.unflushed_messages += header.record_count.max(0) as u64;
+        self.oldest_unflushed_append_ms.get_or_insert(now_ms);
+        if self.unflushed_messages >= self.config.flush_interval_messages {
+            self.flush()?;
+        }
+        Ok(())
     }
+
+    fn should_roll(&self, batch_bytes: u64, header: &BatchHeader, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            // A batch larger than a segment still goes into an empty one.
+            return false;
+        }
+        let segment_bytes = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let too_big = active.size_bytes() + batch_bytes > segment_bytes;
+        let segment_ms = self.config.segment_ms.min(i64::MAX as u64) as i64;
+        let too_old = active
+            .rolling_base_ms()
+            .is_some_and(|base_ms| now_ms.saturating_sub(base_ms) >= segment_ms);
+        let offsets_overflow = header.last_offset() - active.base_offset > MAX_RELATIVE_OFFSET;
+        too_big || too_old || offsets_overflow
+    }
+
+    /// Seals the active segment (fsyncing it) and starts a new one at the log end.
+    fn roll(&mut self) -> Result<(), LogError> {
+        let base_offset = self.log_end_offset();
+        self.active_mut().seal()?;
+        let segment = Segment::create(&self.dir, base_offset)?;
+        // Insert before syncing the directory: the file exists either way, and a retried
+        // roll must not try to create it again.
+        self.segments.insert(base_offset, segment);
+        sync_dir(&self.dir)?;
+        // Sealing fsynced everything appended so far.
+        self.unflushed_messages = 0;
+        self.oldest_unflushed_append_ms = None;
+        Ok(())
+    }
+
+    fn check_offset(&self, offset: i64) -> Result<(), LogError> {
+        let (log_start, log_end) = (self.log_start_offset(), self.log_end_offset());
+        if offset < log_start || offset > log_end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
+        }
+        Ok(())
+    }
+
+    /// The segment base and position of the batch holding `offset` (or the first batch
+    /// after it), None at the log end.
+    fn locate(&self, offset: i64) -> Result<Option<(i64, u64)>, LogError> {
+        let Some((&first_base, _)) = self.segments.range(..=offset).next_back() else {
+            return Ok(None);
+        };
+        for (&base_offset, segment) in self.segments.range(first_base..) {
+            if base_offset == first_base {
+                if let Some((position, _)) = segment.find_batch(offset)? {
+                    return Ok(Some((base_offset, position)));
+                }
+            } else if !segment.is_empty() {
+                return Ok(Some((base_offset, 0)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Whole batches from the one containing `offset`, up to `max_bytes`; at least one
     /// whole batch when `min_one_batch`. Empty at the log end.
     pub fn read(
         &self,
-        _offset: i64,
-        _max_bytes: usize,
-        _min_one_batch: bool,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
     ) -> Result<Bytes, LogError> {
-        todo!("log branch")
+        self.check_offset(offset)?;
+        if offset == self.log_end_offset() {
+            return Ok(Bytes::new());
+        }
+        let Some((start_base, start_position)) = self.locate(offset)? else {
+            return Ok(Bytes::new());
+        };
+        let max_bytes = max_bytes as u64;
+        let mut out = Vec::new();
+        for (&base_offset, segment) in self.segments.range(start_base..) {
+            let run_start = if base_offset == start_base {
+                start_position
+            } else {
+                0
+            };
+            let mut position = run_start;
+            let mut full = false;
+            while position < segment.size_bytes() {
+                let batch_bytes = segment.header_at(position)?.total_size() as u64;
+                let taken_bytes = out.len() as u64 + (position - run_start);
+                if taken_bytes + batch_bytes > max_bytes {
+                    if taken_bytes == 0 && min_one_batch {
+                        position += batch_bytes;
+                    }
+                    full = true;
+                    break;
+                }
+                position += batch_bytes;
+            }
+            segment.read_into(run_start, position - run_start, &mut out)?;
+            if full {
+                break;
+            }
+        }
+        debug_assert!(out.len() as u64 <= max_bytes || min_one_batch);
+        Ok(Bytes::from(out))
     }
+
     /// The first batch whose max timestamp is >= `timestamp_ms`.
     pub fn first_batch_at_or_after_timestamp(
         &self,
-        _timestamp_ms: i64,
+        timestamp_ms: i64,
     ) -> Result<Option<Bytes>, LogError> {
-        todo!("log branch")
+        for segment in self.segments.values() {
+            // The in-memory max timestamp skips whole segments without touching them.
+            if segment
+                .max_timestamp()
+                .map_or(true, |max| max.timestamp_ms < timestamp_ms)
+            {
+                continue;
+            }
+            if let Some((position, header)) = segment.find_batch_by_timestamp(timestamp_ms)? {
+                return Ok(Some(read_batch(segment, position, &header)?));
+            }
+        }
+        Ok(None)
     }
+
     /// The batch holding the largest timestamp in the log (the first such batch).
     pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, LogError> {
-        todo!("log branch")
+        let mut best: Option<(&Segment, segment::MaxTimestamp)> = None;
+        for segment in self.segments.values() {
+            if let Some(max) = segment.max_timestamp() {
+                // Strictly greater: the earliest segment wins a tie.
+                if best.map_or(true, |(_, best_max)| {
+                    max.timestamp_ms > best_max.timestamp_ms
+                }) {
+                    best = Some((segment, max));
+                }
+            }
+        }
+        let Some((segment, max)) = best else {
+            return Ok(None);
+        };
+        let position = max.position;
+        let header = segment.header_at(position)?;
+        if header.max_timestamp != max.timestamp_ms {
+            return Err(LogError::Corrupt(format!(
+                "segment {} position {position}: max timestamp index disagrees with the log",
+                segment.base_offset
+            )));
+        }
+        Ok(Some(read_batch(segment, position, &header)?))
     }
+
     /// Headers of all batches with last offset >= `offset`, in log order.
-    pub fn batch_headers_from(&self, _offset: i64) -> Result<Vec<BatchHeader>, LogError> {
-        todo!("log branch")
+    pub fn batch_headers_from(&self, offset: i64) -> Result<Vec<BatchHeader>, LogError> {
+        let offset = offset.max(self.log_start_offset());
+        let mut headers = Vec::new();
+        if offset >= self.log_end_offset() {
+            return Ok(headers);
+        }
+        let Some((start_base, start_position)) = self.locate(offset)? else {
+            return Ok(headers);
+        };
+        for (&base_offset, segment) in self.segments.range(start_base..) {
+            let mut position = if base_offset == start_base {
+                start_position
+            } else {
+                0
+            };
+            while position < segment.size_bytes() {
+                let header = segment.header_at(position)?;
+                position += header.total_size() as u64;
+                headers.push(header);
+            }
+        }
+        Ok(headers)
     }
+
+    /// fsyncs the active segment's data (sealed segments were fsynced when rolled).
     pub fn flush(&mut self) -> Result<(), LogError> {
-        todo!("log branch")
+        self.active().flush()?;
+        self.unflushed_messages = 0;
+        self.oldest_unflushed_append_ms = None;
+        Ok(())
     }
+
     /// Applies `flush.ms`: fsyncs when the oldest unflushed append is older than it.
-    pub fn flush_if_due(&mut self, _now_ms: i64) -> Result<(), LogError> {
-        todo!("log branch")
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let Some(oldest_ms) = self.oldest_unflushed_append_ms else {
+            return Ok(());
+        };
+        let flush_interval_ms = self.config.flush_interval_ms.min(i64::MAX as u64) as i64;
+        if self.config.flush_interval_ms != u64::MAX
+            && now_ms.saturating_sub(oldest_ms) >= flush_interval_ms
+        {
+            self.flush()?;
+        }
+        Ok(())
     }
-    /// Flushes and removes every file of this log, then its directory.
+
+    /// Removes every file of this log, then its directory. Nothing is flushed first: the
+    /// data is going away.
     pub fn delete(self) -> Result<(), LogError> {
-        todo!("log branch")
+        let dir = self.dir.clone();
+        // Close the files before removing them.
+        drop(self);
+        fs::remove_dir_all(&dir)?;
+        sync_dir(parent_dir(&dir))?;
+        Ok(())
     }
+}
+
+fn read_batch(segment: &Segment, position: u64, header: &BatchHeader) -> Result<Bytes, LogError> {
+    let mut out = Vec::new();
+    segment.read_into(position, header.total_size() as u64, &mut out)?;
+    Ok(Bytes::from(out))
+}
+
+/// Base offsets of the segments in `dir`, from `<20 digits>.log` names; other files are
+/// not ours to judge and are ignored.
+fn segment_base_offsets(dir: &Path) -> Result<Vec<i64>, LogError> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        match stem.parse::<i64>() {
+            Ok(base) => bases.push(base),
+            Err(_) => tracing::warn!(file = stem, "segment base offset out of range; ignored"),
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// The directory holding `dir`; a bare relative name's parent is the working directory.
+fn parent_dir(dir: &Path) -> &Path {
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// fsyncs a directory so that file creations and removals in it are durable.
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
 }

@@ -1,0 +1,722 @@
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tempfile::TempDir;
+
+use super::batch::test_support::batch;
+use super::batch::{patch_offset_and_epoch, validate};
+use super::segment::file_name;
+use super::{Log, LogConfig, LogError};
+
+/// Every batch indexed, so lookups exercise the index; tests override as needed.
+fn config() -> LogConfig {
+    LogConfig {
+        index_interval_bytes: 1,
+        ..LogConfig::default()
+    }
+}
+
+fn log_dir(tmp: &TempDir) -> PathBuf {
+    tmp.path().join("topic-0")
+}
+
+/// Builds a batch at the log end, appends it, and returns its bytes.
+fn append(log: &mut Log, values: &[&[u8]], timestamp_ms: i64, now_ms: i64) -> Bytes {
+    let mut bytes = batch(values, timestamp_ms).to_vec();
+    patch_offset_and_epoch(&mut bytes, log.log_end_offset(), 0);
+    let header = validate(&bytes).unwrap();
+    log.append(&bytes, &header, now_ms).unwrap();
+    Bytes::from(bytes)
+}
+
+fn concat(batches: &[&Bytes]) -> Vec<u8> {
+    batches.iter().flat_map(|b| b.iter().copied()).collect()
+}
+
+fn segment_files(dir: &Path, extension: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(&format!(".{extension}")))
+        .collect();
+    names.sort();
+    names
+}
+
+fn read_all(log: &Log, offset: i64) -> Bytes {
+    log.read(offset, usize::MAX, true).unwrap()
+}
+
+#[test]
+fn a_new_log_starts_at_zero_with_one_empty_segment() {
+    let tmp = TempDir::new().unwrap();
+    let log = Log::open(&log_dir(&tmp), config()).unwrap();
+    assert_eq!(log.dir(), log_dir(&tmp));
+    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(log.log_end_offset(), 0);
+    assert!(read_all(&log, 0).is_empty());
+    assert_eq!(segment_files(log.dir(), "log"), vec![file_name(0, "log")]);
+    assert_eq!(log.batch_with_max_timestamp().unwrap(), None);
+    assert_eq!(log.first_batch_at_or_after_timestamp(0).unwrap(), None);
+}
+
+#[test]
+fn appended_batches_read_back_byte_for_byte() {
+    let tmp = TempDir::new().unwrap();
+    let mut log = Log::open(&log_dir(&tmp), config()).unwrap();
+    let b0 = append(&mut log, &[b"v1", b"v2"], 100, 0);
+    let b1 = append(&mut log, &[b"v3"], 200, 0);
+    let b2 = append(&mut log, &[b"v4", b"v5", b"v6"], 300, 0);
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(read_all(&log, 0), concat(&[&b0, &b1, &b2]));
+    assert_eq!(read_all(&log, 2), concat(&[&b1, &b2]));
+    assert_eq!(read_all(&log, 3), b2);
+    assert!(read_all(&log, 6).is_empty());
+    // The .log file holds exactly the wire bytes.
+    let on_disk = fs::read(log.dir().join(file_name(0, "log"))).unwrap();
+    assert_eq!(on_disk, concat(&[&b0, &b1, &b2]));
+}
+
+#[test]
+fn an_offset_inside_a_batch_returns_the_whole_batch() {
+    for index_interval_bytes in [1, 4096] {
+        let tmp = TempDir::new().unwrap();
+        let cfg = LogConfig {
+            index_interval_bytes,
+            ..LogConfig::default()
+        };
+        let mut log = Log::open(&log_dir(&tmp), cfg).unwrap();
+        let b0 = append(&mut log, &[b"a", b"b", b"c"], 10, 0);
+        let b1 = append(&mut log, &[b"d", b"e", b"f"], 20, 0);
+        assert_eq!(read_all(&log, 1), concat(&[&b0, &b1]));
+        assert_eq!(read_all(&log, 2), concat(&[&b0, &b1]));
+        assert_eq!(read_all(&log, 4), b1);
+        assert_eq!(read_all(&log, 5), b1);
+    }
+}
+
+#[test]
+fn max_bytes_returns_whole_batches_and_min_one_batch_overrides_it() {
+    let tmp = TempDir::new().unwrap();
+    let mut log = Log::open(&log_dir(&tmp), config()).unwrap();
+    let b0 = append(&mut log, &[b"first"], 1, 0);
+    let b1 = append(&mut log, &[b"second"], 2, 0);
+    let b2 = append(&mut log, &[b"third"], 3, 0);
+    let two = b0.len() + b1.len();
+    assert_eq!(log.read(0, two, false).unwrap(), concat(&[&b0, &b1]));
+    assert_eq!(
+        log.read(0, two + b2.len() - 1, false).unwrap(),
+        concat(&[&b0, &b1])
+    );
+    assert_eq!(log.read(0, b0.len() + 1, true).unwrap(), b0);
+    assert_eq!(log.read(0, 10, true).unwrap(), b0);
+    assert!(log.read(0, 10, false).unwrap().is_empty());
+    assert!(log.read(1, 0, false).unwrap().is_empty());
+    assert_eq!(log.read(1, 0, true).unwrap(), b1);
+}
+
+#[test]
+fn offsets_outside_the_log_are_out_of_range() {
+    let tmp = TempDir::new().unwrap();
+    let mut log = Log::open(&log_dir(&tmp), config()).unwrap();
+    append(&mut log, &[b"a", b"b"], 1, 0);
+    for offset in [-1, 3, 100] {
+        match log.read(offset, 100, true) {
+            Err(LogError::OffsetOutOfRange {
+                offset: o,
+                log_start: 0,
+                log_end: 2,
+            }) => assert_eq!(o, offset),
+            other => panic!("offset {offset}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn rolls_by_segment_bytes_and_reads_across_segments() {
+    let tmp = TempDir::new().unwrap();
+    let one = batch(&[b"0123456789"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 2 * one,
+        ..config()
+    };
+    let mut log = Log::open(&log_dir(&tmp), cfg).unwrap();
+    let batches: Vec<Bytes> = (0..5)
+        .map(|i| append(&mut log, &[b"0123456789"], i, 0))
+        .collect();
+    assert_eq!(
+        segment_files(log.dir(), "log"),
+        vec![
+            file_name(0, "log"),
+            file_name(2, "log"),
+            file_name(4, "log")
+        ]
+    );
+    assert_eq!(segment_files(log.dir(), "index").len(), 3);
+    assert_eq!(segment_files(log.dir(), "timeindex").len(), 3);
+    let all: Vec<&Bytes> = batches.iter().collect();
+    assert_eq!(read_all(&log, 0), concat(&all));
+    assert_eq!(read_all(&log, 1), concat(&all[1..]));
+    assert_eq!(read_all(&log, 3), concat(&all[3..]));
+    // max_bytes stops across a segment boundary on a whole batch.
+    assert_eq!(
+        log.read(1, 3 * one as usize, false).unwrap(),
+        concat(&all[1..4])
+    );
+    let headers = log.batch_headers_from(1).unwrap();
+    assert_eq!(
+        headers.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(log.batch_headers_from(5).unwrap().is_empty());
+}
+
+#[test]
+fn a_batch_larger_than_a_segment_goes_into_an_empty_segment() {
+    let tmp = TempDir::new().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 10,
+        ..config()
+    };
+    let mut log = Log::open(&log_dir(&tmp), cfg).unwrap();
+    let b0 = append(&mut log, &[b"big"], 1, 0);
+    let b1 = append(&mut log, &[b"bigger"], 2, 0);
+    assert_eq!(
+        segment_files(log.dir(), "log"),
+        vec![file_name(0, "log"), file_name(1, "log")]
+    );
+    assert_eq!(read_all(&log, 0), concat(&[&b0, &b1]));
+}
+
+#[test]
+fn rolls_by_segment_age_from_the_first_append() {
+    let tmp = TempDir::new().unwrap();
+    let cfg = LogConfig {
+        segment_ms: 100,
+        ..config()
+    };
+    let mut log = Log::open(&log_dir(&tmp), cfg).unwrap();
+    append(&mut log, &[b"a"], 1, 1_000);
+    append(&mut log, &[b"b"], 1, 1_099);
+    assert_eq!(segment_files(log.dir(), "log").len(), 1);
+    append(&mut log, &[b"c"], 1, 1_100);
+    assert_eq!(segment_files(log.dir(), "log").len(), 2);
+    append(&mut log, &[b"d"], 1, 1_150);
+    assert_eq!(segment_files(log.dir(), "log").len(), 2);
+    append(&mut log, &[b"e"], 1, 1_200);
+    assert_eq!(
+        segment_files(log.dir(), "log"),
+        vec![
+            file_name(0, "log"),
+            file_name(2, "log"),
+            file_name(4, "log")
+        ]
+    );
+    assert_eq!(log.log_end_offset(), 5);
+}
+
+#[test]
+fn reopening_continues_offsets_and_keeps_the_data() {
+    let tmp = TempDir::new().unwrap();
+    let one = batch(&[b"x", b"y"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 2 * one,
+        ..config()
+    };
+    let mut written = Vec::new();
+    {
+        let mut log = Log::open(&log_dir(&tmp), cfg.clone()).unwrap();
+        for i in 0..5 {
+            written.push(append(&mut log, &[b"x", b"y"], 100 + i, 0));
+        }
+        assert_eq!(log.log_end_offset(), 10);
+    }
+    let mut log = Log::open(&log_dir(&tmp), cfg).unwrap();
+    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(log.log_end_offset(), 10);
+    written.push(append(&mut log, &[b"x", b"y"], 200, 0));
+    assert_eq!(log.log_end_offset(), 12);
+    let all: Vec<&Bytes> = written.iter().collect();
+    assert_eq!(read_all(&log, 0), concat(&all));
+    assert_eq!(read_all(&log, 5), concat(&all[2..]));
+}
+
+/// Writes a log of three batches, closes it, and returns the batches.
+fn three_batch_log(dir: &Path) -> Vec<Bytes> {
+    let mut log = Log::open(dir, config()).unwrap();
+    vec![
+        append(&mut log, &[b"a", b"b"], 10, 0),
+        append(&mut log, &[b"c"], 20, 0),
+        append(&mut log, &[b"d", b"e"], 30, 0),
+    ]
+}
+
+fn append_raw(path: &Path, bytes: &[u8]) {
+    let mut file = OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+#[test]
+fn recovery_truncates_a_torn_tail_and_appends_after_it() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let batches = three_batch_log(&dir);
+    let log_path = dir.join(file_name(0, "log"));
+    let good_bytes = fs::metadata(&log_path).unwrap().len();
+    let mut torn = batch(&[b"torn", b"tail"], 40).to_vec();
+    patch_offset_and_epoch(&mut torn, 5, 0);
+    append_raw(&log_path, &torn[..torn.len() / 2]);
+
+    let mut log = Log::open(&dir, config()).unwrap();
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(fs::metadata(&log_path).unwrap().len(), good_bytes);
+    let next = append(&mut log, &[b"f"], 50, 0);
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(
+        read_all(&log, 0),
+        concat(&[&batches[0], &batches[1], &batches[2], &next])
+    );
+    assert_eq!(read_all(&log, 5), next);
+}
+
+#[test]
+fn recovery_truncates_a_torn_header() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    three_batch_log(&dir);
+    append_raw(&dir.join(file_name(0, "log")), &[0u8; 7]);
+    let log = Log::open(&dir, config()).unwrap();
+    assert_eq!(log.log_end_offset(), 5);
+}
+
+#[test]
+fn recovery_drops_a_crc_corrupted_last_batch() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let batches = three_batch_log(&dir);
+    let log_path = dir.join(file_name(0, "log"));
+    let mut bytes = fs::read(&log_path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    fs::write(&log_path, &bytes).unwrap();
+
+    let mut log = Log::open(&dir, config()).unwrap();
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(
+        fs::metadata(&log_path).unwrap().len(),
+        (batches[0].len() + batches[1].len()) as u64
+    );
+    let next = append(&mut log, &[b"again"], 40, 0);
+    assert_eq!(read_all(&log, 3), next);
+    assert_eq!(log.log_end_offset(), 4);
+}
+
+#[test]
+fn recovery_survives_a_huge_length_field_and_a_wrong_base_offset() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    three_batch_log(&dir);
+    let log_path = dir.join(file_name(0, "log"));
+    // A batch claiming 2 GiB: must be treated as truncated, not allocated.
+    let mut huge = batch(&[b"x"], 1).to_vec();
+    patch_offset_and_epoch(&mut huge, 5, 0);
+    huge[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+    append_raw(&log_path, &huge);
+    assert_eq!(Log::open(&dir, config()).unwrap().log_end_offset(), 5);
+
+    // A valid batch whose base offset skips ahead is not contiguous.
+    let mut skipped = batch(&[b"x"], 1).to_vec();
+    patch_offset_and_epoch(&mut skipped, 9, 0);
+    append_raw(&log_path, &skipped);
+    let mut log = Log::open(&dir, config()).unwrap();
+    assert_eq!(log.log_end_offset(), 5);
+    append(&mut log, &[b"y"], 2, 0);
+    assert_eq!(log.log_end_offset(), 6);
+}
+
+#[test]
+fn missing_and_garbage_index_files_are_rebuilt() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let one = batch(&[b"x", b"y"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 2 * one,
+        ..config()
+    };
+    let mut written = Vec::new();
+    {
+        let mut log = Log::open(&dir, cfg.clone()).unwrap();
+        for ts in [500, 100, 900, 300, 700, 200, 800] {
+            written.push(append(&mut log, &[b"x", b"y"], ts, 0));
+        }
+    }
+    // Segments at 0, 4, 8, 12. Damage every kind of index file.
+    fs::remove_file(dir.join(file_name(0, "index"))).unwrap();
+    fs::remove_file(dir.join(file_name(0, "timeindex"))).unwrap();
+    fs::write(dir.join(file_name(4, "index")), [0xffu8; 7]).unwrap();
+    // Well-sized but decreasing entries.
+    let mut decreasing = Vec::new();
+    for (ts, rel) in [(9_000i64, 3u32), (1, 0)] {
+        decreasing.extend_from_slice(&ts.to_be_bytes());
+        decreasing.extend_from_slice(&rel.to_be_bytes());
+    }
+    fs::write(dir.join(file_name(8, "timeindex")), &decreasing).unwrap();
+    fs::write(dir.join(file_name(12, "index")), [0xabu8; 64]).unwrap();
+
+    let log = Log::open(&dir, cfg).unwrap();
+    assert_eq!(log.log_end_offset(), 14);
+    let all: Vec<&Bytes> = written.iter().collect();
+    assert_eq!(read_all(&log, 0), concat(&all));
+    for (i, b) in written.iter().enumerate() {
+        let offset = 2 * i as i64 + 1;
+        assert_eq!(log.read(offset, 1, true).unwrap(), *b);
+    }
+    assert_eq!(log.batch_with_max_timestamp().unwrap().unwrap(), written[2]);
+    assert_eq!(
+        log.first_batch_at_or_after_timestamp(750).unwrap().unwrap(),
+        written[2]
+    );
+    assert_eq!(
+        log.first_batch_at_or_after_timestamp(802).unwrap(),
+        Some(written[2].clone())
+    );
+    assert_eq!(log.first_batch_at_or_after_timestamp(902).unwrap(), None);
+    for base in [0, 4, 8, 12] {
+        let index_bytes = fs::metadata(dir.join(file_name(base, "index")))
+            .unwrap()
+            .len();
+        assert_eq!(index_bytes % 8, 0);
+        let time_bytes = fs::metadata(dir.join(file_name(base, "timeindex")))
+            .unwrap()
+            .len();
+        assert_eq!(time_bytes % 12, 0);
+    }
+}
+
+#[test]
+fn a_missing_first_segment_moves_the_log_start() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let one = batch(&[b"x"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one,
+        ..config()
+    };
+    let written: Vec<Bytes> = {
+        let mut log = Log::open(&dir, cfg.clone()).unwrap();
+        (0..3).map(|i| append(&mut log, &[b"x"], i, 0)).collect()
+    };
+    for extension in ["log", "index", "timeindex"] {
+        fs::remove_file(dir.join(file_name(0, extension))).unwrap();
+    }
+    let log = Log::open(&dir, cfg).unwrap();
+    assert_eq!(log.log_start_offset(), 1);
+    assert_eq!(log.log_end_offset(), 3);
+    assert!(matches!(
+        log.read(0, 100, true),
+        Err(LogError::OffsetOutOfRange { log_start: 1, .. })
+    ));
+    assert_eq!(read_all(&log, 1), concat(&[&written[1], &written[2]]));
+    assert_eq!(log.batch_headers_from(0).unwrap().len(), 2);
+}
+
+#[test]
+fn timestamp_lookups_find_the_right_batches_before_and_after_reopen() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let one = batch(&[b"x", b"y"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 3 * one,
+        index_interval_bytes: 1,
+        ..LogConfig::default()
+    };
+    // Each batch of two records has max timestamp ts + 1.
+    let stamps = [100, 400, 200, 700, 300, 700, 50];
+    let mut written = Vec::new();
+    let mut log = Log::open(&dir, cfg.clone()).unwrap();
+    for ts in stamps {
+        written.push(append(&mut log, &[b"x", b"y"], ts, 0));
+    }
+    for reopened in [false, true] {
+        if reopened {
+            drop(log);
+            log = Log::open(&dir, cfg.clone()).unwrap();
+        }
+        let first = |ts| log.first_batch_at_or_after_timestamp(ts).unwrap();
+        assert_eq!(first(i64::MIN), Some(written[0].clone()));
+        assert_eq!(first(101), Some(written[0].clone()));
+        assert_eq!(first(102), Some(written[1].clone()));
+        assert_eq!(first(401), Some(written[1].clone()));
+        assert_eq!(first(402), Some(written[3].clone()));
+        assert_eq!(first(701), Some(written[3].clone()));
+        assert_eq!(first(702), None);
+        // Two batches share the max; the first one wins.
+        assert_eq!(
+            log.batch_with_max_timestamp().unwrap(),
+            Some(written[3].clone())
+        );
+    }
+    // A later, larger timestamp in the active segment takes over.
+    let newest = append(&mut log, &[b"z"], 1_000, 0);
+    assert_eq!(
+        log.batch_with_max_timestamp().unwrap(),
+        Some(newest.clone())
+    );
+    assert_eq!(
+        log.first_batch_at_or_after_timestamp(800).unwrap(),
+        Some(newest)
+    );
+}
+
+#[test]
+fn timestamp_lookups_with_sparse_indexes() {
+    let tmp = TempDir::new().unwrap();
+    let cfg = LogConfig {
+        index_interval_bytes: 300,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(&log_dir(&tmp), cfg).unwrap();
+    let written: Vec<Bytes> = (0..40)
+        .map(|i| append(&mut log, &[b"value"], i * 10, 0))
+        .collect();
+    for (i, b) in written.iter().enumerate() {
+        let ts = i as i64 * 10;
+        assert_eq!(
+            log.first_batch_at_or_after_timestamp(ts).unwrap(),
+            Some(b.clone())
+        );
+        assert_eq!(
+            log.first_batch_at_or_after_timestamp(ts - 5).unwrap(),
+            Some(b.clone())
+        );
+        assert_eq!(log.read(i as i64, 1, true).unwrap(), *b);
+    }
+    assert_eq!(
+        log.batch_with_max_timestamp().unwrap(),
+        written.last().cloned()
+    );
+}
+
+#[test]
+fn flush_policies_do_not_change_what_is_read() {
+    let tmp = TempDir::new().unwrap();
+    let cfg = LogConfig {
+        flush_interval_messages: 1,
+        flush_interval_ms: 100,
+        ..config()
+    };
+    let mut log = Log::open(&log_dir(&tmp), cfg).unwrap();
+    let b0 = append(&mut log, &[b"a"], 1, 0);
+    assert_eq!(log.unflushed_messages, 0);
+    assert_eq!(log.oldest_unflushed_append_ms, None);
+    let b1 = append(&mut log, &[b"b", b"c"], 2, 0);
+    log.flush_if_due(1_000).unwrap();
+    log.flush().unwrap();
+    assert_eq!(read_all(&log, 0), concat(&[&b0, &b1]));
+
+    let tmp = TempDir::new().unwrap();
+    let cfg = LogConfig {
+        flush_interval_messages: 10,
+        flush_interval_ms: 100,
+        ..config()
+    };
+    let mut log = Log::open(&log_dir(&tmp), cfg).unwrap();
+    append(&mut log, &[b"a", b"b"], 1, 1_000);
+    append(&mut log, &[b"c"], 1, 1_050);
+    assert_eq!(log.unflushed_messages, 3);
+    log.flush_if_due(1_099).unwrap();
+    assert_eq!(log.oldest_unflushed_append_ms, Some(1_000));
+    log.flush_if_due(1_100).unwrap();
+    assert_eq!(log.unflushed_messages, 0);
+    assert_eq!(log.oldest_unflushed_append_ms, None);
+    for _ in 0..5 {
+        append(&mut log, &[b"a", b"b"], 1, 2_000);
+    }
+    // Ten messages reached: flushed by count.
+    assert_eq!(log.unflushed_messages, 0);
+}
+
+#[test]
+fn delete_removes_the_directory() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let mut log = Log::open(&dir, config()).unwrap();
+    append(&mut log, &[b"a"], 1, 0);
+    log.delete().unwrap();
+    assert!(!dir.exists());
+    assert!(tmp.path().exists());
+}
+
+#[test]
+fn batch_headers_from_an_offset_inside_a_batch_include_that_batch() {
+    let tmp = TempDir::new().unwrap();
+    let mut log = Log::open(&log_dir(&tmp), config()).unwrap();
+    append(&mut log, &[b"a", b"b", b"c"], 1, 0);
+    append(&mut log, &[b"d"], 2, 0);
+    let headers = log.batch_headers_from(2).unwrap();
+    assert_eq!(
+        headers
+            .iter()
+            .map(|h| (h.base_offset, h.last_offset()))
+            .collect::<Vec<_>>(),
+        vec![(0, 2), (3, 3)]
+    );
+    assert_eq!(log.batch_headers_from(3).unwrap().len(), 1);
+    assert!(log.batch_headers_from(4).unwrap().is_empty());
+}
+
+#[test]
+fn sealed_segments_with_sane_indexes_are_not_scanned_at_open() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let one = batch(&[b"x", b"y"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 2 * one,
+        ..config()
+    };
+    {
+        let mut log = Log::open(&dir, cfg.clone()).unwrap();
+        for ts in 0..3 {
+            append(&mut log, &[b"x", b"y"], ts, 0);
+        }
+    }
+    // Damage a record byte of the sealed segment's last batch: only a scan would see it.
+    let sealed = dir.join(file_name(0, "log"));
+    let mut bytes = fs::read(&sealed).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&sealed, &bytes).unwrap();
+    let log = Log::open(&dir, cfg).unwrap();
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(&read_all(&log, 2)[..one as usize], &bytes[one as usize..]);
+}
+
+#[test]
+fn a_garbage_sealed_segment_is_cut_short_without_panicking() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let one = batch(&[b"x", b"y"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 2 * one,
+        ..config()
+    };
+    let written: Vec<Bytes> = {
+        let mut log = Log::open(&dir, cfg.clone()).unwrap();
+        (0..3)
+            .map(|ts| append(&mut log, &[b"x", b"y"], ts, 0))
+            .collect()
+    };
+    // Overwrite the second batch of the sealed segment with garbage offsets, and drop
+    // its index so that it is rebuilt by a scan.
+    let sealed = dir.join(file_name(0, "log"));
+    let mut bytes = fs::read(&sealed).unwrap();
+    bytes[one as usize..one as usize + 8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+    fs::write(&sealed, &bytes).unwrap();
+    fs::remove_file(dir.join(file_name(0, "timeindex"))).unwrap();
+    let log = Log::open(&dir, cfg.clone()).unwrap();
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(read_all(&log, 0), concat(&[&written[0], &written[2]]));
+    assert_eq!(read_all(&log, 2), written[2]);
+}
+
+#[test]
+fn garbage_offsets_in_a_sealed_segment_are_reported_at_read_time() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let one = batch(&[b"x", b"y"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 2 * one,
+        ..config()
+    };
+    let written: Vec<Bytes> = {
+        let mut log = Log::open(&dir, cfg.clone()).unwrap();
+        (0..3)
+            .map(|ts| append(&mut log, &[b"x", b"y"], ts, 0))
+            .collect()
+    };
+    // The first batch gets a garbage base offset; the sane indexes are trusted at open.
+    let sealed = dir.join(file_name(0, "log"));
+    let mut bytes = fs::read(&sealed).unwrap();
+    bytes[..8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+    fs::write(&sealed, &bytes).unwrap();
+    let log = Log::open(&dir, cfg).unwrap();
+    assert_eq!(log.log_end_offset(), 6);
+    assert!(matches!(
+        log.read(0, usize::MAX, true),
+        Err(LogError::Corrupt(_))
+    ));
+    assert!(matches!(
+        log.batch_headers_from(0),
+        Err(LogError::Corrupt(_))
+    ));
+    // The index leads past the damaged batch to the good one.
+    assert_eq!(read_all(&log, 3), concat(&[&written[1], &written[2]]));
+}
+
+#[test]
+fn a_sane_looking_index_that_disagrees_with_the_log_is_rebuilt() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let one = batch(&[b"x", b"y"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 3 * one,
+        ..config()
+    };
+    let written: Vec<Bytes> = {
+        let mut log = Log::open(&dir, cfg.clone()).unwrap();
+        (0..4)
+            .map(|ts| append(&mut log, &[b"x", b"y"], ts, 0))
+            .collect()
+    };
+    // Increasing, in range, but pointing into the middle of batches.
+    let mut index = Vec::new();
+    for (relative_offset, position) in [(1u32, 7u32), (3, one as u32 + 5)] {
+        index.extend_from_slice(&relative_offset.to_be_bytes());
+        index.extend_from_slice(&position.to_be_bytes());
+    }
+    fs::write(dir.join(file_name(0, "index")), &index).unwrap();
+    let log = Log::open(&dir, cfg).unwrap();
+    for (i, b) in written.iter().enumerate() {
+        assert_eq!(log.read(2 * i as i64 + 1, 1, true).unwrap(), *b);
+    }
+    assert_eq!(
+        fs::read(dir.join(file_name(0, "index"))).unwrap().len(),
+        3 * 8
+    );
+}
+
+#[test]
+fn appended_data_is_visible_to_recovery_without_a_close() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let mut log = Log::open(&dir, config()).unwrap();
+    let b0 = append(&mut log, &[b"acked"], 1, 0);
+    // As after a kill -9: another open sees what the first one wrote, with no flush.
+    let recovered = Log::open(&dir, config()).unwrap();
+    assert_eq!(recovered.log_end_offset(), 1);
+    assert_eq!(read_all(&recovered, 0), b0);
+}
+
+#[test]
+fn segment_age_survives_a_reopen_via_the_first_batch_timestamp() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let cfg = LogConfig {
+        segment_ms: 100,
+        ..config()
+    };
+    {
+        let mut log = Log::open(&dir, cfg.clone()).unwrap();
+        append(&mut log, &[b"a"], 1_000, 1_000);
+    }
+    let mut log = Log::open(&dir, cfg).unwrap();
+    append(&mut log, &[b"b"], 1_050, 1_050);
+    assert_eq!(segment_files(&dir, "log").len(), 1);
+    append(&mut log, &[b"c"], 1_100, 1_100);
+    assert_eq!(
+        segment_files(&dir, "log"),
+        vec![file_name(0, "log"), file_name(2, "log")]
+    );
+}
