@@ -493,7 +493,7 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
 
 /// Kafka uses Long.MAX_VALUE for "never flush by policy"; non-positive values mean the same.
 fn positive_or_never(value: i64) -> u64 {
-    if value <= 0 {
+    if value <= 0 || value == i64::MAX {
         u64::MAX
     } else {
         value as u64
