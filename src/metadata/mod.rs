@@ -2,7 +2,7 @@
 //! (one voter in the embedded default), stored in RocksDB under `<data dir>/meta`, and
 //! applied to an in-memory [`MetadataImage`] that the request handlers read.
 //!
-//! - [`records`]: the log payload ([`MetadataRecord`] batches) and the pure apply function.
+//! - `records`: the log payload ([`MetadataRecord`] batches) and the pure apply function.
 //! - `controller`: request validation and placement (Kafka's error codes), also pure.
 //! - `store`: the Raft log on RocksDB; `state_machine`: the image and its snapshots.
 //! - `network`: the Raft transport (none yet: a single voter needs no peers).
@@ -13,7 +13,7 @@
 
 mod controller;
 mod network;
-pub mod records;
+mod records;
 mod state_machine;
 mod store;
 
@@ -52,8 +52,9 @@ openraft::declare_raft_types!(
         Node = BasicNode,
 );
 
-/// Raft timing. Heartbeats well under the election timeout; the election timeout is what a
-/// restarted single voter waits before electing itself, so it is kept short.
+/// Raft timing: short enough that a lone voter without a leader elects itself well within
+/// a second, with heartbeats well under the election timeout so that (future) followers
+/// do not start needless elections.
 const HEARTBEAT_INTERVAL_MS: u64 = 100;
 const ELECTION_TIMEOUT_MIN_MS: u64 = 300;
 const ELECTION_TIMEOUT_MAX_MS: u64 = 600;
@@ -246,8 +247,10 @@ impl MetadataQuorum {
             .await
             .map_err(|e| {
                 MetadataError::Raft(format!(
-                    "node {} did not become metadata leader within {START_TIMEOUT:?}: {e}",
-                    config.node_id
+                    "node {} did not become metadata leader within {START_TIMEOUT:?} (is \
+                     it the node id {} was created with?): {e}",
+                    config.node_id,
+                    config.data_dir.display()
                 ))
             })?;
         tokio::time::timeout_at(deadline, raft.ensure_linearizable())
@@ -597,9 +600,13 @@ mod tests {
         q.shutdown().await;
 
         let q = start(&dir).await;
+        let metrics = q.inner.raft.metrics().borrow().clone();
+        assert_eq!(metrics.snapshot, applied);
+        assert_eq!(metrics.purged, applied);
         let after = q.image();
         assert_eq!(after.cluster_id, before.cluster_id);
         assert_eq!(after.topics, before.topics);
+        assert_eq!(after.topics.len(), 2);
         q.shutdown().await;
     }
 
