@@ -777,6 +777,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn corrupt_log_fails_start_with_storage_error() {
+        let dir = TempDir::new().unwrap();
+        let q = start(&dir).await;
+        create(&q, vec![topic("t", 1)]).await;
+        let last = q.inner.raft.metrics().borrow().last_log_index.unwrap();
+        q.shutdown().await;
+        {
+            let db = store::open_db(&dir.path().join("meta")).unwrap();
+            let logs = db.cf_handle(store::CF_LOGS).unwrap();
+            db.put_cf(logs, last.to_be_bytes(), b"\xff garbage")
+                .unwrap();
+        }
+        match MetadataQuorum::start(config(dir.path(), 1, 9092)).await {
+            Err(MetadataError::Storage(_)) => {}
+            Err(e) => panic!("expected a storage error, got {e}"),
+            Ok(_) => panic!("started on a corrupt log"),
+        }
+    }
+
+    #[tokio::test]
     async fn negative_node_id_is_refused() {
         let dir = TempDir::new().unwrap();
         assert!(MetadataQuorum::start(config(dir.path(), -1, 9092))
