@@ -1,0 +1,648 @@
+//! Controller planning: validates requests against an image and decides the records to
+//! write, with Kafka's error codes and messages. Pure functions; the quorum handle runs
+//! them under its operation lock and writes the result.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{
+    ApiError, CreateTopicRequest, MetadataImage, PartitionRecord, TopicDefaults, TopicImage,
+    TopicRef,
+};
+
+/// Upper bound on partitions per topic. Kafka has none, but an unbounded count would let
+/// one request build an arbitrarily large log entry and image.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+/// Upper bound on one producer id block request.
+pub const MAX_PRODUCER_ID_BLOCK: i64 = 1_000_000;
+
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Kafka's own metadata topic; clients must not create it.
+const METADATA_TOPIC: &str = "__cluster_metadata";
+
+pub(crate) mod codes {
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+}
+
+fn err(code: i16, message: impl Into<String>) -> ApiError {
+    ApiError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Kafka's `Topic.validate`.
+pub(crate) fn validate_topic_name(name: &str) -> Result<(), ApiError> {
+    let invalid = |m: String| Err(err(codes::INVALID_TOPIC_EXCEPTION, m));
+    if name.is_empty() {
+        return invalid("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return invalid("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return invalid(format!(
+            "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, \
+             Topic name: {name}"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return invalid(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII \
+             alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// '.' and '_' collide in metric names, so Kafka refuses topics that differ only there.
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+/// Validates each request and builds the topic it would create, in request order. Names
+/// that occur more than once in `requests` all fail with INVALID_REQUEST, as Kafka answers
+/// a CreateTopics request with duplicate names.
+pub(crate) fn plan_create_topics(
+    image: &MetadataImage,
+    requests: &[CreateTopicRequest],
+    defaults: &TopicDefaults,
+) -> Vec<Result<TopicImage, ApiError>> {
+    let mut occurrences: HashMap<&str, usize> = HashMap::new();
+    for request in requests {
+        *occurrences.entry(request.name.as_str()).or_default() += 1;
+    }
+    // Existing names by collision key, plus the ones accepted earlier in this batch.
+    let mut taken: HashMap<String, String> = image
+        .topics
+        .keys()
+        .map(|name| (collision_key(name), name.clone()))
+        .collect();
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+
+    requests
+        .iter()
+        .map(|request| {
+            if occurrences[request.name.as_str()] > 1 {
+                return Err(err(codes::INVALID_REQUEST, "Duplicate topic name."));
+            }
+            validate_topic_name(&request.name)?;
+            if request.name == METADATA_TOPIC {
+                return Err(err(
+                    codes::INVALID_REQUEST,
+                    format!("Creation of internal topic {METADATA_TOPIC} is prohibited."),
+                ));
+            }
+            if image.topics.contains_key(&request.name) {
+                return Err(err(
+                    codes::TOPIC_ALREADY_EXISTS,
+                    format!("Topic '{}' already exists.", request.name),
+                ));
+            }
+            let key = collision_key(&request.name);
+            if let Some(existing) = taken.get(&key) {
+                return Err(err(
+                    codes::INVALID_TOPIC_EXCEPTION,
+                    format!(
+                        "Topic '{}' collides with existing topic: {existing}",
+                        request.name
+                    ),
+                ));
+            }
+            let replicas = if request.assignments.is_empty() {
+                automatic_placement(request, defaults, &brokers)?
+            } else {
+                manual_placement(request, &image.brokers)?
+            };
+            taken.insert(key, request.name.clone());
+            Ok(TopicImage {
+                name: request.name.clone(),
+                topic_id: Uuid::new_v4(),
+                partitions: replicas
+                    .into_iter()
+                    .zip(0..)
+                    .map(|(replicas, partition)| PartitionRecord {
+                        partition,
+                        leader: replicas[0],
+                        isr: replicas.clone(),
+                        replicas,
+                        leader_epoch: 0,
+                        partition_epoch: 0,
+                    })
+                    .collect(),
+                configs: request.configs.clone(),
+            })
+        })
+        .collect()
+}
+
+fn automatic_placement(
+    request: &CreateTopicRequest,
+    defaults: &TopicDefaults,
+    brokers: &[i32],
+) -> Result<Vec<Vec<i32>>, ApiError> {
+    let replication_factor = match request.replication_factor {
+        -1 => defaults.replication_factor,
+        rf => rf,
+    };
+    if replication_factor <= 0 {
+        return Err(err(
+            codes::INVALID_REPLICATION_FACTOR,
+            "Replication factor was set to an invalid non-positive value.",
+        ));
+    }
+    let num_partitions = match request.num_partitions {
+        -1 => defaults.num_partitions,
+        n => n,
+    };
+    if num_partitions <= 0 {
+        return Err(err(
+            codes::INVALID_PARTITIONS,
+            "Number of partitions was set to an invalid non-positive value.",
+        ));
+    }
+    if num_partitions > MAX_PARTITIONS_PER_TOPIC {
+        return Err(too_many_partitions(num_partitions));
+    }
+    let rf = usize::try_from(replication_factor).unwrap_or(0);
+    if rf > brokers.len() {
+        return Err(err(
+            codes::INVALID_REPLICATION_FACTOR,
+            format!(
+                "Unable to replicate the partition {replication_factor} time(s): The target \
+                 replication factor of {replication_factor} cannot be reached because only {} \
+                 broker(s) are registered.",
+                brokers.len()
+            ),
+        ));
+    }
+    Ok(place_replicas(brokers, num_partitions, rf))
+}
+
+fn too_many_partitions(n: impl std::fmt::Display) -> ApiError {
+    err(
+        codes::INVALID_PARTITIONS,
+        format!(
+            "Number of partitions {n} exceeds the limit of {MAX_PARTITIONS_PER_TOPIC} per topic."
+        ),
+    )
+}
+
+/// Round-robin over the sorted brokers, each partition starting one broker further on, so
+/// leaders (first replicas) and followers spread evenly.
+fn place_replicas(brokers: &[i32], num_partitions: i32, rf: usize) -> Vec<Vec<i32>> {
+    assert!(
+        rf >= 1 && rf <= brokers.len(),
+        "placement checked by caller"
+    );
+    (0..num_partitions as usize)
+        .map(|p| (0..rf).map(|r| brokers[(p + r) % brokers.len()]).collect())
+        .collect()
+}
+
+fn manual_placement(
+    request: &CreateTopicRequest,
+    registered: &BTreeMap<i32, super::BrokerRegistration>,
+) -> Result<Vec<Vec<i32>>, ApiError> {
+    if request.replication_factor != -1 {
+        return Err(err(
+            codes::INVALID_REQUEST,
+            "A manual partition assignment was specified, but replication factor was not set \
+             to -1.",
+        ));
+    }
+    if request.num_partitions != -1 {
+        return Err(err(
+            codes::INVALID_REQUEST,
+            "A manual partition assignment was specified, but numPartitions was not set to -1.",
+        ));
+    }
+    if request.assignments.len() > MAX_PARTITIONS_PER_TOPIC as usize {
+        return Err(too_many_partitions(request.assignments.len()));
+    }
+    let invalid = |m: String| Err(err(codes::INVALID_REPLICA_ASSIGNMENT, m));
+    let mut by_partition: BTreeMap<i32, &Vec<i32>> = BTreeMap::new();
+    let mut replication_factor: Option<usize> = None;
+    for (partition, replicas) in &request.assignments {
+        if by_partition.insert(*partition, replicas).is_some() {
+            return invalid(format!(
+                "Found multiple manual partition assignments for partition {partition}"
+            ));
+        }
+        if replicas.is_empty() {
+            return invalid(
+                "The manual partition assignment includes an empty replica list.".into(),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for broker in replicas {
+            if !seen.insert(*broker) {
+                return invalid(format!(
+                    "The manual partition assignment includes broker {broker} more than once."
+                ));
+            }
+            if !registered.contains_key(broker) {
+                return invalid(format!(
+                    "The manual partition assignment includes broker {broker}, but no such \
+                     broker is registered."
+                ));
+            }
+        }
+        match replication_factor {
+            Some(rf) if rf != replicas.len() => {
+                return invalid(format!(
+                    "The manual partition assignment includes a partition with {} replica(s), \
+                     but this is not consistent with previous partitions, which have {rf} \
+                     replica(s).",
+                    replicas.len()
+                ));
+            }
+            _ => replication_factor = Some(replicas.len()),
+        }
+    }
+    // Distinct keys, so they are exactly 0..n-1 iff they count up from 0 without a gap.
+    if !by_partition
+        .keys()
+        .copied()
+        .eq(0..by_partition.len() as i32)
+    {
+        return invalid("Partitions should be a consecutive 0-based integer sequence".into());
+    }
+    Ok(by_partition.into_values().cloned().collect())
+}
+
+/// Resolves each reference to the topic it deletes, in request order. A reference that
+/// occurs more than once fails with INVALID_REQUEST, as in Kafka.
+pub(crate) fn plan_delete_topics(
+    image: &MetadataImage,
+    refs: &[TopicRef],
+) -> Vec<Result<Arc<TopicImage>, ApiError>> {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut ids: HashMap<Uuid, usize> = HashMap::new();
+    for r in refs {
+        match r {
+            TopicRef::Name(name) => *names.entry(name.as_str()).or_default() += 1,
+            TopicRef::Id(id) => *ids.entry(*id).or_default() += 1,
+        }
+    }
+    refs.iter()
+        .map(|r| match r {
+            TopicRef::Name(name) => {
+                if names[name.as_str()] > 1 {
+                    return Err(err(codes::INVALID_REQUEST, "Duplicate topic name."));
+                }
+                image.topics.get(name).cloned().ok_or_else(|| {
+                    err(
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        "This server does not host this topic-partition.",
+                    )
+                })
+            }
+            TopicRef::Id(id) => {
+                if ids[id] > 1 {
+                    return Err(err(codes::INVALID_REQUEST, "Duplicate topic id."));
+                }
+                if id.is_nil() {
+                    return Err(err(
+                        codes::INVALID_REQUEST,
+                        "Neither topic name nor id were specified.",
+                    ));
+                }
+                image
+                    .topic_names_by_id
+                    .get(id)
+                    .and_then(|name| image.topics.get(name))
+                    .cloned()
+                    .ok_or_else(|| {
+                        err(
+                            codes::UNKNOWN_TOPIC_ID,
+                            "This server does not host this topic ID.",
+                        )
+                    })
+            }
+        })
+        .collect()
+}
+
+/// A fresh cluster id in Kafka's format: the 16 bytes of a random UUID in unpadded
+/// base64url (22 characters), never starting with '-' (Kafka's `Uuid.randomUuid` rule, so
+/// the id cannot be mistaken for a command-line flag).
+pub(crate) fn new_cluster_id() -> String {
+    loop {
+        let id = base64url(Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        // A chunk of k bytes carries k + 1 significant sextets; padding is omitted.
+        for s in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * s)) as usize & 63]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::BrokerRegistration;
+
+    fn image_with_brokers(ids: &[i32]) -> MetadataImage {
+        MetadataImage {
+            brokers: ids
+                .iter()
+                .map(|&id| {
+                    (
+                        id,
+                        BrokerRegistration {
+                            node_id: id,
+                            host: "h".into(),
+                            port: 9092,
+                            rack: None,
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn req(name: &str, num_partitions: i32, replication_factor: i16) -> CreateTopicRequest {
+        CreateTopicRequest {
+            name: name.into(),
+            num_partitions,
+            replication_factor,
+            assignments: vec![],
+            configs: BTreeMap::new(),
+        }
+    }
+
+    fn manual(name: &str, assignments: Vec<(i32, Vec<i32>)>) -> CreateTopicRequest {
+        CreateTopicRequest {
+            assignments,
+            ..req(name, -1, -1)
+        }
+    }
+
+    const DEFAULTS: TopicDefaults = TopicDefaults {
+        num_partitions: 2,
+        replication_factor: 1,
+    };
+
+    fn code_of(image: &MetadataImage, request: CreateTopicRequest) -> i16 {
+        match plan_create_topics(image, &[request], &DEFAULTS).remove(0) {
+            Ok(_) => 0,
+            Err(e) => e.code,
+        }
+    }
+
+    fn with_topic(mut image: MetadataImage, name: &str) -> MetadataImage {
+        let topic = plan_create_topics(&image, &[req(name, 1, 1)], &DEFAULTS)
+            .remove(0)
+            .unwrap();
+        image
+            .topic_names_by_id
+            .insert(topic.topic_id, name.to_string());
+        image.topics.insert(name.to_string(), Arc::new(topic));
+        image
+    }
+
+    #[test]
+    fn topic_names() {
+        let image = image_with_brokers(&[1]);
+        for bad in ["", ".", "..", "a b", "ü", "a/b", &"x".repeat(250)] {
+            assert_eq!(code_of(&image, req(bad, 1, 1)), 17, "{bad:?}");
+        }
+        for good in ["a", "A-z_0.9", "...", &"x".repeat(249)] {
+            assert_eq!(code_of(&image, req(good, 1, 1)), 0, "{good:?}");
+        }
+        let e = plan_create_topics(&image, &[req("a b", 1, 1)], &DEFAULTS).remove(0);
+        assert_eq!(
+            e.unwrap_err().message,
+            "Topic name \"a b\" is illegal, it contains a character other than ASCII \
+             alphanumerics, '.', '_' and '-'"
+        );
+        assert_eq!(code_of(&image, req(METADATA_TOPIC, 1, 1)), 42);
+    }
+
+    #[test]
+    fn existing_and_colliding_names() {
+        let image = with_topic(image_with_brokers(&[1]), "a.b");
+        let e = plan_create_topics(&image, &[req("a.b", 1, 1)], &DEFAULTS)
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(e.code, 36);
+        assert_eq!(e.message, "Topic 'a.b' already exists.");
+        let e = plan_create_topics(&image, &[req("a_b", 1, 1)], &DEFAULTS)
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(e.code, 17);
+        assert_eq!(e.message, "Topic 'a_b' collides with existing topic: a.b");
+        // Within one batch, the later of two colliding names loses.
+        let results = plan_create_topics(
+            &image_with_brokers(&[1]),
+            &[req("x.y", 1, 1), req("x_y", 1, 1)],
+            &DEFAULTS,
+        );
+        assert!(results[0].is_ok());
+        assert_eq!(results[1].as_ref().unwrap_err().code, 17);
+    }
+
+    #[test]
+    fn duplicate_names_in_one_batch() {
+        let results = plan_create_topics(
+            &image_with_brokers(&[1]),
+            &[req("d", 1, 1), req("ok", 1, 1), req("d", 1, 1)],
+            &DEFAULTS,
+        );
+        assert_eq!(results[0].as_ref().unwrap_err().code, 42);
+        assert!(results[1].is_ok());
+        assert_eq!(results[2].as_ref().unwrap_err().code, 42);
+    }
+
+    #[test]
+    fn partition_counts() {
+        let image = image_with_brokers(&[1]);
+        assert_eq!(code_of(&image, req("t", 0, 1)), 37);
+        assert_eq!(code_of(&image, req("t", -2, 1)), 37);
+        assert_eq!(
+            code_of(&image, req("t", MAX_PARTITIONS_PER_TOPIC + 1, 1)),
+            37
+        );
+        assert_eq!(code_of(&image, req("t", MAX_PARTITIONS_PER_TOPIC, 1)), 0);
+        let bad_default = TopicDefaults {
+            num_partitions: 0,
+            replication_factor: 1,
+        };
+        let e = plan_create_topics(&image, &[req("t", -1, 1)], &bad_default).remove(0);
+        assert_eq!(e.unwrap_err().code, 37);
+    }
+
+    #[test]
+    fn replication_factors() {
+        let image = image_with_brokers(&[1, 2]);
+        assert_eq!(code_of(&image, req("t", 1, 0)), 38);
+        assert_eq!(code_of(&image, req("t", 1, -2)), 38);
+        assert_eq!(code_of(&image, req("t", 1, 2)), 0);
+        let e = plan_create_topics(&image, &[req("t", 1, 3)], &DEFAULTS)
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(e.code, 38);
+        assert_eq!(
+            e.message,
+            "Unable to replicate the partition 3 time(s): The target replication factor of 3 \
+             cannot be reached because only 2 broker(s) are registered."
+        );
+    }
+
+    #[test]
+    fn defaults_apply_to_minus_one() {
+        let image = image_with_brokers(&[1, 2, 3]);
+        let defaults = TopicDefaults {
+            num_partitions: 4,
+            replication_factor: 3,
+        };
+        let t = plan_create_topics(&image, &[req("t", -1, -1)], &defaults)
+            .remove(0)
+            .unwrap();
+        assert_eq!(t.partitions.len(), 4);
+        assert!(t.partitions.iter().all(|p| p.replicas.len() == 3));
+        assert!(!t.topic_id.is_nil());
+    }
+
+    #[test]
+    fn automatic_placement_spreads_round_robin() {
+        let image = image_with_brokers(&[1, 2, 3]);
+        let t = plan_create_topics(&image, &[req("t", 4, 2)], &DEFAULTS)
+            .remove(0)
+            .unwrap();
+        let replicas: Vec<Vec<i32>> = t.partitions.iter().map(|p| p.replicas.clone()).collect();
+        assert_eq!(
+            replicas,
+            vec![vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 2]]
+        );
+        for (i, p) in t.partitions.iter().enumerate() {
+            assert_eq!(p.partition, i as i32);
+            assert_eq!(p.leader, p.replicas[0]);
+            assert_eq!(p.isr, p.replicas);
+            assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
+        }
+    }
+
+    #[test]
+    fn manual_assignments() {
+        let image = image_with_brokers(&[1, 2, 3]);
+        let ok = plan_create_topics(
+            &image,
+            &[manual("t", vec![(1, vec![3, 1]), (0, vec![2, 3])])],
+            &DEFAULTS,
+        )
+        .remove(0)
+        .unwrap();
+        assert_eq!(ok.partitions[0].replicas, vec![2, 3]);
+        assert_eq!(ok.partitions[0].leader, 2);
+        assert_eq!(ok.partitions[1].replicas, vec![3, 1]);
+
+        let with_counts = CreateTopicRequest {
+            num_partitions: 1,
+            ..manual("t", vec![(0, vec![1])])
+        };
+        assert_eq!(code_of(&image, with_counts), 42);
+        let with_rf = CreateTopicRequest {
+            replication_factor: 1,
+            ..manual("t", vec![(0, vec![1])])
+        };
+        assert_eq!(code_of(&image, with_rf), 42);
+
+        let cases: Vec<Vec<(i32, Vec<i32>)>> = vec![
+            vec![(0, vec![1]), (0, vec![2])],    // partition twice
+            vec![(0, vec![1]), (2, vec![2])],    // gap
+            vec![(1, vec![1])],                  // not starting at 0
+            vec![(-1, vec![1]), (0, vec![1])],   // negative
+            vec![(0, vec![])],                   // empty replicas
+            vec![(0, vec![1, 1])],               // duplicate broker
+            vec![(0, vec![1, 9])],               // unregistered broker
+            vec![(0, vec![1, 2]), (1, vec![3])], // inconsistent sizes
+        ];
+        for case in cases {
+            assert_eq!(code_of(&image, manual("t", case.clone())), 39, "{case:?}");
+        }
+        let too_many = (0..=MAX_PARTITIONS_PER_TOPIC)
+            .map(|p| (p, vec![1]))
+            .collect();
+        assert_eq!(code_of(&image, manual("t", too_many)), 37);
+    }
+
+    #[test]
+    fn delete_plans() {
+        let image = with_topic(image_with_brokers(&[1]), "a");
+        let id = image.topics["a"].topic_id;
+        let results = plan_delete_topics(
+            &image,
+            &[
+                TopicRef::Name("a".into()),
+                TopicRef::Name("missing".into()),
+                TopicRef::Id(Uuid::new_v4()),
+                TopicRef::Id(id),
+                TopicRef::Id(Uuid::nil()),
+            ],
+        );
+        assert_eq!(results[0].as_ref().unwrap().topic_id, id);
+        assert_eq!(results[1].as_ref().unwrap_err().code, 3);
+        assert_eq!(results[2].as_ref().unwrap_err().code, 100);
+        assert_eq!(results[3].as_ref().unwrap().name, "a");
+        assert_eq!(results[4].as_ref().unwrap_err().code, 42);
+        let dup = plan_delete_topics(
+            &image,
+            &[TopicRef::Name("a".into()), TopicRef::Name("a".into())],
+        );
+        assert!(dup.iter().all(|r| r.as_ref().unwrap_err().code == 42));
+    }
+
+    #[test]
+    fn base64url_matches_rfc4648() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        for _ in 0..100 {
+            let id = new_cluster_id();
+            assert_eq!(id.len(), 22);
+            assert!(!id.starts_with('-'));
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Metadata records: the payload of the Raft log, and the pure function that folds them
+//! into a [`MetadataImage`].
+//!
+//! Every replica applies the same committed entries in the same order, so applying must be
+//! deterministic: everything that varies (topic ids, cluster id, producer id ranges) is
+//! decided by the controller *before* the write and carried inside the record.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{BrokerRegistration, MetadataImage, TopicImage};
+
+/// One change to the cluster metadata.
+///
+/// The serialized form is the on-disk log format: variants and fields may be added, but
+/// never renamed or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// Sets the cluster id once; later ones are ignored so the id never changes.
+    ClusterInit {
+        cluster_id: String,
+    },
+    /// Adds or replaces a broker's registration.
+    RegisterBroker(BrokerRegistration),
+    /// Adds a topic with all its partitions.
+    CreateTopic(TopicImage),
+    DeleteTopic {
+        topic_id: Uuid,
+    },
+    /// Hands `first_id..first_id + count` to `broker_id`.
+    AllocateProducerIds {
+        broker_id: i32,
+        first_id: i64,
+        count: i64,
+    },
+}
+
+/// The application payload of one Raft log entry: records applied together, so a reader of
+/// the image never sees half of a controller operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordBatch {
+    pub records: Vec<MetadataRecord>,
+}
+
+/// What applying one log entry did: per record, whether it was accepted (`false`: ignored
+/// by a defensive check, e.g. a topic name that already exists).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOutcome {
+    pub accepted: Vec<bool>,
+}
+
+/// Applies one log entry written by leader `leader_id` to `image`; returns the new image and
+/// the per-record outcome. Pure: the input image is untouched.
+///
+/// The writer of an entry is the leader of its term, so every entry (including the blank
+/// entry each new leader commits first) also moves `controller_id` to that leader.
+pub fn apply_batch(
+    image: &MetadataImage,
+    leader_id: i32,
+    records: &[MetadataRecord],
+) -> (MetadataImage, BatchOutcome) {
+    let mut next = image.clone();
+    next.controller_id = leader_id;
+    let accepted = records
+        .iter()
+        .map(|record| apply_record(&mut next, record))
+        .collect();
+    (next, BatchOutcome { accepted })
+}
+
+fn apply_record(image: &mut MetadataImage, record: &MetadataRecord) -> bool {
+    match record {
+        MetadataRecord::ClusterInit { cluster_id } => {
+            if !image.cluster_id.is_empty() || cluster_id.is_empty() {
+                return false;
+            }
+            image.cluster_id = cluster_id.clone();
+            true
+        }
+        MetadataRecord::RegisterBroker(registration) => {
+            if registration.node_id < 0 {
+                return false;
+            }
+            image
+                .brokers
+                .insert(registration.node_id, registration.clone());
+            true
+        }
+        MetadataRecord::CreateTopic(topic) => {
+            if !is_well_formed(topic)
+                || image.topics.contains_key(&topic.name)
+                || image.topic_names_by_id.contains_key(&topic.topic_id)
+            {
+                return false;
+            }
+            image
+                .topic_names_by_id
+                .insert(topic.topic_id, topic.name.clone());
+            image
+                .topics
+                .insert(topic.name.clone(), Arc::new(topic.clone()));
+            true
+        }
+        MetadataRecord::DeleteTopic { topic_id } => {
+            let Some(name) = image.topic_names_by_id.remove(topic_id) else {
+                return false;
+            };
+            image.topics.remove(&name);
+            true
+        }
+        MetadataRecord::AllocateProducerIds {
+            first_id, count, ..
+        } => {
+            // Only the exact next range is accepted: anything else would hand out ids twice
+            // or leave the counter somewhere the controller did not plan.
+            if *first_id != image.next_producer_id || *count <= 0 {
+                return false;
+            }
+            match first_id.checked_add(*count) {
+                Some(next) => {
+                    image.next_producer_id = next;
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+}
+
+/// A topic the image can hold: a real id, a name, and partitions numbered 0..n-1 in order
+/// (readers index `partitions` by partition number).
+fn is_well_formed(topic: &TopicImage) -> bool {
+    !topic.topic_id.is_nil()
+        && !topic.name.is_empty()
+        && !topic.partitions.is_empty()
+        && topic
+            .partitions
+            .iter()
+            .enumerate()
+            .all(|(i, p)| usize::try_from(p.partition) == Ok(i) && !p.replicas.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::metadata::PartitionRecord;
+
+    fn topic(name: &str, partitions: i32) -> TopicImage {
+        TopicImage {
+            name: name.to_string(),
+            topic_id: Uuid::new_v4(),
+            partitions: (0..partitions)
+                .map(|p| PartitionRecord {
+                    partition: p,
+                    replicas: vec![1],
+                    isr: vec![1],
+                    leader: 1,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                })
+                .collect(),
+            configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        }
+    }
+
+    fn broker(id: i32, port: i32) -> BrokerRegistration {
+        BrokerRegistration {
+            node_id: id,
+            host: "localhost".to_string(),
+            port,
+            rack: None,
+        }
+    }
+
+    #[test]
+    fn cluster_init_only_once() {
+        let image = MetadataImage::default();
+        let (image, out) = apply_batch(
+            &image,
+            1,
+            &[
+                MetadataRecord::ClusterInit {
+                    cluster_id: "first".into(),
+                },
+                MetadataRecord::ClusterInit {
+                    cluster_id: "second".into(),
+                },
+            ],
+        );
+        assert_eq!(image.cluster_id, "first");
+        assert_eq!(out.accepted, vec![true, false]);
+        assert_eq!(image.controller_id, 1);
+    }
+
+    #[test]
+    fn register_broker_inserts_and_replaces() {
+        let (image, _) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[MetadataRecord::RegisterBroker(broker(1, 9092))],
+        );
+        assert_eq!(image.brokers[&1].port, 9092);
+        let (image, out) = apply_batch(
+            &image,
+            1,
+            &[
+                MetadataRecord::RegisterBroker(broker(1, 9093)),
+                MetadataRecord::RegisterBroker(broker(-1, 9093)),
+            ],
+        );
+        assert_eq!(out.accepted, vec![true, false]);
+        assert_eq!(image.brokers.len(), 1);
+        assert_eq!(image.brokers[&1].port, 9093);
+    }
+
+    #[test]
+    fn create_and_delete_topic() {
+        let t = topic("orders", 3);
+        let (image, out) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[MetadataRecord::CreateTopic(t.clone())],
+        );
+        assert_eq!(out.accepted, vec![true]);
+        assert_eq!(*image.topics["orders"], t);
+        assert_eq!(image.topic_names_by_id[&t.topic_id], "orders");
+
+        let (after, out) = apply_batch(
+            &image,
+            1,
+            &[MetadataRecord::DeleteTopic {
+                topic_id: t.topic_id,
+            }],
+        );
+        assert_eq!(out.accepted, vec![true]);
+        assert!(after.topics.is_empty());
+        assert!(after.topic_names_by_id.is_empty());
+        // Pure: the input image still has the topic.
+        assert!(image.topics.contains_key("orders"));
+    }
+
+    #[test]
+    fn create_topic_is_defensive() {
+        let t = topic("orders", 1);
+        let (image, _) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[MetadataRecord::CreateTopic(t.clone())],
+        );
+        let same_name = topic("orders", 2);
+        let mut same_id = topic("payments", 1);
+        same_id.topic_id = t.topic_id;
+        let mut nil_id = topic("nil", 1);
+        nil_id.topic_id = Uuid::nil();
+        let mut gap = topic("gap", 2);
+        gap.partitions[1].partition = 5;
+        let no_partitions = topic("empty", 0);
+        let (after, out) = apply_batch(
+            &image,
+            1,
+            &[
+                MetadataRecord::CreateTopic(same_name),
+                MetadataRecord::CreateTopic(same_id),
+                MetadataRecord::CreateTopic(nil_id),
+                MetadataRecord::CreateTopic(gap),
+                MetadataRecord::CreateTopic(no_partitions),
+            ],
+        );
+        assert_eq!(out.accepted, vec![false; 5]);
+        assert_eq!(after.topics, image.topics);
+        assert_eq!(after.topic_names_by_id, image.topic_names_by_id);
+    }
+
+    #[test]
+    fn delete_unknown_topic_is_ignored() {
+        let (after, out) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[MetadataRecord::DeleteTopic {
+                topic_id: Uuid::new_v4(),
+            }],
+        );
+        assert_eq!(out.accepted, vec![false]);
+        assert!(after.topics.is_empty());
+    }
+
+    #[test]
+    fn producer_ids_only_advance_by_the_planned_range() {
+        let alloc = |first_id, count| MetadataRecord::AllocateProducerIds {
+            broker_id: 1,
+            first_id,
+            count,
+        };
+        let (image, out) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[alloc(0, 1000), alloc(1000, 5)],
+        );
+        assert_eq!(out.accepted, vec![true, true]);
+        assert_eq!(image.next_producer_id, 1005);
+        let (after, out) = apply_batch(
+            &image,
+            1,
+            &[
+                alloc(0, 10),          // already handed out
+                alloc(2000, 10),       // would leave a gap the controller did not plan
+                alloc(1005, 0),        // empty range
+                alloc(1005, -3),       // negative range
+                alloc(1005, i64::MAX), // overflow
+            ],
+        );
+        assert_eq!(out.accepted, vec![false; 5]);
+        assert_eq!(after.next_producer_id, 1005);
+    }
+
+    #[test]
+    fn blank_batch_moves_controller_only() {
+        let (image, _) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[MetadataRecord::ClusterInit {
+                cluster_id: "c".into(),
+            }],
+        );
+        let (after, out) = apply_batch(&image, 7, &[]);
+        assert!(out.accepted.is_empty());
+        assert_eq!(after.controller_id, 7);
+        assert_eq!(after.cluster_id, "c");
+    }
+
+    #[test]
+    fn batches_round_trip_through_json() {
+        let batch = RecordBatch {
+            records: vec![
+                MetadataRecord::ClusterInit {
+                    cluster_id: "abc".into(),
+                },
+                MetadataRecord::RegisterBroker(broker(1, 9092)),
+                MetadataRecord::CreateTopic(topic("t", 2)),
+                MetadataRecord::DeleteTopic {
+                    topic_id: Uuid::new_v4(),
+                },
+                MetadataRecord::AllocateProducerIds {
+                    broker_id: 1,
+                    first_id: 0,
+                    count: 10,
+                },
+            ],
+        };
+        let bytes = serde_json::to_vec(&batch).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<RecordBatch>(&bytes).unwrap(),
+            batch
+        );
+    }
+}
