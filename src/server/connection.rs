@@ -69,7 +69,13 @@ pub async fn serve(
             next = frames.next(), if reading && in_flight.len() < max_in_flight => match next {
                 None => return,
                 Some(Err(error)) => {
-                    tracing::info!(%peer, %error, "bad frame; closing connection");
+                    // InvalidData: a frame over socket.request.max.bytes (or a negative
+                    // size). Anything else is the client leaving mid-frame.
+                    if error.kind() == std::io::ErrorKind::InvalidData {
+                        tracing::info!(%peer, %error, "bad frame; closing connection");
+                    } else {
+                        tracing::debug!(%peer, %error, "connection ended mid-frame");
+                    }
                     return;
                 }
                 Some(Ok(bytes)) => {

@@ -136,11 +136,11 @@ pub fn handle(ctx: &RequestContext, request: DescribeConfigsRequest) -> Describe
             };
             let configs = entries
                 .into_iter()
+                // Null and empty both mean every key, as in Kafka.
                 .filter(|entry| {
-                    resource
-                        .configuration_keys
-                        .as_ref()
-                        .is_none_or(|keys| keys.iter().any(|k| k.as_str() == entry.name))
+                    resource.configuration_keys.as_ref().is_none_or(|keys| {
+                        keys.is_empty() || keys.iter().any(|k| k.as_str() == entry.name)
+                    })
                 })
                 .map(|entry| {
                     let mut out = DescribeConfigsResourceResult::default()

@@ -10,6 +10,17 @@ pub async fn handle(
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
+    if request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| id.0.is_empty())
+    {
+        // Kafka's answer to an empty (not null) transactional id.
+        return response
+            .with_error_code(errors::INVALID_REQUEST)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     if request.transactional_id.is_some() {
         // Transactions need the transaction coordinator, which is not built yet.
         return response

@@ -18,6 +18,8 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 pub fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    // leader_epoch exists from v4; the protocol crate refuses to encode it earlier.
+    let with_epoch = ctx.version() >= 4;
     let image = ctx.broker.metadata.image();
     let topics = request
         .topics
@@ -44,7 +46,7 @@ pub fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsR
                         Ok((Some(found), epoch)) => answer
                             .with_offset(found.offset)
                             .with_timestamp(found.timestamp_ms)
-                            .with_leader_epoch(epoch),
+                            .with_leader_epoch(if with_epoch { epoch } else { -1 }),
                         Ok((None, _)) => answer.with_offset(-1).with_timestamp(-1),
                         Err(error) => answer
                             .with_error_code(error.code)
