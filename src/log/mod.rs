@@ -291,7 +291,7 @@ impl Log {
             // The in-memory max timestamp skips whole segments without touching them.
             if segment
                 .max_timestamp()
-                .map_or(true, |max| max.timestamp_ms < timestamp_ms)
+                .is_none_or(|max| max.timestamp_ms < timestamp_ms)
             {
                 continue;
             }
@@ -308,9 +308,7 @@ impl Log {
         for segment in self.segments.values() {
             if let Some(max) = segment.max_timestamp() {
                 // Strictly greater: the earliest segment wins a tie.
-                if best.map_or(true, |(_, best_max)| {
-                    max.timestamp_ms > best_max.timestamp_ms
-                }) {
+                if best.is_none_or(|(_, best_max)| max.timestamp_ms > best_max.timestamp_ms) {
                     best = Some((segment, max));
                 }
             }

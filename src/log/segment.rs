@@ -80,7 +80,7 @@ impl SegmentIndex {
         let relative_offset = relative_last as u32;
         if self
             .max_timestamp
-            .map_or(true, |max| header.max_timestamp > max.timestamp_ms)
+            .is_none_or(|max| header.max_timestamp > max.timestamp_ms)
         {
             self.max_timestamp = Some(MaxTimestamp {
                 timestamp_ms: header.max_timestamp,
@@ -100,8 +100,7 @@ impl SegmentIndex {
         debug_assert!(self
             .offset_entries
             .last()
-            .map_or(true, |last| last.relative_offset < relative_offset
-                && last.position < position));
+            .is_none_or(|last| last.relative_offset < relative_offset && last.position < position));
         self.offset_entries.push(offset_entry);
         (Some(offset_entry), self.maybe_time_entry())
     }
@@ -437,7 +436,7 @@ impl Segment {
                 relative_offset: be_u32(&chunk[..4]),
                 position: be_u32(&chunk[4..]),
             };
-            let increasing = index.offset_entries.last().map_or(true, |last| {
+            let increasing = index.offset_entries.last().is_none_or(|last| {
                 last.relative_offset < entry.relative_offset && last.position < entry.position
             });
             if !increasing
@@ -453,7 +452,7 @@ impl Segment {
                 timestamp_ms: be_i64(&chunk[..8]),
                 relative_offset: be_u32(&chunk[8..]),
             };
-            let increasing = index.time_entries.last().map_or(true, |last| {
+            let increasing = index.time_entries.last().is_none_or(|last| {
                 last.timestamp_ms < entry.timestamp_ms
                     && last.relative_offset <= entry.relative_offset
             });

@@ -27,7 +27,7 @@ impl RequestContext {
 
 /// What a handler asks the connection to do.
 pub enum Outcome {
-    Respond(ResponseKind),
+    Respond(Box<ResponseKind>),
     /// acks=0 produce: no response is sent.
     NoResponse,
     /// Kafka closes the connection instead of answering (e.g. acks=0 produce errors).
@@ -106,5 +106,5 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
             ))
         }
     };
-    Outcome::Respond(response)
+    Outcome::Respond(Box::new(response))
 }

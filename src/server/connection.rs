@@ -118,7 +118,7 @@ fn handle(
     broker: Arc<Broker>,
     header: RequestHeader,
     api_key: ApiKey,
-    body: RequestKind,
+    body: Box<RequestKind>,
 ) -> ReplyFuture {
     Box::pin(async move {
         let correlation_id = header.correlation_id;
@@ -128,7 +128,7 @@ fn handle(
             header,
             api_key,
         };
-        match protocol::dispatch(&ctx, body).await {
+        match protocol::dispatch(&ctx, *body).await {
             Outcome::Respond(response) => {
                 match frame::encode_response(correlation_id, api_key, version, &response) {
                     Ok(bytes) => Reply::Send(bytes),

@@ -33,7 +33,7 @@ pub enum Frame {
     Request {
         header: RequestHeader,
         api_key: ApiKey,
-        body: RequestKind,
+        body: Box<RequestKind>,
     },
     /// ApiVersions at a version this broker does not serve: answered in v0 with
     /// UNSUPPORTED_VERSION and the supported ranges (KIP-511), not closed.
@@ -86,7 +86,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Frame, FrameError> {
     Ok(Frame::Request {
         header,
         api_key,
-        body,
+        body: Box::new(body),
     })
 }
 

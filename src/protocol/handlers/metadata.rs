@@ -55,7 +55,7 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
     }
 
     let topics = match wanted {
-        None => image.topics.values().map(|t| topic_entry(t)).collect(),
+        None => image.topics.values().map(topic_entry).collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|w| match w {

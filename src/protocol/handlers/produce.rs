@@ -82,9 +82,9 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             Outcome::NoResponse
         };
     }
-    Outcome::Respond(ResponseKind::Produce(
+    Outcome::Respond(Box::new(ResponseKind::Produce(
         ProduceResponse::default().with_responses(responses),
-    ))
+    )))
 }
 
 fn append(
