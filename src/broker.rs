@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
+use crate::group::runtime::GroupRuntime;
 use crate::metadata::{MetadataError, MetadataQuorum, QuorumConfig};
 use crate::partition::PartitionManager;
 use crate::server;
@@ -37,7 +38,8 @@ pub enum BrokerError {
 pub struct Broker {
     pub config: BrokerConfig,
     pub metadata: MetadataQuorum,
-    pub partitions: PartitionManager,
+    pub partitions: Arc<PartitionManager>,
+    pub groups: GroupRuntime,
     producer_ids: tokio::sync::Mutex<Range<i64>>,
 }
 
@@ -84,17 +86,28 @@ pub async fn serve(
         advertised_host: config.advertised_host.clone(),
     })
     .await?;
+    let partitions = Arc::new(PartitionManager::new(config.clone()));
+    partitions.reconcile(&metadata.image());
+    let background = CancellationToken::new();
+    let (groups, group_task) = GroupRuntime::start(
+        config.clone(),
+        metadata.clone(),
+        partitions.clone(),
+        background.clone(),
+    );
     let broker = Arc::new(Broker {
-        partitions: PartitionManager::new(config.clone()),
+        partitions,
+        groups,
         metadata,
         producer_ids: tokio::sync::Mutex::new(0..0),
         config,
     });
-    broker.reconcile_partitions();
 
     let listener = match TcpListener::bind(broker.config.listener).await {
         Ok(listener) => listener,
         Err(source) => {
+            background.cancel();
+            let _ = group_task.await;
             broker.metadata.shutdown().await;
             return Err(BrokerError::Listen {
                 address: broker.config.listener.to_string(),
@@ -114,7 +127,6 @@ pub async fn serve(
         let _ = ready.send(local);
     }
 
-    let background = CancellationToken::new();
     let watcher = tokio::spawn(watch_metadata(broker.clone(), background.clone()));
     let flusher = tokio::spawn(flush_scheduler(broker.clone(), background.clone()));
 
@@ -123,6 +135,7 @@ pub async fn serve(
     background.cancel();
     let _ = watcher.await;
     let _ = flusher.await;
+    let _ = group_task.await;
     broker.partitions.close_all();
     broker.metadata.shutdown().await;
     tracing::info!("millrace stopped");

@@ -82,6 +82,14 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// `connections.max.idle.ms`
     pub connections_max_idle_ms: u64,
+    /// `offsets.topic.num.partitions`: shards of `__consumer_offsets`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (capped at the registered brokers).
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes`
+    pub offsets_topic_segment_bytes: i64,
+    /// `group.*` and `offsets.retention.minutes` / `offset.metadata.max.bytes`.
+    pub group: crate::group::GroupConfig,
     /// Every key as set by file, env or flag, for DescribeConfigs (source STATIC_BROKER_CONFIG).
     pub explicit: BTreeMap<String, String>,
 }
@@ -305,6 +313,18 @@ impl BrokerConfig {
             min_insync_replicas: number(map, "min.insync.replicas", 1)?,
             producer_id_expiration_ms: number(map, "producer.id.expiration.ms", 86_400_000)?,
             connections_max_idle_ms: number(map, "connections.max.idle.ms", 600_000)?,
+            offsets_topic_num_partitions: number(map, "offsets.topic.num.partitions", 50)?,
+            offsets_topic_replication_factor: number(map, "offsets.topic.replication.factor", 3)?,
+            offsets_topic_segment_bytes: number(map, "offsets.topic.segment.bytes", 104_857_600)?,
+            group: crate::group::GroupConfig {
+                min_session_timeout_ms: number(map, "group.min.session.timeout.ms", 6_000)?,
+                max_session_timeout_ms: number(map, "group.max.session.timeout.ms", 1_800_000)?,
+                initial_rebalance_delay_ms: number(map, "group.initial.rebalance.delay.ms", 3_000)?,
+                max_size: number(map, "group.max.size", i32::MAX)?,
+                offsets_retention_ms: number::<i64>(map, "offsets.retention.minutes", 10_080)?
+                    .saturating_mul(60_000),
+                offset_metadata_max_bytes: number(map, "offset.metadata.max.bytes", 4096)?,
+            },
             explicit,
         };
         config.check()?;
@@ -336,6 +356,27 @@ impl BrokerConfig {
                 "socket.request.max.bytes",
                 self.socket_request_max_bytes.to_string(),
                 "must be >= 1024",
+            ));
+        }
+        if !(1..=1000).contains(&self.offsets_topic_num_partitions) {
+            return Err(invalid(
+                "offsets.topic.num.partitions",
+                self.offsets_topic_num_partitions.to_string(),
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.offsets_topic_replication_factor < 1 {
+            return Err(invalid(
+                "offsets.topic.replication.factor",
+                self.offsets_topic_replication_factor.to_string(),
+                "must be >= 1",
+            ));
+        }
+        if self.group.min_session_timeout_ms > self.group.max_session_timeout_ms {
+            return Err(invalid(
+                "group.min.session.timeout.ms",
+                self.group.min_session_timeout_ms.to_string(),
+                "must not exceed group.max.session.timeout.ms",
             ));
         }
         if self.max_in_flight_requests_per_connection == 0 {
@@ -420,6 +461,15 @@ impl BrokerConfig {
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
             "connections.max.idle.ms" => self.connections_max_idle_ms.to_string(),
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
+            "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
+            "group.min.session.timeout.ms" => self.group.min_session_timeout_ms.to_string(),
+            "group.max.session.timeout.ms" => self.group.max_session_timeout_ms.to_string(),
+            "group.initial.rebalance.delay.ms" => self.group.initial_rebalance_delay_ms.to_string(),
+            "group.max.size" => self.group.max_size.to_string(),
+            "offsets.retention.minutes" => (self.group.offsets_retention_ms / 60_000).to_string(),
+            "offset.metadata.max.bytes" => self.group.offset_metadata_max_bytes.to_string(),
             _ => return None,
         };
         Some((value, false))
@@ -489,6 +539,15 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "min.insync.replicas",
     "producer.id.expiration.ms",
     "connections.max.idle.ms",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
+    "offsets.topic.segment.bytes",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.initial.rebalance.delay.ms",
+    "group.max.size",
+    "offsets.retention.minutes",
+    "offset.metadata.max.bytes",
 ];
 
 /// Kafka uses Long.MAX_VALUE for "never flush by policy"; non-positive values mean the same.

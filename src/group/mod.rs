@@ -7,6 +7,8 @@
 //! CONTRACT STUB: the signatures below are what the runtime and the handlers code
 //! against; the bodies are being written on the `group` branch.
 
+pub mod runtime;
+
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 

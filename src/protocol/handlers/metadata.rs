@@ -11,6 +11,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use crate::group::runtime::OFFSETS_TOPIC;
 use crate::metadata::{CreateTopicRequest, MetadataImage, TopicDefaults, TopicImage};
 use crate::protocol::{errors, RequestContext};
 
@@ -175,5 +176,6 @@ fn topic_entry(topic: &Arc<TopicImage>) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.topic_id)
+        .with_is_internal(topic.name == OFFSETS_TOPIC)
         .with_partitions(partitions)
 }

@@ -1,0 +1,25 @@
+//! Routing of group requests to the coordinator runtime, shared by the group handlers:
+//! one call per group's shard, and Kafka's COORDINATOR_NOT_AVAILABLE when the shard
+//! cannot answer (the client then looks the coordinator up again and retries).
+
+use kafka_protocol::messages::ResponseKind;
+
+use crate::group::GroupRequest;
+use crate::protocol::RequestContext;
+
+/// Sends a single-group request to its shard; `None` when the coordinator is not
+/// available.
+pub async fn call(
+    ctx: &RequestContext,
+    group_id: &str,
+    request: GroupRequest,
+) -> Option<ResponseKind> {
+    let shard = ctx.broker.groups.shard_of(group_id);
+    match ctx.broker.groups.call(shard, ctx.version(), request).await {
+        Ok(response) => Some(response),
+        Err(error) => {
+            tracing::debug!(group_id, %error, "group request not served");
+            None
+        }
+    }
+}
