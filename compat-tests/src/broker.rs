@@ -222,11 +222,11 @@ impl TestBroker {
         self.spawn_and_wait();
     }
 
-    /// The last 80 lines of the broker's stdout+stderr (all runs), for panic messages.
+    /// The last 120 lines of the broker's stdout+stderr (all runs), for panic messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(80);
+        let from = lines.len().saturating_sub(120);
         format!(
             "--- {:?} broker log tail ({}) ---\n{}",
             self.target,
@@ -351,6 +351,10 @@ impl TestBroker {
             ("transaction.state.log.replication.factor".into(), "1".into()),
             ("transaction.state.log.min.isr".into(), "1".into()),
             ("group.initial.rebalance.delay.ms".into(), "0".into()),
+            // After kill -9 the restarted broker cannot register until the controller
+            // expires the old incarnation's session (default 9 s): keep that short.
+            ("broker.session.timeout.ms".into(), "2000".into()),
+            ("broker.heartbeat.interval.ms".into(), "500".into()),
         ];
         props.extend(self.opts.config_pairs());
         let mut f = File::create(self.kafka_properties_path()).expect("server.properties");
