@@ -330,7 +330,10 @@ impl TestBroker {
         let mut props = vec![
             ("process.roles".to_string(), "broker,controller".to_string()),
             ("node.id".into(), "1".into()),
-            ("controller.quorum.voters".into(), format!("1@127.0.0.1:{c}")),
+            (
+                "controller.quorum.voters".into(),
+                format!("1@127.0.0.1:{c}"),
+            ),
             (
                 "listeners".into(),
                 format!("PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}"),
@@ -348,7 +351,10 @@ impl TestBroker {
             ("log.dirs".into(), self.data_dir().display().to_string()),
             ("offsets.topic.replication.factor".into(), "1".into()),
             ("offsets.topic.num.partitions".into(), "1".into()),
-            ("transaction.state.log.replication.factor".into(), "1".into()),
+            (
+                "transaction.state.log.replication.factor".into(),
+                "1".into(),
+            ),
             ("transaction.state.log.min.isr".into(), "1".into()),
             ("group.initial.rebalance.delay.ms".into(), "0".into()),
             // After kill -9 the restarted broker cannot register until the controller

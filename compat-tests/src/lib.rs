@@ -20,7 +20,8 @@ pub use tools::{kafka_tool, kcat, python, run_with_timeout, ToolOutput};
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("MILLRACE_CACHE") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(std::env::var_os("HOME").expect("HOME is not set")).join(".cache/millrace"),
+        _ => PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
+            .join(".cache/millrace"),
     }
 }
 

@@ -105,9 +105,14 @@ pub fn api_versions_probe(addr: &str, timeout: Duration) -> Result<ApiVersionsRe
     let req = ApiVersionsRequest::default()
         .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
         .with_client_software_version(StrBytes::from_static_str("1.0"));
-    let payload = round_trip(addr, &encode_request(ApiKey::ApiVersions, &req, VERSION, 1), timeout)
-        .map_err(|e| format!("ApiVersions round trip to {addr}: {e}"))?;
-    let (header, resp) = decode_response::<ApiVersionsResponse>(ApiKey::ApiVersions, &payload, VERSION)?;
+    let payload = round_trip(
+        addr,
+        &encode_request(ApiKey::ApiVersions, &req, VERSION, 1),
+        timeout,
+    )
+    .map_err(|e| format!("ApiVersions round trip to {addr}: {e}"))?;
+    let (header, resp) =
+        decode_response::<ApiVersionsResponse>(ApiKey::ApiVersions, &payload, VERSION)?;
     if header.correlation_id != 1 {
         return Err(format!(
             "ApiVersions correlation id {} != 1",
@@ -133,8 +138,12 @@ pub fn metadata_brokers_probe(addr: &str, timeout: Duration) -> Result<Vec<Strin
     let req = MetadataRequest::default()
         .with_topics(Some(Vec::new()))
         .with_allow_auto_topic_creation(false);
-    let payload = round_trip(addr, &encode_request(ApiKey::Metadata, &req, VERSION, 2), timeout)
-        .map_err(|e| format!("Metadata round trip to {addr}: {e}"))?;
+    let payload = round_trip(
+        addr,
+        &encode_request(ApiKey::Metadata, &req, VERSION, 2),
+        timeout,
+    )
+    .map_err(|e| format!("Metadata round trip to {addr}: {e}"))?;
     let (_, resp) = decode_response::<MetadataResponse>(ApiKey::Metadata, &payload, VERSION)?;
     if resp.brokers.is_empty() {
         return Err("Metadata lists no brokers yet".into());

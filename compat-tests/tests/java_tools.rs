@@ -30,8 +30,15 @@ fn stock_cli_tools_topic_lifecycle() {
     let out = kafka_tool(
         TOPICS,
         &[
-            "--bootstrap-server", &b, "--create", "--topic", &topic, "--partitions", "2",
-            "--replication-factor", "1",
+            "--bootstrap-server",
+            &b,
+            "--create",
+            "--topic",
+            &topic,
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "1",
         ],
         None,
     );
@@ -47,7 +54,11 @@ fn stock_cli_tools_topic_lifecycle() {
 
     // kafka-topics --describe: a summary line, then one line per partition, each led by
     // node 1 (the single broker).
-    let out = kafka_tool(TOPICS, &["--bootstrap-server", &b, "--describe", "--topic", &topic], None);
+    let out = kafka_tool(
+        TOPICS,
+        &["--bootstrap-server", &b, "--describe", "--topic", &topic],
+        None,
+    );
     out.assert_success();
     assert!(
         out.stdout.contains("PartitionCount: 2") && out.stdout.contains("ReplicationFactor: 1"),
@@ -59,7 +70,12 @@ fn stock_cli_tools_topic_lifecycle() {
         .lines()
         .filter(|l| l.contains("Partition: "))
         .collect();
-    assert_eq!(part_lines.len(), 2, "describe partition lines: {}", out.describe());
+    assert_eq!(
+        part_lines.len(),
+        2,
+        "describe partition lines: {}",
+        out.describe()
+    );
     for (i, l) in part_lines.iter().enumerate() {
         assert!(
             l.contains(&format!("Partition: {i}\t"))
@@ -72,7 +88,9 @@ fn stock_cli_tools_topic_lifecycle() {
 
     // kafka-console-producer, default settings (idempotent, acks=all). Keyed lines so
     // both partitions get data through the default (murmur2) partitioner.
-    let lines: Vec<String> = (0..LINES).map(|i| format!("line-{i:04} payload {}", i * 7)).collect();
+    let lines: Vec<String> = (0..LINES)
+        .map(|i| format!("line-{i:04} payload {}", i * 7))
+        .collect();
     let input: String = lines
         .iter()
         .enumerate()
@@ -81,14 +99,23 @@ fn stock_cli_tools_topic_lifecycle() {
     kafka_tool(
         PRODUCER,
         &[
-            "--bootstrap-server", &b, "--topic", &topic, "--property", "parse.key=true",
+            "--bootstrap-server",
+            &b,
+            "--topic",
+            &topic,
+            "--property",
+            "parse.key=true",
         ],
         Some(input.as_bytes()),
     )
     .assert_success();
 
     // kafka-get-offsets: per-partition end offsets ("topic:partition:offset").
-    let out = kafka_tool(GET_OFFSETS, &["--bootstrap-server", &b, "--topic", &topic], None);
+    let out = kafka_tool(
+        GET_OFFSETS,
+        &["--bootstrap-server", &b, "--topic", &topic],
+        None,
+    );
     out.assert_success();
     let ends: BTreeMap<u32, usize> = out
         .stdout
@@ -99,9 +126,21 @@ fn stock_cli_tools_topic_lifecycle() {
             (f[1].parse().unwrap(), f[0].parse().unwrap())
         })
         .collect();
-    assert_eq!(ends.keys().copied().collect::<Vec<_>>(), vec![0, 1], "{}", out.describe());
-    assert_eq!(ends.values().sum::<usize>(), LINES, "end offsets sum: {ends:?}");
-    assert!(ends.values().all(|&n| n > 0), "a partition got nothing: {ends:?}");
+    assert_eq!(
+        ends.keys().copied().collect::<Vec<_>>(),
+        vec![0, 1],
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        ends.values().sum::<usize>(),
+        LINES,
+        "end offsets sum: {ends:?}"
+    );
+    assert!(
+        ends.values().all(|&n| n > 0),
+        "a partition got nothing: {ends:?}"
+    );
 
     // kafka-console-consumer per partition from earliest: together they return exactly
     // the produced lines, each once.
@@ -110,8 +149,17 @@ fn stock_cli_tools_topic_lifecycle() {
         let out = kafka_tool(
             CONSUMER,
             &[
-                "--bootstrap-server", &b, "--topic", &topic, "--partition", &p.to_string(),
-                "--offset", "earliest", "--max-messages", &n.to_string(), "--timeout-ms",
+                "--bootstrap-server",
+                &b,
+                "--topic",
+                &topic,
+                "--partition",
+                &p.to_string(),
+                "--offset",
+                "earliest",
+                "--max-messages",
+                &n.to_string(),
+                "--timeout-ms",
                 "30000",
             ],
             None,
@@ -120,7 +168,8 @@ fn stock_cli_tools_topic_lifecycle() {
         let got: Vec<String> = out.stdout.lines().map(str::to_string).collect();
         assert_eq!(got.len(), *n, "partition {p}: {}", out.describe());
         assert!(
-            out.stderr.contains(&format!("Processed a total of {n} messages")),
+            out.stderr
+                .contains(&format!("Processed a total of {n} messages")),
             "{}",
             out.describe()
         );
@@ -128,11 +177,19 @@ fn stock_cli_tools_topic_lifecycle() {
     }
     let consumed_set: BTreeSet<&String> = consumed.iter().collect();
     assert_eq!(consumed_set.len(), LINES, "duplicates in consumed lines");
-    assert_eq!(consumed_set, lines.iter().collect(), "consumed lines != produced lines");
+    assert_eq!(
+        consumed_set,
+        lines.iter().collect(),
+        "consumed lines != produced lines"
+    );
 
     // kafka-topics --delete, then --list stops showing it (deletion is asynchronous:
     // bounded polling, each poll a JVM start).
-    let out = kafka_tool(TOPICS, &["--bootstrap-server", &b, "--delete", "--topic", &topic], None);
+    let out = kafka_tool(
+        TOPICS,
+        &["--bootstrap-server", &b, "--delete", "--topic", &topic],
+        None,
+    );
     out.assert_success();
     let deadline = Instant::now() + Duration::from_secs(60);
     for attempt in 0.. {

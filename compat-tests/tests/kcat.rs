@@ -19,15 +19,32 @@ fn kcat_produce_consume_auto_created_topic() {
     // order can be checked after consuming.
     let mut input = String::new();
     for i in 0..N {
-        input.push_str(&format!("k{:02}:v-{i:05}-{}\n", i % KEYS, "x".repeat(i % 50)));
+        input.push_str(&format!(
+            "k{:02}:v-{i:05}-{}\n",
+            i % KEYS,
+            "x".repeat(i % 50)
+        ));
     }
     let t0 = now_ms();
     kcat(
         &[
-            "-P", "-b", &b, "-t", &topic, "-K", ":", "-H", "h1=v1", "-H", "trace=abc-123",
+            "-P",
+            "-b",
+            &b,
+            "-t",
+            &topic,
+            "-K",
+            ":",
+            "-H",
+            "h1=v1",
+            "-H",
+            "trace=abc-123",
             // Idempotence makes librdkafka keep per-partition order even across retries,
             // so the order assertion below is a broker property, not luck.
-            "-X", "enable.idempotence=true", "-X", "linger.ms=20",
+            "-X",
+            "enable.idempotence=true",
+            "-X",
+            "linger.ms=20",
         ],
         Some(input.as_bytes()),
     )
@@ -45,7 +62,16 @@ fn kcat_produce_consume_auto_created_topic() {
 
     let out = kcat(
         &[
-            "-C", "-b", &b, "-t", &topic, "-o", "beginning", "-e", "-q", "-f",
+            "-C",
+            "-b",
+            &b,
+            "-t",
+            &topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
             "%p|%o|%k|%s|%h|%T\n",
         ],
         None,
@@ -81,14 +107,20 @@ fn kcat_produce_consume_auto_created_topic() {
         // The default partitioner hashes the key: one key, one partition.
         let kp = *key_partition.entry(key.to_string()).or_insert(p);
         assert_eq!(kp, p, "key {key} in partitions {kp} and {p}");
-        assert!(seen.insert(seq, (p, off)).is_none(), "message {seq} seen twice");
+        assert!(
+            seen.insert(seq, (p, off)).is_none(),
+            "message {seq} seen twice"
+        );
         per_partition
             .entry(p)
             .or_default()
             .push((off, key.to_string(), seq));
     }
     let missing: Vec<usize> = (0..N).filter(|i| !seen.contains_key(i)).take(10).collect();
-    assert!(missing.is_empty(), "missing messages (first 10): {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "missing messages (first 10): {missing:?}"
+    );
     assert_eq!(seen.len(), N);
     assert_eq!(
         per_partition.keys().copied().collect::<Vec<_>>(),

@@ -5,60 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{consume_all, consumer, flush_all_ok, headers, producer, send, Msg};
-use millrace_compat_tests::{now_ms, unique_topic, wait_until, BrokerOpts, TestBroker};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use common::{admin_create, consume_all, consumer, flush_all_ok, headers, producer, send, Msg};
+use millrace_compat_tests::{now_ms, unique_topic, BrokerOpts, TestBroker};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 const N: usize = 2_000;
-
-/// Create `topic` with `partitions` partitions through the Admin API (CreateTopics) and
-/// wait until Metadata shows all partitions with a leader.
-fn admin_create(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let results = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        ))
-        .expect("CreateTopics request");
-    assert_eq!(results.len(), 1);
-    assert_eq!(results[0], Ok(topic.to_string()), "CreateTopics result");
-    let c = consumer(bootstrap);
-    wait_until(
-        &format!("{topic} with {partitions} led partitions in metadata"),
-        Duration::from_secs(30),
-        || {
-            let md = c
-                .fetch_metadata(Some(topic), Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
-            let t = md
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic)
-                .ok_or("absent")?;
-            if t.error().is_none()
-                && t.partitions().len() == partitions as usize
-                && t.partitions().iter().all(|p| p.leader() >= 0)
-            {
-                Ok(())
-            } else {
-                Err(format!("{:?} / {} partitions", t.error(), t.partitions().len()))
-            }
-        },
-    );
-}
 
 /// Deterministic, mildly compressible payload of varying size.
 fn value_of(i: usize) -> Vec<u8> {
@@ -131,7 +84,10 @@ fn every_codec_round_trips_exactly() {
                     "{codec}: message {seq} consumed elsewhere than its delivery report said"
                 );
                 // The idempotent producer keeps send order within a partition.
-                assert!(last_seq < Some(seq), "{codec}/{pi}: order {last_seq:?} then {seq}");
+                assert!(
+                    last_seq < Some(seq),
+                    "{codec}/{pi}: order {last_seq:?} then {seq}"
+                );
                 last_seq = Some(seq);
                 let expected = Msg {
                     partition: pi as i32,
@@ -192,7 +148,8 @@ fn offsets_for_times_and_watermarks() {
 
     let c = consumer(&b);
     assert_eq!(
-        c.fetch_watermarks(&topic, 0, Duration::from_secs(10)).unwrap(),
+        c.fetch_watermarks(&topic, 0, Duration::from_secs(10))
+            .unwrap(),
         (0, M),
         "watermarks (low, high)"
     );

@@ -51,9 +51,15 @@ fn graceful_restart_keeps_data_and_offsets() {
 
     // Same records, same offsets, same bytes, same timestamps.
     let after = consume_all(&b, &topic);
-    assert_eq!(after, before, "log contents changed across a graceful restart");
+    assert_eq!(
+        after, before,
+        "log contents changed across a graceful restart"
+    );
     let marks_after = watermarks(&consumer(&b), &topic);
-    assert_eq!(marks_after, marks_before, "watermarks changed across restart");
+    assert_eq!(
+        marks_after, marks_before,
+        "watermarks changed across restart"
+    );
 
     // New appends continue from the old high watermark in each partition.
     let d = produce(&b, &topic, M..M + MORE);
@@ -66,7 +72,10 @@ fn graceful_restart_keeps_data_and_offsets() {
             .collect();
         offs.sort();
         if let Some(first) = offs.first() {
-            assert_eq!(*first, *high, "partition {p}: first new offset != old high watermark");
+            assert_eq!(
+                *first, *high,
+                "partition {p}: first new offset != old high watermark"
+            );
             let dense: Vec<i64> = (*high..*high + offs.len() as i64).collect();
             assert_eq!(offs, dense, "partition {p}: new offsets not dense");
         }
@@ -74,6 +83,10 @@ fn graceful_restart_keeps_data_and_offsets() {
     let all = consume_all(&b, &topic);
     assert_eq!(all.iter().map(Vec::len).sum::<usize>(), M + MORE);
     for (p, msgs) in all.iter().enumerate() {
-        assert_eq!(&msgs[..before[p].len()], &before[p][..], "partition {p}: old prefix");
+        assert_eq!(
+            &msgs[..before[p].len()],
+            &before[p][..],
+            "partition {p}: old prefix"
+        );
     }
 }

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -36,7 +38,10 @@ impl ProducerContext for Recorder {
             Ok(m) => Ok((m.partition(), m.offset())),
             Err((e, _)) => Err(e.to_string()),
         };
-        self.deliveries.lock().unwrap().push(Delivery { id, result });
+        self.deliveries
+            .lock()
+            .unwrap()
+            .push(Delivery { id, result });
     }
 }
 
@@ -85,20 +90,20 @@ pub fn send(p: &ThreadedProducer<Recorder>, mut rec: BaseRecord<'_, [u8], [u8], 
 }
 
 /// Flush and wait until `expected` delivery reports arrived; panic on any failure.
-pub fn flush_all_ok(p: &ThreadedProducer<Recorder>, rec: &Recorder, expected: usize) -> Vec<Delivery> {
+pub fn flush_all_ok(
+    p: &ThreadedProducer<Recorder>,
+    rec: &Recorder,
+    expected: usize,
+) -> Vec<Delivery> {
     p.flush(Duration::from_secs(90)).expect("producer flush");
-    let d = common_wait(
-        "all delivery reports",
-        Duration::from_secs(30),
-        || {
-            let n = rec.count();
-            if n >= expected {
-                Ok(rec.snapshot())
-            } else {
-                Err(format!("{n}/{expected} reports"))
-            }
-        },
-    );
+    let d = common_wait("all delivery reports", Duration::from_secs(30), || {
+        let n = rec.count();
+        if n >= expected {
+            Ok(rec.snapshot())
+        } else {
+            Err(format!("{n}/{expected} reports"))
+        }
+    });
     let failed: Vec<_> = d.iter().filter(|x| x.result.is_err()).take(5).collect();
     assert!(failed.is_empty(), "failed deliveries: {failed:?}");
     assert_eq!(d.len(), expected, "delivery report count");
@@ -139,7 +144,11 @@ pub fn partition_count(c: &BaseConsumer, topic: &str) -> i32 {
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
-    let t = md.topics().iter().find(|t| t.name() == topic).expect("topic in metadata");
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .expect("topic in metadata");
     assert!(t.error().is_none(), "topic metadata error: {:?}", t.error());
     t.partitions().len() as i32
 }
@@ -161,7 +170,8 @@ pub fn consume_all(bootstrap: &str, topic: &str) -> Vec<Vec<Msg>> {
     let marks = watermarks(&c, topic);
     let mut tpl = TopicPartitionList::new();
     for p in 0..marks.len() as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).expect("assign");
     let mut out: Vec<Vec<Msg>> = vec![Vec::new(); marks.len()];
@@ -226,4 +236,52 @@ pub fn delivered_positions(d: &[Delivery]) -> HashMap<usize, (i32, i64)> {
     d.iter()
         .filter_map(|x| x.result.as_ref().ok().map(|r| (x.id, *r)))
         .collect()
+}
+
+/// Create `topic` with `partitions` partitions through the Admin API (CreateTopics) and
+/// wait until Metadata shows all partitions with a leader.
+pub fn admin_create(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .expect("CreateTopics request");
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0], Ok(topic.to_string()), "CreateTopics result");
+    let c = consumer(bootstrap);
+    millrace_compat_tests::wait_until(
+        &format!("{topic} with {partitions} led partitions in metadata"),
+        Duration::from_secs(30),
+        || {
+            let md = c
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            let t = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .ok_or("absent")?;
+            if t.error().is_none()
+                && t.partitions().len() == partitions as usize
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{:?} / {} partitions",
+                    t.error(),
+                    t.partitions().len()
+                ))
+            }
+        },
+    );
 }
