@@ -173,7 +173,15 @@ impl TestBroker {
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             None => false,
-            Some(c) => c.try_wait().expect("try_wait").is_none(),
+            Some(c) => match c.try_wait().expect("try_wait") {
+                None => true,
+                Some(status) => {
+                    // Reaped: forget it, so Drop never signals a recycled pid.
+                    self.child = None;
+                    self.log_marker(&format!("broker process exited on its own: {status}"));
+                    false
+                }
+            },
         }
     }
 
@@ -487,4 +495,43 @@ pub fn millrace_bin() -> PathBuf {
         candidate.display()
     );
     candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "build it first: cargo build --bin millrace")]
+    fn missing_millrace_binary_says_build_it_first() {
+        // Only this unit-test process sees the variable.
+        std::env::set_var("MILLRACE_BIN", "/nonexistent/millrace");
+        millrace_bin();
+    }
+
+    #[test]
+    fn cluster_id_is_22_url_safe_chars() {
+        let id = random_cluster_id();
+        assert_eq!(id.len(), 22, "{id}");
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(id, random_cluster_id());
+    }
+
+    #[test]
+    fn overrides_come_last() {
+        let o = BrokerOpts::default()
+            .partitions(3)
+            .flush_interval_messages(1)
+            .set("message.max.bytes", "2000000");
+        assert_eq!(
+            o.config_pairs(),
+            vec![
+                ("num.partitions".to_string(), "3".to_string()),
+                ("log.flush.interval.messages".into(), "1".into()),
+                ("message.max.bytes".into(), "2000000".into()),
+            ]
+        );
+    }
 }

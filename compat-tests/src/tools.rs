@@ -105,8 +105,8 @@ pub fn run_with_timeout(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duratio
             None => std::thread::sleep(poll_interval()),
         }
     };
-    // The group is dead or exited: kill stragglers still holding the pipes open.
-    kill_group(pid, libc::SIGKILL);
+    // No group kill after a normal exit: once reaped, the pid (and so the group id)
+    // could belong to someone else. The tools used here do not leave children behind.
     if let Some(w) = writer {
         let _ = w.join();
     }
