@@ -79,11 +79,16 @@ pub fn api_version_entries() -> Vec<ApiVersion> {
 }
 
 /// KIP-511: an ApiVersions request at an unknown version gets UNSUPPORTED_VERSION with
-/// the ranges, so that the client can retry at a version both sides know.
+/// the ApiVersions range alone (as Kafka answers), so that the client can retry at a
+/// version both sides know and then learn the rest.
 pub fn unsupported_api_versions_response() -> ApiVersionsResponse {
+    let range = ApiVersionsRequest::VERSIONS;
     ApiVersionsResponse::default()
         .with_error_code(errors::UNSUPPORTED_VERSION)
-        .with_api_keys(api_version_entries())
+        .with_api_keys(vec![ApiVersion::default()
+            .with_api_key(ApiKey::ApiVersions as i16)
+            .with_min_version(range.min)
+            .with_max_version(range.max)])
 }
 
 pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
