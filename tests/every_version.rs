@@ -11,9 +11,21 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -125,14 +137,21 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_advertised_version_answers() {
+struct RunningBroker {
+    _dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), millrace::broker::BrokerError>>,
+    client: Client,
+}
+
+async fn start_broker(extra: &[&str]) -> RunningBroker {
     let dir = tempfile::tempdir().unwrap();
-    let overrides = vec![
+    let mut overrides = vec![
         "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
         format!("log.dirs={}", dir.path().display()),
         "num.partitions=1".to_string(),
     ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
     let config = BrokerConfig::load(None, Vec::new(), &overrides).unwrap();
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -145,10 +164,33 @@ async fn every_advertised_version_answers() {
         .await
         .unwrap()
         .unwrap();
-    let mut client = Client {
+    let client = Client {
         stream: TcpStream::connect(addr).await.unwrap(),
         correlation_id: 0,
     };
+    RunningBroker {
+        _dir: dir,
+        shutdown,
+        server,
+        client,
+    }
+}
+
+impl RunningBroker {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(TIMEOUT, self.server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_version_answers() {
+    let mut broker = start_broker(&[]).await;
+    let client = &mut broker.client;
 
     for v in versions(ApiKey::ApiVersions) {
         let ResponseKind::ApiVersions(r) = client
@@ -383,10 +425,302 @@ async fn every_advertised_version_answers() {
         assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}");
     }
 
-    shutdown.cancel();
-    tokio::time::timeout(TIMEOUT, server)
+    broker.stop().await;
+}
+
+fn group(name: &str) -> GroupId {
+    GroupId(StrBytes::from_string(name.to_string()))
+}
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Forms a one-member group at JoinGroup version `v` (two steps from v4: KIP-394) and
+/// syncs it; returns (member id, generation).
+async fn form_group(client: &mut Client, group_id: &str, v: i16) -> (StrBytes, i32) {
+    let join = |member_id: StrBytes| {
+        JoinGroupRequest::default()
+            .with_group_id(group(group_id))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(member_id)
+            .with_group_instance_id(None)
+            .with_protocol_type(text("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(text("range"))
+                .with_metadata(Bytes::from_static(b"subscription"))])
+    };
+    let ResponseKind::JoinGroup(mut r) = client
+        .call(
+            ApiKey::JoinGroup,
+            v,
+            RequestKind::JoinGroup(join(StrBytes::default())),
+        )
         .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    else {
+        unreachable!()
+    };
+    if v >= 4 {
+        assert_eq!(r.error_code, 79, "JoinGroup v{v}: MEMBER_ID_REQUIRED first");
+        let ResponseKind::JoinGroup(again) = client
+            .call(
+                ApiKey::JoinGroup,
+                v,
+                RequestKind::JoinGroup(join(r.member_id.clone())),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        r = again;
+    }
+    assert_eq!(r.error_code, 0, "JoinGroup v{v}");
+    assert_eq!(
+        r.leader, r.member_id,
+        "JoinGroup v{v}: the only member leads"
+    );
+    let sync_version = v.min(5);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group(group_id))
+        .with_generation_id(r.generation_id)
+        .with_member_id(r.member_id.clone())
+        .with_group_instance_id(None)
+        .with_protocol_type(if sync_version >= 5 {
+            Some(text("consumer"))
+        } else {
+            None
+        })
+        .with_protocol_name(if sync_version >= 5 {
+            Some(text("range"))
+        } else {
+            None
+        })
+        .with_assignments(vec![SyncGroupRequestAssignment::default()
+            .with_member_id(r.member_id.clone())
+            .with_assignment(Bytes::from_static(b"assignment"))]);
+    let ResponseKind::SyncGroup(s) = client
+        .call(
+            ApiKey::SyncGroup,
+            sync_version,
+            RequestKind::SyncGroup(sync),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(s.error_code, 0, "SyncGroup v{sync_version}");
+    assert_eq!(
+        &s.assignment[..],
+        b"assignment",
+        "SyncGroup v{sync_version}"
+    );
+    (r.member_id, r.generation_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_group_api_version_answers() {
+    let mut broker = start_broker(&["group.initial.rebalance.delay.ms=0"]).await;
+    let client = &mut broker.client;
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(topic_name("t"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    client
+        .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create))
+        .await;
+
+    for v in versions(ApiKey::FindCoordinator) {
+        let request = if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![text("a"), text("b")])
+        } else {
+            FindCoordinatorRequest::default().with_key(text("a"))
+        };
+        let ResponseKind::FindCoordinator(r) = client
+            .call(
+                ApiKey::FindCoordinator,
+                v,
+                RequestKind::FindCoordinator(request),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        if v >= 4 {
+            assert_eq!(r.coordinators.len(), 2, "FindCoordinator v{v}");
+            assert!(r
+                .coordinators
+                .iter()
+                .all(|c| c.error_code == 0 && c.node_id.0 == 1));
+        } else {
+            assert_eq!((r.error_code, r.node_id.0), (0, 1), "FindCoordinator v{v}");
+        }
+    }
+
+    let mut members = Vec::new();
+    for v in versions(ApiKey::JoinGroup) {
+        let group_id = format!("g{v}");
+        let (member_id, generation) = form_group(client, &group_id, v).await;
+        members.push((group_id, member_id, generation));
+    }
+    let (group_id, member_id, generation) = members[0].clone();
+
+    for v in versions(ApiKey::Heartbeat) {
+        let request = HeartbeatRequest::default()
+            .with_group_id(group(&group_id))
+            .with_generation_id(generation)
+            .with_member_id(member_id.clone())
+            .with_group_instance_id(None);
+        let ResponseKind::Heartbeat(r) = client
+            .call(ApiKey::Heartbeat, v, RequestKind::Heartbeat(request))
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.error_code, 0, "Heartbeat v{v}");
+    }
+
+    for v in versions(ApiKey::OffsetCommit) {
+        let request = OffsetCommitRequest::default()
+            .with_group_id(group(&group_id))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(member_id.clone())
+            .with_group_instance_id(None)
+            .with_retention_time_ms(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(v as i64)
+                    .with_committed_leader_epoch(-1)
+                    .with_committed_metadata(Some(text("meta")))])]);
+        let ResponseKind::OffsetCommit(r) = client
+            .call(ApiKey::OffsetCommit, v, RequestKind::OffsetCommit(request))
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetCommit v{v}");
+    }
+    let last_commit = versions(ApiKey::OffsetCommit).last().unwrap_or(0) as i64;
+
+    for v in versions(ApiKey::OffsetFetch) {
+        let request = if v >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(group(&group_id))
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(topic_name("t"))
+                    .with_partition_indexes(vec![0])]))])
+        } else {
+            OffsetFetchRequest::default()
+                .with_group_id(group(&group_id))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partition_indexes(vec![0])]))
+        };
+        let ResponseKind::OffsetFetch(r) = client
+            .call(ApiKey::OffsetFetch, v, RequestKind::OffsetFetch(request))
+            .await
+        else {
+            unreachable!()
+        };
+        let (offset, metadata) = if v >= 8 {
+            let p = &r.groups[0].topics[0].partitions[0];
+            (p.committed_offset, p.metadata.clone())
+        } else {
+            let p = &r.topics[0].partitions[0];
+            (p.committed_offset, p.metadata.clone())
+        };
+        assert_eq!(offset, last_commit, "OffsetFetch v{v}");
+        assert_eq!(metadata.as_deref(), Some("meta"), "OffsetFetch v{v}");
+    }
+
+    for v in versions(ApiKey::DescribeGroups) {
+        let request = DescribeGroupsRequest::default().with_groups(vec![group(&group_id)]);
+        let ResponseKind::DescribeGroups(r) = client
+            .call(
+                ApiKey::DescribeGroups,
+                v,
+                RequestKind::DescribeGroups(request),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        let g = &r.groups[0];
+        assert_eq!(
+            (g.error_code, g.group_state.as_str(), g.members.len()),
+            (0, "Stable", 1),
+            "DescribeGroups v{v}"
+        );
+    }
+
+    for v in versions(ApiKey::ListGroups) {
+        let ResponseKind::ListGroups(r) = client
+            .call(
+                ApiKey::ListGroups,
+                v,
+                RequestKind::ListGroups(ListGroupsRequest::default()),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.error_code, 0, "ListGroups v{v}");
+        assert_eq!(r.groups.len(), members.len(), "ListGroups v{v}");
+    }
+
+    for (i, v) in versions(ApiKey::LeaveGroup).enumerate() {
+        let (group_id, member_id, _) = &members[i];
+        let request = if v >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(group(group_id))
+                .with_members(vec![
+                    MemberIdentity::default().with_member_id(member_id.clone())
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(group(group_id))
+                .with_member_id(member_id.clone())
+        };
+        let ResponseKind::LeaveGroup(r) = client
+            .call(ApiKey::LeaveGroup, v, RequestKind::LeaveGroup(request))
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.error_code, 0, "LeaveGroup v{v}");
+    }
+
+    for v in versions(ApiKey::OffsetDelete) {
+        let request = OffsetDeleteRequest::default()
+            .with_group_id(group(&group_id))
+            .with_topics(vec![OffsetDeleteRequestTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![
+                    OffsetDeleteRequestPartition::default().with_partition_index(0)
+                ])]);
+        let ResponseKind::OffsetDelete(r) = client
+            .call(ApiKey::OffsetDelete, v, RequestKind::OffsetDelete(request))
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.error_code, 0, "OffsetDelete v{v}");
+        assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetDelete v{v}");
+    }
+
+    for (i, v) in versions(ApiKey::DeleteGroups).enumerate() {
+        let (group_id, _, _) = &members[i];
+        let request = DeleteGroupsRequest::default().with_groups_names(vec![group(group_id)]);
+        let ResponseKind::DeleteGroups(r) = client
+            .call(ApiKey::DeleteGroups, v, RequestKind::DeleteGroups(request))
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{v}");
+    }
+
+    broker.stop().await;
 }
