@@ -67,6 +67,9 @@ impl State {
     }
 }
 
+/// A topic's partitions and their committed offsets (None = no commit).
+type TopicOffsets = (String, Vec<(i32, Option<Offset>)>);
+
 /// A parked request: its id and the API version to answer with.
 type Parked = (RequestId, i16);
 
@@ -289,7 +292,7 @@ impl Group {
                 return None;
             }
             let version = i16::from_be_bytes([meta[0], meta[1]]);
-            let _ = bytes::Buf::advance(&mut meta, 2);
+            bytes::Buf::advance(&mut meta, 2);
             let sub = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)).ok()?;
             topics.extend(sub.topics.iter().map(|t| t.to_string()));
         }
@@ -957,6 +960,7 @@ impl GroupCoordinator {
             State::Empty | State::Dead => fail(fx, UNKNOWN_MEMBER_ID),
             State::PreparingRebalance => fail(fx, REBALANCE_IN_PROGRESS),
             State::CompletingRebalance => {
+                g.pending_sync.remove(&member_id);
                 if let Some(m) = g.members.get_mut(&member_id) {
                     if let Some((r, v)) = m.sync.replace((rid, version)) {
                         fx.responses.push((
@@ -991,7 +995,6 @@ impl GroupCoordinator {
                                 m.assignment.clone(),
                             );
                             fx.responses.push((r, resp));
-                            g.pending_sync.remove(&id);
                             Self::touch(g, now, &id, fx);
                         }
                     }
@@ -1138,6 +1141,8 @@ impl GroupCoordinator {
 
     // ---- timers ----
 
+    // Each arm re-checks its deadline: a fire may be stale.
+    #[allow(clippy::collapsible_match)]
     pub(super) fn timer(&mut self, now: i64, key: &TimerKey, fx: &mut Effects) {
         if key.0 == "expire" {
             self.expire_offsets(now, fx);
@@ -1444,7 +1449,7 @@ impl GroupCoordinator {
         &self,
         gid: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Vec<(String, Vec<(i32, Option<Offset>)>)> {
+    ) -> Vec<TopicOffsets> {
         let g = self.groups.get(gid);
         match topics {
             Some(ts) => ts
@@ -1458,7 +1463,7 @@ impl GroupCoordinator {
                 })
                 .collect(),
             None => {
-                let mut out: Vec<(String, Vec<(i32, Option<Offset>)>)> = Vec::new();
+                let mut out: Vec<TopicOffsets> = Vec::new();
                 if let Some(g) = g {
                     for ((t, p), o) in &g.offsets {
                         match out.last_mut() {
