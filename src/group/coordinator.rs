@@ -158,6 +158,49 @@ impl Group {
         }
     }
 
+    /// Invariants every call leaves behind (checked in debug builds).
+    pub(crate) fn check_invariants(&self) {
+        debug_assert_eq!(
+            self.leader.is_some(),
+            !self.members.is_empty(),
+            "{}: leader",
+            self.id
+        );
+        if let Some(l) = &self.leader {
+            debug_assert!(
+                self.members.contains_key(l),
+                "{}: leader is a member",
+                self.id
+            );
+        }
+        debug_assert!(
+            self.state != State::Empty || self.members.is_empty(),
+            "{}: Empty has no members",
+            self.id
+        );
+        for (id, m) in &self.members {
+            debug_assert!(
+                m.join.is_none() || self.state == State::PreparingRebalance,
+                "{}: parked join outside PreparingRebalance",
+                self.id
+            );
+            debug_assert!(
+                m.sync.is_none() || self.state == State::CompletingRebalance,
+                "{}: parked sync outside CompletingRebalance",
+                self.id
+            );
+            if let Some(i) = &m.instance_id {
+                debug_assert_eq!(self.statics.get(i), Some(id), "{}: static map", self.id);
+            }
+        }
+        debug_assert!(self.statics.len() <= self.members.len());
+        debug_assert!(self
+            .pending_sync
+            .iter()
+            .all(|p| self.members.contains_key(p)));
+        debug_assert!(self.pending.keys().all(|p| !self.members.contains_key(p)));
+    }
+
     fn set_state(&mut self, s: State, now: i64) {
         self.state = s;
         self.state_ts = now;
@@ -455,6 +498,14 @@ impl GroupCoordinator {
             GroupRequest::DescribeGroups(r) => self.describe_groups(rid, version, r, fx),
             GroupRequest::ListGroups(r) => self.list_groups(rid, version, r, fx),
             GroupRequest::DeleteGroups(r) => self.delete_groups(rid, r, fx),
+        }
+    }
+
+    pub(super) fn check_invariants(&self) {
+        if cfg!(debug_assertions) {
+            for g in self.groups.values() {
+                g.check_invariants();
+            }
         }
     }
 
@@ -1291,9 +1342,6 @@ impl GroupCoordinator {
                         };
                         fresh.protocol = v.protocol;
                         for m in v.members {
-                            if let Some(i) = &m.group_instance_id {
-                                fresh.statics.insert(i.clone(), m.member_id.clone());
-                            }
                             let protocols = match &fresh.protocol {
                                 Some(p) => vec![(p.clone(), m.subscription)],
                                 None => Vec::new(),
@@ -1313,6 +1361,17 @@ impl GroupCoordinator {
                                     session_deadline: None,
                                 },
                             );
+                        }
+                        // Rebuild the instance map from the members; a (corrupt) duplicate
+                        // instance id stays with its first member.
+                        for (id, m) in fresh.members.iter_mut() {
+                            if let Some(i) = &m.instance_id {
+                                if fresh.statics.contains_key(i) {
+                                    m.instance_id = None;
+                                } else {
+                                    fresh.statics.insert(i.clone(), id.clone());
+                                }
+                            }
                         }
                         fresh.leader = v.leader.filter(|l| fresh.members.contains_key(l));
                         if fresh.members.is_empty() {

@@ -146,6 +146,7 @@ impl GroupCoordinator {
     /// After the last replayed record: the timers loaded groups need (a fresh session
     /// timeout for every loaded member, and the periodic `expire` timer).
     pub fn loaded(&mut self, now_ms: i64) -> Effects {
+        self.check_invariants();
         self.loaded_impl(now_ms)
     }
     /// `partition_exists(topic, partition)` answers for OffsetCommit validation.
@@ -187,11 +188,13 @@ impl GroupCoordinator {
             partition_exists,
             &mut fx,
         );
+        self.check_invariants();
         fx
     }
     pub fn on_timer(&mut self, now_ms: i64, timer: TimerKey) -> Effects {
         let mut fx = Effects::default();
         self.timer(now_ms, &timer, &mut fx);
+        self.check_invariants();
         fx
     }
 }

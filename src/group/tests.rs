@@ -1069,6 +1069,30 @@ fn garbage_records_are_errors_not_panics() {
     ];
     huge.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff]);
     assert!(c.replay(&records::group_key("g"), Some(&huge)).is_err());
+    // A corrupt member list (duplicate ids and instance ids) still loads consistently.
+    let dup = records::group_value(&records::GroupValue {
+        protocol_type: "consumer".into(),
+        generation: 3,
+        protocol: Some("range".into()),
+        leader: Some("nobody".into()),
+        current_state_timestamp: 1,
+        members: ["m1", "m1", "m2"]
+            .iter()
+            .enumerate()
+            .map(|(n, id)| records::MemberValue {
+                member_id: id.to_string(),
+                group_instance_id: Some(if n == 0 { "i1" } else { "i2" }.into()),
+                client_id: "c".into(),
+                client_host: "h".into(),
+                rebalance_timeout: 1,
+                session_timeout: 1,
+                subscription: Bytes::new(),
+                assignment: Bytes::new(),
+            })
+            .collect(),
+    });
+    c.replay(&records::group_key("dup"), Some(&dup)).unwrap();
+    let _ = c.loaded(0);
     // Other record types (KIP-848 etc.) are skipped.
     assert!(c.replay(&[0, 3, 0, 1, b'g'], Some(&[0, 0])).is_ok());
     // Deterministic fuzz.
@@ -1089,6 +1113,7 @@ fn garbage_records_are_errors_not_panics() {
         };
         let _ = c.replay(&key, Some(&bytes));
     }
+    let _ = c.loaded(0);
 }
 
 #[test]
