@@ -214,13 +214,10 @@ impl Group {
             .unwrap_or(0)
     }
 
-    /// Protocols every member other than `except` supports; all if no member.
-    fn candidates(&self, except: Option<&str>) -> Option<BTreeSet<String>> {
+    /// Protocols every member supports; None if there is no member.
+    fn candidates(&self) -> Option<BTreeSet<String>> {
         let mut set: Option<BTreeSet<String>> = None;
-        for (id, m) in &self.members {
-            if Some(id.as_str()) == except {
-                continue;
-            }
+        for m in self.members.values() {
             let names: BTreeSet<String> = m.protocols.iter().map(|(n, _)| n.clone()).collect();
             set = Some(match set {
                 None => names,
@@ -230,24 +227,17 @@ impl Group {
         set
     }
 
-    /// Kafka's `supportsProtocols`.
-    fn supports(&self, ptype: &str, protocols: &[(String, Bytes)], member: Option<&str>) -> bool {
-        if ptype.is_empty() || protocols.is_empty() {
-            return false;
-        }
-        let others = self
-            .members
-            .keys()
-            .filter(|k| Some(k.as_str()) != member)
-            .count();
-        if self.members.is_empty() || others == 0 {
-            return self.protocol_type.as_deref().is_none_or(|t| t == ptype)
-                || self.members.is_empty();
+    /// Kafka's `supportsProtocols`: an Empty group takes any non-empty protocol type and
+    /// list; otherwise the type must match and one protocol must be supported by every
+    /// current member (the joining member's own current protocols included).
+    fn supports(&self, ptype: &str, protocols: &[(String, Bytes)]) -> bool {
+        if self.state == State::Empty {
+            return !ptype.is_empty() && !protocols.is_empty();
         }
         if self.protocol_type.as_deref() != Some(ptype) {
             return false;
         }
-        match self.candidates(member) {
+        match self.candidates() {
             None => true,
             Some(c) => protocols.iter().any(|(n, _)| c.contains(n)),
         }
@@ -255,7 +245,7 @@ impl Group {
 
     /// Protocol every member supports, by the members' preference votes.
     fn select_protocol(&self) -> Option<String> {
-        let cands = self.candidates(None)?;
+        let cands = self.candidates()?;
         let mut votes: Vec<(String, usize)> = Vec::new();
         for m in self.members.values() {
             if let Some((n, _)) = m.protocols.iter().find(|(n, _)| cands.contains(n)) {
@@ -329,27 +319,29 @@ impl Group {
             return None;
         }
         let mut topics = BTreeSet::new();
+        if self.members.is_empty() {
+            return Some(topics);
+        }
+        self.protocol.as_ref()?;
         for m in self.members.values() {
             let mut meta = m.metadata(self.protocol.as_deref());
             if meta.len() < 2 {
                 return None;
             }
-            let version = i16::from_be_bytes([meta[0], meta[1]]);
+            // Like Kafka: skip the version, read the v0 prefix every version starts with.
             bytes::Buf::advance(&mut meta, 2);
-            let sub = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)).ok()?;
+            let sub = ConsumerProtocolSubscription::decode(&mut meta, 0).ok()?;
             topics.extend(sub.topics.iter().map(|t| t.to_string()));
         }
         Some(topics)
     }
 
-    /// Kafka's `isSubscribedToTopic`: unknown subscriptions count as subscribed.
+    /// Kafka's `isSubscribedToTopic`: when the subscriptions are unknown, a "consumer"
+    /// group counts as subscribed, any other as not.
     fn is_subscribed(&self, topic: &str) -> bool {
-        if self.members.is_empty() {
-            return false;
-        }
         match self.subscribed_topics() {
             Some(t) => t.contains(topic),
-            None => true,
+            None => self.protocol_type.as_deref() == Some("consumer"),
         }
     }
 
@@ -572,14 +564,9 @@ impl GroupCoordinator {
         let Some(g) = self.groups.get_mut(&gid) else {
             return;
         };
-        let known = if member_id.is_empty() {
-            None
-        } else {
-            Some(member_id.as_str())
-        };
         let err = if g.state == State::Dead {
             Some(COORDINATOR_NOT_AVAILABLE)
-        } else if !g.supports(&ptype, &protocols, known) {
+        } else if !g.supports(&ptype, &protocols) {
             Some(INCONSISTENT_GROUP_PROTOCOL)
         } else {
             None
@@ -782,6 +769,7 @@ impl GroupCoordinator {
             ));
         }
         set_timer(fx, timer_key("session", &g.id, Some(&old_id)), None);
+        let leader_before = g.leader.clone().unwrap_or_default();
         let inst = new.instance_id.clone().unwrap_or_default();
         let new_id = new_member_id(&inst);
         g.statics.insert(inst, new_id.clone());
@@ -807,7 +795,14 @@ impl GroupCoordinator {
                     fx.records.push(g.record());
                     g.persisted = true;
                     Self::touch(g, now, &new_id, fx);
-                    let resp = Self::current_join_response(g, &new_id, version, true);
+                    let mut resp = Self::current_join_response(g, &new_id, version, true);
+                    if version < 9 {
+                        // Kafka names the leader as it was before the replacement, so a
+                        // rejoining static leader doesn't reassign without the member list.
+                        if let ResponseKind::JoinGroup(r) = &mut resp {
+                            r.leader = sb(&leader_before);
+                        }
+                    }
                     fx.responses.push((rid, resp));
                 } else {
                     if let Some(m) = g.members.get_mut(&new_id) {
@@ -1420,6 +1415,9 @@ impl GroupCoordinator {
                 Some(g) => {
                     if g.state == State::Dead {
                         COORDINATOR_NOT_AVAILABLE
+                    } else if generation < 0 && g.state == State::Empty {
+                        // Admin or standalone consumer commit to an empty group.
+                        NONE
                     } else if generation >= 0 || !member_id.is_empty() || instance.is_some() {
                         match g.validate_member(&member_id, instance.as_deref()) {
                             Err(e) => e,

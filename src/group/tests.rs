@@ -1241,3 +1241,49 @@ fn timer_keys_round_trip_odd_group_names() {
     let fx = h.c.on_timer(h.now, TimerKey("session/99:x".into()));
     assert!(fx.responses.is_empty() && fx.records.is_empty());
 }
+
+#[test]
+fn static_leader_rejoin_before_v9_names_the_old_leader() {
+    let mut h = H::new();
+    let (a, gen) = h.stable_one("g", Some("i1"));
+    let r = h.join_v(5, "g", "", Some("i1"), &["t1"]);
+    let j = h.join_resp(r);
+    assert_eq!((j.error_code, j.generation_id), (NONE, gen));
+    assert_eq!(
+        j.leader.as_str(),
+        a,
+        "old leader id: the client must not reassign"
+    );
+    assert!(j.members.is_empty());
+    assert_ne!(j.member_id.as_str(), a);
+}
+
+#[test]
+fn existing_member_with_unsupported_protocol_is_inconsistent() {
+    let mut h = H::new();
+    let (a, _) = h.stable_one("g", None);
+    let mut r = JoinGroupRequest::default();
+    r.group_id = GroupId(s("g"));
+    r.member_id = s(&a);
+    r.session_timeout_ms = SESSION;
+    r.rebalance_timeout_ms = REBALANCE;
+    r.protocol_type = s("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = s("roundrobin");
+    r.protocols = vec![p];
+    let rid = h.send(5, GroupRequest::JoinGroup(r));
+    assert_eq!(h.error_of(rid), INCONSISTENT_GROUP_PROTOCOL);
+    assert_eq!(h.state("g"), "Stable");
+}
+
+#[test]
+fn simple_commit_with_member_id_to_empty_group_is_accepted() {
+    let mut h = H::new();
+    let (a, _) = h.stable_one("g", None);
+    h.leave("g", &[(&a, None)]);
+    assert_eq!(h.commit("g", "whatever", -1, &[("t1", 0, 3)]), vec![NONE]);
+    assert_eq!(
+        h.commit("g", "whatever", 2, &[("t1", 0, 3)]),
+        vec![UNKNOWN_MEMBER_ID]
+    );
+}
