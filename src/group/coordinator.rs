@@ -883,15 +883,35 @@ impl GroupCoordinator {
 
     fn complete_join(g: &mut Group, now: i64, fx: &mut Effects) {
         debug_assert_eq!(g.state, State::PreparingRebalance);
-        // Members that didn't rejoin in time are removed.
+        // Dynamic members that didn't rejoin in time are removed; static ones stay (they
+        // must still SyncGroup in time, like Kafka).
         let gone: Vec<String> = g
             .members
             .iter()
-            .filter(|(_, m)| m.join.is_none())
+            .filter(|(_, m)| m.join.is_none() && m.instance_id.is_none())
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
             Self::remove_member(g, &id, fx);
+        }
+        // Kafka's maybeElectNewJoinedLeader: a leader that didn't rejoin hands over to a
+        // member that did; if none did, wait another rebalance timeout.
+        let leader_joined = g
+            .leader
+            .as_ref()
+            .and_then(|l| g.members.get(l))
+            .is_some_and(|m| m.join.is_some());
+        if !leader_joined && !g.members.is_empty() {
+            match g.members.iter().find(|(_, m)| m.join.is_some()) {
+                Some((id, _)) => g.leader = Some(id.clone()),
+                None => {
+                    g.initial_remaining = None;
+                    let d = now + g.rebalance_timeout();
+                    g.join_deadline = Some(d);
+                    set_timer(fx, timer_key("join", &g.id, None), Some(d));
+                    return;
+                }
+            }
         }
         g.join_deadline = None;
         g.initial_remaining = None;

@@ -1287,3 +1287,31 @@ fn simple_commit_with_member_id_to_empty_group_is_accepted() {
         vec![UNKNOWN_MEMBER_ID]
     );
 }
+
+#[test]
+fn static_member_that_misses_the_join_stays_until_sync_timeout() {
+    let mut h = H::new();
+    let (a, _) = h.stable_one("g", Some("i1"));
+    // A dynamic member joins; the static leader doesn't rejoin (keeps heartbeating).
+    let rb = h.join_v(3, "g", "", None, &["t1"]);
+    let mut t = 0;
+    while t < REBALANCE as i64 {
+        h.advance(5_000);
+        t += 5_000;
+        if h.answered(rb) {
+            break;
+        }
+        h.heartbeat_inst("g", &a, Some("i1"), 1);
+    }
+    let jb = h.join_resp(rb);
+    let b = jb.member_id.to_string();
+    // b, the only member that rejoined, leads; the static member is still a member.
+    assert_eq!(jb.leader.as_str(), b);
+    assert_eq!(jb.members.len(), 2);
+    let gen = jb.generation_id;
+    h.sync("g", &b, gen, &[(&b, b"B"), (&a, b"A")]);
+    assert_eq!(h.state("g"), "Stable");
+    // The static member never syncs: removed at the sync deadline, then a rebalance.
+    h.advance(REBALANCE as i64);
+    assert!(!h.members("g").contains(&a));
+}
