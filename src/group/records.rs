@@ -1,0 +1,333 @@
+//! `__consumer_offsets` record encoding in Kafka's format (group-coordinator's
+//! `OffsetCommitKey`/`OffsetCommitValue`/`GroupMetadataKey`/`GroupMetadataValue` schemas).
+//!
+//! Keys start with an i16 record type (Kafka calls it the key version): 0 and 1 are
+//! offset commits (same layout), 2 is group metadata. Other types (KIP-848 consumer
+//! group records, share group records...) are not ours: [`decode_key`] reports them as
+//! [`Key::Other`] and replay skips them. Strings are i16-length-prefixed UTF-8 (-1 =
+//! null where nullable), bytes are i32-length-prefixed. Values we write: OffsetCommitValue
+//! v3, GroupMetadataValue v3. We read OffsetCommitValue v0-v4 and GroupMetadataValue v0-v3.
+
+use super::RecordError;
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Largest string or bytes field replay accepts; bounds allocations on garbage.
+const MAX_FIELD: usize = 16 * 1024 * 1024;
+/// Largest member count replay accepts in one group metadata value.
+const MAX_MEMBERS: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Key {
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    Group {
+        group: String,
+    },
+    Other(i16),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OffsetValue {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemberValue {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout: i32,
+    pub session_timeout: i32,
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupValue {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub current_state_timestamp: i64,
+    pub members: Vec<MemberValue>,
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    // Strings we write come from requests whose strings are i16-length-bounded.
+    debug_assert!(s.len() <= i16::MAX as usize);
+    b.put_i16(s.len().min(i16::MAX as usize) as i16);
+    b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
+}
+
+fn put_nstr(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(b, s),
+        None => b.put_i16(-1),
+    }
+}
+
+fn put_bytes(b: &mut BytesMut, v: &[u8]) {
+    b.put_i32(v.len() as i32);
+    b.put_slice(v);
+}
+
+pub(crate) fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(1);
+    put_str(&mut b, group);
+    put_str(&mut b, topic);
+    b.put_i32(partition);
+    b.freeze()
+}
+
+pub(crate) fn group_key(group: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(2);
+    put_str(&mut b, group);
+    b.freeze()
+}
+
+pub(crate) fn offset_value(v: &OffsetValue) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(3);
+    b.put_i64(v.offset);
+    b.put_i32(v.leader_epoch);
+    put_str(&mut b, &v.metadata);
+    b.put_i64(v.commit_timestamp);
+    b.freeze()
+}
+
+pub(crate) fn group_value(v: &GroupValue) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(3);
+    put_str(&mut b, &v.protocol_type);
+    b.put_i32(v.generation);
+    put_nstr(&mut b, v.protocol.as_deref());
+    put_nstr(&mut b, v.leader.as_deref());
+    b.put_i64(v.current_state_timestamp);
+    b.put_i32(v.members.len() as i32);
+    for m in &v.members {
+        put_str(&mut b, &m.member_id);
+        put_nstr(&mut b, m.group_instance_id.as_deref());
+        put_str(&mut b, &m.client_id);
+        put_str(&mut b, &m.client_host);
+        b.put_i32(m.rebalance_timeout);
+        b.put_i32(m.session_timeout);
+        put_bytes(&mut b, &m.subscription);
+        put_bytes(&mut b, &m.assignment);
+    }
+    b.freeze()
+}
+
+/// A bounds-checked reader: every read returns `RecordError` instead of panicking.
+struct Reader<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, why: &str) -> RecordError {
+        RecordError(format!("{}: {why}", self.what))
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.buf.len() < n {
+            return Err(self.err("truncated"));
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+    fn i16(&mut self) -> Result<i16, RecordError> {
+        let s = self.take(2)?;
+        Ok(i16::from_be_bytes([s[0], s[1]]))
+    }
+    fn i32(&mut self) -> Result<i32, RecordError> {
+        let s = self.take(4)?;
+        Ok(i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn i64(&mut self) -> Result<i64, RecordError> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(i64::from_be_bytes(a))
+    }
+    fn varint(&mut self) -> Result<u32, RecordError> {
+        let mut v: u32 = 0;
+        for i in 0..5 {
+            let b = self.take(1)?[0];
+            v |= u32::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.err("varint too long"))
+    }
+    fn utf8(&mut self, n: usize) -> Result<String, RecordError> {
+        if n > MAX_FIELD {
+            return Err(self.err("string too long"));
+        }
+        let s = self.take(n)?;
+        String::from_utf8(s.to_vec()).map_err(|_| self.err("invalid UTF-8"))
+    }
+    fn nstr(&mut self) -> Result<Option<String>, RecordError> {
+        let n = self.i16()?;
+        if n < 0 {
+            return Ok(None);
+        }
+        self.utf8(n as usize).map(Some)
+    }
+    fn str(&mut self) -> Result<String, RecordError> {
+        self.nstr()?.ok_or_else(|| self.err("null string"))
+    }
+    fn compact_str(&mut self) -> Result<String, RecordError> {
+        let n = self.varint()?;
+        if n == 0 {
+            return Err(self.err("null string"));
+        }
+        self.utf8((n - 1) as usize)
+    }
+    fn bytes(&mut self) -> Result<Bytes, RecordError> {
+        let n = self.i32()?;
+        if n < 0 {
+            // Kafka's schema says non-nullable; be lenient and read null as empty.
+            return Ok(Bytes::new());
+        }
+        let n = n as usize;
+        if n > MAX_FIELD {
+            return Err(self.err("bytes too long"));
+        }
+        Ok(Bytes::copy_from_slice(self.take(n)?))
+    }
+    fn skip_tagged(&mut self) -> Result<(), RecordError> {
+        let count = self.varint()?;
+        for _ in 0..count {
+            self.varint()?;
+            let len = self.varint()? as usize;
+            self.take(len)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn decode_key(key: &[u8]) -> Result<Key, RecordError> {
+    let mut r = Reader {
+        buf: key,
+        what: "key",
+    };
+    let version = r.i16()?;
+    match version {
+        0 | 1 => {
+            let group = r.str()?;
+            let topic = r.str()?;
+            let partition = r.i32()?;
+            Ok(Key::Offset {
+                group,
+                topic,
+                partition,
+            })
+        }
+        2 => Ok(Key::Group { group: r.str()? }),
+        v if v < 0 => Err(r.err("negative key version")),
+        v => Ok(Key::Other(v)),
+    }
+}
+
+pub(crate) fn decode_offset_value(value: &[u8]) -> Result<OffsetValue, RecordError> {
+    let mut r = Reader {
+        buf: value,
+        what: "offset commit value",
+    };
+    let version = r.i16()?;
+    let v = match version {
+        0..=3 => {
+            let offset = r.i64()?;
+            let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
+            let metadata = r.str()?;
+            let commit_timestamp = r.i64()?;
+            if version == 1 {
+                r.i64()?; // expire timestamp: retention is broker-side since Kafka 2.1
+            }
+            OffsetValue {
+                offset,
+                leader_epoch,
+                metadata,
+                commit_timestamp,
+            }
+        }
+        4 => {
+            let offset = r.i64()?;
+            let leader_epoch = r.i32()?;
+            let metadata = r.compact_str()?;
+            let commit_timestamp = r.i64()?;
+            r.skip_tagged()?;
+            OffsetValue {
+                offset,
+                leader_epoch,
+                metadata,
+                commit_timestamp,
+            }
+        }
+        v => return Err(r.err(&format!("unsupported version {v}"))),
+    };
+    Ok(v)
+}
+
+pub(crate) fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError> {
+    let mut r = Reader {
+        buf: value,
+        what: "group metadata value",
+    };
+    let version = r.i16()?;
+    if !(0..=3).contains(&version) {
+        return Err(r.err(&format!("unsupported version {version}")));
+    }
+    let protocol_type = r.str()?;
+    let generation = r.i32()?;
+    let protocol = r.nstr()?;
+    let leader = r.nstr()?;
+    let current_state_timestamp = if version >= 2 { r.i64()? } else { -1 };
+    let count = r.i32()?;
+    if count < 0 || count as usize > MAX_MEMBERS {
+        return Err(r.err("bad member count"));
+    }
+    let mut members = Vec::new();
+    for _ in 0..count {
+        let member_id = r.str()?;
+        let group_instance_id = if version >= 3 { r.nstr()? } else { None };
+        let client_id = r.str()?;
+        let client_host = r.str()?;
+        let session_or_rebalance = r.i32()?;
+        let (rebalance_timeout, session_timeout) = if version >= 1 {
+            (session_or_rebalance, r.i32()?)
+        } else {
+            (session_or_rebalance, session_or_rebalance)
+        };
+        let subscription = r.bytes()?;
+        let assignment = r.bytes()?;
+        members.push(MemberValue {
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout,
+            session_timeout,
+            subscription,
+            assignment,
+        });
+    }
+    Ok(GroupValue {
+        protocol_type,
+        generation,
+        protocol,
+        leader,
+        current_state_timestamp,
+        members,
+    })
+}
