@@ -24,7 +24,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{delay_queue, DelayQueue};
 
-use super::{partition_for_group, Effects, GroupCoordinator, GroupRequest, RequestId, TimerKey};
+use super::{
+    partition_for_group, Effects, GroupCoordinator, GroupRequest, RequestId, RequestMeta, TimerKey,
+};
 use crate::config::BrokerConfig;
 use crate::metadata::{CreateTopicRequest, MetadataQuorum, TopicDefaults};
 use crate::partition::{now_ms, Partition, PartitionManager};
@@ -48,6 +50,7 @@ struct Command {
     shard: i32,
     version: i16,
     request: GroupRequest,
+    meta: RequestMeta,
     reply: oneshot::Sender<ResponseKind>,
 }
 
@@ -104,6 +107,7 @@ impl GroupRuntime {
         shard: i32,
         version: i16,
         request: GroupRequest,
+        meta: RequestMeta,
     ) -> Result<ResponseKind, GroupError> {
         let (reply, response) = oneshot::channel();
         self.commands
@@ -111,6 +115,7 @@ impl GroupRuntime {
                 shard,
                 version,
                 request,
+                meta,
                 reply,
             })
             .await
@@ -123,9 +128,14 @@ impl GroupRuntime {
     /// Makes sure the offsets topic exists and its shards are loaded (FindCoordinator).
     pub async fn ensure_ready(&self) -> Result<(), GroupError> {
         // An empty ListGroups to shard 0 loads everything as a side effect.
-        self.call(0, 0, GroupRequest::ListGroups(Default::default()))
-            .await
-            .map(|_| ())
+        self.call(
+            0,
+            0,
+            GroupRequest::ListGroups(Default::default()),
+            RequestMeta::default(),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -190,11 +200,12 @@ impl Task {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
         self.pending.insert(request_id, command.reply);
-        let effects = shard.core.handle(
+        let effects = shard.core.handle_with_meta(
             now_ms(),
             request_id,
             command.version,
             command.request,
+            &command.meta,
             &partition_exists,
         );
         self.apply(command.shard, effects);

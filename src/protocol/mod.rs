@@ -15,6 +15,8 @@ use crate::broker::Broker;
 
 pub struct RequestContext {
     pub broker: Arc<Broker>,
+    /// The client's address (DescribeGroups shows its host).
+    pub peer: std::net::SocketAddr,
     pub header: RequestHeader,
     pub api_key: ApiKey,
 }

@@ -82,7 +82,7 @@ pub async fn serve(
                     idle.as_mut().reset(tokio::time::Instant::now() + idle_limit);
                     match frame::decode_request(bytes.freeze()) {
                         Ok(Frame::Request { header, api_key, body }) => {
-                            in_flight.push_back(handle(broker.clone(), header, api_key, body));
+                            in_flight.push_back(handle(broker.clone(), peer, header, api_key, body));
                         }
                         Ok(Frame::UnsupportedApiVersions { correlation_id }) => {
                             let reply = match frame::encode_unsupported_api_versions(correlation_id) {
@@ -116,6 +116,7 @@ type ReplyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + S
 
 fn handle(
     broker: Arc<Broker>,
+    peer: SocketAddr,
     header: RequestHeader,
     api_key: ApiKey,
     body: Box<RequestKind>,
@@ -125,6 +126,7 @@ fn handle(
         let version = header.request_api_version;
         let ctx = RequestContext {
             broker,
+            peer,
             header,
             api_key,
         };

@@ -4,7 +4,7 @@
 
 use kafka_protocol::messages::ResponseKind;
 
-use crate::group::GroupRequest;
+use crate::group::{GroupRequest, RequestMeta};
 use crate::protocol::RequestContext;
 
 /// Sends a single-group request to its shard; `None` when the coordinator is not
@@ -15,11 +15,29 @@ pub async fn call(
     request: GroupRequest,
 ) -> Option<ResponseKind> {
     let shard = ctx.broker.groups.shard_of(group_id);
-    match ctx.broker.groups.call(shard, ctx.version(), request).await {
+    match ctx
+        .broker
+        .groups
+        .call(shard, ctx.version(), request, meta(ctx))
+        .await
+    {
         Ok(response) => Some(response),
         Err(error) => {
             tracing::debug!(group_id, %error, "group request not served");
             None
         }
+    }
+}
+
+/// The header's client id and the peer's host, as Kafka shows them ("/127.0.0.1").
+pub fn meta(ctx: &RequestContext) -> RequestMeta {
+    RequestMeta {
+        client_id: ctx
+            .header
+            .client_id
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        client_host: format!("/{}", ctx.peer.ip()),
     }
 }

@@ -15,6 +15,7 @@ pub async fn handle(ctx: &RequestContext, request: ListGroupsRequest) -> ListGro
                 shard,
                 ctx.version(),
                 GroupRequest::ListGroups(request.clone()),
+                super::groups::meta(ctx),
             )
             .await;
         match response {
