@@ -1145,11 +1145,8 @@ impl GroupCoordinator {
         let mut results: Vec<(String, Option<String>, i16)> = Vec::new();
         let mut top = NONE;
         match self.groups.get_mut(&gid) {
-            None => {
-                for (m, i) in leaving {
-                    results.push((m, i, UNKNOWN_MEMBER_ID));
-                }
-            }
+            // Kafka: an unknown group fails the whole request.
+            None => top = UNKNOWN_MEMBER_ID,
             Some(g) if g.state == State::Dead => top = COORDINATOR_NOT_AVAILABLE,
             Some(g) => {
                 let mut removed = false;
