@@ -103,6 +103,8 @@ pub(crate) struct Offset {
     pub(crate) leader_epoch: i32,
     pub(crate) metadata: String,
     pub(crate) commit_ts: i64,
+    /// From OffsetCommit v2-v4 `retention_time_ms`; overrides the group's retention.
+    pub(crate) expire_ts: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -1318,6 +1320,7 @@ impl GroupCoordinator {
                                 leader_epoch: v.leader_epoch,
                                 metadata: v.metadata,
                                 commit_ts: v.commit_timestamp,
+                                expire_ts: v.expire_timestamp,
                             },
                         );
                     }
@@ -1456,6 +1459,13 @@ impl GroupCoordinator {
             }
         };
         let max_meta = self.config.offset_metadata_max_bytes;
+        // v2-v4 may carry a retention time (-1 = the broker's); Kafka then stores an
+        // expire timestamp with the offset.
+        let expire_ts = if (2..=4).contains(&version) && req.retention_time_ms != -1 {
+            Some(now.saturating_add(req.retention_time_ms))
+        } else {
+            None
+        };
         let mut topics = Vec::new();
         for t in &req.topics {
             let topic = t.name.0.to_string();
@@ -1487,6 +1497,7 @@ impl GroupCoordinator {
                         leader_epoch,
                         metadata: metadata.clone(),
                         commit_timestamp: now,
+                        expire_timestamp: expire_ts,
                     };
                     fx.records.push(Record {
                         key: records::offset_key(&gid, &topic, p.partition_index),
@@ -1500,6 +1511,7 @@ impl GroupCoordinator {
                                 leader_epoch,
                                 metadata,
                                 commit_ts: now,
+                                expire_ts,
                             },
                         );
                     }
@@ -1676,37 +1688,58 @@ impl GroupCoordinator {
         fx.responses.push((rid, ResponseKind::OffsetDelete(r)));
     }
 
-    /// Kafka's offset expiration (KIP-211 / KIP-496), then deletion of groups left
-    /// Empty with no offsets.
+    /// Kafka's offset expiration (KIP-211 / KIP-496, `offsetExpirationCondition`), then
+    /// deletion of groups left Empty with no offsets.
     fn expire_offsets(&mut self, now: i64, fx: &mut Effects) {
+        /// Which timestamp an offset's retention counts from.
+        #[derive(Clone, Copy)]
+        enum Base {
+            StateChange(i64),
+            Commit,
+        }
         let retention = self.config.offsets_retention_ms;
         let mut dead = Vec::new();
         for g in self.groups.values_mut() {
-            let expired: Vec<(String, i32)> = if g.state == State::Empty {
-                let base_state = g.protocol_type.is_some() && g.state_ts >= 0;
-                g.offsets
-                    .iter()
-                    .filter(|(_, o)| {
-                        let base = if base_state { g.state_ts } else { o.commit_ts };
-                        now.saturating_sub(base) >= retention
-                    })
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            } else if let Some(subs) = g.subscribed_topics() {
-                if g.state == State::Stable {
-                    g.offsets
-                        .iter()
-                        .filter(|((t, _), o)| {
-                            !subs.contains(t) && now.saturating_sub(o.commit_ts) >= retention
-                        })
-                        .map(|(k, _)| k.clone())
-                        .collect()
+            let (base, subscribed) = if g.protocol_type.is_some() {
+                if g.state == State::Empty {
+                    let base = if g.state_ts >= 0 {
+                        Base::StateChange(g.state_ts)
+                    } else {
+                        Base::Commit
+                    };
+                    (Some(base), None)
+                } else if g.state == State::Stable {
+                    match g.subscribed_topics() {
+                        Some(t) => (Some(Base::Commit), Some(t)),
+                        None => (None, None),
+                    }
                 } else {
-                    Vec::new()
+                    (None, None)
                 }
             } else {
-                Vec::new()
+                (Some(Base::Commit), None)
             };
+            let Some(base) = base else { continue };
+            let expired: Vec<(String, i32)> = g
+                .offsets
+                .iter()
+                .filter(|((t, _), o)| {
+                    if subscribed.as_ref().is_some_and(|s| s.contains(t)) {
+                        return false;
+                    }
+                    match o.expire_ts {
+                        Some(e) => now >= e,
+                        None => {
+                            let from = match base {
+                                Base::StateChange(ts) => ts,
+                                Base::Commit => o.commit_ts,
+                            };
+                            now.saturating_sub(from) >= retention
+                        }
+                    }
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
             for (t, p) in expired {
                 g.offsets.remove(&(t.clone(), p));
                 fx.records.push(Record {
