@@ -593,7 +593,7 @@ impl GroupCoordinator {
         if member_id.is_empty() {
             // Unknown member.
             if let Some(old_id) = instance.as_ref().and_then(|i| g.statics.get(i)).cloned() {
-                return Self::static_rejoin(g, now, rid, version, old_id, new_member, &ptype, fx);
+                return Self::static_rejoin(g, now, rid, version, old_id, new_member, fx);
             }
             if g.members.len() + g.pending.len() >= max_size {
                 fail(fx, GROUP_MAX_SIZE_REACHED);
@@ -750,10 +750,8 @@ impl GroupCoordinator {
         version: i16,
         old_id: String,
         mut new: Member,
-        ptype: &str,
         fx: &mut Effects,
     ) {
-        let _ = ptype;
         let Some(mut old) = g.members.shift_remove(&old_id) else {
             fx.responses
                 .push((rid, join_error(version, UNKNOWN_MEMBER_ID, "")));
@@ -788,8 +786,6 @@ impl GroupCoordinator {
         }
         match g.state {
             State::Stable => {
-                let old_protocols = std::mem::replace(&mut old.protocols, new.protocols.clone());
-                let _ = old_protocols;
                 new.join = None;
                 g.members.insert(new_id.clone(), new);
                 if g.select_protocol() == g.protocol {
