@@ -103,6 +103,8 @@ pub(crate) struct Offset {
     pub(crate) leader_epoch: i32,
     pub(crate) metadata: String,
     pub(crate) commit_ts: i64,
+    /// From OffsetCommit v2-v4 `retention_time_ms`; overrides the group's retention.
+    pub(crate) expire_ts: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -591,7 +593,7 @@ impl GroupCoordinator {
         if member_id.is_empty() {
             // Unknown member.
             if let Some(old_id) = instance.as_ref().and_then(|i| g.statics.get(i)).cloned() {
-                return Self::static_rejoin(g, now, rid, version, old_id, new_member, &ptype, fx);
+                return Self::static_rejoin(g, now, rid, version, old_id, new_member, fx);
             }
             if g.members.len() + g.pending.len() >= max_size {
                 fail(fx, GROUP_MAX_SIZE_REACHED);
@@ -748,10 +750,8 @@ impl GroupCoordinator {
         version: i16,
         old_id: String,
         mut new: Member,
-        ptype: &str,
         fx: &mut Effects,
     ) {
-        let _ = ptype;
         let Some(mut old) = g.members.shift_remove(&old_id) else {
             fx.responses
                 .push((rid, join_error(version, UNKNOWN_MEMBER_ID, "")));
@@ -786,8 +786,6 @@ impl GroupCoordinator {
         }
         match g.state {
             State::Stable => {
-                let old_protocols = std::mem::replace(&mut old.protocols, new.protocols.clone());
-                let _ = old_protocols;
                 new.join = None;
                 g.members.insert(new_id.clone(), new);
                 if g.select_protocol() == g.protocol {
@@ -1145,11 +1143,8 @@ impl GroupCoordinator {
         let mut results: Vec<(String, Option<String>, i16)> = Vec::new();
         let mut top = NONE;
         match self.groups.get_mut(&gid) {
-            None => {
-                for (m, i) in leaving {
-                    results.push((m, i, UNKNOWN_MEMBER_ID));
-                }
-            }
+            // Kafka: an unknown group fails the whole request.
+            None => top = UNKNOWN_MEMBER_ID,
             Some(g) if g.state == State::Dead => top = COORDINATOR_NOT_AVAILABLE,
             Some(g) => {
                 let mut removed = false;
@@ -1321,6 +1316,7 @@ impl GroupCoordinator {
                                 leader_epoch: v.leader_epoch,
                                 metadata: v.metadata,
                                 commit_ts: v.commit_timestamp,
+                                expire_ts: v.expire_timestamp,
                             },
                         );
                     }
@@ -1459,6 +1455,13 @@ impl GroupCoordinator {
             }
         };
         let max_meta = self.config.offset_metadata_max_bytes;
+        // v2-v4 may carry a retention time (-1 = the broker's); Kafka then stores an
+        // expire timestamp with the offset.
+        let expire_ts = if (2..=4).contains(&version) && req.retention_time_ms != -1 {
+            Some(now.saturating_add(req.retention_time_ms))
+        } else {
+            None
+        };
         let mut topics = Vec::new();
         for t in &req.topics {
             let topic = t.name.0.to_string();
@@ -1490,6 +1493,7 @@ impl GroupCoordinator {
                         leader_epoch,
                         metadata: metadata.clone(),
                         commit_timestamp: now,
+                        expire_timestamp: expire_ts,
                     };
                     fx.records.push(Record {
                         key: records::offset_key(&gid, &topic, p.partition_index),
@@ -1503,6 +1507,7 @@ impl GroupCoordinator {
                                 leader_epoch,
                                 metadata,
                                 commit_ts: now,
+                                expire_ts,
                             },
                         );
                     }
@@ -1679,37 +1684,58 @@ impl GroupCoordinator {
         fx.responses.push((rid, ResponseKind::OffsetDelete(r)));
     }
 
-    /// Kafka's offset expiration (KIP-211 / KIP-496), then deletion of groups left
-    /// Empty with no offsets.
+    /// Kafka's offset expiration (KIP-211 / KIP-496, `offsetExpirationCondition`), then
+    /// deletion of groups left Empty with no offsets.
     fn expire_offsets(&mut self, now: i64, fx: &mut Effects) {
+        /// Which timestamp an offset's retention counts from.
+        #[derive(Clone, Copy)]
+        enum Base {
+            StateChange(i64),
+            Commit,
+        }
         let retention = self.config.offsets_retention_ms;
         let mut dead = Vec::new();
         for g in self.groups.values_mut() {
-            let expired: Vec<(String, i32)> = if g.state == State::Empty {
-                let base_state = g.protocol_type.is_some() && g.state_ts >= 0;
-                g.offsets
-                    .iter()
-                    .filter(|(_, o)| {
-                        let base = if base_state { g.state_ts } else { o.commit_ts };
-                        now.saturating_sub(base) >= retention
-                    })
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            } else if let Some(subs) = g.subscribed_topics() {
-                if g.state == State::Stable {
-                    g.offsets
-                        .iter()
-                        .filter(|((t, _), o)| {
-                            !subs.contains(t) && now.saturating_sub(o.commit_ts) >= retention
-                        })
-                        .map(|(k, _)| k.clone())
-                        .collect()
+            let (base, subscribed) = if g.protocol_type.is_some() {
+                if g.state == State::Empty {
+                    let base = if g.state_ts >= 0 {
+                        Base::StateChange(g.state_ts)
+                    } else {
+                        Base::Commit
+                    };
+                    (Some(base), None)
+                } else if g.state == State::Stable {
+                    match g.subscribed_topics() {
+                        Some(t) => (Some(Base::Commit), Some(t)),
+                        None => (None, None),
+                    }
                 } else {
-                    Vec::new()
+                    (None, None)
                 }
             } else {
-                Vec::new()
+                (Some(Base::Commit), None)
             };
+            let Some(base) = base else { continue };
+            let expired: Vec<(String, i32)> = g
+                .offsets
+                .iter()
+                .filter(|((t, _), o)| {
+                    if subscribed.as_ref().is_some_and(|s| s.contains(t)) {
+                        return false;
+                    }
+                    match o.expire_ts {
+                        Some(e) => now >= e,
+                        None => {
+                            let from = match base {
+                                Base::StateChange(ts) => ts,
+                                Base::Commit => o.commit_ts,
+                            };
+                            now.saturating_sub(from) >= retention
+                        }
+                    }
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
             for (t, p) in expired {
                 g.offsets.remove(&(t.clone(), p));
                 fx.records.push(Record {

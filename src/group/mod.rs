@@ -146,7 +146,9 @@ impl GroupCoordinator {
         self.replay_record(key, value)
     }
     /// After the last replayed record: the timers loaded groups need (a fresh session
-    /// timeout for every loaded member, and the periodic `expire` timer).
+    /// timeout for every loaded member, and the periodic `expire` timer). Call it once per
+    /// load even when nothing was replayed: it starts offset expiration. `records` is
+    /// always empty.
     pub fn loaded(&mut self, now_ms: i64) -> Effects {
         self.check_invariants();
         self.loaded_impl(now_ms)

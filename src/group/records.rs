@@ -6,7 +6,7 @@
 //! group records, share group records...) are not ours: [`decode_key`] reports them as
 //! [`Key::Other`] and replay skips them. Strings are i16-length-prefixed UTF-8 (-1 =
 //! null where nullable), bytes are i32-length-prefixed. Values we write: OffsetCommitValue
-//! v3, GroupMetadataValue v3. We read OffsetCommitValue v0-v4 and GroupMetadataValue v0-v3.
+//! v3 (v1 when the commit carries an expire timestamp, as Kafka), GroupMetadataValue v3. We read OffsetCommitValue v0-v4 and GroupMetadataValue v0-v3.
 
 use super::RecordError;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -35,6 +35,8 @@ pub(crate) struct OffsetValue {
     pub leader_epoch: i32,
     pub metadata: String,
     pub commit_timestamp: i64,
+    /// Only from OffsetCommit v2-v4's retention time; then written as value v1.
+    pub expire_timestamp: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +98,15 @@ pub(crate) fn group_key(group: &str) -> Bytes {
 
 pub(crate) fn offset_value(v: &OffsetValue) -> Bytes {
     let mut b = BytesMut::new();
+    if let Some(expire) = v.expire_timestamp {
+        // Kafka writes v1 (no leader epoch) when the commit carries an expire time.
+        b.put_i16(1);
+        b.put_i64(v.offset);
+        put_str(&mut b, &v.metadata);
+        b.put_i64(v.commit_timestamp);
+        b.put_i64(expire);
+        return b.freeze();
+    }
     b.put_i16(3);
     b.put_i64(v.offset);
     b.put_i32(v.leader_epoch);
@@ -251,14 +262,17 @@ pub(crate) fn decode_offset_value(value: &[u8]) -> Result<OffsetValue, RecordErr
             let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
             let metadata = r.str()?;
             let commit_timestamp = r.i64()?;
-            if version == 1 {
-                r.i64()?; // expire timestamp: retention is broker-side since Kafka 2.1
-            }
+            let expire_timestamp = if version == 1 {
+                Some(r.i64()?).filter(|e| *e >= 0)
+            } else {
+                None
+            };
             OffsetValue {
                 offset,
                 leader_epoch,
                 metadata,
                 commit_timestamp,
+                expire_timestamp,
             }
         }
         4 => {
@@ -272,6 +286,7 @@ pub(crate) fn decode_offset_value(value: &[u8]) -> Result<OffsetValue, RecordErr
                 leader_epoch,
                 metadata,
                 commit_timestamp,
+                expire_timestamp: None,
             }
         }
         v => return Err(r.err(&format!("unsupported version {v}"))),

@@ -545,7 +545,7 @@ fn leave_unknown_member_and_v0_layout() {
     let rid = h.send(1, GroupRequest::LeaveGroup(r));
     assert_eq!(h.error_of(rid), UNKNOWN_MEMBER_ID);
     let l = h.leave("nogroup", &[("x", None)]);
-    assert_eq!(l.members[0].error_code, UNKNOWN_MEMBER_ID);
+    assert_eq!((l.error_code, l.members.len()), (UNKNOWN_MEMBER_ID, 0));
 }
 
 #[test]
@@ -1006,6 +1006,7 @@ fn record_bytes_are_kafkas_format() {
         leader_epoch: -1,
         metadata: "m".into(),
         commit_timestamp: 258,
+        expire_timestamp: None,
     });
     assert_eq!(
         v.as_ref(),
@@ -1045,10 +1046,12 @@ fn record_bytes_are_kafkas_format() {
     assert_eq!(back.members[0].subscription.as_ref(), b"S");
     // OffsetCommitValue v1 (with expire timestamp) still reads.
     let v1: &[u8] = &[
-        0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+        0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2,
     ];
     let o = records::decode_offset_value(v1).unwrap();
     assert_eq!((o.offset, o.leader_epoch, o.commit_timestamp), (9, -1, 1));
+    assert_eq!(o.expire_timestamp, Some(2));
+    assert_eq!(records::offset_value(&o).as_ref(), v1);
 }
 
 #[test]
@@ -1314,4 +1317,28 @@ fn static_member_that_misses_the_join_stays_until_sync_timeout() {
     // The static member never syncs: removed at the sync deadline, then a rebalance.
     h.advance(REBALANCE as i64);
     assert!(!h.members("g").contains(&a));
+}
+
+#[test]
+fn commit_retention_time_sets_an_expire_timestamp() {
+    let mut h = H::new();
+    let fx = h.c.loaded(h.now);
+    h.apply(fx);
+    let mut r = OffsetCommitRequest::default();
+    r.group_id = GroupId(s("g"));
+    r.generation_id_or_member_epoch = -1;
+    r.retention_time_ms = 1_000;
+    let mut t = OffsetCommitRequestTopic::default();
+    t.name = TopicName(s("t1"));
+    let mut p = OffsetCommitRequestPartition::default();
+    p.committed_offset = 4;
+    t.partitions = vec![p];
+    r.topics = vec![t];
+    h.send(2, GroupRequest::OffsetCommit(r));
+    let v =
+        records::decode_offset_value(h.records.last().unwrap().value.as_ref().unwrap()).unwrap();
+    assert_eq!(v.expire_timestamp, Some(h.now + 1_000));
+    assert_eq!(h.fetch("g", None).len(), 1);
+    h.advance(EXPIRE_CHECK_INTERVAL_MS);
+    assert_eq!(h.fetch("g", None).len(), 0);
 }
