@@ -3,7 +3,8 @@
 //! Layers, later wins: built-in defaults, a TOML file (`--config`; flat quoted keys such
 //! as `"log.dirs" = "..."` or nested tables, which flatten with dots), `MILLRACE_*`
 //! environment variables (`MILLRACE_LOG_DIRS` -> `log.dirs`), and `--override key=value`
-//! flags (as `kafka-server-start.sh --override`). Unknown keys are reported once and
+//! flags (as `kafka-server-start.sh --override`). Environment variables name known keys
+//! only (tools share the prefix); unknown keys from the file or flags are reported once and
 //! ignored, so that a Kafka `server.properties` carried over does not stop the broker.
 //!
 //! Topic-level configs (what CreateTopics and DescribeConfigs see) are described by
@@ -249,8 +250,12 @@ impl BrokerConfig {
             flatten_toml("", &table, &mut explicit);
         }
         for (key, value) in env {
+            // Only known keys: tools share the prefix (MILLRACE_BIN, MILLRACE_CACHE, ...).
             if let Some(rest) = key.strip_prefix("MILLRACE_") {
-                explicit.insert(rest.to_ascii_lowercase().replace('_', "."), value);
+                let name = rest.to_ascii_lowercase().replace('_', ".");
+                if KNOWN_BROKER_KEYS.contains(&name.as_str()) {
+                    explicit.insert(name, value);
+                }
             }
         }
         for item in overrides {
@@ -692,6 +697,7 @@ mod tests {
             &[
                 ("MILLRACE_NUM_PARTITIONS", "3"),
                 ("MILLRACE_LOG_DIRS", "/tmp/a"),
+                ("MILLRACE_BIN", "/usr/bin/millrace"),
                 ("HOME", "/x"),
             ],
             &["log.dirs=/tmp/b", "log.flush.interval.messages=1"],
@@ -704,6 +710,7 @@ mod tests {
             c.broker_value("num.partitions"),
             Some(("3".to_string(), true))
         );
+        assert!(c.unknown_keys().is_empty(), "{:?}", c.unknown_keys());
     }
 
     #[test]

@@ -39,7 +39,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve { config, overrides } = cli.command;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    // openraft narrates elections and start-up at info; keep it at warn unless asked.
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(spec) if spec.contains("openraft") => spec,
+        Ok(spec) => format!("{spec},openraft=warn"),
+        Err(_) => "info,openraft=warn".to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
