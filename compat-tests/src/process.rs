@@ -173,8 +173,11 @@ impl Drop for ClientProcess {
             let _ = c.wait();
         }
         if std::thread::panicking() {
+            let out = self.stdout_lines();
             eprintln!(
-                "--- {} stderr tail ---\n{}",
+                "--- {} stdout tail ---\n{}\n--- {} stderr tail ---\n{}",
+                self.name,
+                out[out.len().saturating_sub(15)..].join("\n"),
                 self.name,
                 self.stderr_tail(30)
             );

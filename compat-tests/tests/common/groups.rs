@@ -213,11 +213,17 @@ pub fn spawn_java_member(name: &str, bootstrap: &str, topic: &str, group: &str) 
     ClientProcess::spawn(name, cmd, Some(dir))
 }
 
+/// The JSON of an `@@ ` event line. libtest prints `test group_member_child ... `
+/// without a newline before the child's first output, so the marker may be mid-line.
+fn event_json(l: &str) -> Option<&str> {
+    l.find("@@ ").map(|i| &l[i + 3..])
+}
+
 /// The `@@` events a member printed so far.
 pub fn events(p: &ClientProcess) -> Vec<Value> {
     p.stdout_lines()
         .iter()
-        .filter_map(|l| l.strip_prefix("@@ "))
+        .filter_map(|l| event_json(l))
         .map(|j| serde_json::from_str(j).unwrap_or_else(|e| panic!("bad event {j:?}: {e}")))
         .collect()
 }
@@ -244,7 +250,7 @@ pub fn assignment(p: &ClientProcess) -> Option<Vec<i32>> {
 pub fn consumed(p: &ClientProcess) -> BTreeSet<(i32, i64)> {
     let mut out = BTreeSet::new();
     for l in p.stdout_lines() {
-        if let Some(j) = l.strip_prefix("@@ ") {
+        if let Some(j) = event_json(&l) {
             let e: Value = serde_json::from_str(j).unwrap();
             if e["ev"] == "msg" {
                 out.insert((e["p"].as_i64().unwrap() as i32, e["o"].as_i64().unwrap()));
