@@ -22,7 +22,10 @@ pub struct ClientProcess {
     _keep: Option<tempfile::TempDir>,
 }
 
-fn collect(r: impl std::io::Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) -> JoinHandle<()> {
+fn collect(
+    r: impl std::io::Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines() {
             match line {

@@ -206,8 +206,8 @@ impl Connection {
         self.stream
             .read_exact(&mut payload)
             .unwrap_or_else(|e| panic!("{what}: read body: {e}"));
-        let (h, resp) =
-            decode_response::<Resp>(key, &payload, version).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let (h, resp) = decode_response::<Resp>(key, &payload, version)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(h.correlation_id, corr, "{what}: correlation id");
         resp
     }

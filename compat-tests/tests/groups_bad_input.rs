@@ -14,12 +14,12 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-    OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    consumer_protocol_assignment, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
 };
 use kafka_protocol::messages::{
-    consumer_protocol_assignment, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
+    ApiKey, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
+    OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use millrace_compat_tests::wire::Connection;
@@ -48,7 +48,8 @@ fn s(x: &str) -> StrBytes {
 fn versioned<M: Encodable>(msg: &M, v: i16) -> Bytes {
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&v.to_be_bytes());
-    msg.encode(&mut buf, v).expect("encode embedded protocol message");
+    msg.encode(&mut buf, v)
+        .expect("encode embedded protocol message");
     buf.freeze()
 }
 
@@ -154,23 +155,35 @@ fn group_protocol_misuse_gets_kafka_error_codes() {
 
     // KIP-699: FindCoordinator v4 batches keys; both groups get this broker, error 0.
     // (The first call may create __consumer_offsets and answer COORDINATOR_NOT_AVAILABLE.)
-    let found = wait_until("FindCoordinator v4 for two groups", Duration::from_secs(30), || {
-        let r: FindCoordinatorResponse = c.call(
-            ApiKey::FindCoordinator,
-            &FindCoordinatorRequest::default()
-                .with_key_type(0)
-                .with_coordinator_keys(vec![s(&group), s(&other_group)]),
-            FIND_V,
-        );
-        if r.coordinators.iter().all(|x| x.error_code == NONE) {
-            Ok(r)
-        } else {
-            Err(format!("{:?}", r.coordinators))
-        }
-    });
+    let found = wait_until(
+        "FindCoordinator v4 for two groups",
+        Duration::from_secs(30),
+        || {
+            let r: FindCoordinatorResponse = c.call(
+                ApiKey::FindCoordinator,
+                &FindCoordinatorRequest::default()
+                    .with_key_type(0)
+                    .with_coordinator_keys(vec![s(&group), s(&other_group)]),
+                FIND_V,
+            );
+            if r.coordinators.iter().all(|x| x.error_code == NONE) {
+                Ok(r)
+            } else {
+                Err(format!("{:?}", r.coordinators))
+            }
+        },
+    );
     assert_eq!(found.error_code, NONE, "top-level error");
-    let keys: Vec<String> = found.coordinators.iter().map(|x| x.key.to_string()).collect();
-    assert_eq!(keys, [group.clone(), other_group.clone()], "one entry per key, in order");
+    let keys: Vec<String> = found
+        .coordinators
+        .iter()
+        .map(|x| x.key.to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [group.clone(), other_group.clone()],
+        "one entry per key, in order"
+    );
     for x in &found.coordinators {
         assert_eq!(*x.node_id, 1, "{x:?}");
         assert_eq!(x.host.as_str(), "127.0.0.1", "{x:?}");
@@ -178,22 +191,39 @@ fn group_protocol_misuse_gets_kafka_error_codes() {
     }
 
     // KIP-394: JoinGroup v4+ without a member id → MEMBER_ID_REQUIRED with an id ...
-    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, &join(&group, "", "consumer", &topic), JOIN_V);
+    let r: JoinGroupResponse = c.call(
+        ApiKey::JoinGroup,
+        &join(&group, "", "consumer", &topic),
+        JOIN_V,
+    );
     assert_eq!(r.error_code, MEMBER_ID_REQUIRED, "{r:?}");
-    assert!(!r.member_id.is_empty(), "MEMBER_ID_REQUIRED carries the member id: {r:?}");
+    assert!(
+        !r.member_id.is_empty(),
+        "MEMBER_ID_REQUIRED carries the member id: {r:?}"
+    );
     assert_eq!(r.generation_id, -1, "{r:?}");
     let member = r.member_id.to_string();
     // ... and the rejoin with it succeeds: leader of generation 1, alone.
-    let r: JoinGroupResponse =
-        c.call(ApiKey::JoinGroup, &join(&group, &member, "consumer", &topic), JOIN_V);
+    let r: JoinGroupResponse = c.call(
+        ApiKey::JoinGroup,
+        &join(&group, &member, "consumer", &topic),
+        JOIN_V,
+    );
     assert_eq!(r.error_code, NONE, "{r:?}");
     assert_eq!(r.generation_id, 1, "{r:?}");
     assert_eq!(r.member_id.as_str(), member);
     assert_eq!(r.leader.as_str(), member, "the only member leads");
     assert_eq!(r.protocol_name.as_ref().map(|p| p.as_str()), Some("range"));
-    assert_eq!(r.protocol_type.as_ref().map(|p| p.as_str()), Some("consumer"));
+    assert_eq!(
+        r.protocol_type.as_ref().map(|p| p.as_str()),
+        Some("consumer")
+    );
     assert_eq!(r.members.len(), 1, "the leader gets the member list");
-    assert_eq!(r.members[0].metadata, subscription(&topic), "metadata echoed");
+    assert_eq!(
+        r.members[0].metadata,
+        subscription(&topic),
+        "metadata echoed"
+    );
     let generation = r.generation_id;
     let assignment = assignment_of(&topic);
     let r: SyncGroupResponse = c.call(
@@ -210,7 +240,10 @@ fn group_protocol_misuse_gets_kafka_error_codes() {
         SYNC_V,
     );
     assert_eq!(r.error_code, NONE, "{r:?}");
-    assert_eq!(r.assignment, assignment, "SyncGroup hands back the leader's assignment");
+    assert_eq!(
+        r.assignment, assignment,
+        "SyncGroup hands back the leader's assignment"
+    );
     assert_eq!(heartbeat(&mut c, &group, generation, &member), NONE);
     let stable = (
         "Stable".to_string(),
@@ -223,14 +256,21 @@ fn group_protocol_misuse_gets_kafka_error_codes() {
     // Each bad request on its own fresh connection; then the good member still
     // heartbeats on generation 1 and the group is unchanged.
     let after = |c: &mut Connection, case: &str| {
-        assert_eq!(heartbeat(c, &group, generation, &member), NONE, "{case}: heartbeat");
+        assert_eq!(
+            heartbeat(c, &group, generation, &member),
+            NONE,
+            "{case}: heartbeat"
+        );
         assert_eq!(describe(c, &group), stable, "{case}: describe");
     };
 
     // JoinGroup with another protocol type into a non-empty group.
     let mut bad = Connection::connect(&b, Duration::from_secs(15));
-    let r: JoinGroupResponse =
-        bad.call(ApiKey::JoinGroup, &join(&group, "", "not-consumer", &topic), JOIN_V);
+    let r: JoinGroupResponse = bad.call(
+        ApiKey::JoinGroup,
+        &join(&group, "", "not-consumer", &topic),
+        JOIN_V,
+    );
     assert_eq!(r.error_code, INCONSISTENT_GROUP_PROTOCOL, "{r:?}");
     assert_eq!(r.member_id.as_str(), "", "no member id handed out: {r:?}");
     after(&mut c, "inconsistent protocol type");

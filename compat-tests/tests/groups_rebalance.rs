@@ -70,14 +70,10 @@ fn java_owners(b: &str, group: &str, per_member: usize) -> Result<Vec<String>, S
 }
 
 fn scenario(kind: Kind, initial_rebalance_delay_ms: u32) {
-    let broker = TestBroker::start(
-        BrokerOpts::default()
-            .partitions(PARTITIONS as u32)
-            .set(
-                "group.initial.rebalance.delay.ms",
-                &initial_rebalance_delay_ms.to_string(),
-            ),
-    );
+    let broker = TestBroker::start(BrokerOpts::default().partitions(PARTITIONS as u32).set(
+        "group.initial.rebalance.delay.ms",
+        &initial_rebalance_delay_ms.to_string(),
+    ));
     let b = broker.bootstrap();
     let topic = unique_topic("grp-rebalance");
     let group = unique_topic("g");
@@ -110,7 +106,13 @@ fn scenario(kind: Kind, initial_rebalance_delay_ms: u32) {
         );
     } else {
         let refs: Vec<&ClientProcess> = members.iter().collect();
-        wait_exact_cover("group stable (2 partitions each)", &refs, PARTITIONS, Some(2), stable);
+        wait_exact_cover(
+            "group stable (2 partitions each)",
+            &refs,
+            PARTITIONS,
+            Some(2),
+            stable,
+        );
     }
     {
         let refs: Vec<&ClientProcess> = members.iter().collect();
@@ -127,7 +129,13 @@ fn scenario(kind: Kind, initial_rebalance_delay_ms: u32) {
         assert!(!owners.contains(&"m2".to_string()), "{owners:?}");
     } else {
         let refs: Vec<&ClientProcess> = members[..2].iter().collect();
-        wait_exact_cover("survivors own all 6 (3 each)", &refs, PARTITIONS, Some(3), takeover);
+        wait_exact_cover(
+            "survivors own all 6 (3 each)",
+            &refs,
+            PARTITIONS,
+            Some(3),
+            takeover,
+        );
     }
 
     produce_keyed(&b, &topic, HALF..2 * HALF);
@@ -147,7 +155,10 @@ fn scenario(kind: Kind, initial_rebalance_delay_ms: u32) {
         .into_iter()
         .filter(|&(p, o)| o >= leo1[p as usize])
         .collect();
-    assert!(killed_after.is_empty(), "dead member consumed {killed_after:?}");
+    assert!(
+        killed_after.is_empty(),
+        "dead member consumed {killed_after:?}"
+    );
 
     wait_committed_eq(&b, &group, &topic, &leo2, Duration::from_secs(30));
     if kind == Kind::Java {
@@ -155,7 +166,11 @@ fn scenario(kind: Kind, initial_rebalance_delay_ms: u32) {
         let rows = describe(&b, &group);
         assert_eq!(rows.len(), PARTITIONS as usize, "{rows:?}");
         for r in &rows {
-            assert_eq!(r.current_offset, leo2[r.partition as usize].to_string(), "{r:?}");
+            assert_eq!(
+                r.current_offset,
+                leo2[r.partition as usize].to_string(),
+                "{r:?}"
+            );
             assert_eq!(r.log_end_offset, r.current_offset, "{r:?}");
             assert_eq!(r.lag, "0", "{r:?}");
         }

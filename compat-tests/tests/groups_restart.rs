@@ -51,8 +51,13 @@ fn scenario(crash: bool) {
     let series: Series = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
-        let (series, stop, b, group, topic) =
-            (series.clone(), stop.clone(), b.clone(), group.clone(), topic.clone());
+        let (series, stop, b, group, topic) = (
+            series.clone(),
+            stop.clone(),
+            b.clone(),
+            group.clone(),
+            topic.clone(),
+        );
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(240);
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -84,7 +89,12 @@ fn scenario(crash: bool) {
     let leo2 = log_end_offsets(&b, &topic);
     {
         let refs: Vec<&ClientProcess> = members.iter().collect();
-        wait_all_consumed("second batch after restart", &refs, &leo2, Duration::from_secs(90));
+        wait_all_consumed(
+            "second batch after restart",
+            &refs,
+            &leo2,
+            Duration::from_secs(90),
+        );
     }
     wait_committed_eq(&b, &group, &topic, &leo2, Duration::from_secs(30));
     for m in &mut members {
@@ -95,7 +105,11 @@ fn scenario(crash: bool) {
 
     // Monotonic: per partition, once committed, never lower and never absent again.
     let series = series.lock().unwrap().clone();
-    assert!(series.len() >= 5, "too few committed-offset samples: {}", series.len());
+    assert!(
+        series.len() >= 5,
+        "too few committed-offset samples: {}",
+        series.len()
+    );
     for p in 0..PARTITIONS as usize {
         let mut last: Option<i64> = None;
         for (k, s) in series.iter().enumerate() {
@@ -140,7 +154,10 @@ fn scenario(crash: bool) {
         }
     }
     let want: Vec<Option<i64>> = leo2.iter().map(|o| Some(*o)).collect();
-    assert_eq!(first, want, "new member's first offsets == committed offsets");
+    assert_eq!(
+        first, want,
+        "new member's first offsets == committed offsets"
+    );
 }
 
 #[test]

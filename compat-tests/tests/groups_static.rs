@@ -45,7 +45,14 @@ fn group_state(b: &str, group: &str) -> (String, String, u32) {
     let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
     assert_eq!(
         header,
-        ["GROUP", "COORDINATOR", "(ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"],
+        [
+            "GROUP",
+            "COORDINATOR",
+            "(ID)",
+            "ASSIGNMENT-STRATEGY",
+            "STATE",
+            "#MEMBERS"
+        ],
         "{out}"
     );
     let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
@@ -78,7 +85,13 @@ fn static_member_rejoins_without_rebalance() {
         .map(|i| spawn_rdkafka_member(&format!("static-{i}"), &cfg(i)))
         .collect();
     let refs: Vec<&ClientProcess> = members.iter().collect();
-    wait_exact_cover("static group stable", &refs, PARTITIONS, Some(2), Duration::from_secs(60));
+    wait_exact_cover(
+        "static group stable",
+        &refs,
+        PARTITIONS,
+        Some(2),
+        Duration::from_secs(60),
+    );
     let leo = log_end_offsets(&b, &topic);
     wait_all_consumed("initial messages", &refs, &leo, Duration::from_secs(60));
     // Every member saw the same final generation; exactly one is the leader.
@@ -87,10 +100,20 @@ fn static_member_rejoins_without_rebalance() {
         .map(|m| last_join(m).expect("JoinGroup response logged"))
         .collect();
     let generation = joins[0].0;
-    assert!(joins.iter().all(|j| j.0 == generation), "generations {joins:?}");
-    assert_eq!(joins.iter().filter(|j| j.1).count(), 1, "one leader: {joins:?}");
+    assert!(
+        joins.iter().all(|j| j.0 == generation),
+        "generations {joins:?}"
+    );
+    assert_eq!(
+        joins.iter().filter(|j| j.1).count(),
+        1,
+        "one leader: {joins:?}"
+    );
     let (strategy, state, n) = group_state(&b, &group);
-    assert_eq!((strategy.as_str(), state.as_str(), n), ("range", "Stable", 3));
+    assert_eq!(
+        (strategy.as_str(), state.as_str(), n),
+        ("range", "Stable", 3)
+    );
 
     // Restart the two followers one after the other: first a clean close (no
     // LeaveGroup for static members), then a crash.
@@ -118,18 +141,25 @@ fn static_member_rejoins_without_rebalance() {
             },
         );
         assert_eq!(got, before, "round {round}: same partitions back");
-        let (g, leader) = last_join(&members[i]).unwrap_or_else(|| {
-            panic!("rejoin not logged: {:?}", members[i].stdout_lines())
-        });
+        let (g, leader) = last_join(&members[i])
+            .unwrap_or_else(|| panic!("rejoin not logged: {:?}", members[i].stdout_lines()));
         assert_eq!(g, generation, "round {round}: generation unchanged");
-        assert!(!leader, "round {round}: a rejoining follower does not become leader");
+        assert!(
+            !leader,
+            "round {round}: a rejoining follower does not become leader"
+        );
 
         // The group keeps working: new messages reach their (unchanged) owners.
         produce_keyed(&b, &topic, total..total + 600);
         total += 600;
         let leo = log_end_offsets(&b, &topic);
         let refs: Vec<&ClientProcess> = members.iter().chain(&retired).collect();
-        wait_all_consumed("messages after the rejoin", &refs, &leo, Duration::from_secs(60));
+        wait_all_consumed(
+            "messages after the rejoin",
+            &refs,
+            &leo,
+            Duration::from_secs(60),
+        );
         let (_, state, n) = group_state(&b, &group);
         assert_eq!((state.as_str(), n), ("Stable", 3), "round {round}");
 

@@ -58,7 +58,11 @@ fn describe_norm(b: &str) -> Vec<String> {
         .filter(|l| !l.starts_with("GROUP TOPIC") && !l.starts_with(&format!("{GROUP} ")))
         .collect();
     for r in parse_describe(&out) {
-        assert_eq!((r.group.as_str(), r.topic.as_str()), (GROUP, TOPIC), "{r:?}");
+        assert_eq!(
+            (r.group.as_str(), r.topic.as_str()),
+            (GROUP, TOPIC),
+            "{r:?}"
+        );
         v.push(format!(
             "{} {} {} {}",
             r.partition, r.current_offset, r.log_end_offset, r.lag
@@ -191,7 +195,9 @@ fn scenario(broker: &TestBroker) -> Vec<(&'static str, Vec<String>)> {
 fn consumer_groups_tool_matches_kafka() {
     let self_check = std::env::var("MILLRACE_COMPAT_DIFF_SELF").as_deref() == Ok("1");
     if !self_check {
-        // Fail fast, before the slow Kafka half, when millrace is not built.
+        // Fail fast, before the slow Kafka half, when millrace is not built. This test
+        // needs both brokers whatever MILLRACE_COMPAT_TARGET says.
+        eprintln!("consumer_groups_tool_matches_kafka runs Apache Kafka AND millrace");
         millrace_bin();
     }
     let opts = BrokerOpts::default().partitions(3);
@@ -207,7 +213,12 @@ fn consumer_groups_tool_matches_kafka() {
     };
     let got = scenario(&other);
     for ((step, want), (_, have)) in reference.iter().zip(&got) {
-        assert_eq!(have, want, "{step}: {:?} differs from Kafka", other.target());
+        assert_eq!(
+            have,
+            want,
+            "{step}: {:?} differs from Kafka",
+            other.target()
+        );
     }
     assert_eq!(got.len(), reference.len());
 }

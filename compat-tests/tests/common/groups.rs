@@ -67,7 +67,9 @@ impl ConsumerContext for MemberCtx {
             Rebalance::Revoke(tpl) => {
                 emit(json!({"ev": "rebalance", "kind": "revoke", "parts": parts_of(tpl)}))
             }
-            Rebalance::Error(e) => emit(json!({"ev": "rebalance", "kind": "error", "err": e.to_string()})),
+            Rebalance::Error(e) => {
+                emit(json!({"ev": "rebalance", "kind": "error", "err": e.to_string()}))
+            }
         }
     }
 }
@@ -143,7 +145,11 @@ pub fn member_main() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+            while std::io::stdin()
+                .read_line(&mut sink)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         });
     }
@@ -173,8 +179,14 @@ pub fn member_main() {
 /// Start an rdkafka member: this test binary re-run as `CHILD_TEST` only.
 pub fn spawn_rdkafka_member(name: &str, cfg: &MemberCfg) -> ClientProcess {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args([CHILD_TEST, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(MEMBER_ENV, cfg.to_json().to_string());
+    cmd.args([
+        CHILD_TEST,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(MEMBER_ENV, cfg.to_json().to_string());
     ClientProcess::spawn(name, cmd, None)
 }
 
@@ -307,7 +319,12 @@ pub fn wait_exact_cover(
 
 /// Committed offsets of `group` for partitions `0..n` of `topic` (OffsetFetch through an
 /// rdkafka consumer that never joins); `None` where nothing is committed.
-pub fn committed(bootstrap: &str, group: &str, topic: &str, n: i32) -> Result<Vec<Option<i64>>, String> {
+pub fn committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    n: i32,
+) -> Result<Vec<Option<i64>>, String> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -335,7 +352,13 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, n: i32) -> Result<Ve
 }
 
 /// Wait until the group's committed offsets equal the log end offsets `leo`.
-pub fn wait_committed_eq(bootstrap: &str, group: &str, topic: &str, leo: &[i64], timeout: Duration) {
+pub fn wait_committed_eq(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    leo: &[i64],
+    timeout: Duration,
+) {
     let want: Vec<Option<i64>> = leo.iter().map(|o| Some(*o)).collect();
     wait_until(
         &format!("committed offsets of {group} == log end offsets {leo:?}"),
@@ -364,7 +387,9 @@ pub fn wait_all_consumed(what: &str, members: &[&ClientProcess], leo: &[i64], ti
             .map(|(p, &end)| {
                 (
                     p,
-                    (0..end).filter(|o| !union.contains(&(p as i32, *o))).count() as i64,
+                    (0..end)
+                        .filter(|o| !union.contains(&(p as i32, *o)))
+                        .count() as i64,
                 )
             })
             .filter(|(_, n)| *n > 0)
@@ -460,7 +485,13 @@ pub fn crash(m: &mut ClientProcess) {
 pub fn try_describe(bootstrap: &str, group: &str) -> Result<Vec<DescribeRow>, String> {
     let out = kafka_tool(
         GROUPS_TOOL,
-        &["--bootstrap-server", bootstrap, "--describe", "--group", group],
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--describe",
+            "--group",
+            group,
+        ],
         None,
     );
     if !out.status.success() {
