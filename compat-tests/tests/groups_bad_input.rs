@@ -34,6 +34,7 @@ const DESCRIBE_V: i16 = 5;
 
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 const ILLEGAL_GENERATION: i16 = 22;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 const UNKNOWN_MEMBER_ID: i16 = 25;
@@ -191,10 +192,24 @@ fn group_protocol_misuse_gets_kafka_error_codes() {
     }
 
     // KIP-394: JoinGroup v4+ without a member id → MEMBER_ID_REQUIRED with an id ...
-    let r: JoinGroupResponse = c.call(
-        ApiKey::JoinGroup,
-        &join(&group, "", "consumer", &topic),
-        JOIN_V,
+    // FindCoordinator may already answer 0 while the coordinator is still loading
+    // __consumer_offsets: JoinGroup then gets COORDINATOR_LOAD_IN_PROGRESS (14), which
+    // clients retry. Seen on Kafka 4.1.1 right after the offsets topic is created.
+    let r = wait_until(
+        "JoinGroup past coordinator loading",
+        Duration::from_secs(30),
+        || {
+            let r: JoinGroupResponse = c.call(
+                ApiKey::JoinGroup,
+                &join(&group, "", "consumer", &topic),
+                JOIN_V,
+            );
+            if r.error_code == COORDINATOR_LOAD_IN_PROGRESS {
+                Err(format!("{r:?}"))
+            } else {
+                Ok(r)
+            }
+        },
     );
     assert_eq!(r.error_code, MEMBER_ID_REQUIRED, "{r:?}");
     assert!(
