@@ -187,3 +187,39 @@ impl Drop for ClientProcess {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_stop_and_kill() {
+        // `cat` echoes stdin and exits 0 on EOF: stop() closes stdin.
+        let mut p = ClientProcess::spawn("cat", Command::new("cat"), None);
+        p.send_line("hello");
+        crate::wait_until("echo", Duration::from_secs(10), || {
+            if p.stdout_lines() == ["hello"] {
+                Ok(())
+            } else {
+                Err(format!("{:?}", p.stdout_lines()))
+            }
+        });
+        assert!(p.stop(Duration::from_secs(10)), "cat exits 0 on EOF");
+        assert!(!p.is_running());
+
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo up; exec sleep 600"]);
+        let mut p = ClientProcess::spawn("sleeper", cmd, None);
+        crate::wait_until("up", Duration::from_secs(10), || {
+            if p.stdout_len() == 1 {
+                Ok(())
+            } else {
+                Err("no output".into())
+            }
+        });
+        assert!(p.is_running());
+        p.kill9();
+        assert!(!p.is_running());
+        assert_eq!(p.stdout_from(0), ["up"]);
+    }
+}

@@ -75,6 +75,8 @@ fn scenario(crash: bool) {
     }
     wait_committed_eq(&b, &group, &topic, &leo1, Duration::from_secs(30));
 
+    // Where each member's output stands at the restart.
+    let marks: Vec<usize> = members.iter().map(|m| m.stdout_len()).collect();
     if crash {
         broker.kill9();
     } else {
@@ -97,6 +99,24 @@ fn scenario(crash: bool) {
         );
     }
     wait_committed_eq(&b, &group, &topic, &leo2, Duration::from_secs(30));
+    // They resumed from the committed offsets: nothing below leo1 was read again.
+    for (m, &mark) in members.iter().zip(&marks) {
+        let reread: Vec<(i64, i64)> = m
+            .stdout_from(mark)
+            .iter()
+            .filter_map(|l| l.find("@@ ").map(|i| &l[i + 3..]))
+            .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .filter(|e| e["ev"] == "msg")
+            .map(|e| (e["p"].as_i64().unwrap(), e["o"].as_i64().unwrap()))
+            .filter(|&(p, o)| o < leo1[p as usize])
+            .take(5)
+            .collect();
+        assert!(
+            reread.is_empty(),
+            "{} re-read committed messages after the restart: {reread:?}",
+            m.name()
+        );
+    }
     for m in &mut members {
         assert!(m.stop(Duration::from_secs(30)), "{} clean exit", m.name());
     }
