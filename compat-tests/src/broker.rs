@@ -104,7 +104,23 @@ impl TestBroker {
     /// Start the broker selected by `MILLRACE_COMPAT_TARGET` and wait until it serves
     /// ApiVersions and lists itself in Metadata.
     pub fn start(opts: BrokerOpts) -> TestBroker {
-        let target = Target::from_env();
+        Self::start_target(Target::from_env(), opts)
+    }
+
+    /// Start Apache Kafka 4.1.1 whatever `MILLRACE_COMPAT_TARGET` says (differential
+    /// tests run the same scenario on both brokers).
+    pub fn start_kafka(opts: BrokerOpts) -> TestBroker {
+        Self::start_target(Target::Kafka, opts)
+    }
+
+    /// Start millrace whatever `MILLRACE_COMPAT_TARGET` says; panics with "build it
+    /// first" when the binary is missing.
+    pub fn start_millrace(opts: BrokerOpts) -> TestBroker {
+        Self::start_target(Target::Millrace, opts)
+    }
+
+    /// Start the given implementation and wait until it is ready.
+    pub fn start_target(target: Target, opts: BrokerOpts) -> TestBroker {
         // Resolve the binary/jars first so a missing build fails fast and clearly.
         match target {
             Target::Millrace => {

@@ -138,18 +138,7 @@ pub fn python_bin() -> PathBuf {
 
 /// Run `compat-tests/python/<script>` with the venv's Python. 120 s timeout.
 pub fn python(script: &str, args: &[&str]) -> ToolOutput {
-    let bin = python_bin();
-    assert!(
-        bin.exists(),
-        "{} missing: run scripts/install-deps.sh",
-        bin.display()
-    );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(script);
-    let mut cmd = Command::new(bin);
-    cmd.arg(path).args(args).env("PYTHONUNBUFFERED", "1");
-    run_with_timeout(cmd, None, Duration::from_secs(120))
+    run_with_timeout(python_command(script, args), None, Duration::from_secs(120))
 }
 
 /// The directory holding Apache Kafka 4.1.1's jars.
@@ -179,6 +168,13 @@ rootLogger.appenderRef.err.ref = ERR
 /// Run one of Apache Kafka's tools (`java -cp "<kafka-libs>/*" <main_class> args...`)
 /// with a small, fast-starting JVM. 180 s timeout.
 pub fn kafka_tool(main_class: &str, args: &[&str], stdin: Option<&[u8]>) -> ToolOutput {
+    let (cmd, _dir) = kafka_tool_command(main_class, args);
+    run_with_timeout(cmd, stdin, Duration::from_secs(180))
+}
+
+/// The command `kafka_tool` runs, for long-lived tools (e.g. a console consumer kept as
+/// a group member): keep the returned temp dir (log4j2 config) alive with the process.
+pub fn kafka_tool_command(main_class: &str, args: &[&str]) -> (Command, tempfile::TempDir) {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let log4j = dir.path().join("log4j2-tools.properties");
     std::fs::write(&log4j, TOOLS_LOG4J2).expect("write log4j2 config");
@@ -194,5 +190,21 @@ pub fn kafka_tool(main_class: &str, args: &[&str], stdin: Option<&[u8]>) -> Tool
     .arg(format!("{}/*", kafka_libs().display()))
     .arg(main_class)
     .args(args);
-    run_with_timeout(cmd, stdin, Duration::from_secs(180))
+    (cmd, dir)
+}
+
+/// The command `python` runs (venv interpreter, unbuffered), for long-lived scripts.
+pub fn python_command(script: &str, args: &[&str]) -> Command {
+    let bin = python_bin();
+    assert!(
+        bin.exists(),
+        "{} missing: run scripts/install-deps.sh",
+        bin.display()
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let mut cmd = Command::new(bin);
+    cmd.arg(path).args(args).env("PYTHONUNBUFFERED", "1");
+    cmd
 }

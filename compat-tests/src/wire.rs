@@ -154,3 +154,61 @@ pub fn metadata_brokers_probe(addr: &str, timeout: Duration) -> Result<Vec<Strin
         .map(|b| format!("{}:{}", b.host.as_str(), b.port))
         .collect())
 }
+
+/// A blocking connection for request/response sequences (group protocol tests): one
+/// request in flight at a time, correlation ids counted up and checked.
+pub struct Connection {
+    stream: TcpStream,
+    next_corr: i32,
+    addr: String,
+}
+
+impl Connection {
+    /// Connect with `timeout` as the connect and per-read/write I/O timeout. Panics on
+    /// failure (test helper).
+    pub fn connect(addr: &str, timeout: Duration) -> Connection {
+        let sock_addr = addr.parse().expect("socket address");
+        let stream = TcpStream::connect_timeout(&sock_addr, timeout)
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        stream.set_write_timeout(Some(timeout)).unwrap();
+        Connection {
+            stream,
+            next_corr: 100,
+            addr: addr.to_string(),
+        }
+    }
+
+    /// Send `req` as API `key` at `version` and decode the response (correlation id
+    /// checked). Panics on I/O or decode errors, naming the API and version.
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        req: &Req,
+        version: i16,
+    ) -> Resp {
+        let corr = self.next_corr;
+        self.next_corr += 1;
+        let what = format!("{key:?} v{version} to {}", self.addr);
+        self.stream
+            .write_all(&encode_request(key, req, version, corr))
+            .unwrap_or_else(|e| panic!("{what}: write: {e}"));
+        let mut len = [0u8; 4];
+        self.stream
+            .read_exact(&mut len)
+            .unwrap_or_else(|e| panic!("{what}: read size: {e}"));
+        let len = i32::from_be_bytes(len);
+        assert!(
+            (0..=64 * 1024 * 1024).contains(&len),
+            "{what}: bad response size {len}"
+        );
+        let mut payload = vec![0u8; len as usize];
+        self.stream
+            .read_exact(&mut payload)
+            .unwrap_or_else(|e| panic!("{what}: read body: {e}"));
+        let (h, resp) = decode_response::<Resp>(key, &payload, version)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(h.correlation_id, corr, "{what}: correlation id");
+        resp
+    }
+}

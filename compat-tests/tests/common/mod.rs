@@ -285,3 +285,4 @@ pub fn admin_create(bootstrap: &str, topic: &str, partitions: i32) {
         },
     );
 }
+pub mod groups;
