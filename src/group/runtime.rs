@@ -151,7 +151,8 @@ struct Task {
     shards: HashMap<i32, Shard>,
     timers: DelayQueue<(i32, TimerKey)>,
     timer_keys: HashMap<(i32, TimerKey), delay_queue::Key>,
-    pending: HashMap<RequestId, oneshot::Sender<ResponseKind>>,
+    /// Requests a core has not answered yet, with their shard.
+    pending: HashMap<RequestId, (i32, oneshot::Sender<ResponseKind>)>,
     next_request_id: RequestId,
 }
 
@@ -199,7 +200,8 @@ impl Task {
         };
         let request_id = self.next_request_id;
         self.next_request_id += 1;
-        self.pending.insert(request_id, command.reply);
+        self.pending
+            .insert(request_id, (command.shard, command.reply));
         let effects = shard.core.handle_with_meta(
             now_ms(),
             request_id,
@@ -224,11 +226,15 @@ impl Task {
                 .ok_or_else(|| "shard not loaded".to_string())
                 .and_then(|s| append_records(&s.partition, &records));
             if let Err(error) = written {
-                // The responses would acknowledge state that is not in the log: drop
-                // them, so their callers answer COORDINATOR_NOT_AVAILABLE and retry.
-                tracing::error!(shard, %error, "cannot persist group records");
-                for (request_id, _) in responses {
-                    self.pending.remove(&request_id);
+                // The core is now ahead of its log. Reload the shard from the log, as
+                // Kafka unloads a failed coordinator: every request waiting on it is
+                // dropped (its client gets COORDINATOR_NOT_AVAILABLE and retries).
+                tracing::error!(shard, %error, "cannot persist group records; reloading the shard");
+                drop(responses);
+                if let Some(old) = self.unload(shard) {
+                    if let Err(error) = self.load_shard(shard, old.partition) {
+                        tracing::error!(shard, %error, "cannot reload offsets partition; its groups are unavailable");
+                    }
                 }
                 return;
             }
@@ -246,7 +252,7 @@ impl Task {
             }
         }
         for (request_id, response) in responses {
-            if let Some(reply) = self.pending.remove(&request_id) {
+            if let Some((_, reply)) = self.pending.remove(&request_id) {
                 // The client may have gone away; nothing to do then.
                 let _ = reply.send(response);
             }
@@ -314,17 +320,12 @@ impl Task {
                 );
                 continue;
             };
-            let mut core = GroupCoordinator::new(self.config.group.clone());
-            match replay_partition(&partition, &mut core) {
+            match self.load_shard(shard, partition) {
                 Ok(count) => loaded_records += count,
                 Err(error) => {
                     tracing::error!(shard, %error, "cannot load offsets partition; its groups are unavailable");
-                    continue;
                 }
             }
-            let effects = core.loaded(now_ms());
-            self.shards.insert(shard, Shard { core, partition });
-            self.apply(shard, effects);
         }
         tracing::info!(
             shards = self.shards.len(),
@@ -332,6 +333,37 @@ impl Task {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "group coordinator loaded"
         );
+    }
+}
+
+impl Task {
+    /// Replays one shard's partition into a fresh core and starts its timers; returns
+    /// how many records were replayed.
+    fn load_shard(&mut self, shard: i32, partition: Arc<Partition>) -> Result<usize, String> {
+        let mut core = GroupCoordinator::new(self.config.group.clone());
+        let count = replay_partition(&partition, &mut core)?;
+        let effects = core.loaded(now_ms());
+        self.shards.insert(shard, Shard { core, partition });
+        self.apply(shard, effects);
+        Ok(count)
+    }
+
+    /// Removes a shard's core with its timers and the requests parked in it (dropping
+    /// their replies answers them COORDINATOR_NOT_AVAILABLE).
+    fn unload(&mut self, shard: i32) -> Option<Shard> {
+        self.pending.retain(|_, (owner, _)| *owner != shard);
+        let timers: Vec<(i32, TimerKey)> = self
+            .timer_keys
+            .keys()
+            .filter(|(owner, _)| *owner == shard)
+            .cloned()
+            .collect();
+        for slot in timers {
+            if let Some(key) = self.timer_keys.remove(&slot) {
+                self.timers.remove(&key);
+            }
+        }
+        self.shards.remove(&shard)
     }
 }
 

@@ -1,8 +1,10 @@
-//! Every API version that ApiVersions advertises gets a well-formed answer.
+//! A real broker run in-process on a free port, spoken to over TCP with the protocol
+//! crate's client encoding.
 //!
-//! sarama and franz-go use exactly the advertised ranges, so a version that is listed
-//! but fails to encode (a field set that the version lacks) breaks real clients. This
-//! test runs a real broker in-process on a free port and speaks each version over TCP.
+//! Every API version that ApiVersions advertises gets a well-formed answer: sarama and
+//! franz-go use exactly the advertised ranges, so a version that is listed but fails to
+//! encode (a field set that the version lacks) breaks real clients. And the group
+//! coordinator stays consistent with its log when a write fails.
 
 use std::time::Duration;
 
@@ -722,5 +724,121 @@ async fn every_advertised_group_api_version_answers() {
         assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{v}");
     }
 
+    broker.stop().await;
+}
+
+/// The committed offsets of group "g" on topic "wide" for these partitions.
+async fn committed_offsets(client: &mut Client, partitions: &[i32]) -> Vec<i64> {
+    let request =
+        OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+            .with_group_id(group("g"))
+            .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                .with_name(topic_name("wide"))
+                .with_partition_indexes(partitions.to_vec())]))]);
+    let ResponseKind::OffsetFetch(r) = client
+        .call(ApiKey::OffsetFetch, 9, RequestKind::OffsetFetch(request))
+        .await
+    else {
+        unreachable!()
+    };
+    r.groups[0].topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.committed_offset)
+        .collect()
+}
+
+/// A commit whose records exceed `__consumer_offsets`' max.message.bytes cannot be
+/// written: the client must get an error, the commit must not appear in OffsetFetch
+/// (the shard reloads from its log), and the group must keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_group_write_leaves_the_coordinator_consistent() {
+    let mut broker = start_broker(&["group.initial.rebalance.delay.ms=0"]).await;
+    let client = &mut broker.client;
+    let partitions = 400;
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(topic_name("wide"))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    client
+        .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create))
+        .await;
+    let (member_id, generation) = form_group(client, "g", 9).await;
+
+    let commit = |offset: i64, metadata_bytes: usize, count: i32| {
+        OffsetCommitRequest::default()
+            .with_group_id(group("g"))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(member_id.clone())
+            .with_group_instance_id(None)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic_name("wide"))
+                .with_partitions(
+                    (0..count)
+                        .map(|p| {
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(-1)
+                                .with_committed_metadata(Some(text(&"m".repeat(metadata_bytes))))
+                        })
+                        .collect(),
+                )])
+    };
+
+    let ResponseKind::OffsetCommit(ok) = client
+        .call(
+            ApiKey::OffsetCommit,
+            9,
+            RequestKind::OffsetCommit(commit(5, 10, partitions)),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(ok.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    assert_eq!(
+        committed_offsets(client, &[0, partitions - 1]).await,
+        vec![5, 5]
+    );
+
+    // 400 offsets with 4000 bytes of metadata each: about 1.6 MB of records.
+    let ResponseKind::OffsetCommit(too_big) = client
+        .call(
+            ApiKey::OffsetCommit,
+            9,
+            RequestKind::OffsetCommit(commit(9, 4000, partitions)),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(
+        too_big.topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.error_code == 15),
+        "COORDINATOR_NOT_AVAILABLE for an unwritable commit"
+    );
+    assert_eq!(
+        committed_offsets(client, &[0, partitions - 1]).await,
+        vec![5, 5],
+        "the unwritten commit is not visible"
+    );
+
+    // The reloaded shard restored the group from its log: the same member, in the same
+    // generation, commits again.
+    let again = commit(7, 10, partitions);
+    let ResponseKind::OffsetCommit(ok) = client
+        .call(ApiKey::OffsetCommit, 9, RequestKind::OffsetCommit(again))
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(ok.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    assert_eq!(
+        committed_offsets(client, &[0, partitions - 1]).await,
+        vec![7, 7]
+    );
     broker.stop().await;
 }
