@@ -749,7 +749,7 @@ async fn committed_offsets(client: &mut Client, partitions: &[i32]) -> Vec<i64> 
 }
 
 /// A commit whose records exceed `__consumer_offsets`' max.message.bytes cannot be
-/// written: the client must get an error, the commit must not appear in OffsetFetch
+/// written: the client must get INVALID_COMMIT_OFFSET_SIZE as from Kafka, the commit must not appear in OffsetFetch
 /// (the shard reloads from its log), and the group must keep working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_group_write_leaves_the_coordinator_consistent() {
@@ -817,8 +817,8 @@ async fn a_failed_group_write_leaves_the_coordinator_consistent() {
         too_big.topics[0]
             .partitions
             .iter()
-            .all(|p| p.error_code == 15),
-        "COORDINATOR_NOT_AVAILABLE for an unwritable commit"
+            .all(|p| p.error_code == 28),
+        "INVALID_COMMIT_OFFSET_SIZE for a commit too large to write, as in Kafka"
     );
     assert_eq!(
         committed_offsets(client, &[0, partitions - 1]).await,

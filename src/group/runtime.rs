@@ -29,7 +29,10 @@ use super::{
 };
 use crate::config::BrokerConfig;
 use crate::metadata::{CreateTopicRequest, MetadataQuorum, TopicDefaults};
-use crate::partition::{now_ms, Partition, PartitionManager};
+use crate::partition::{error_code, now_ms, Partition, PartitionError, PartitionManager};
+
+/// Kafka's answer to offsets whose records exceed the offsets topic's batch limit.
+const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -220,22 +223,15 @@ impl Task {
             timers,
         } = effects;
         if !records.is_empty() {
-            let written = self
-                .shards
-                .get(&shard)
-                .ok_or_else(|| "shard not loaded".to_string())
-                .and_then(|s| append_records(&s.partition, &records));
+            let written = match self.shards.get(&shard) {
+                Some(s) => append_records(&s.partition, &records),
+                None => Err(PartitionError {
+                    code: error_code::KAFKA_STORAGE_ERROR,
+                    message: "shard not loaded".to_string(),
+                }),
+            };
             if let Err(error) = written {
-                // The core is now ahead of its log. Reload the shard from the log, as
-                // Kafka unloads a failed coordinator: every request waiting on it is
-                // dropped (its client gets COORDINATOR_NOT_AVAILABLE and retries).
-                tracing::error!(shard, %error, "cannot persist group records; reloading the shard");
-                drop(responses);
-                if let Some(old) = self.unload(shard) {
-                    if let Err(error) = self.load_shard(shard, old.partition) {
-                        tracing::error!(shard, %error, "cannot reload offsets partition; its groups are unavailable");
-                    }
-                }
+                self.on_write_failure(shard, error, responses);
                 return;
             }
         }
@@ -348,6 +344,44 @@ impl Task {
         Ok(count)
     }
 
+    /// The core is ahead of its log: reload the shard from the log, as Kafka unloads a
+    /// failed coordinator. Every request waiting on it is dropped (its client gets
+    /// COORDINATOR_NOT_AVAILABLE and retries), except an OffsetCommit whose records were
+    /// too large to write: Kafka answers that one INVALID_COMMIT_OFFSET_SIZE.
+    fn on_write_failure(
+        &mut self,
+        shard: i32,
+        error: PartitionError,
+        responses: Vec<(RequestId, ResponseKind)>,
+    ) {
+        tracing::error!(shard, code = error.code, message = %error.message, "cannot persist group records; reloading the shard");
+        let mut answers = Vec::new();
+        if error.code == error_code::MESSAGE_TOO_LARGE {
+            for (request_id, response) in responses {
+                if let ResponseKind::OffsetCommit(mut commit) = response {
+                    for partition in commit
+                        .topics
+                        .iter_mut()
+                        .flat_map(|t| t.partitions.iter_mut())
+                    {
+                        partition.error_code = INVALID_COMMIT_OFFSET_SIZE;
+                    }
+                    if let Some((_, reply)) = self.pending.remove(&request_id) {
+                        answers.push((reply, ResponseKind::OffsetCommit(commit)));
+                    }
+                }
+            }
+        }
+        if let Some(old) = self.unload(shard) {
+            if let Err(error) = self.load_shard(shard, old.partition) {
+                tracing::error!(shard, %error, "cannot reload offsets partition; its groups are unavailable");
+            }
+        }
+        for (reply, response) in answers {
+            let _ = reply.send(response);
+        }
+    }
+
     /// Removes a shard's core with its timers and the requests parked in it (dropping
     /// their replies answers them COORDINATOR_NOT_AVAILABLE).
     fn unload(&mut self, shard: i32) -> Option<Shard> {
@@ -403,7 +437,7 @@ fn replay_partition(partition: &Partition, core: &mut GroupCoordinator) -> Resul
 }
 
 /// Encodes the records as one uncompressed batch and appends it to the shard.
-fn append_records(partition: &Partition, records: &[super::Record]) -> Result<(), String> {
+fn append_records(partition: &Partition, records: &[super::Record]) -> Result<(), PartitionError> {
     let timestamp = now_ms();
     let batch: Vec<KafkaRecord> = records
         .iter()
@@ -434,7 +468,10 @@ fn append_records(partition: &Partition, records: &[super::Record]) -> Result<()
             compression: Compression::None,
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| PartitionError {
+        code: error_code::KAFKA_STORAGE_ERROR,
+        message: format!("cannot encode group records: {e}"),
+    })?;
     let bytes: Bytes = buf.freeze();
-    partition.append(&bytes).map(|_| ()).map_err(|e| e.message)
+    partition.append(&bytes).map(|_| ())
 }
