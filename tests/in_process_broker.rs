@@ -30,15 +30,14 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use millrace::config::BrokerConfig;
+use millrace::log::batch::{encode_uncompressed, PlainRecord, ProducerIdentity};
 use millrace::protocol::supported_versions;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -107,32 +106,12 @@ fn versions(api_key: ApiKey) -> std::ops::RangeInclusive<i16> {
 }
 
 fn batch(value: &str) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
+    let record = PlainRecord {
         key: None,
         value: Some(Bytes::from(value.to_string())),
-        headers: Default::default(),
-        delete_horizon: false,
+        timestamp_ms: 1_700_000_000_000,
     };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_uncompressed(&[record], ProducerIdentity::NONE).unwrap()
 }
 
 fn topic_name(name: &str) -> TopicName {

@@ -11,13 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use kafka_protocol::messages::ResponseKind;
-use kafka_protocol::records::{
-    Compression, Record as KafkaRecord, RecordBatchDecoder, RecordBatchEncoder,
-    RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -28,6 +24,7 @@ use super::{
     partition_for_group, Effects, GroupCoordinator, GroupRequest, RequestId, RequestMeta, TimerKey,
 };
 use crate::config::BrokerConfig;
+use crate::log::batch::{encode_uncompressed, PlainRecord, ProducerIdentity};
 use crate::metadata::{CreateTopicRequest, MetadataQuorum, TopicDefaults};
 use crate::partition::{error_code, now_ms, Partition, PartitionError, PartitionManager};
 
@@ -438,40 +435,19 @@ fn replay_partition(partition: &Partition, core: &mut GroupCoordinator) -> Resul
 
 /// Encodes the records as one uncompressed batch and appends it to the shard.
 fn append_records(partition: &Partition, records: &[super::Record]) -> Result<(), PartitionError> {
-    let timestamp = now_ms();
-    let batch: Vec<KafkaRecord> = records
+    let timestamp_ms = now_ms();
+    let plain: Vec<PlainRecord> = records
         .iter()
-        .enumerate()
-        .map(|(i, r)| KafkaRecord {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps one batch while offset - sequence is constant.
-            sequence: (i as i32).wrapping_sub(1),
-            timestamp,
+        .map(|r| PlainRecord {
             key: Some(r.key.clone()),
             value: r.value.clone(),
-            headers: Default::default(),
-            delete_horizon: false,
+            timestamp_ms,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &batch,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| PartitionError {
-        code: error_code::KAFKA_STORAGE_ERROR,
-        message: format!("cannot encode group records: {e}"),
-    })?;
-    let bytes: Bytes = buf.freeze();
+    let bytes =
+        encode_uncompressed(&plain, ProducerIdentity::NONE).map_err(|e| PartitionError {
+            code: error_code::KAFKA_STORAGE_ERROR,
+            message: e.to_string(),
+        })?;
     partition.append(&bytes).map(|_| ())
 }

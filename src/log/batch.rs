@@ -10,6 +10,10 @@
 //! The CRC-32C covers attributes..end, so baseOffset and partitionLeaderEpoch can be
 //! patched without touching it: that is what keeps the produce path zero-copy.
 
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use thiserror::Error;
 
 /// Bytes before `batchLength`'s payload: baseOffset + batchLength.
@@ -43,6 +47,9 @@ pub enum BatchError {
     /// Well-formed bytes that Kafka rejects as a record: wrong magic, count mismatch, ...
     #[error("invalid batch: {0}")]
     Invalid(&'static str),
+    /// The protocol crate could not encode a batch we built.
+    #[error("cannot encode batch: {0}")]
+    Encode(String),
 }
 
 /// The decoded fixed header of one v2 batch.
@@ -252,13 +259,75 @@ pub fn patch_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: 
         .copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// A record for [`encode_uncompressed`].
+pub struct PlainRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub timestamp_ms: i64,
+}
+
+/// The idempotent-producer fields of a batch; [`ProducerIdentity::NONE`] for none.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerIdentity {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl ProducerIdentity {
+    pub const NONE: ProducerIdentity = ProducerIdentity {
+        producer_id: NO_PRODUCER_ID,
+        producer_epoch: -1,
+        base_sequence: NO_SEQUENCE,
+    };
+}
+
+/// Encodes records as one uncompressed v2 batch at base offset 0 (the log assigns the
+/// real offset at append), for batches the broker writes itself and for tests.
+pub fn encode_uncompressed(
+    records: &[PlainRecord],
+    producer: ProducerIdentity,
+) -> Result<Bytes, BatchError> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: producer.producer_id,
+            producer_epoch: producer.producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence is
+            // constant, so the sequence advances even for base sequence -1.
+            sequence: producer.base_sequence.wrapping_add(i as i32),
+            timestamp: r.timestamp_ms,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| BatchError::Encode(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 pub mod test_support {
-    //! Builds real v2 batches for tests, with the kafka-protocol crate's encoder.
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    //! Builds real v2 batches for tests.
+    use bytes::Bytes;
+
+    use super::{encode_uncompressed, PlainRecord, ProducerIdentity};
 
     pub fn batch(values: &[&[u8]], timestamp_ms: i64) -> Bytes {
         batch_with(values, timestamp_ms, -1, -1, -1)
@@ -271,38 +340,21 @@ pub mod test_support {
         producer_epoch: i16,
         base_sequence: i32,
     ) -> Bytes {
-        let records: Vec<Record> = values
+        let records: Vec<PlainRecord> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id,
-                producer_epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder keeps records in one batch while offset - sequence is
-                // constant, so the sequence advances even for base sequence -1.
-                sequence: base_sequence.wrapping_add(i as i32),
-                timestamp: timestamp_ms + i as i64,
+            .map(|(i, v)| PlainRecord {
                 key: None,
                 value: Some(Bytes::copy_from_slice(v)),
-                headers: Default::default(),
-                delete_horizon: false,
+                timestamp_ms: timestamp_ms + i as i64,
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode test batch");
-        buf.freeze()
+        let producer = ProducerIdentity {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        };
+        encode_uncompressed(&records, producer).expect("encode test batch")
     }
 }
 

@@ -71,6 +71,7 @@ impl From<BatchError> for PartitionError {
         let code = match error {
             BatchError::Corrupt(_) | BatchError::CrcMismatch { .. } => error_code::CORRUPT_MESSAGE,
             BatchError::Invalid(_) => error_code::INVALID_RECORD,
+            BatchError::Encode(_) => error_code::KAFKA_STORAGE_ERROR,
         };
         PartitionError::new(code, error.to_string())
     }
