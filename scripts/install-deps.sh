@@ -5,6 +5,7 @@
 #   pip:   kafka-python, into a venv under the cache dir
 #   Maven: Apache Kafka's own jars (clients, tools, broker) for the stock CLI tools
 # Everything lands under $MILLRACE_CACHE (default ~/.cache/millrace), outside the clone.
+# `--build` installs only what building the broker needs (the apt packages).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +16,11 @@ mkdir -p "$cache"
 log() { echo "[install-deps] $*" >&2; }
 
 # --- Debian packages ---------------------------------------------------------
-apt_pkgs=(librocksdb-dev libclang-dev kcat pkg-config)
+if [ "${1:-}" = "--build" ]; then
+  apt_pkgs=(librocksdb-dev libclang-dev pkg-config)
+else
+  apt_pkgs=(librocksdb-dev libclang-dev kcat pkg-config)
+fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,6 +31,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--build" ]; then
+  exit 0
 fi
 
 # --- Python clients ----------------------------------------------------------
