@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+from statistics import median
 
 BROKERS = ("kafka", "millrace")
 
@@ -106,39 +107,67 @@ def main():
         pass
 
     workloads = []  # in run order
-    by = {}
+    by = {}  # (broker, workload) -> runs, one per round
     for r in runs:
+        r.setdefault("round", 1)
         r["result"] = parse_raw(r, d)
-        by[(r["broker"], r["workload"])] = r
+        by.setdefault((r["broker"], r["workload"]), []).append(r)
         if r["workload"] not in workloads:
             workloads.append(r["workload"])
+    rounds = sorted({r["round"] for r in runs})
 
-    def res(b, w, *path):
-        r = by.get((b, w))
-        v = r and r.get("result")
+    def dig(v, path):
         for p in path:
             if not isinstance(v, dict):
                 return None
             v = v.get(p)
         return v
 
+    def res(b, w, *path):
+        """Median over the rounds with a result (a dict: median per key)."""
+        vals = [dig(r.get("result"), path) for r in by.get((b, w), [])]
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return None
+        if isinstance(vals[0], dict):
+            return {k: median([v[k] for v in vals if v.get(k) is not None]) for k in vals[0]}
+        return median(vals)
+
+    def field(b, w, key, agg):
+        vals = [r.get(key) for r in by.get((b, w), []) if r.get(key) is not None]
+        return agg(vals) if vals else None
+
+    def per_round_ratio(w, *path):
+        out = []
+        for rnd in rounds:
+            k = next((r for r in by.get(("kafka", w), []) if r["round"] == rnd), None)
+            m = next((r for r in by.get(("millrace", w), []) if r["round"] == rnd), None)
+            out.append(ratio(dig(m and m.get("result"), path), dig(k and k.get("result"), path)))
+        return out
+
     rows = []
     for w in workloads:
-        row = {"workload": w, "tool": by.get(("kafka", w), by.get(("millrace", w)))["tool"]}
+        row = {"workload": w, "tool": (by.get(("kafka", w)) or by.get(("millrace", w)))[0]["tool"]}
         for b in BROKERS:
-            r = by.get((b, w), {})
+            rs = by.get((b, w), [])
             row[b] = {
-                "ok": bool(r.get("result")),
+                "ok": bool(rs) and all(r.get("result") for r in rs),
+                "rounds": len(rs),
                 "msgs_per_s": res(b, w, "msgs_per_s"),
                 "mb_per_s": res(b, w, "mb_per_s"),
-                "cpu_s": r.get("cpu_s"),
-                "wall_s": r.get("wall_s"),
-                "rss_peak_mib": (r.get("rss_peak_kb") or 0) / 1024,
-                "cold_cache": r.get("cold_cache"),
+                "cpu_s": field(b, w, "cpu_s", median),
+                "client_cpu_s": field(b, w, "client_cpu_s", median),
+                "loadavg_before": field(b, w, "loadavg_before", median),
+                "wall_s": field(b, w, "wall_s", median),
+                "rss_peak_mib": (field(b, w, "rss_peak_kb", max) or 0) / 1024,
+                "cold_cache": field(b, w, "cold_cache", all),
                 "ack_latency_ms": res(b, w, "ack_latency_ms"),
                 "e2e_latency_ms": res(b, w, "e2e_latency_ms"),
+                "per_round": [r.get("result") for r in rs],
             }
         row["throughput_ratio"] = ratio(row["millrace"]["msgs_per_s"], row["kafka"]["msgs_per_s"])
+        row["throughput_ratio_per_round"] = per_round_ratio(w, "msgs_per_s")
+        row["e2e_p99_ratio_per_round"] = per_round_ratio(w, "e2e_latency_ms", "p99")
         row["cpu_ratio"] = ratio(row["millrace"]["cpu_s"], row["kafka"]["cpu_s"])
         row["rss_ratio"] = ratio(row["millrace"]["rss_peak_mib"], row["kafka"]["rss_peak_mib"])
         rows.append(row)
@@ -178,7 +207,8 @@ def main():
         "fixed_rate_msgs_per_s": fixed_rate,
         "workloads": rows,
         "peak_rss_mib": peak,
-        "cpu_s_total": cpu,
+        "cpu_s_total_median_per_workload": cpu,
+        "rounds": len(rounds),
         "targets": target_rows,
     }
     json.dump(report, open(os.path.join(d, "results.json"), "w"), indent=2)
@@ -191,19 +221,24 @@ def main():
         f"{meta['jdk']}; librdkafka {meta['librdkafka']}. Loopback, one broker at a time, "
         "default flush policy on both (no fsync per message). 1 KiB records.\n"
     )
+    md.append(
+        f"Rounds: {len(rounds)} (each restarts both brokers with empty data dirs); figures are "
+        "medians over the rounds, peak RSS the maximum.\n"
+    )
     md.append("### Throughput (Millrace / Kafka: higher is better)\n")
-    md.append("| workload | client | Kafka msgs/s | Kafka MB/s | Millrace msgs/s | Millrace MB/s | ratio |")
-    md.append("|---|---|---:|---:|---:|---:|---:|")
+    md.append("| workload | client | Kafka msgs/s | Kafka MB/s | Millrace msgs/s | Millrace MB/s | ratio | ratio per round |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
         k, m = r["kafka"], r["millrace"]
         md.append(
             f"| {r['workload']} | {r['tool']} | {fmt(k['msgs_per_s'])} | {fmt(k['mb_per_s'])} | "
-            f"{fmt(m['msgs_per_s'])} | {fmt(m['mb_per_s'])} | {fmt_ratio(r['throughput_ratio'])} |"
+            f"{fmt(m['msgs_per_s'])} | {fmt(m['mb_per_s'])} | {fmt_ratio(r['throughput_ratio'])} | "
+            f"{', '.join(fmt_ratio(x) for x in r['throughput_ratio_per_round'])} |"
         )
     md.append("")
     md.append("### Latency, ms (Millrace / Kafka: lower is better)\n")
-    md.append("| workload | measure | Kafka p50 / p99 / p99.9 / max | Millrace p50 / p99 / p99.9 / max | p99 ratio |")
-    md.append("|---|---|---|---|---:|")
+    md.append("| workload | measure | Kafka p50 / p99 / p99.9 / max | Millrace p50 / p99 / p99.9 / max | p99 ratio | p99 ratio per round |")
+    md.append("|---|---|---|---|---:|---|")
     for r in rows:
         for key, label in (("e2e_latency_ms", "end-to-end"), ("ack_latency_ms", "send→ack")):
             k, m = r["kafka"][key], r["millrace"][key]
@@ -216,25 +251,35 @@ def main():
                 return " / ".join(fmt(float(x[p]), 2 if float(x[p]) < 10 else 1)
                                   for p in ("p50", "p99", "p999", "max"))
 
+            per_round = per_round_ratio(r["workload"], key, "p99")
             md.append(
                 f"| {r['workload']} | {label} | {q(k)} | {q(m)} | "
-                f"{fmt_ratio(ratio(m and m['p99'], k and k['p99']))} |"
+                f"{fmt_ratio(ratio(m and m['p99'], k and k['p99']))} | "
+                f"{', '.join(fmt_ratio(x) for x in per_round)} |"
             )
     if fixed_rate:
         md.append(f"\nFixed rate: {fixed_rate:,} msgs/s (half of Kafka's loadgen p8 acks=1 maximum in this run).")
     md.append("")
-    md.append("### Broker resources per workload (peak RSS MiB / CPU s)\n")
-    md.append("| workload | Kafka RSS | Kafka CPU | Millrace RSS | Millrace CPU | CPU ratio |")
-    md.append("|---|---:|---:|---:|---:|---:|")
+    md.append("### Resources per workload\n")
+    md.append(
+        "Broker peak RSS (MiB, VmHWM reset before each workload) and broker CPU seconds "
+        "(utime+stime), medians over the rounds; client CPU seconds of the benchmark client itself (it shares the "
+        "same cores); 1-minute load average before the workload (other jobs on the machine "
+        "show up here).\n"
+    )
+    md.append("| workload | Kafka RSS | Kafka CPU | client CPU | load | Millrace RSS | Millrace CPU | client CPU | load | broker CPU ratio |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         k, m = r["kafka"], r["millrace"]
         md.append(
             f"| {r['workload']} | {fmt(k['rss_peak_mib'], 0)} | {fmt(k['cpu_s'])} | "
-            f"{fmt(m['rss_peak_mib'], 0)} | {fmt(m['cpu_s'])} | {fmt_ratio(r['cpu_ratio'])} |"
+            f"{fmt(k['client_cpu_s'])} | {fmt(k['loadavg_before'])} | "
+            f"{fmt(m['rss_peak_mib'], 0)} | {fmt(m['cpu_s'])} | "
+            f"{fmt(m['client_cpu_s'])} | {fmt(m['loadavg_before'])} | {fmt_ratio(r['cpu_ratio'])} |"
         )
     md.append(
-        f"| **whole run** | **{peak['kafka']:.0f}** | **{cpu['kafka']:.1f}** | "
-        f"**{peak['millrace']:.0f}** | **{cpu['millrace']:.1f}** | {fmt_ratio(ratio(cpu['millrace'], cpu['kafka']))} |"
+        f"| **whole run** | **{peak['kafka']:.0f}** | **{cpu['kafka']:.1f}** | | | "
+        f"**{peak['millrace']:.0f}** | **{cpu['millrace']:.1f}** | | | {fmt_ratio(ratio(cpu['millrace'], cpu['kafka']))} |"
     )
     md.append("")
     md.append("### Targets\n")

@@ -184,7 +184,7 @@ fn produce(o: &ProduceOpts, started: Option<&AtomicBool>) -> Result<ProduceResul
         match producer.send(rec) {
             Ok(()) => {
                 sent += 1;
-                if sent % 256 == 0 {
+                if sent.is_multiple_of(256) {
                     producer.poll(Duration::ZERO);
                 }
             }
