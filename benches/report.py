@@ -323,7 +323,7 @@ def chart(d, rows, peak, fixed_rate, plt):
             ax.annotate(f"{v:.0f}", (bar.get_x() + bar.get_width() / 2, v), ha="center",
                         va="bottom", fontsize=7)
     ax.set_xticks(list(xs))
-    ax.set_xticklabels([r["workload"].replace("-", "\n", 2) for r in thr], fontsize=7)
+    ax.set_xticklabels([r["workload"].replace("-", "\n") for r in thr], fontsize=7)
     ax.set_ylabel("MB/s (1 KiB records)")
     ax.set_title("Throughput (higher is better)")
     ax.legend()
