@@ -314,6 +314,8 @@ else: print(0)' "$out/runs.jsonl" "$out")
     echo "$fixed_rate" >"$out/fixed_rate.txt"
   fi
   lg_e2e lg-e2e-fixed-p8 8 "$fixed_rate" "$rate_seconds"
+  # And at a low rate where neither the client nor the broker is short of CPU.
+  [ "$mode" = smoke ] || lg_e2e lg-e2e-20k-p8 8 20000 20
 
   cp "$work/broker.log" "$out/$broker-r$round-broker.log" 2>/dev/null || true
   # Large broker logs are not kept (the JVM's INFO log can be chatty).
