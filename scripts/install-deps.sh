@@ -2,7 +2,7 @@
 # Installs everything the build and the compat tests need, idempotently:
 #   apt:   librocksdb-dev + libclang-dev (link Debian's RocksDB instead of a 30-minute
 #          source build), kcat (a real librdkafka client), python venv support
-#   pip:   kafka-python, into a venv under the cache dir
+#   pip:   kafka-python (and matplotlib for scripts/bench.sh), into a venv under the cache dir
 #   Maven: Apache Kafka's own jars (clients, tools, broker) for the stock CLI tools
 # Everything lands under $MILLRACE_CACHE (default ~/.cache/millrace), outside the clone.
 # `--build` installs only what building the broker needs (the apt packages).
@@ -45,6 +45,14 @@ if [ ! -f "$py_stamp" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "kafka-python==3.0.12"
   touch "$py_stamp"
+fi
+
+# matplotlib for scripts/bench.sh's chart (benches/report.py), same venv.
+bench_py_stamp="$venv/.millrace-bench-py-deps-v1"
+if [ ! -f "$bench_py_stamp" ]; then
+  log "python venv + matplotlib (benchmark charts)"
+  "$venv/bin/pip" install -q --disable-pip-version-check "matplotlib==3.10.9"
+  touch "$bench_py_stamp"
 fi
 
 # --- Apache Kafka jars from Maven Central ------------------------------------
