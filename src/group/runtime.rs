@@ -327,9 +327,7 @@ impl Task {
             "group coordinator loaded"
         );
     }
-}
 
-impl Task {
     /// Replays one shard's partition into a fresh core and starts its timers; returns
     /// how many records were replayed.
     fn load_shard(&mut self, shard: i32, partition: Arc<Partition>) -> Result<usize, String> {
