@@ -52,6 +52,10 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
+    // Test builds only: fault injection sites configured by FAILPOINTS.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
+
     let config = match BrokerConfig::load(config.as_deref(), std::env::vars(), &overrides) {
         Ok(config) => config,
         Err(error) => {
