@@ -25,13 +25,14 @@ use super::{
 };
 use crate::config::BrokerConfig;
 use crate::log::batch::{encode_uncompressed, PlainRecord, ProducerIdentity};
-use crate::metadata::{CreateTopicRequest, MetadataQuorum, TopicDefaults};
+use crate::metadata::internal_topics::offsets_topic_request;
+use crate::metadata::{MetadataQuorum, TopicDefaults};
 use crate::partition::{error_code, now_ms, Partition, PartitionError, PartitionManager};
 
 /// Kafka's answer to offsets whose records exceed the offsets topic's batch limit.
 const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
 
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::metadata::internal_topics::OFFSETS_TOPIC;
 
 /// Requests queued for the coordinator task before callers wait for room.
 const COMMAND_QUEUE_BOUND: usize = 4096;
@@ -255,23 +256,7 @@ impl Task {
     async fn create_offsets_topic(&self) -> Result<(), String> {
         let image = self.metadata.image();
         if !image.topics.contains_key(OFFSETS_TOPIC) {
-            let brokers = image.brokers.len().max(1) as i16;
-            let request = CreateTopicRequest {
-                name: OFFSETS_TOPIC.to_string(),
-                num_partitions: self.config.offsets_topic_num_partitions,
-                replication_factor: self.config.offsets_topic_replication_factor.min(brokers),
-                assignments: Vec::new(),
-                configs: [
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("compression.type".to_string(), "producer".to_string()),
-                    (
-                        "segment.bytes".to_string(),
-                        self.config.offsets_topic_segment_bytes.to_string(),
-                    ),
-                ]
-                .into_iter()
-                .collect(),
-            };
+            let request = offsets_topic_request(&self.config, &image);
             let defaults = TopicDefaults {
                 num_partitions: self.config.offsets_topic_num_partitions,
                 replication_factor: 1,

@@ -12,6 +12,7 @@
 //! never both pass validation for the same name.
 
 mod controller;
+pub mod internal_topics;
 mod network;
 mod records;
 mod state_machine;
@@ -135,6 +136,7 @@ pub struct QuorumConfig {
     pub advertised_host: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateTopicRequest {
     pub name: String,
     /// -1: the broker default (`num.partitions`).

@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::describe_configs::topic_config_entries;
 use crate::config::validate_topic_config;
+use crate::metadata::internal_topics::vet_client_creation;
 use crate::metadata::{ApiError, CreateTopicRequest, TopicDefaults};
 use crate::protocol::{errors, RequestContext};
 
@@ -21,29 +22,34 @@ pub async fn handle(ctx: &RequestContext, request: CreateTopicsRequest) -> Creat
         Vec::with_capacity(request.topics.len());
     let mut to_create = Vec::new();
     let mut names = Vec::new();
+    let image = ctx.broker.metadata.image();
     for topic in request.topics {
         let name = topic.name.0.to_string();
         names.push(topic.name.clone());
-        match topic_configs(&topic.configs) {
+        let vetted = topic_configs(&topic.configs).and_then(|configs| {
+            let request = CreateTopicRequest {
+                name,
+                num_partitions: topic.num_partitions,
+                replication_factor: topic.replication_factor,
+                assignments: topic
+                    .assignments
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.partition_index,
+                            a.broker_ids.iter().map(|b| b.0).collect(),
+                        )
+                    })
+                    .collect(),
+                configs,
+            };
+            vet_client_creation(request, config, &image)
+        });
+        match vetted {
             Err(error) => results.push(Some(Err(error))),
-            Ok(configs) => {
+            Ok(request) => {
                 results.push(None);
-                to_create.push(CreateTopicRequest {
-                    name,
-                    num_partitions: topic.num_partitions,
-                    replication_factor: topic.replication_factor,
-                    assignments: topic
-                        .assignments
-                        .iter()
-                        .map(|a| {
-                            (
-                                a.partition_index,
-                                a.broker_ids.iter().map(|b| b.0).collect(),
-                            )
-                        })
-                        .collect(),
-                    configs,
-                });
+                to_create.push(request);
             }
         }
     }

@@ -6,7 +6,8 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use crate::metadata::TopicRef;
+use crate::metadata::internal_topics::check_client_delete;
+use crate::metadata::{ApiError, TopicRef};
 use crate::protocol::{errors, RequestContext};
 
 pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -24,14 +25,47 @@ pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> Delet
             .map(|n| (Some(n), Uuid::nil()))
             .collect()
     };
+    // Internal topics are refused before the controller sees the request; by id too.
+    let image = ctx.broker.metadata.image();
+    let refused: Vec<Option<ApiError>> = refs
+        .iter()
+        .map(|(name, id)| {
+            let name = match name {
+                Some(name) => Some(name.0.as_str()),
+                None => image.topic_names_by_id.get(id).map(String::as_str),
+            };
+            name.and_then(|name| check_client_delete(name).err())
+        })
+        .collect();
     let topic_refs = refs
         .iter()
-        .map(|(name, id)| match name {
+        .zip(&refused)
+        .filter(|(_, refused)| refused.is_none())
+        .map(|((name, id), _)| match name {
             Some(name) => TopicRef::Name(name.0.to_string()),
             None => TopicRef::Id(*id),
         })
         .collect();
-    let results = ctx.broker.metadata.delete_topics(topic_refs).await;
+    let results = ctx
+        .broker
+        .metadata
+        .delete_topics(topic_refs)
+        .await
+        .map(|deleted| {
+            let mut deleted = deleted.into_iter();
+            refused
+                .into_iter()
+                .map(|refused| match refused {
+                    Some(error) => Err(error),
+                    None => deleted.next().unwrap_or_else(|| {
+                        Err(ApiError {
+                            code: errors::UNKNOWN_SERVER_ERROR,
+                            message: "missing result".to_string(),
+                        })
+                    }),
+                })
+                .collect::<Vec<_>>()
+        });
     ctx.broker.reconcile_partitions();
     let responses = match results {
         Ok(results) => refs

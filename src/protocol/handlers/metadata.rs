@@ -11,7 +11,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use crate::group::runtime::OFFSETS_TOPIC;
+use crate::metadata::internal_topics::{is_internal, vet_client_creation};
 use crate::metadata::{CreateTopicRequest, MetadataImage, TopicDefaults, TopicImage};
 use crate::protocol::{errors, RequestContext};
 
@@ -99,20 +99,31 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
     response
 }
 
-/// Creates the missing topics with the broker defaults; returns the error code for each
-/// topic that could not be created (an invalid name, say).
+/// Creates the missing topics with the broker defaults (`__consumer_offsets` in its own
+/// shape; the other internal topics not at all); returns the error code for each topic
+/// that could not be created (an invalid name, say).
 async fn auto_create(ctx: &RequestContext, names: &[String]) -> Vec<(String, i16)> {
     let config = &ctx.broker.config;
-    let requests = names
-        .iter()
-        .map(|name| CreateTopicRequest {
+    let image = ctx.broker.metadata.image();
+    let mut failures = Vec::new();
+    let mut requests = Vec::new();
+    for name in names {
+        let request = CreateTopicRequest {
             name: name.clone(),
             num_partitions: -1,
             replication_factor: -1,
             assignments: Vec::new(),
             configs: Default::default(),
-        })
-        .collect();
+        };
+        match vet_client_creation(request, config, &image) {
+            Ok(request) => requests.push(request),
+            Err(_) => failures.push((name.clone(), errors::UNKNOWN_TOPIC_OR_PARTITION)),
+        }
+    }
+    if requests.is_empty() {
+        return failures;
+    }
+    let requested: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
     let defaults = TopicDefaults {
         num_partitions: config.num_partitions,
         replication_factor: config.default_replication_factor,
@@ -126,24 +137,28 @@ async fn auto_create(ctx: &RequestContext, names: &[String]) -> Vec<(String, i16
         Ok(results) => results,
         Err(error) => {
             tracing::warn!(%error, "auto-create failed");
-            return names
-                .iter()
-                .map(|n| (n.clone(), errors::LEADER_NOT_AVAILABLE))
-                .collect();
+            failures.extend(
+                requested
+                    .into_iter()
+                    .map(|n| (n, errors::LEADER_NOT_AVAILABLE)),
+            );
+            return failures;
         }
     };
     ctx.broker.reconcile_partitions();
-    names
-        .iter()
-        .zip(results)
-        .filter_map(|(name, result)| match result {
-            Ok(_) => None,
-            // Lost a race with another creator: the topic exists, which is what we wanted.
-            Err(e) if e.code == 36 => None,
-            Err(e) if e.code == errors::INVALID_TOPIC_EXCEPTION => Some((name.clone(), e.code)),
-            Err(_) => Some((name.clone(), errors::UNKNOWN_TOPIC_OR_PARTITION)),
-        })
-        .collect()
+    failures.extend(
+        requested
+            .into_iter()
+            .zip(results)
+            .filter_map(|(name, result)| match result {
+                Ok(_) => None,
+                // Lost a race with another creator: the topic exists, which is what we wanted.
+                Err(e) if e.code == 36 => None,
+                Err(e) if e.code == errors::INVALID_TOPIC_EXCEPTION => Some((name, e.code)),
+                Err(_) => Some((name, errors::UNKNOWN_TOPIC_OR_PARTITION)),
+            }),
+    );
+    failures
 }
 
 fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
@@ -176,6 +191,6 @@ fn topic_entry(topic: &Arc<TopicImage>) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.topic_id)
-        .with_is_internal(topic.name == OFFSETS_TOPIC)
+        .with_is_internal(is_internal(&topic.name))
         .with_partitions(partitions)
 }

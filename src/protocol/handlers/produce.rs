@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{find_topic, led_partition};
+use crate::metadata::internal_topics::check_client_append;
 use crate::metadata::TopicImage;
 use crate::partition::error_code::INVALID_RECORD;
 use crate::partition::{AppendResult, PartitionError};
@@ -40,6 +41,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
                 } else {
                     append(
                         ctx,
+                        &topic_data.name.0,
                         topic,
                         unknown_code,
                         data.index,
@@ -89,11 +91,20 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
 
 fn append(
     ctx: &RequestContext,
+    requested_name: &str,
     topic: Option<&Arc<TopicImage>>,
     unknown_code: i16,
     index: i32,
     records: Option<&[u8]>,
 ) -> Result<AppendResult, PartitionError> {
+    // Kafka checks this first, by name: an internal topic is refused even before it exists.
+    let name = topic.map_or(requested_name, |t| t.name.as_str());
+    check_client_append(name, ctx.header.client_id.as_deref()).map_err(|refused| {
+        PartitionError {
+            code: refused.code,
+            message: refused.message,
+        }
+    })?;
     let partition = led_partition(ctx, topic, unknown_code, index, -1)?;
     let records = records.ok_or_else(|| PartitionError {
         code: INVALID_RECORD,
