@@ -55,6 +55,23 @@ impl<B: ByteBufMut> Compressor<B> for Snappy {
     }
 }
 
+/// A snappy element expands at most 64/3-fold (a 3-byte copy of 64 bytes), so a header claiming
+/// more than this many times the compressed length is a lie; it is rejected before the output is
+/// allocated (millrace patch).
+const MAX_EXPANSION_RATIO: usize = 22;
+
+/// The uncompressed length of a raw snappy block, rejected when the block cannot hold it.
+fn checked_decompress_len(block: &[u8]) -> Result<usize> {
+    let len = decompress_len(block).context("failed to get snappy uncompressed length")?;
+    if len > block.len().saturating_mul(MAX_EXPANSION_RATIO) {
+        anyhow::bail!(
+            "snappy block of {} bytes claims {len} uncompressed bytes",
+            block.len()
+        );
+    }
+    Ok(len)
+}
+
 const MAGIC_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 
 impl<B: ByteBuf> Decompressor<B> for Snappy {
@@ -80,7 +97,8 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
             .is_none_or(|magic| *magic != MAGIC_HEADER[..])
         {
             let compressed = compressed.copy_to_bytes(compressed.remaining());
-            let actual_len = decompress_len(&compressed).context("failed to read snappy header")?;
+            let actual_len =
+                checked_decompress_len(&compressed).context("failed to read snappy header")?;
             let mut tmp = BytesMut::zeroed(actual_len);
             Decoder::new()
                 .decompress(&compressed, &mut tmp)
@@ -102,8 +120,7 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
                 .try_get_bytes(compressed_block_size)
                 .context("not enough bytes for block")?;
 
-            let uncompressed_block_length = decompress_len(&compressed_block)
-                .context("failed to get snappy uncompressed length")?;
+            let uncompressed_block_length = checked_decompress_len(&compressed_block)?;
             let uncompressed_block_start = uncompressed.len();
             uncompressed.resize(
                 uncompressed_block_start.saturating_add(uncompressed_block_length),

@@ -10,6 +10,29 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+/// Most bytes reserved for a collection before any of its elements is decoded (millrace patch).
+/// Past this the collection grows with the elements actually decoded, so a count that passes
+/// [`check_count`] still cannot reserve `count * size_of::<T>()` at once.
+const MAX_PREALLOCATED_BYTES: usize = 64 * 1024;
+
+/// Rejects a wire count of elements (or bytes) larger than the bytes left in `buf` before anything
+/// is allocated for it, as Kafka's generated readers do: every element takes at least one byte,
+/// so such a count can only come from a truncated or hostile message (millrace patch).
+pub(crate) fn check_count<B: ByteBuf>(buf: &B, count: usize, what: &str) -> Result<()> {
+    if count > buf.remaining() {
+        bail!(
+            "{what} length {count} exceeds the {} bytes remaining",
+            buf.remaining()
+        );
+    }
+    Ok(())
+}
+
+/// Capacity to reserve for a checked count of `T`s: bounded by [`MAX_PREALLOCATED_BYTES`].
+pub(crate) fn initial_capacity<T>(count: usize) -> usize {
+    count.min(MAX_PREALLOCATED_BYTES / std::mem::size_of::<T>().max(1))
+}
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -359,6 +382,7 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                check_count(buf, n as usize, "String")?;
                 let mut strbuf = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -511,6 +535,7 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                check_count(buf, (n - 1) as usize, "CompactString")?;
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -655,6 +680,7 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                check_count(buf, n as usize, "Bytes")?;
                 let mut data = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -804,6 +830,7 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                check_count(buf, (n - 1) as usize, "CompactBytes")?;
                 let mut data = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -985,7 +1012,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut result = Vec::with_capacity(n as usize);
+                check_count(buf, n as usize, "Array")?;
+                let mut result = Vec::with_capacity(initial_capacity::<T>(n as usize));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1093,7 +1121,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                check_count(buf, (n - 1) as usize, "CompactArray")?;
+                let mut result = Vec::with_capacity(initial_capacity::<T>((n - 1) as usize));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
