@@ -65,7 +65,10 @@ fn expect_closed(addr: &str, request: &[u8], case: &str) {
     let mut buf = [0u8; 256];
     match s.read(&mut buf) {
         Ok(0) => {}
-        Ok(n) => panic!("{case}: expected a close, got {n} bytes: {:02x?}", &buf[..n]),
+        Ok(n) => panic!(
+            "{case}: expected a close, got {n} bytes: {:02x?}",
+            &buf[..n]
+        ),
         Err(e) => {
             use std::io::ErrorKind::*;
             assert!(
