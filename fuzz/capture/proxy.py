@@ -3,7 +3,7 @@ the 4-byte size prefix) as one corpus file: OUT/<api_key>-v<version>-<sha1 prefi
 Identical frames are saved once; at most PER_KEY_VERSION files per (key, version) and
 none above MAX_FRAME_BYTES, to keep the committed corpus small.
 
-Usage: proxy.py LISTEN_PORT BROKER_PORT OUT_DIR
+Usage: proxy.py LISTEN_HOST PORT OUT_DIR  (forwards LISTEN_HOST:PORT to 127.0.0.1:PORT)
 """
 import asyncio
 import hashlib
@@ -54,12 +54,12 @@ async def pump(reader, writer, out_dir):
 
 
 async def main():
-    listen_port, broker_port, out_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    listen_host, port, out_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     os.makedirs(out_dir, exist_ok=True)
 
     async def handle(client_reader, client_writer):
         try:
-            broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", broker_port)
+            broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
             client_writer.close()
             return
@@ -68,7 +68,7 @@ async def main():
             pump(broker_reader, client_writer, None),
         )
 
-    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+    server = await asyncio.start_server(handle, listen_host, port)
     async with server:
         await server.serve_forever()
 

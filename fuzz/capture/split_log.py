@@ -67,6 +67,8 @@ def main():
         pos = 0
         while pos + 61 <= len(data):
             length = struct.unpack(">i", data[pos + 8 : pos + 12])[0]
+            if length < 49 or pos + 12 + length > len(data):
+                break  # preallocated or torn tail
             batch = data[pos : pos + 12 + length]
             pos += 12 + length
             codec = CODECS[struct.unpack(">h", batch[21:23])[0] & 7]
