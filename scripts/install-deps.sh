@@ -4,6 +4,7 @@
 #          source build), kcat (a real librdkafka client), python venv support
 #   pip:   kafka-python (and matplotlib for scripts/bench.sh), into a venv under the cache dir
 #   Maven: Apache Kafka's own jars (clients, tools, broker) for the stock CLI tools
+#   cargo: cargo-fuzz and a nightly toolchain for scripts/fuzz.sh
 # Everything lands under $MILLRACE_CACHE (default ~/.cache/millrace), outside the clone.
 # `--build` installs only what building the broker needs (the apt packages).
 set -euo pipefail
@@ -65,6 +66,16 @@ if [ ! -f "$kafka_stamp" ]; then
   mvn -q -B -f "$root/compat-tests/java/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$kafka_libs" -DincludeScope=runtime
   touch "$kafka_stamp"
+fi
+
+# --- cargo-fuzz for scripts/fuzz.sh (libFuzzer targets in fuzz/, nightly toolchain) ---
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  log "cargo install cargo-fuzz"
+  cargo install -q cargo-fuzz --locked
+fi
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  log "rustup toolchain install nightly"
+  rustup toolchain install nightly --profile minimal
 fi
 
 log "ok (cache: $cache)"

@@ -18,3 +18,5 @@ cargo test --workspace --features millrace/failpoints --lib --bins --tests -- --
 # One total over every test binary, for a reader (and CI) scanning the last line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' "$log"
+# Fuzz targets (fuzz/): replay the seed corpus, then fuzz each for FUZZ_SECONDS (30 s).
+bash scripts/fuzz.sh
