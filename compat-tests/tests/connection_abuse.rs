@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -24,8 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The README's bound on broker RSS under this test's abuse (5,000 idle sockets, 100
-/// partial 100 MiB frames, one stalled fetch pipeliner).
-const RSS_BOUND_BYTES: u64 = 512 << 20;
+/// partial 100 MiB frames, one stalled fetch pipeliner). Before the bounds the
+/// pipeliner alone took the broker past 400 MiB.
+const RSS_BOUND_BYTES: u64 = 256 << 20;
 /// Partial frames must not reserve what they claim: the address space may grow by far
 /// less than the 10 GiB the 100 frames announce.
 const PARTIAL_FRAMES_VM_GROWTH_BOUND_BYTES: u64 = 2 << 30;
@@ -83,11 +85,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A fetch of the whole topic that parks for its 2 s `max_wait_ms` first (its
+/// `min_bytes` is more than the topic holds), so that pipelined ones are all in progress
+/// at once and complete together.
 fn fetch_frame(topic: &str, correlation_id: i32) -> Vec<u8> {
     let request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
+        .with_max_wait_ms(2_000)
+        .with_min_bytes(50 << 20)
         .with_max_bytes(50 << 20)
         .with_session_epoch(-1)
         .with_topics(vec![FetchTopic::default()
@@ -222,17 +227,20 @@ fn idle_sockets_partial_frames_and_a_stalled_reader_are_bounded() {
         partial
     });
 
-    // Pipelined fetches, never read: on an unbounded broker each answer (4 MiB) stays
-    // in memory until written, and nothing is ever written.
-    let mut stalled = rt.block_on(async {
-        let mut s = TcpStream::connect(socket_addr)
-            .await
-            .expect("stalled connect");
-        let frames: Vec<u8> = (0..200).flat_map(|i| fetch_frame(&fat_topic, i)).collect();
-        s.write_all(&frames).await.expect("pipelined fetches");
-        s
-    });
+    // 200 pipelined fetches of the 4 MiB topic, read slowly (64 KiB every 50 ms) for a
+    // few seconds, then not at all: a broker without a response bound takes them all in
+    // and holds every answer (800 MiB) while the first ones trickle out, and without a
+    // write stall limit it keeps the connection forever once the client stops reading.
+    let mut stalled = std::net::TcpStream::connect(socket_addr).expect("stalled reader connect");
+    let fetches: Vec<u8> = (0..200).flat_map(|i| fetch_frame(&fat_topic, i)).collect();
+    stalled.write_all(&fetches).expect("pipelined fetches");
+    stalled
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
     let stalled_peer = stalled.local_addr().unwrap().to_string();
+    let slow_reads_until = Instant::now() + Duration::from_secs(4);
+    let mut last_read = Instant::now();
+    let mut chunk = vec![0u8; 64 * 1024];
 
     let mut max_rss = 0u64;
     let mut max_vm = 0u64;
@@ -240,6 +248,10 @@ fn idle_sockets_partial_frames_and_a_stalled_reader_are_bounded() {
         let (rss, vm) = memory(pid);
         max_rss = max_rss.max(rss);
         max_vm = max_vm.max(vm);
+        if Instant::now() < slow_reads_until && last_read.elapsed() >= Duration::from_millis(50) {
+            last_read = Instant::now();
+            let _ = stalled.read(&mut chunk);
+        }
     };
     let mut latencies = canary_latencies(
         &canary,
@@ -282,8 +294,8 @@ fn idle_sockets_partial_frames_and_a_stalled_reader_are_bounded() {
     );
     assert!(p99 < Duration::from_secs(1), "canary p99 {p99:?}");
 
-    // The stalled client is dropped for lack of write progress (no read on our side:
-    // reading would be progress), well before the idle sockets' own timeout matters.
+    // The stalled client is dropped for lack of write progress (no read on our side
+    // since the slow phase: reading would be progress).
     let started = Instant::now();
     wait_until(
         "the stalled reader to be closed by the write stall limit",
@@ -302,18 +314,30 @@ fn idle_sockets_partial_frames_and_a_stalled_reader_are_bounded() {
     );
     // Its connection really is gone: reading now ends in EOF or a reset after the bytes
     // the kernel had buffered.
-    rt.block_on(async {
-        let mut buf = vec![0u8; 1 << 20];
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, stalled.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(_)) => {}
-                Err(_) => panic!("the stalled connection is still open"),
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled connection is still open"
+        );
+        match stalled.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the stalled connection is still open: no bytes, no EOF")
             }
+            Err(_) => break,
         }
-    });
+    }
 
     drop(idle);
     drop(partial);
