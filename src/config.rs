@@ -201,6 +201,10 @@ pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|def| def.name == name)
 }
 
+/// `queued.max.request.bytes` when not set (Kafka's default, -1, is unbounded): room for
+/// two and a half maximal requests, a bound on what clients can make the broker buffer.
+const DEFAULT_QUEUED_MAX_REQUEST_BYTES: i64 = 268_435_456;
+
 /// Smallest segment a topic or the broker may ask for: Kafka 4's bound for
 /// `segment.bytes` and `log.segment.bytes` (KIP-1030), so that a topic cannot turn every
 /// batch into a segment roll (three new files and their fsyncs).
@@ -316,6 +320,7 @@ impl BrokerConfig {
         let defaults = LogConfig::default();
         let flush_messages = number(map, "log.flush.interval.messages", i64::MAX)?;
         let flush_ms = number(map, "log.flush.interval.ms", i64::MAX)?;
+        let socket_request_max_bytes: usize = number(map, "socket.request.max.bytes", 104_857_600)?;
         let config = BrokerConfig {
             node_id: number(map, "node.id", 1)?,
             listener,
@@ -326,10 +331,12 @@ impl BrokerConfig {
             default_replication_factor: number(map, "default.replication.factor", 1)?,
             auto_create_topics_enable: boolean(map, "auto.create.topics.enable", true)?,
             message_max_bytes: number(map, "message.max.bytes", 1_048_588)?,
-            socket_request_max_bytes: number(map, "socket.request.max.bytes", 104_857_600)?,
+            socket_request_max_bytes,
             max_in_flight_requests_per_connection: number(map, "queued.max.requests", 500)?,
             queued_max_request_bytes: {
-                let bytes: i64 = number(map, "queued.max.request.bytes", 268_435_456)?;
+                // The default stays valid when only socket.request.max.bytes is raised.
+                let default = DEFAULT_QUEUED_MAX_REQUEST_BYTES.max(socket_request_max_bytes as i64);
+                let bytes: i64 = number(map, "queued.max.request.bytes", default)?;
                 u64::try_from(bytes).ok().filter(|&b| b > 0)
             },
             queued_max_response_bytes: number(
@@ -886,6 +893,8 @@ mod tests {
             load(&[], &[]).unwrap().queued_max_request_bytes,
             Some(268_435_456)
         );
+        let big_requests = load(&[], &["socket.request.max.bytes=536870912"]).unwrap();
+        assert_eq!(big_requests.queued_max_request_bytes, Some(536_870_912));
         // Per-ip 0 only with overrides, as Kafka requires.
         assert!(load(&[], &["max.connections.per.ip=0"]).is_err());
         let c = load(
