@@ -10,8 +10,8 @@
 //! Topic-level configs (what CreateTopics and DescribeConfigs see) are described by
 //! [`TOPIC_CONFIGS`]: each has a broker-level synonym that supplies its default.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -61,6 +61,18 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `queued.max.requests` per connection: requests read but not yet answered.
     pub max_in_flight_requests_per_connection: usize,
+    /// `queued.max.request.bytes`, broker-wide: bytes of requests read but not yet
+    /// handled; `None` (a value <= 0) is unbounded, as in Kafka.
+    pub queued_max_request_bytes: Option<u64>,
+    /// `millrace.queued.max.response.bytes`, per connection: response bytes not yet
+    /// written plus the `max_bytes` reserved by fetches still being handled.
+    pub queued_max_response_bytes: u64,
+    /// `max.connections`: broker-wide; accepting waits at the bound.
+    pub max_connections: usize,
+    /// `max.connections.per.ip` and `max.connections.per.ip.overrides`: a connection over
+    /// its address's bound is closed at once.
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_ip_overrides: HashMap<IpAddr, usize>,
     /// `fetch.max.bytes`: bound on one fetch response's record bytes.
     pub fetch_max_bytes: i32,
     /// `log.segment.bytes`, `log.roll.ms`, `log.index.interval.bytes`,
@@ -189,12 +201,28 @@ pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|def| def.name == name)
 }
 
-/// Smallest segment a topic may ask for: Kafka's own lower bound for `segment.bytes`.
-const MIN_SEGMENT_BYTES: i64 = 14;
+/// `queued.max.request.bytes` when not set (Kafka's default, -1, is unbounded): room for
+/// two and a half maximal requests, a bound on what clients can make the broker buffer.
+const DEFAULT_QUEUED_MAX_REQUEST_BYTES: i64 = 268_435_456;
+
+/// Smallest segment a topic or the broker may ask for: Kafka 4's bound for
+/// `segment.bytes` and `log.segment.bytes` (KIP-1030), so that a topic cannot turn every
+/// batch into a segment roll (three new files and their fsyncs).
+const MIN_SEGMENT_BYTES: i64 = 1_048_576;
+
+/// Kafka's test-only topic config that overrides `segment.bytes` below its minimum.
+pub const INTERNAL_SEGMENT_BYTES: &str = "internal.segment.bytes";
+
+/// The floor for `internal.segment.bytes`: the smallest record (Kafka's
+/// `LegacyRecord.RECORD_OVERHEAD_V0`, the pre-4.0 bound of `segment.bytes`).
+const MIN_INTERNAL_SEGMENT_BYTES: i64 = 14;
 
 /// Checks one topic-level config of a CreateTopics request; the error text is what
 /// the client sees next to INVALID_CONFIG.
 pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
+    if name == INTERNAL_SEGMENT_BYTES {
+        return validate_number(name, value, MIN_INTERNAL_SEGMENT_BYTES, ConfigType::Int);
+    }
     let def = topic_config_def(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
     if let Some(allowed) = def.allowed {
         if !allowed.contains(&value) {
@@ -205,22 +233,31 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
         }
         return Ok(());
     }
+    let min = match name {
+        "segment.bytes" => MIN_SEGMENT_BYTES,
+        "retention.ms" | "retention.bytes" => -1,
+        "min.insync.replicas" | "flush.messages" | "segment.ms" => 1,
+        _ => 0,
+    };
+    validate_number(name, value, min, def.config_type)
+}
+
+fn validate_number(
+    name: &str,
+    value: &str,
+    min: i64,
+    config_type: ConfigType,
+) -> Result<(), String> {
     let number: i64 = value
         .trim()
         .parse()
         .map_err(|_| format!("Invalid value {value} for configuration {name}: Not a number"))?;
-    let min = match name {
-        "segment.bytes" => MIN_SEGMENT_BYTES,
-        "retention.ms" | "retention.bytes" => -1,
-        "min.insync.replicas" | "flush.messages" => 1,
-        _ => 0,
-    };
     if number < min {
         return Err(format!(
             "Invalid value {value} for configuration {name}: Value must be at least {min}"
         ));
     }
-    if def.config_type == ConfigType::Int && number > i32::MAX as i64 {
+    if config_type == ConfigType::Int && number > i32::MAX as i64 {
         return Err(format!(
             "Invalid value {value} for configuration {name}: Value must fit in an int"
         ));
@@ -283,6 +320,7 @@ impl BrokerConfig {
         let defaults = LogConfig::default();
         let flush_messages = number(map, "log.flush.interval.messages", i64::MAX)?;
         let flush_ms = number(map, "log.flush.interval.ms", i64::MAX)?;
+        let socket_request_max_bytes: usize = number(map, "socket.request.max.bytes", 104_857_600)?;
         let config = BrokerConfig {
             node_id: number(map, "node.id", 1)?,
             listener,
@@ -293,8 +331,25 @@ impl BrokerConfig {
             default_replication_factor: number(map, "default.replication.factor", 1)?,
             auto_create_topics_enable: boolean(map, "auto.create.topics.enable", true)?,
             message_max_bytes: number(map, "message.max.bytes", 1_048_588)?,
-            socket_request_max_bytes: number(map, "socket.request.max.bytes", 104_857_600)?,
+            socket_request_max_bytes,
             max_in_flight_requests_per_connection: number(map, "queued.max.requests", 500)?,
+            queued_max_request_bytes: {
+                // The default stays valid when only socket.request.max.bytes is raised.
+                let default = DEFAULT_QUEUED_MAX_REQUEST_BYTES.max(socket_request_max_bytes as i64);
+                let bytes: i64 = number(map, "queued.max.request.bytes", default)?;
+                u64::try_from(bytes).ok().filter(|&b| b > 0)
+            },
+            queued_max_response_bytes: number(
+                map,
+                "millrace.queued.max.response.bytes",
+                57_671_680,
+            )?,
+            max_connections: number::<u32>(map, "max.connections", i32::MAX as u32)? as usize,
+            max_connections_per_ip: number::<u32>(map, "max.connections.per.ip", i32::MAX as u32)?
+                as usize,
+            max_connections_per_ip_overrides: per_ip_overrides(
+                get("max.connections.per.ip.overrides").unwrap_or(""),
+            )?,
             fetch_max_bytes: number(map, "fetch.max.bytes", 57_671_680)?,
             log: LogConfig {
                 segment_bytes: number(map, "log.segment.bytes", defaults.segment_bytes)?,
@@ -395,7 +450,26 @@ impl BrokerConfig {
             return Err(invalid(
                 "log.segment.bytes",
                 self.log.segment_bytes.to_string(),
-                "must be >= 14",
+                "must be >= 1048576",
+            ));
+        }
+        if self.log.segment_ms == 0 {
+            return Err(invalid("log.roll.ms", "0".to_string(), "must be >= 1"));
+        }
+        if let Some(bytes) = self.queued_max_request_bytes {
+            if bytes < self.socket_request_max_bytes as u64 {
+                return Err(invalid(
+                    "queued.max.request.bytes",
+                    bytes.to_string(),
+                    "must be -1 or at least socket.request.max.bytes",
+                ));
+            }
+        }
+        if self.max_connections_per_ip == 0 && self.max_connections_per_ip_overrides.is_empty() {
+            return Err(invalid(
+                "max.connections.per.ip",
+                "0".to_string(),
+                "can be 0 only if max.connections.per.ip.overrides is set",
             ));
         }
         if self.log_message_timestamp_type != "CreateTime" {
@@ -451,6 +525,13 @@ impl BrokerConfig {
             "message.max.bytes" => self.message_max_bytes.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
             "queued.max.requests" => self.max_in_flight_requests_per_connection.to_string(),
+            "queued.max.request.bytes" => self
+                .queued_max_request_bytes
+                .map_or("-1".to_string(), |bytes| bytes.to_string()),
+            "millrace.queued.max.response.bytes" => self.queued_max_response_bytes.to_string(),
+            "max.connections" => self.max_connections.to_string(),
+            "max.connections.per.ip" => self.max_connections_per_ip.to_string(),
+            "max.connections.per.ip.overrides" => String::new(),
             "fetch.max.bytes" => self.fetch_max_bytes.to_string(),
             "log.segment.bytes" => self.log.segment_bytes.to_string(),
             "log.roll.ms" => self.log.segment_ms.to_string(),
@@ -488,7 +569,8 @@ impl BrokerConfig {
                 .and_then(|v| v.trim().parse::<i64>().ok())
         };
         LogConfig {
-            segment_bytes: parsed("segment.bytes")
+            segment_bytes: parsed(INTERNAL_SEGMENT_BYTES)
+                .or_else(|| parsed("segment.bytes"))
                 .map(|v| v as u64)
                 .unwrap_or(self.log.segment_bytes),
             segment_ms: parsed("segment.ms")
@@ -529,6 +611,11 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "message.max.bytes",
     "socket.request.max.bytes",
     "queued.max.requests",
+    "queued.max.request.bytes",
+    "millrace.queued.max.response.bytes",
+    "max.connections",
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
     "fetch.max.bytes",
     "log.segment.bytes",
     "log.roll.ms",
@@ -562,6 +649,39 @@ fn positive_or_never(value: i64) -> u64 {
     } else {
         value as u64
     }
+}
+
+/// `host:count,host:count`, hosts resolved once at load (Kafka resolves them when the
+/// quotas are built); an empty string is no overrides.
+fn per_ip_overrides(text: &str) -> Result<HashMap<IpAddr, usize>, ConfigError> {
+    let key = "max.connections.per.ip.overrides";
+    let invalid = |reason: &str| ConfigError::Invalid {
+        key: key.to_string(),
+        value: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut out = HashMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (host, count) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("expected host:count entries"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| invalid("count is not a non-negative number"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let ip = match host.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => (host, 0)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .map(|addr| addr.ip())
+                .ok_or_else(|| invalid("cannot resolve host"))?,
+        };
+        out.insert(ip, count as usize);
+    }
+    Ok(out)
 }
 
 fn never_as_kafka(value: u64) -> String {
@@ -719,13 +839,13 @@ mod tests {
         let path = dir.path().join("m.toml");
         std::fs::write(
             &path,
-            "listeners = \"PLAINTEXT://127.0.0.1:19092\"\n\"message.max.bytes\" = 2000\n[log]\nsegment.bytes = 4096\n",
+            "listeners = \"PLAINTEXT://127.0.0.1:19092\"\n\"message.max.bytes\" = 2000\n[log]\nsegment.bytes = 2097152\n",
         )
         .unwrap();
         let c = BrokerConfig::load(Some(&path), Vec::new(), &[]).unwrap();
         assert_eq!(c.listener.port(), 19092);
         assert_eq!(c.message_max_bytes, 2000);
-        assert_eq!(c.log.segment_bytes, 4096);
+        assert_eq!(c.log.segment_bytes, 2_097_152);
     }
 
     #[test]
@@ -749,8 +869,56 @@ mod tests {
         assert!(validate_topic_config("cleanup.policy", "nope").is_err());
         assert!(validate_topic_config("retention.ms", "-1").is_ok());
         assert!(validate_topic_config("segment.bytes", "10").is_err());
+        // Kafka 4's floors: 1 MiB segments, 1 ms rolls; the test-only override goes lower.
+        assert!(validate_topic_config("segment.bytes", "1048575").is_err());
+        assert!(validate_topic_config("segment.bytes", "1048576").is_ok());
+        assert!(validate_topic_config("segment.ms", "0").is_err());
+        assert!(validate_topic_config("segment.ms", "1").is_ok());
+        assert!(validate_topic_config(INTERNAL_SEGMENT_BYTES, "1024").is_ok());
+        assert!(validate_topic_config(INTERNAL_SEGMENT_BYTES, "13").is_err());
         assert!(validate_topic_config("segment.bytes", "99999999999").is_err());
         assert!(validate_topic_config("no.such.config", "1").is_err());
+    }
+
+    #[test]
+    fn broker_bounds_validate_like_kafka() {
+        assert!(load(&[], &["log.segment.bytes=1048575"]).is_err());
+        assert!(load(&[], &["log.segment.bytes=1048576"]).is_ok());
+        assert!(load(&[], &["log.roll.ms=0"]).is_err());
+        // Kafka: queued.max.request.bytes is -1 (unbounded) or >= socket.request.max.bytes.
+        assert!(load(&[], &["queued.max.request.bytes=1000"]).is_err());
+        let c = load(&[], &["queued.max.request.bytes=-1"]).unwrap();
+        assert_eq!(c.queued_max_request_bytes, None);
+        assert_eq!(
+            load(&[], &[]).unwrap().queued_max_request_bytes,
+            Some(268_435_456)
+        );
+        let big_requests = load(&[], &["socket.request.max.bytes=536870912"]).unwrap();
+        assert_eq!(big_requests.queued_max_request_bytes, Some(536_870_912));
+        // Per-ip 0 only with overrides, as Kafka requires.
+        assert!(load(&[], &["max.connections.per.ip=0"]).is_err());
+        let c = load(
+            &[],
+            &[
+                "max.connections.per.ip=0",
+                "max.connections.per.ip.overrides=127.0.0.2:4, [::1]:7",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.max_connections_per_ip, 0);
+        assert_eq!(
+            c.max_connections_per_ip_overrides
+                .get(&"127.0.0.2".parse::<IpAddr>().unwrap()),
+            Some(&4)
+        );
+        assert_eq!(
+            c.max_connections_per_ip_overrides
+                .get(&"::1".parse::<IpAddr>().unwrap()),
+            Some(&7)
+        );
+        assert!(load(&[], &["max.connections.per.ip.overrides=127.0.0.1"]).is_err());
+        assert!(load(&[], &["max.connections.per.ip.overrides=127.0.0.1:-1"]).is_err());
+        assert!(c.unknown_keys().is_empty(), "{:?}", c.unknown_keys());
     }
 
     #[test]
@@ -762,6 +930,8 @@ mod tests {
         overrides.insert("max.message.bytes".to_string(), "77".to_string());
         let log = c.topic_log_config(&overrides);
         assert_eq!(log.segment_bytes, 1024);
+        overrides.insert(INTERNAL_SEGMENT_BYTES.to_string(), "100".to_string());
+        assert_eq!(c.topic_log_config(&overrides).segment_bytes, 100);
         assert_eq!(log.flush_interval_messages, 1);
         assert_eq!(c.topic_max_message_bytes(&overrides), 77);
     }

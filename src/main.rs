@@ -63,6 +63,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,6 +85,34 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Every connection and segment file is a descriptor: take the whole hard limit, and say
+/// what it is (the server derives its connection bound from it).
+fn raise_open_file_limit() {
+    match millrace::server::fd_limit::raise_nofile_limit() {
+        Ok(raised) => {
+            let (before, after) = (raised.before, raised.after);
+            if let Some(error) = raised.error {
+                tracing::warn!(
+                    %error,
+                    soft = after.soft,
+                    hard = after.hard,
+                    "cannot raise RLIMIT_NOFILE to its hard limit; connections are bounded \
+                     by the soft limit"
+                );
+            } else {
+                tracing::info!(
+                    soft = after.soft,
+                    hard = after.hard,
+                    was = before.soft,
+                    "RLIMIT_NOFILE (open files) soft limit is {}",
+                    after.soft
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read RLIMIT_NOFILE"),
+    }
 }
 
 /// SIGINT or SIGTERM starts a clean shutdown: stop accepting, finish in-flight requests,

@@ -176,6 +176,11 @@ impl TestBroker {
         self.port
     }
 
+    /// The broker process's id while it runs (tests read `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| child.id())
+    }
+
     /// The broker's data directory (`log.dirs`).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

@@ -12,9 +12,10 @@ use super::{
     TopicRef,
 };
 
-/// Upper bound on partitions per topic. Kafka has none, but an unbounded count would let
-/// one request build an arbitrarily large log entry and image.
-pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// Kafka's cap on the partitions one CreateTopics request may create, all topics
+/// together (`ReplicationControlManager.MAX_PARTITIONS_PER_BATCH`); it also bounds one
+/// topic, so that one request cannot build an arbitrarily large log entry and image.
+pub const MAX_PARTITIONS_PER_BATCH: u64 = 10_000;
 
 /// Upper bound on one producer id block request.
 pub const MAX_PRODUCER_ID_BLOCK: i64 = 1_000_000;
@@ -33,6 +34,7 @@ pub(crate) mod codes {
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_REQUEST: i16 = 42;
+    pub const POLICY_VIOLATION: i16 = 44;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
@@ -83,6 +85,10 @@ pub(crate) fn plan_create_topics(
     requests: &[CreateTopicRequest],
     defaults: &TopicDefaults,
 ) -> Vec<Result<TopicImage, ApiError>> {
+    if let Err(error) = check_partitions_per_batch(requests, defaults) {
+        // Kafka fails the whole request, every topic with the same error.
+        return requests.iter().map(|_| Err(error.clone())).collect();
+    }
     let mut occurrences: HashMap<&str, usize> = HashMap::new();
     for request in requests {
         *occurrences.entry(request.name.as_str()).or_default() += 1;
@@ -151,6 +157,31 @@ pub(crate) fn plan_create_topics(
         .collect()
 }
 
+/// Kafka's `validateTotalNumberOfPartitions`: counted before any other check, with -1 as
+/// the default and non-positive counts as none.
+fn check_partitions_per_batch(
+    requests: &[CreateTopicRequest],
+    defaults: &TopicDefaults,
+) -> Result<(), ApiError> {
+    let total = requests.iter().fold(0u64, |total, request| {
+        let partitions = if !request.assignments.is_empty() {
+            request.assignments.len() as u64
+        } else if request.num_partitions == -1 {
+            u64::try_from(defaults.num_partitions).unwrap_or(0)
+        } else {
+            u64::try_from(request.num_partitions).unwrap_or(0)
+        };
+        total.saturating_add(partitions)
+    });
+    if total > MAX_PARTITIONS_PER_BATCH {
+        return Err(err(
+            codes::POLICY_VIOLATION,
+            "Excessively large number of partitions per request.",
+        ));
+    }
+    Ok(())
+}
+
 fn automatic_placement(
     request: &CreateTopicRequest,
     defaults: &TopicDefaults,
@@ -176,9 +207,6 @@ fn automatic_placement(
             "Number of partitions was set to an invalid non-positive value.",
         ));
     }
-    if num_partitions > MAX_PARTITIONS_PER_TOPIC {
-        return Err(too_many_partitions(num_partitions));
-    }
     let rf = usize::try_from(replication_factor).unwrap_or(0);
     if rf > brokers.len() {
         return Err(err(
@@ -192,15 +220,6 @@ fn automatic_placement(
         ));
     }
     Ok(place_replicas(brokers, num_partitions, rf))
-}
-
-fn too_many_partitions(n: impl std::fmt::Display) -> ApiError {
-    err(
-        codes::INVALID_PARTITIONS,
-        format!(
-            "Number of partitions {n} exceeds the limit of {MAX_PARTITIONS_PER_TOPIC} per topic."
-        ),
-    )
 }
 
 /// Round-robin over the sorted brokers, each partition starting one broker further on, so
@@ -231,9 +250,6 @@ fn manual_placement(
             codes::INVALID_REQUEST,
             "A manual partition assignment was specified, but numPartitions was not set to -1.",
         ));
-    }
-    if request.assignments.len() > MAX_PARTITIONS_PER_TOPIC as usize {
-        return Err(too_many_partitions(request.assignments.len()));
     }
     let invalid = |m: String| Err(err(codes::INVALID_REPLICA_ASSIGNMENT, m));
     let mut by_partition: BTreeMap<i32, &Vec<i32>> = BTreeMap::new();
@@ -490,17 +506,45 @@ mod tests {
         let image = image_with_brokers(&[1]);
         assert_eq!(code_of(&image, req("t", 0, 1)), 37);
         assert_eq!(code_of(&image, req("t", -2, 1)), 37);
-        assert_eq!(
-            code_of(&image, req("t", MAX_PARTITIONS_PER_TOPIC + 1, 1)),
-            37
-        );
-        assert_eq!(code_of(&image, req("t", MAX_PARTITIONS_PER_TOPIC, 1)), 0);
+        let cap = MAX_PARTITIONS_PER_BATCH as i32;
+        assert_eq!(code_of(&image, req("t", cap + 1, 1)), 44);
+        assert_eq!(code_of(&image, req("t", cap, 1)), 0);
         let bad_default = TopicDefaults {
             num_partitions: 0,
             replication_factor: 1,
         };
         let e = plan_create_topics(&image, &[req("t", -1, 1)], &bad_default).remove(0);
         assert_eq!(e.unwrap_err().code, 37);
+    }
+
+    #[test]
+    fn partitions_per_request_are_capped_across_topics() {
+        let image = image_with_brokers(&[1]);
+        // 5,000 + 5,000 is at the cap; one more partition anywhere fails every topic.
+        let at_cap =
+            plan_create_topics(&image, &[req("a", 5_000, 1), req("b", 5_000, 1)], &DEFAULTS);
+        assert!(at_cap.iter().all(Result::is_ok));
+        let over = plan_create_topics(
+            &image,
+            &[
+                req("a", 5_000, 1),
+                req("b", 5_000, 1),
+                req("bad name", -1, 1),
+            ],
+            &DEFAULTS,
+        );
+        for result in over {
+            let error = result.unwrap_err();
+            assert_eq!(error.code, 44);
+            assert_eq!(
+                error.message,
+                "Excessively large number of partitions per request."
+            );
+        }
+        // Non-positive counts add nothing (they fail on their own, later).
+        let results = plan_create_topics(&image, &[req("a", 9_999, 1), req("b", -5, 1)], &DEFAULTS);
+        assert!(results[0].is_ok());
+        assert_eq!(results[1].as_ref().unwrap_err().code, 37);
     }
 
     #[test]
@@ -592,10 +636,10 @@ mod tests {
         for case in cases {
             assert_eq!(code_of(&image, manual("t", case.clone())), 39, "{case:?}");
         }
-        let too_many = (0..=MAX_PARTITIONS_PER_TOPIC)
+        let too_many = (0..=MAX_PARTITIONS_PER_BATCH as i32)
             .map(|p| (p, vec![1]))
             .collect();
-        assert_eq!(code_of(&image, manual("t", too_many)), 37);
+        assert_eq!(code_of(&image, manual("t", too_many)), 44);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-pub use controller::{MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK};
+pub use controller::{MAX_PARTITIONS_PER_BATCH, MAX_PRODUCER_ID_BLOCK};
 pub use records::{apply_batch, BatchOutcome, MetadataRecord, RecordBatch};
 
 use controller::codes;

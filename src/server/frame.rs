@@ -1,5 +1,9 @@
 //! Kafka framing, in one place: a 4-byte big-endian size, then a request header and
 //! body; responses are a size, a response header and a body.
+//!
+//! Reading never reserves the size a frame claims: the buffer grows with the bytes that
+//! actually arrive, so a peer that announces 100 MiB and sends four bytes costs four
+//! bytes (and one small read buffer).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -7,7 +11,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use thiserror::Error;
-use tokio_util::codec::LengthDelimitedCodec;
 
 use crate::protocol;
 
@@ -40,14 +43,96 @@ pub enum Frame {
     UnsupportedApiVersions { correlation_id: i32 },
 }
 
-/// The length-prefixed codec; a frame above `max_frame_bytes` (including a negative
-/// length, read as a huge unsigned one) is an error that closes the connection.
-pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .big_endian()
-        .length_field_length(4)
-        .max_frame_length(max_frame_bytes)
-        .new_codec()
+/// The size prefix of every frame.
+pub const SIZE_BYTES: usize = 4;
+/// One read asks for what the current frame still lacks, but at least this much (so small
+/// pipelined requests come in together) ...
+const MIN_READ_BYTES: usize = 4 * 1024;
+/// ... and at most this much (so the buffer grows with the bytes that arrive).
+const MAX_READ_BYTES: usize = 64 * 1024;
+
+/// A size prefix that closes the connection, as Kafka's `InvalidReceiveException`.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SizeError {
+    #[error("invalid frame size {0}")]
+    Negative(i32),
+    #[error("frame of {size} bytes is larger than socket.request.max.bytes ({max})")]
+    TooLarge { size: usize, max: usize },
+}
+
+/// The bytes read from one connection and not yet split into frames.
+#[derive(Debug)]
+pub struct FrameBuffer {
+    buf: BytesMut,
+    max_frame_bytes: usize,
+}
+
+impl FrameBuffer {
+    pub fn new(max_frame_bytes: usize) -> FrameBuffer {
+        FrameBuffer {
+            buf: BytesMut::new(),
+            max_frame_bytes,
+        }
+    }
+
+    /// The body size the next frame claims, once its prefix is in, checked against
+    /// `socket.request.max.bytes`.
+    fn claimed(&self) -> Result<Option<usize>, SizeError> {
+        let Some(prefix) = self.buf.get(..SIZE_BYTES) else {
+            return Ok(None);
+        };
+        let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        let size = usize::try_from(size).map_err(|_| SizeError::Negative(size))?;
+        if size > self.max_frame_bytes {
+            return Err(SizeError::TooLarge {
+                size,
+                max: self.max_frame_bytes,
+            });
+        }
+        Ok(Some(size))
+    }
+
+    /// How many bytes the next read may bring in.
+    pub fn read_size(&self) -> usize {
+        let wanted = match self.claimed() {
+            Ok(Some(size)) => (SIZE_BYTES + size).saturating_sub(self.buf.len()),
+            _ => SIZE_BYTES.saturating_sub(self.buf.len()),
+        };
+        wanted.clamp(MIN_READ_BYTES, MAX_READ_BYTES)
+    }
+
+    /// Where the next read goes; reserve [`Self::read_size`] first.
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes buffered, complete frames or not.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Splits off the next complete frame: its body and the bytes it took on the wire.
+    /// A bad size prefix is an error as soon as its four bytes are in.
+    pub fn next_frame(&mut self) -> Result<Option<(Bytes, usize)>, SizeError> {
+        let Some(size) = self.claimed()? else {
+            return Ok(None);
+        };
+        let total = SIZE_BYTES + size;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let mut frame = self.buf.split_to(total);
+        frame.advance(SIZE_BYTES);
+        if self.buf.is_empty() && self.buf.capacity() > 2 * MAX_READ_BYTES {
+            // Let a large request's allocation go with the request.
+            self.buf = BytesMut::new();
+        }
+        Ok(Some((frame.freeze(), total)))
+    }
 }
 
 /// apiKey i16 + apiVersion i16 + correlationId i32: the part every header version shares.
@@ -129,9 +214,7 @@ fn encode_error(error: impl std::fmt::Display) -> EncodeError {
 mod tests {
     use super::*;
     use bytes::BufMut;
-    use futures::StreamExt;
     use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
-    use tokio_util::codec::FramedRead;
 
     fn request_bytes(api_key: ApiKey, version: i16, body: &RequestKind) -> Bytes {
         let mut buf = BytesMut::new();
@@ -224,16 +307,52 @@ mod tests {
         assert_eq!(response.api_keys[0].max_version, 4);
     }
 
-    #[tokio::test]
-    async fn codec_rejects_oversize_and_negative_lengths() {
-        for length in [0x7fff_ffffu32, 0xffff_ffff] {
-            let bytes = length.to_be_bytes().to_vec();
-            let mut frames = FramedRead::new(&bytes[..], codec(1024));
-            assert!(frames.next().await.unwrap().is_err());
+    #[test]
+    fn frame_buffer_rejects_oversize_and_negative_sizes_at_the_prefix() {
+        for (prefix, error) in [
+            (
+                0x7fff_ffffu32,
+                SizeError::TooLarge {
+                    size: 0x7fff_ffff,
+                    max: 1024,
+                },
+            ),
+            (0xffff_ffff, SizeError::Negative(-1)),
+        ] {
+            let mut frames = FrameBuffer::new(1024);
+            frames.buffer_mut().put_u32(prefix);
+            assert_eq!(frames.next_frame().unwrap_err(), error);
         }
-        let mut ok = 3u32.to_be_bytes().to_vec();
-        ok.extend_from_slice(b"abc");
-        let mut frames = FramedRead::new(&ok[..], codec(1024));
-        assert_eq!(&frames.next().await.unwrap().unwrap()[..], b"abc");
+    }
+
+    #[test]
+    fn frame_buffer_splits_pipelined_frames_and_waits_for_partial_ones() {
+        let mut frames = FrameBuffer::new(1024);
+        frames.buffer_mut().put_u32(3);
+        frames.buffer_mut().put_slice(b"abc");
+        frames.buffer_mut().put_u32(0);
+        frames.buffer_mut().put_u32(5);
+        frames.buffer_mut().put_slice(b"de");
+        let (body, wire_bytes) = frames.next_frame().unwrap().unwrap();
+        assert_eq!((&body[..], wire_bytes), (&b"abc"[..], 7));
+        let (body, wire_bytes) = frames.next_frame().unwrap().unwrap();
+        assert_eq!((body.len(), wire_bytes), (0, 4));
+        assert!(frames.next_frame().unwrap().is_none());
+        assert_eq!(frames.len(), 6);
+        frames.buffer_mut().put_slice(b"fgh");
+        assert_eq!(&frames.next_frame().unwrap().unwrap().0[..], b"defgh");
+        assert!(frames.is_empty());
+    }
+
+    #[test]
+    fn reads_grow_with_the_bytes_not_with_the_claimed_size() {
+        let mut frames = FrameBuffer::new(200 << 20);
+        assert_eq!(frames.read_size(), MIN_READ_BYTES);
+        frames.buffer_mut().put_u32(100 << 20);
+        frames.buffer_mut().put_slice(b"xy");
+        // A 100 MiB claim asks for one bounded read, not 100 MiB.
+        assert_eq!(frames.read_size(), MAX_READ_BYTES);
+        assert!(frames.buffer_mut().capacity() < MAX_READ_BYTES);
+        assert!(frames.next_frame().unwrap().is_none());
     }
 }
