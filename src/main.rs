@@ -36,6 +36,10 @@ enum Command {
     },
 }
 
+/// Exit status after a storage error took the log directory offline (fail-stop), told
+/// apart from start-up and config failures (1 and 2).
+const EXIT_LOG_DIR_OFFLINE: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve { config, overrides } = cli.command;
@@ -78,6 +82,11 @@ fn main() -> ExitCode {
         tokio::spawn(signal_shutdown(shutdown.clone()));
         match broker::serve(config, shutdown, None).await {
             Ok(()) => ExitCode::SUCCESS,
+            // Logged (once, at ERROR) when the directory went offline.
+            Err(error @ broker::BrokerError::LogDirOffline { .. }) => {
+                tracing::info!(%error, "millrace stopped after a storage error");
+                ExitCode::from(EXIT_LOG_DIR_OFFLINE)
+            }
             Err(error) => {
                 tracing::error!(%error, "broker failed");
                 ExitCode::FAILURE

@@ -34,6 +34,8 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+/// Kafka's `Uuid.randomUuid` text form, also used for `meta.properties` `directory.id`.
+pub(crate) use controller::new_cluster_id as new_kafka_uuid;
 pub use controller::{MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK};
 pub use records::{apply_batch, BatchOutcome, MetadataRecord, RecordBatch};
 
