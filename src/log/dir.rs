@@ -72,6 +72,12 @@ impl LogDirHealth {
 /// `return(ENOSPC)` / `return(EIO)` (Linux errno names) make it fail like the kernel
 /// would; any other argument fails with a generic error naming it.
 pub(crate) fn failpoint(name: &str) -> io::Result<()> {
+    // Unit tests share one process and run in parallel: a failpoint fires only on the
+    // thread of the test that armed it.
+    #[cfg(all(test, feature = "failpoints"))]
+    if !test_support::ARMED.with(std::cell::Cell::get) {
+        return Ok(());
+    }
     #[cfg(feature = "failpoints")]
     fail::fail_point!(name, |arg: Option<String>| {
         // Linux errno values: this seam only exists in test builds on Linux.
@@ -84,6 +90,47 @@ pub(crate) fn failpoint(name: &str) -> io::Result<()> {
     #[cfg(not(feature = "failpoints"))]
     let _ = name;
     Ok(())
+}
+
+#[cfg(all(test, feature = "failpoints"))]
+pub(crate) mod test_support {
+    use std::cell::Cell;
+
+    thread_local! {
+        pub(super) static ARMED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Arms the failpoints on the current thread for as long as it lives; holds fail-rs's
+    /// scenario lock, so failpoint tests run one at a time, and clears every failpoint
+    /// configuration when dropped.
+    pub(crate) struct ArmedFailpoints {
+        _scenario: fail::FailScenario<'static>,
+    }
+
+    impl ArmedFailpoints {
+        pub(crate) fn new() -> ArmedFailpoints {
+            let scenario = fail::FailScenario::setup();
+            ARMED.with(|armed| armed.set(true));
+            ArmedFailpoints {
+                _scenario: scenario,
+            }
+        }
+
+        /// Configures one failpoint (fail-rs syntax, e.g. `1*return(EIO)`).
+        pub(crate) fn set(&self, name: &str, actions: &str) {
+            fail::cfg(name, actions).expect("failpoint actions parse");
+        }
+
+        pub(crate) fn clear(&self, name: &str) {
+            fail::remove(name);
+        }
+    }
+
+    impl Drop for ArmedFailpoints {
+        fn drop(&mut self) {
+            ARMED.with(|armed| armed.set(false));
+        }
+    }
 }
 
 pub const META_PROPERTIES_FILE: &str = "meta.properties";
@@ -307,5 +354,24 @@ mod tests {
         let only_props = tempfile::tempdir().unwrap();
         std::fs::write(only_props.path().join(META_PROPERTIES_FILE), b"version=1\n").unwrap();
         assert!(check_metadata_store_present(only_props.path()).is_err());
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn a_failed_rename_keeps_the_old_file() {
+        let armed = test_support::ArmedFailpoints::new();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        write_file_atomically(&path, b"old").unwrap();
+        for errno in ["ENOSPC", "EIO"] {
+            armed.set("fs::rename", &format!("return({errno})"));
+            let error = write_file_atomically(&path, b"new").unwrap_err();
+            let expected = if errno == "ENOSPC" { 28 } else { 5 };
+            assert_eq!(error.raw_os_error(), Some(expected));
+            assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        }
+        armed.clear("fs::rename");
+        write_file_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
     }
 }
