@@ -755,7 +755,11 @@ mod faults {
             armed.set("log::segment::write", &format!("return({errno})"));
             let error = try_append(&mut log, b"lost", 0).unwrap_err();
             assert_eq!(os_error(error), Some(code));
-            assert_eq!(log.log_end_offset(), before + 1, "LEO moved on a failed write");
+            assert_eq!(
+                log.log_end_offset(),
+                before + 1,
+                "LEO moved on a failed write"
+            );
             assert_eq!(read_all(&log, before), good);
             armed.clear("log::segment::write");
             drop(log);
@@ -781,7 +785,10 @@ mod faults {
         // The batch reached the file (the caller takes the directory offline and never
         // acknowledges it); a restart finds it, so a client retry is a duplicate there.
         assert_eq!(log.log_end_offset(), 2);
-        assert!(log.flush().is_err(), "a later fsync must not succeed while failing");
+        assert!(
+            log.flush().is_err(),
+            "a later fsync must not succeed while failing"
+        );
         armed.clear("log::segment::fsync");
         drop(log);
         let log = Log::open(&log_dir(&tmp), flush_every).unwrap();

@@ -580,3 +580,137 @@ impl PartitionManager {
         }
     }
 }
+
+/// Injected storage faults at the partition layer: after the first one nothing is
+/// acknowledged, and a client's retry is stored exactly once across a restart.
+#[cfg(all(test, feature = "failpoints"))]
+mod fault_tests {
+    use super::*;
+    use crate::log::batch::test_support::batch_with;
+    use crate::log::dir::test_support::ArmedFailpoints;
+
+    const PRODUCER_ID: i64 = 7;
+
+    fn topic() -> TopicImage {
+        TopicImage {
+            name: "t".to_string(),
+            topic_id: Uuid::from_u128(42),
+            partitions: Vec::new(),
+            configs: BTreeMap::new(),
+        }
+    }
+
+    fn open(dir: &Path) -> (Partition, Arc<LogDirHealth>) {
+        let health = Arc::new(LogDirHealth::new(dir));
+        let config = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        let partition = Partition::open(
+            &dir.join("t-0"),
+            &topic(),
+            0,
+            0,
+            config,
+            1 << 20,
+            i64::MAX,
+            health.clone(),
+        )
+        .unwrap();
+        (partition, health)
+    }
+
+    fn produce(partition: &Partition, sequence: i32) -> Result<AppendResult, PartitionError> {
+        partition.append(&batch_with(&[b"v"], 1_000, PRODUCER_ID, 0, sequence))
+    }
+
+    /// Every storage fault on the append path: (failpoint, errno, whether the failed
+    /// batch is in the file afterwards).
+    const FAULTS: [(&str, &str, bool); 4] = [
+        ("log::segment::write", "ENOSPC", false),
+        ("log::segment::write", "EIO", false),
+        ("log::segment::fsync", "EIO", true),
+        ("log::segment::fsync", "ENOSPC", true),
+    ];
+
+    #[test]
+    fn after_a_storage_error_nothing_is_acknowledged_and_the_retry_is_stored_once() {
+        let armed = ArmedFailpoints::new();
+        for (site, errno, batch_survives) in FAULTS {
+            let tmp = tempfile::tempdir().unwrap();
+            let (partition, health) = open(tmp.path());
+            assert_eq!(produce(&partition, 0).unwrap().base_offset, 0);
+
+            armed.set(site, &format!("1*return({errno})"));
+            let error = produce(&partition, 1).unwrap_err();
+            assert_eq!(
+                error.code,
+                error_code::KAFKA_STORAGE_ERROR,
+                "{site} {errno}"
+            );
+            assert!(
+                health.is_offline(),
+                "{site} {errno}: directory still online"
+            );
+            assert!(health.cause().unwrap().contains("t-0"));
+            // The failpoint has run out: the disk "works" again, yet neither the retry
+            // (which would otherwise pass the sequence check) nor anything new, nor a
+            // duplicate of an acknowledged batch, is answered with success.
+            for sequence in [1, 2, 0] {
+                let error = produce(&partition, sequence).unwrap_err();
+                assert_eq!(
+                    error.code,
+                    error_code::KAFKA_STORAGE_ERROR,
+                    "seq {sequence}"
+                );
+            }
+            assert!(partition.flush_if_due(i64::MAX).is_err());
+            let leo_before_restart = partition.offsets().1;
+            drop(partition);
+
+            // Restart: recovery and the producer state rebuilt from the log.
+            let (partition, health) = open(tmp.path());
+            assert!(!health.is_offline());
+            let expected_leo = if batch_survives { 2 } else { 1 };
+            assert_eq!(partition.offsets().1, expected_leo, "{site} {errno}");
+            assert_eq!(leo_before_restart, expected_leo, "{site} {errno}");
+            let retry = produce(&partition, 1).unwrap();
+            assert_eq!(
+                retry.base_offset, 1,
+                "{site} {errno}: retry stored elsewhere"
+            );
+            assert_eq!(
+                partition.offsets().1,
+                2,
+                "{site} {errno}: retry stored twice"
+            );
+            assert_eq!(produce(&partition, 2).unwrap().base_offset, 2);
+        }
+    }
+
+    #[test]
+    fn a_failed_partition_metadata_write_takes_the_directory_offline() {
+        let armed = ArmedFailpoints::new();
+        let tmp = tempfile::tempdir().unwrap();
+        let log_dirs = format!("log.dirs={}", tmp.path().display());
+        let config = BrokerConfig::load(None, std::iter::empty(), &[log_dirs]).unwrap();
+        let manager = PartitionManager::new(config);
+        armed.set("fs::rename", "return(ENOSPC)");
+        let mut image = MetadataImage::default();
+        let mut topic = topic();
+        topic.partitions.push(crate::metadata::PartitionRecord {
+            partition: 0,
+            leader: manager.config.node_id,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: vec![manager.config.node_id],
+            isr: vec![manager.config.node_id],
+        });
+        image
+            .topics
+            .insert(topic.name.clone(), Arc::new(topic.clone()));
+        manager.reconcile(&image);
+        assert!(manager.health().is_offline());
+        assert!(manager.get(topic.topic_id, 0).is_none());
+    }
+}
