@@ -61,7 +61,8 @@ impl Load {
                     ],
                 );
                 let p = Arc::new(p);
-                let (stop, p2, rec2, topic) = (stop.clone(), p.clone(), rec.clone(), topic.to_string());
+                let (stop, p2, rec2, topic) =
+                    (stop.clone(), p.clone(), rec.clone(), topic.to_string());
                 let thread = std::thread::spawn(move || {
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) {
@@ -177,7 +178,10 @@ impl Load {
             p.flush(Duration::from_secs(120)).expect("producer flush");
             let deadline = Instant::now() + Duration::from_secs(30);
             while rec.count() < produced {
-                assert!(Instant::now() < deadline, "delivery reports missing after flush");
+                assert!(
+                    Instant::now() < deadline,
+                    "delivery reports missing after flush"
+                );
                 std::thread::sleep(Duration::from_millis(10));
             }
             for d in rec.snapshot() {
