@@ -83,7 +83,13 @@ fn kill9_loop_loses_and_duplicates_nothing() {
             broker.log_tail()
         );
         restart_times.push(took);
+        let check = Instant::now();
         check_commits_not_behind(&b, &group, &topic, PARTITIONS, &acked_commits);
+        eprintln!(
+            "crash_loop: round {round} at {:?}: restart {took:?}, offset check {:?}",
+            t0.elapsed(),
+            check.elapsed()
+        );
     }
     let commits_during_load = load.commits_acked();
     let outcome = load.finish();

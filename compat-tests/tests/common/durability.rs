@@ -58,6 +58,12 @@ impl Load {
                         ("retries", "1000000"),
                         ("message.timeout.ms", "120000"),
                         ("linger.ms", "2"),
+                        // Reconnect to a restarted broker within a fraction of a second
+                        // (librdkafka backs off up to 10 s by default).
+                        ("reconnect.backoff.ms", "20"),
+                        ("reconnect.backoff.max.ms", "200"),
+                        ("retry.backoff.ms", "20"),
+                        ("retry.backoff.max.ms", "200"),
                     ],
                 );
                 let p = Arc::new(p);
@@ -97,6 +103,10 @@ impl Load {
                 .set("auto.offset.reset", "earliest")
                 .set("session.timeout.ms", "6000")
                 .set("heartbeat.interval.ms", "500")
+                .set("reconnect.backoff.ms", "20")
+                .set("reconnect.backoff.max.ms", "200")
+                .set("retry.backoff.ms", "20")
+                .set("retry.backoff.max.ms", "200")
                 .create()
                 .expect("create group member");
             consumer.subscribe(&[topic]).expect("subscribe");
