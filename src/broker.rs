@@ -164,15 +164,21 @@ pub async fn serve(
     let _ = watcher.await;
     let _ = flusher.await;
     let _ = group_task.await;
-    broker.partitions.close_all();
-    broker.metadata.shutdown().await;
     let health = broker.partitions.health();
     if let Some(cause) = health.cause() {
+        // Like Kafka, which halts when its last log dir fails: no flush, no snapshot, and
+        // no metadata store close either (it lives in the same directory; RocksDB's
+        // closing WAL sync on a full disk aborts the process). Its WAL recovers it. The
+        // quorum is kept alive (not dropped, which would close it) for the caller to
+        // halt the process.
+        std::mem::forget(broker.clone());
         return Err(BrokerError::LogDirOffline {
             dir: health.dir().display().to_string(),
             cause: cause.to_string(),
         });
     }
+    broker.partitions.close_all();
+    broker.metadata.shutdown().await;
     tracing::info!("millrace stopped");
     Ok(())
 }

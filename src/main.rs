@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             // Logged (once, at ERROR) when the directory went offline.
             Err(error @ broker::BrokerError::LogDirOffline { .. }) => {
                 tracing::info!(%error, "millrace stopped after a storage error");
-                ExitCode::from(EXIT_LOG_DIR_OFFLINE)
+                halt(EXIT_LOG_DIR_OFFLINE)
             }
             Err(error) => {
                 tracing::error!(%error, "broker failed");
@@ -93,6 +93,17 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Ends the process at once, as Kafka's `Exit.halt`: no destructors, no atexit handlers.
+/// (`std::process::exit` runs RocksDB's static destructors while its background threads
+/// still use them, which can crash the process instead of exiting with `status`.)
+fn halt(status: u8) -> ! {
+    unsafe extern "C" {
+        fn _exit(status: std::ffi::c_int) -> !;
+    }
+    // SAFETY: _exit(2) takes any int and never returns; skipping destructors is the point.
+    unsafe { _exit(status.into()) }
 }
 
 /// SIGINT or SIGTERM starts a clean shutdown: stop accepting, finish in-flight requests,
