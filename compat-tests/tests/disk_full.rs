@@ -163,7 +163,7 @@ fn disk_full_stops_the_broker_and_loses_or_duplicates_nothing() {
     assert!(
         error_lines[0].contains("is offline")
             && error_lines[0].contains(&data_dir.display().to_string())
-            && offline_lines[0].contains("No space left on device"),
+            && error_lines[0].contains("No space left on device"),
         "the ERROR line must name the directory and the error: {}",
         error_lines[0]
     );
