@@ -7,6 +7,7 @@
 //! acknowledged commit.
 //!
 //! Needs root to mount the tmpfs (CI runs as root); fails with a clear message otherwise.
+//! Millrace only: it checks millrace's log line and exit status (Kafka halts with 1).
 
 mod common;
 
@@ -106,7 +107,7 @@ fn disk_full_stops_the_broker_and_loses_or_duplicates_nothing() {
     // Declared first so it is unmounted after the broker (dropped later) is killed.
     let tmpfs = Tmpfs::mount(TMPFS_SIZE);
     let data_dir = tmpfs.mount_point.join("data");
-    let mut broker = TestBroker::start(
+    let mut broker = TestBroker::start_millrace(
         BrokerOpts::default()
             .partitions(PARTITIONS as u32)
             .flush_interval_messages(1)
