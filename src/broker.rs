@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
 use crate::group::runtime::GroupRuntime;
+use crate::log::dir::{self, MetaPropertiesError};
 use crate::metadata::{MetadataError, MetadataQuorum, QuorumConfig};
 use crate::partition::PartitionManager;
 use crate::server;
@@ -32,6 +33,11 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    MetaProperties(#[from] MetaPropertiesError),
+    /// A storage error took the log directory offline; already logged when it happened.
+    #[error("log directory {dir} went offline: {cause}")]
+    LogDirOffline { dir: String, cause: String },
 }
 
 /// What every request handler can reach.
@@ -79,6 +85,8 @@ pub async fn serve(
     for key in config.unknown_keys() {
         tracing::warn!(key, "unknown config ignored");
     }
+    // Before the metadata store opens: it would create itself empty over old data.
+    dir::check_metadata_store_present(&config.data_dir)?;
     let metadata = MetadataQuorum::start(QuorumConfig {
         node_id: config.node_id,
         data_dir: config.data_dir.clone(),
@@ -86,6 +94,16 @@ pub async fn serve(
         advertised_host: config.advertised_host.clone(),
     })
     .await?;
+    let checked = dir::check_or_write_meta_properties(
+        &config.data_dir,
+        &metadata.image().cluster_id,
+        config.node_id,
+        crate::metadata::new_kafka_uuid,
+    );
+    if let Err(error) = checked {
+        metadata.shutdown().await;
+        return Err(error.into());
+    }
     let partitions = Arc::new(PartitionManager::new(config.clone()));
     partitions.reconcile(&metadata.image());
     let background = CancellationToken::new();
@@ -129,13 +147,36 @@ pub async fn serve(
 
     let watcher = tokio::spawn(watch_metadata(broker.clone(), background.clone()));
     let flusher = tokio::spawn(flush_scheduler(broker.clone(), background.clone()));
+    // Fail-stop: a storage error anywhere shuts the whole broker down.
+    let fail_stop = tokio::spawn({
+        let health = broker.partitions.health().clone();
+        let shutdown = shutdown.clone();
+        async move {
+            health.offline().await;
+            shutdown.cancel();
+        }
+    });
 
     server::run(listener, broker.clone(), shutdown).await;
+    fail_stop.abort();
 
     background.cancel();
     let _ = watcher.await;
     let _ = flusher.await;
     let _ = group_task.await;
+    let health = broker.partitions.health();
+    if let Some(cause) = health.cause() {
+        // Like Kafka, which halts when its last log dir fails: no flush, no snapshot, and
+        // no metadata store close either (it lives in the same directory; RocksDB's
+        // closing WAL sync on a full disk aborts the process). Its WAL recovers it. The
+        // quorum is kept alive (not dropped, which would close it) for the caller to
+        // halt the process.
+        std::mem::forget(broker.clone());
+        return Err(BrokerError::LogDirOffline {
+            dir: health.dir().display().to_string(),
+            cause: cause.to_string(),
+        });
+    }
     broker.partitions.close_all();
     broker.metadata.shutdown().await;
     tracing::info!("millrace stopped");

@@ -36,6 +36,10 @@ enum Command {
     },
 }
 
+/// Exit status after a storage error took the log directory offline (fail-stop), told
+/// apart from start-up and config failures (1 and 2).
+const EXIT_LOG_DIR_OFFLINE: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve { config, overrides } = cli.command;
@@ -79,6 +83,11 @@ fn main() -> ExitCode {
         tokio::spawn(signal_shutdown(shutdown.clone()));
         match broker::serve(config, shutdown, None).await {
             Ok(()) => ExitCode::SUCCESS,
+            // Logged (once, at ERROR) when the directory went offline.
+            Err(error @ broker::BrokerError::LogDirOffline { .. }) => {
+                tracing::info!(%error, "millrace stopped after a storage error");
+                halt(EXIT_LOG_DIR_OFFLINE)
+            }
             Err(error) => {
                 tracing::error!(%error, "broker failed");
                 ExitCode::FAILURE
@@ -113,6 +122,14 @@ fn raise_open_file_limit() {
         }
         Err(error) => tracing::warn!(%error, "cannot read RLIMIT_NOFILE"),
     }
+}
+
+/// Ends the process at once, as Kafka's `Exit.halt`: no destructors, no atexit handlers.
+/// (`std::process::exit` runs RocksDB's static destructors while its background threads
+/// still use them, which can crash the process instead of exiting with `status`.)
+fn halt(status: u8) -> ! {
+    // SAFETY: _exit(2) takes any int and never returns; skipping destructors is the point.
+    unsafe { libc::_exit(status.into()) }
 }
 
 /// SIGINT or SIGTERM starts a clean shutdown: stop accepting, finish in-flight requests,

@@ -334,7 +334,9 @@ impl Task {
         error: PartitionError,
         responses: Vec<(RequestId, ResponseKind)>,
     ) {
-        tracing::error!(shard, code = error.code, message = %error.message, "cannot persist group records; reloading the shard");
+        // Warn only: a storage error has already taken the log directory offline with
+        // its own ERROR line.
+        tracing::warn!(shard, code = error.code, message = %error.message, "cannot persist group records; reloading the shard");
         let mut answers = Vec::new();
         if error.code == error_code::MESSAGE_TOO_LARGE {
             for (request_id, response) in responses {

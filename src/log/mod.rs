@@ -13,12 +13,13 @@
 //! its indexes in memory; see `segment.rs` for the per-segment entry bound.
 
 pub mod batch;
+pub mod dir;
 mod segment;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -423,6 +424,5 @@ fn parent_dir(dir: &Path) -> &Path {
 
 /// fsyncs a directory so that file creations and removals in it are durable.
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    Ok(dir::sync_dir(dir)?)
 }

@@ -20,6 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE};
+use super::dir::failpoint;
 use super::LogError;
 
 pub(super) const OFFSET_ENTRY_BYTES: usize = 8;
@@ -286,28 +287,37 @@ pub(super) struct Segment {
     /// recovery the first batch's max timestamp (Kafka's choice, so that a restart does
     /// not reset the age). None while empty.
     rolling_base_ms: Option<i64>,
-    /// An index write failed after the batch was written: the files no longer mirror
-    /// memory and are rewritten whole when the segment is sealed.
+    /// An index write failed (or a rewrite did not finish): the files no longer mirror
+    /// memory, and a retried seal rewrites them whole.
     index_files_stale: bool,
 }
 
-fn open_file(path: &Path, create_new: bool) -> Result<File, LogError> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true);
-    if create_new {
-        options.create_new(true);
-    } else {
-        options.create(true).truncate(false);
-    }
-    Ok(options.open(path)?)
+fn open_file(path: &Path) -> Result<File, LogError> {
+    failpoint("log::segment::open")?;
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?)
 }
 
 impl Segment {
-    /// Creates a fresh, empty segment; fails if its `.log` already exists.
+    /// Creates a fresh, empty segment. An empty `.log` already there (left by a roll that
+    /// failed part-way, before or after a restart) is reused, so a retried roll cannot
+    /// fail on it; a non-empty one is refused rather than overwritten.
     pub(super) fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
-        let log_file = open_file(&dir.join(file_name(base_offset, "log")), true)?;
-        let offset_index_file = open_file(&dir.join(file_name(base_offset, "index")), false)?;
-        let time_index_file = open_file(&dir.join(file_name(base_offset, "timeindex")), false)?;
+        failpoint("log::segment::create")?;
+        let log_path = dir.join(file_name(base_offset, "log"));
+        let log_file = open_file(&log_path)?;
+        if log_file.metadata()?.len() != 0 {
+            return Err(LogError::Corrupt(format!(
+                "{} already exists and is not empty",
+                log_path.display()
+            )));
+        }
+        let offset_index_file = open_file(&dir.join(file_name(base_offset, "index")))?;
+        let time_index_file = open_file(&dir.join(file_name(base_offset, "timeindex")))?;
         // Leftover index files of a segment that no longer exists must not leak in.
         offset_index_file.set_len(0)?;
         time_index_file.set_len(0)?;
@@ -403,9 +413,9 @@ impl Segment {
     fn open_files(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         Ok(Segment {
             base_offset,
-            log_file: open_file(&dir.join(file_name(base_offset, "log")), false)?,
-            offset_index_file: open_file(&dir.join(file_name(base_offset, "index")), false)?,
-            time_index_file: open_file(&dir.join(file_name(base_offset, "timeindex")), false)?,
+            log_file: open_file(&dir.join(file_name(base_offset, "log")))?,
+            offset_index_file: open_file(&dir.join(file_name(base_offset, "index")))?,
+            time_index_file: open_file(&dir.join(file_name(base_offset, "timeindex")))?,
             size_bytes: 0,
             next_offset: base_offset,
             index: SegmentIndex::default(),
@@ -504,6 +514,8 @@ impl Segment {
     }
 
     fn rewrite_index_files(&mut self) -> Result<(), LogError> {
+        self.index_files_stale = true;
+        failpoint("log::index::write")?;
         let offset_bytes = self.index.offset_bytes();
         self.offset_index_file.set_len(0)?;
         self.offset_index_file.write_all_at(&offset_bytes, 0)?;
@@ -548,9 +560,11 @@ impl Segment {
         debug_assert!(self.is_empty() || self.size_bytes + batch.len() as u64 <= MAX_SEGMENT_BYTES);
         debug_assert!(header.last_offset() - self.base_offset <= MAX_RELATIVE_OFFSET);
         let position = self.size_bytes;
-        if let Err(e) = self.log_file.write_all_at(batch, position) {
-            // Drop a partial write so recovery does not have to; the next append would
-            // overwrite it anyway since writes are positional.
+        let written = failpoint("log::segment::write")
+            .and_then(|()| self.log_file.write_all_at(batch, position));
+        if let Err(e) = written {
+            // Size and offsets stay put. Drop a partial write so recovery does not have to
+            // (if this fails too, recovery truncates the torn tail).
             let _ = self.log_file.set_len(position);
             return Err(e.into());
         }
@@ -563,33 +577,41 @@ impl Segment {
             position as u32,
             index_interval_bytes,
         );
-        // The batch is in the log now: an index write failure must not fail the append.
-        // The active segment's index files are rebuilt by recovery, and a stale file is
-        // rewritten from memory at seal.
+        // The batch is in the file now, but an index write error is a storage error like
+        // any other (the caller takes the log directory offline); the active segment's
+        // index files are rebuilt by recovery anyway.
         if let Some(entry) = offset_entry {
             let at = (self.index.offset_entries.len() - 1) * OFFSET_ENTRY_BYTES;
-            self.write_index_entry(true, &encode_offset_entry(&entry), at as u64);
+            self.write_index_entry(true, &encode_offset_entry(&entry), at as u64)?;
         }
         if let Some(entry) = time_entry {
             let at = (self.index.time_entries.len() - 1) * TIME_ENTRY_BYTES;
-            self.write_index_entry(false, &encode_time_entry(&entry), at as u64);
+            self.write_index_entry(false, &encode_time_entry(&entry), at as u64)?;
         }
         Ok(())
     }
 
-    fn write_index_entry(&mut self, offset_index: bool, bytes: &[u8], at: u64) {
+    fn write_index_entry(
+        &mut self,
+        offset_index: bool,
+        bytes: &[u8],
+        at: u64,
+    ) -> Result<(), LogError> {
         if self.index_files_stale {
-            return;
+            // Rewritten whole by the next seal.
+            return Ok(());
         }
         let file = if offset_index {
             &self.offset_index_file
         } else {
             &self.time_index_file
         };
-        if let Err(e) = file.write_all_at(bytes, at) {
-            tracing::warn!(base_offset = self.base_offset, error = %e, "index write failed");
+        let written = failpoint("log::index::write").and_then(|()| file.write_all_at(bytes, at));
+        if let Err(e) = written {
             self.index_files_stale = true;
+            return Err(e.into());
         }
+        Ok(())
     }
 
     /// Makes this segment read-only for good: records its max timestamp as a final time
@@ -597,11 +619,12 @@ impl Segment {
     pub(super) fn seal(&mut self) -> Result<(), LogError> {
         if let Some(entry) = self.index.maybe_time_entry() {
             let at = (self.index.time_entries.len() - 1) * TIME_ENTRY_BYTES;
-            self.write_index_entry(false, &encode_time_entry(&entry), at as u64);
+            self.write_index_entry(false, &encode_time_entry(&entry), at as u64)?;
         }
         if self.index_files_stale {
             self.rewrite_index_files()?;
         }
+        failpoint("log::segment::fsync")?;
         self.log_file.sync_all()?;
         self.offset_index_file.sync_all()?;
         self.time_index_file.sync_all()?;
@@ -611,6 +634,7 @@ impl Segment {
     /// fsyncs the data. Index files are not synced: the active segment's are rebuilt at
     /// open, and `seal` syncs them once they become trusted.
     pub(super) fn flush(&self) -> Result<(), LogError> {
+        failpoint("log::segment::fsync")?;
         self.log_file.sync_data()?;
         Ok(())
     }

@@ -720,3 +720,141 @@ fn segment_age_survives_a_reopen_via_the_first_batch_timestamp() {
         vec![file_name(0, "log"), file_name(2, "log")]
     );
 }
+
+/// Injected storage faults (`failpoints` feature): a failed operation leaves memory
+/// describing what is on disk, and reopening (a restart) recovers a consistent log.
+#[cfg(feature = "failpoints")]
+mod faults {
+    use super::*;
+    use crate::log::dir::test_support::ArmedFailpoints;
+
+    /// Builds the next batch and tries to append it.
+    fn try_append(log: &mut Log, value: &[u8], now_ms: i64) -> Result<Bytes, LogError> {
+        let mut bytes = batch(&[value], 1_000).to_vec();
+        patch_offset_and_epoch(&mut bytes, log.log_end_offset(), 0);
+        let header = validate(&bytes).unwrap();
+        log.append(&bytes, &header, now_ms)?;
+        Ok(Bytes::from(bytes))
+    }
+
+    fn os_error(error: LogError) -> Option<i32> {
+        match error {
+            LogError::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_failed_write_appends_nothing() {
+        let armed = ArmedFailpoints::new();
+        let tmp = TempDir::new().unwrap();
+        for (errno, code) in [("ENOSPC", 28), ("EIO", 5)] {
+            let mut log = Log::open(&log_dir(&tmp), config()).unwrap();
+            let before = log.log_end_offset();
+            let good = try_append(&mut log, b"ok", 0).unwrap();
+            armed.set("log::segment::write", &format!("return({errno})"));
+            let error = try_append(&mut log, b"lost", 0).unwrap_err();
+            assert_eq!(os_error(error), Some(code));
+            assert_eq!(
+                log.log_end_offset(),
+                before + 1,
+                "LEO moved on a failed write"
+            );
+            assert_eq!(read_all(&log, before), good);
+            armed.clear("log::segment::write");
+            drop(log);
+            let log = Log::open(&log_dir(&tmp), config()).unwrap();
+            assert_eq!(log.log_end_offset(), before + 1);
+            assert_eq!(read_all(&log, before), good);
+        }
+    }
+
+    #[test]
+    fn a_failed_fsync_is_reported_and_the_written_batch_recovers() {
+        let armed = ArmedFailpoints::new();
+        let tmp = TempDir::new().unwrap();
+        let flush_every = LogConfig {
+            flush_interval_messages: 1,
+            ..config()
+        };
+        let mut log = Log::open(&log_dir(&tmp), flush_every.clone()).unwrap();
+        let b0 = try_append(&mut log, b"durable", 0).unwrap();
+        armed.set("log::segment::fsync", "return(EIO)");
+        let error = try_append(&mut log, b"written, not durable", 0).unwrap_err();
+        assert_eq!(os_error(error), Some(5));
+        // The batch reached the file (the caller takes the directory offline and never
+        // acknowledges it); a restart finds it, so a client retry is a duplicate there.
+        assert_eq!(log.log_end_offset(), 2);
+        assert!(
+            log.flush().is_err(),
+            "a later fsync must not succeed while failing"
+        );
+        armed.clear("log::segment::fsync");
+        drop(log);
+        let log = Log::open(&log_dir(&tmp), flush_every).unwrap();
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(read_all(&log, 0).slice(..b0.len()), b0);
+    }
+
+    #[test]
+    fn a_failed_roll_can_be_retried_in_process_and_after_restart() {
+        let armed = ArmedFailpoints::new();
+        let tmp = TempDir::new().unwrap();
+        let small = LogConfig {
+            segment_bytes: 1,
+            ..config()
+        };
+        // Each open in create is one hit: the .log and .index get created, the
+        // .timeindex fails, leaving files of a segment the log does not know.
+        for (site, actions) in [
+            ("log::segment::create", "1*return(ENOSPC)"),
+            ("log::segment::open", "2*off->1*return(EIO)"),
+            ("log::dir::fsync", "1*return(EIO)"),
+            ("log::segment::fsync", "1*return(EIO)"),
+        ] {
+            let mut log = Log::open(&log_dir(&tmp), small.clone()).unwrap();
+            let end = log.log_end_offset();
+            try_append(&mut log, b"first", 0).unwrap();
+            armed.set(site, actions);
+            assert!(try_append(&mut log, b"rolls", 0).is_err(), "{site}");
+            assert_eq!(log.log_end_offset(), end + 1, "{site}");
+            // Retried in process: the leftover files do not get in the way.
+            try_append(&mut log, b"retried", 0).unwrap();
+            assert_eq!(log.log_end_offset(), end + 2, "{site}");
+            armed.clear(site);
+
+            // The same failure, then a restart on what it left behind.
+            armed.set(site, actions);
+            assert!(try_append(&mut log, b"rolls again", 0).is_err(), "{site}");
+            armed.clear(site);
+            drop(log);
+            let mut log = Log::open(&log_dir(&tmp), small.clone()).unwrap();
+            assert_eq!(log.log_end_offset(), end + 2, "{site}");
+            try_append(&mut log, b"after restart", 0).unwrap();
+            assert_eq!(log.log_end_offset(), end + 3, "{site}");
+            let batches = log.batch_headers_from(0).unwrap();
+            assert_eq!(batches.len() as i64, end + 3, "{site}");
+        }
+    }
+
+    #[test]
+    fn a_failed_index_write_fails_the_append_and_recovery_rebuilds_the_index() {
+        let armed = ArmedFailpoints::new();
+        let tmp = TempDir::new().unwrap();
+        let mut log = Log::open(&log_dir(&tmp), config()).unwrap();
+        let b0 = try_append(&mut log, b"indexed", 10).unwrap();
+        armed.set("log::index::write", "return(ENOSPC)");
+        let error = try_append(&mut log, b"index write fails", 20).unwrap_err();
+        assert_eq!(os_error(error), Some(28));
+        armed.clear("log::index::write");
+        drop(log);
+        let log = Log::open(&log_dir(&tmp), config()).unwrap();
+        // The batch itself was written: recovery keeps it and indexes it again.
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(read_all(&log, 0).slice(..b0.len()), b0);
+        assert_eq!(log.read(1, usize::MAX, true).unwrap().len(), {
+            let all = read_all(&log, 0);
+            all.len() - b0.len()
+        });
+    }
+}

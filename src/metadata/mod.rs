@@ -35,6 +35,8 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+/// Kafka's `Uuid.randomUuid` text form, also used for `meta.properties` `directory.id`.
+pub(crate) use controller::new_cluster_id as new_kafka_uuid;
 pub use controller::{MAX_PARTITIONS_PER_BATCH, MAX_PRODUCER_ID_BLOCK};
 pub use records::{apply_batch, BatchOutcome, MetadataRecord, RecordBatch};
 

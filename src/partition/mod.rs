@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::log::batch::{self, BatchError, BatchHeader};
+use crate::log::dir::{self, LogDirHealth};
 use crate::log::{Log, LogConfig, LogError};
 use crate::metadata::{MetadataImage, TopicImage};
 use producer_state::{ProducerSnapshot, ProducerStateTable, SequenceCheck};
@@ -58,8 +59,10 @@ impl From<LogError> for PartitionError {
             LogError::OffsetOutOfRange { .. } => {
                 PartitionError::new(error_code::OFFSET_OUT_OF_RANGE, error.to_string())
             }
+            // Write paths also take the log directory offline (see `Partition::storage_failed`),
+            // which logs the one ERROR line.
             other => {
-                tracing::error!(error = %other, "log failure");
+                tracing::warn!(error = %other, "log failure");
                 PartitionError::new(error_code::KAFKA_STORAGE_ERROR, other.to_string())
             }
         }
@@ -115,6 +118,7 @@ pub struct Partition {
     producer_id_expiration_ms: i64,
     state: Mutex<PartitionState>,
     data_arrived: Notify,
+    health: Arc<LogDirHealth>,
 }
 
 pub fn now_ms() -> i64 {
@@ -126,6 +130,7 @@ pub fn now_ms() -> i64 {
 
 impl Partition {
     /// Opens (or creates) the partition directory, its log and its producer state.
+    #[allow(clippy::too_many_arguments)]
     fn open(
         dir: &Path,
         topic: &TopicImage,
@@ -134,6 +139,7 @@ impl Partition {
         log_config: LogConfig,
         max_message_bytes: i32,
         producer_id_expiration_ms: i64,
+        health: Arc<LogDirHealth>,
     ) -> Result<Partition, PartitionError> {
         std::fs::create_dir_all(dir).map_err(LogError::from)?;
         write_partition_metadata(dir, topic.topic_id)?;
@@ -148,7 +154,27 @@ impl Partition {
             producer_id_expiration_ms,
             state: Mutex::new(PartitionState { log, producers }),
             data_arrived: Notify::new(),
+            health,
         })
+    }
+
+    /// A write, fsync or roll failed: the file may now hold (or have lost) data that
+    /// memory does not describe, so the log directory goes offline (fail-stop) and the
+    /// request gets KAFKA_STORAGE_ERROR.
+    fn storage_failed(&self, error: LogError) -> PartitionError {
+        self.health
+            .trip(&format_args!("{}-{}: {error}", self.topic, self.index));
+        PartitionError::new(error_code::KAFKA_STORAGE_ERROR, error.to_string())
+    }
+
+    fn check_online(&self) -> Result<(), PartitionError> {
+        if self.health.is_offline() {
+            return Err(PartitionError::new(
+                error_code::KAFKA_STORAGE_ERROR,
+                format!("log directory {} is offline", self.health.dir().display()),
+            ));
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, PartitionState> {
@@ -196,6 +222,9 @@ impl Partition {
         }
         let now = now_ms();
         let mut state = self.lock();
+        // Checked under the lock: once a storage error tripped the directory, no append
+        // (nor a duplicate's answer, which may name a batch not known durable) is acked.
+        self.check_online()?;
         let base_offset = match state.producers.check(&header) {
             Ok(SequenceCheck::Duplicate { first_offset }) => first_offset,
             Ok(SequenceCheck::Append) => {
@@ -207,7 +236,9 @@ impl Partition {
                     partition_leader_epoch: self.leader_epoch,
                     ..header
                 };
-                state.log.append(&owned, &stored, now)?;
+                if let Err(error) = state.log.append(&owned, &stored, now) {
+                    return Err(self.storage_failed(error));
+                }
                 state.producers.record(&stored, now);
                 debug_assert_eq!(state.log.log_end_offset(), stored.last_offset() + 1);
                 base_offset
@@ -285,14 +316,22 @@ impl Partition {
     }
 
     fn flush_if_due(&self, now: i64) -> Result<(), PartitionError> {
-        self.lock().log.flush_if_due(now)?;
-        Ok(())
+        let mut state = self.lock();
+        self.check_online()?;
+        state
+            .log
+            .flush_if_due(now)
+            .map_err(|error| self.storage_failed(error))
     }
 
     /// Flushes the log and writes the producer-state snapshot (clean shutdown).
     fn close(&self, dir: &Path) -> Result<(), PartitionError> {
         let mut state = self.lock();
-        state.log.flush()?;
+        self.check_online()?;
+        state
+            .log
+            .flush()
+            .map_err(|error| self.storage_failed(error))?;
         state
             .producers
             .expire(now_ms(), self.producer_id_expiration_ms);
@@ -300,12 +339,10 @@ impl Partition {
             next_offset: state.log.log_end_offset(),
             table: state.producers.clone(),
         };
-        write_file_atomically(
-            &dir.join(PRODUCER_SNAPSHOT_FILE),
-            &serde_json::to_vec(&snapshot)
-                .map_err(|e| PartitionError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?,
-        )?;
-        Ok(())
+        let snapshot_bytes = serde_json::to_vec(&snapshot)
+            .map_err(|e| PartitionError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        dir::write_file_atomically(&dir.join(PRODUCER_SNAPSHOT_FILE), &snapshot_bytes)
+            .map_err(|error| self.storage_failed(error.into()))
     }
 }
 
@@ -343,7 +380,8 @@ fn write_partition_metadata(dir: &Path, topic_id: Uuid) -> Result<(), PartitionE
             format!("{} belongs to another topic id", dir.display()),
         )),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            write_file_atomically(&path, wanted.as_bytes())
+            dir::write_file_atomically(&path, wanted.as_bytes())
+                .map_err(|e| LogError::from(e).into())
         }
         Err(error) => Err(LogError::from(error).into()),
     }
@@ -354,16 +392,6 @@ fn partition_metadata_topic_id(dir: &Path) -> Option<String> {
     text.lines()
         .find_map(|line| line.strip_prefix("topic_id: "))
         .map(str::to_string)
-}
-
-fn write_file_atomically(path: &Path, contents: &[u8]) -> Result<(), PartitionError> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        std::fs::write(&tmp, contents)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| LogError::from(e).into())
 }
 
 /// Producer state at open: the clean-shutdown snapshot if it is still valid for this
@@ -398,6 +426,8 @@ type PartitionKey = (Uuid, i32);
 /// All partitions hosted here, reconciled with the metadata image.
 pub struct PartitionManager {
     config: BrokerConfig,
+    /// The (single) log directory's health, shared by all its partitions.
+    health: Arc<LogDirHealth>,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// Serialises reconciliations (handlers and the metadata watcher both trigger them).
     reconcile_lock: Mutex<()>,
@@ -406,10 +436,15 @@ pub struct PartitionManager {
 impl PartitionManager {
     pub fn new(config: BrokerConfig) -> PartitionManager {
         PartitionManager {
+            health: Arc::new(LogDirHealth::new(&config.data_dir)),
             config,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
         }
+    }
+
+    pub fn health(&self) -> &Arc<LogDirHealth> {
+        &self.health
     }
 
     fn dir_for(&self, topic: &str, partition: i32) -> PathBuf {
@@ -479,6 +514,7 @@ impl PartitionManager {
                 self.config.topic_log_config(&topic.configs),
                 self.config.topic_max_message_bytes(&topic.configs),
                 self.config.producer_id_expiration_ms,
+                self.health.clone(),
             );
             match opened {
                 Ok(partition) => {
@@ -487,9 +523,12 @@ impl PartitionManager {
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(key, Arc::new(partition));
                 }
-                Err(error) => {
-                    tracing::error!(dir = %dir.display(), code = error.code, message = %error.message, "cannot open partition");
-                }
+                // Kafka takes the log directory offline when a log fails to load.
+                Err(error) => self.health.trip(&format_args!(
+                    "cannot open partition {}: {}",
+                    dir.display(),
+                    error.message
+                )),
             }
         }
     }
@@ -516,19 +555,162 @@ impl PartitionManager {
     pub fn flush_due(&self) {
         let now = now_ms();
         for partition in self.all() {
-            if let Err(error) = partition.flush_if_due(now) {
-                tracing::error!(topic = %partition.topic, partition = partition.index, message = %error.message, "scheduled flush failed");
+            // A failure took the log directory offline; that is the whole report.
+            if partition.flush_if_due(now).is_err() {
+                return;
             }
         }
     }
 
-    /// Clean shutdown: flush every log and snapshot producer state.
+    /// Clean shutdown: flush every log and snapshot producer state. Not after a storage
+    /// error: restart recovers from what is on disk instead.
     pub fn close_all(&self) {
+        if self.health.is_offline() {
+            tracing::info!(
+                "log directory offline: logs not flushed, producer state not snapshotted"
+            );
+            return;
+        }
         for partition in self.all() {
             let dir = self.dir_for(&partition.topic, partition.index);
-            if let Err(error) = partition.close(&dir) {
-                tracing::error!(topic = %partition.topic, partition = partition.index, message = %error.message, "close failed");
+            // A failure took the log directory offline (and logged why): stop there.
+            if partition.close(&dir).is_err() {
+                return;
             }
         }
+    }
+}
+
+/// Injected storage faults at the partition layer: after the first one nothing is
+/// acknowledged, and a client's retry is stored exactly once across a restart.
+#[cfg(all(test, feature = "failpoints"))]
+mod fault_tests {
+    use super::*;
+    use crate::log::batch::test_support::batch_with;
+    use crate::log::dir::test_support::ArmedFailpoints;
+
+    const PRODUCER_ID: i64 = 7;
+
+    fn topic() -> TopicImage {
+        TopicImage {
+            name: "t".to_string(),
+            topic_id: Uuid::from_u128(42),
+            partitions: Vec::new(),
+            configs: BTreeMap::new(),
+        }
+    }
+
+    fn open(dir: &Path) -> (Partition, Arc<LogDirHealth>) {
+        let health = Arc::new(LogDirHealth::new(dir));
+        let config = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        let partition = Partition::open(
+            &dir.join("t-0"),
+            &topic(),
+            0,
+            0,
+            config,
+            1 << 20,
+            i64::MAX,
+            health.clone(),
+        )
+        .unwrap();
+        (partition, health)
+    }
+
+    fn produce(partition: &Partition, sequence: i32) -> Result<AppendResult, PartitionError> {
+        partition.append(&batch_with(&[b"v"], 1_000, PRODUCER_ID, 0, sequence))
+    }
+
+    /// Every storage fault on the append path: (failpoint, errno, whether the failed
+    /// batch is in the file afterwards).
+    const FAULTS: [(&str, &str, bool); 4] = [
+        ("log::segment::write", "ENOSPC", false),
+        ("log::segment::write", "EIO", false),
+        ("log::segment::fsync", "EIO", true),
+        ("log::segment::fsync", "ENOSPC", true),
+    ];
+
+    #[test]
+    fn after_a_storage_error_nothing_is_acknowledged_and_the_retry_is_stored_once() {
+        let armed = ArmedFailpoints::new();
+        for (site, errno, batch_survives) in FAULTS {
+            let tmp = tempfile::tempdir().unwrap();
+            let (partition, health) = open(tmp.path());
+            assert_eq!(produce(&partition, 0).unwrap().base_offset, 0);
+
+            armed.set(site, &format!("1*return({errno})"));
+            let error = produce(&partition, 1).unwrap_err();
+            assert_eq!(
+                error.code,
+                error_code::KAFKA_STORAGE_ERROR,
+                "{site} {errno}"
+            );
+            assert!(
+                health.is_offline(),
+                "{site} {errno}: directory still online"
+            );
+            assert!(health.cause().unwrap().contains("t-0"));
+            // The failpoint has run out: the disk "works" again, yet neither the retry
+            // (which would otherwise pass the sequence check) nor anything new, nor a
+            // duplicate of an acknowledged batch, is answered with success.
+            for sequence in [1, 2, 0] {
+                let error = produce(&partition, sequence).unwrap_err();
+                assert_eq!(
+                    error.code,
+                    error_code::KAFKA_STORAGE_ERROR,
+                    "seq {sequence}"
+                );
+            }
+            assert!(partition.flush_if_due(i64::MAX).is_err());
+            let leo_before_restart = partition.offsets().1;
+            drop(partition);
+
+            // Restart: recovery and the producer state rebuilt from the log.
+            let (partition, health) = open(tmp.path());
+            assert!(!health.is_offline());
+            let expected_leo = if batch_survives { 2 } else { 1 };
+            assert_eq!(partition.offsets().1, expected_leo, "{site} {errno}");
+            assert_eq!(leo_before_restart, expected_leo, "{site} {errno}");
+            let retry = produce(&partition, 1).unwrap();
+            assert_eq!(
+                retry.base_offset, 1,
+                "{site} {errno}: retry stored elsewhere"
+            );
+            assert_eq!(
+                partition.offsets().1,
+                2,
+                "{site} {errno}: retry stored twice"
+            );
+            assert_eq!(produce(&partition, 2).unwrap().base_offset, 2);
+        }
+    }
+
+    #[test]
+    fn a_failed_partition_metadata_write_takes_the_directory_offline() {
+        let armed = ArmedFailpoints::new();
+        let tmp = tempfile::tempdir().unwrap();
+        let log_dirs = format!("log.dirs={}", tmp.path().display());
+        let config = BrokerConfig::load(None, std::iter::empty(), &[log_dirs]).unwrap();
+        let manager = PartitionManager::new(config);
+        armed.set("fs::rename", "return(ENOSPC)");
+        let mut image = MetadataImage::default();
+        let mut topic = topic();
+        topic.partitions.push(crate::metadata::PartitionRecord {
+            partition: 0,
+            leader: manager.config.node_id,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: vec![manager.config.node_id],
+            isr: vec![manager.config.node_id],
+        });
+        image
+            .topics
+            .insert(topic.name.clone(), Arc::new(topic.clone()));
+        manager.reconcile(&image);
+        assert!(manager.health().is_offline());
+        assert!(manager.get(topic.topic_id, 0).is_none());
     }
 }

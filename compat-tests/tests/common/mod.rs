@@ -285,4 +285,5 @@ pub fn admin_create(bootstrap: &str, topic: &str, partitions: i32) {
         },
     );
 }
+pub mod durability;
 pub mod groups;
