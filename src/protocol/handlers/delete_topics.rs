@@ -32,7 +32,7 @@ pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> Delet
         })
         .collect();
     let results = ctx.broker.metadata.delete_topics(topic_refs).await;
-    ctx.broker.reconcile_partitions();
+    ctx.broker.reconcile_partitions().await;
     let responses = match results {
         Ok(results) => refs
             .into_iter()

@@ -132,7 +132,7 @@ async fn auto_create(ctx: &RequestContext, names: &[String]) -> Vec<(String, i16
                 .collect();
         }
     };
-    ctx.broker.reconcile_partitions();
+    ctx.broker.reconcile_partitions().await;
     names
         .iter()
         .zip(results)
