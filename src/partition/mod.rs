@@ -295,6 +295,8 @@ impl Partition {
                     partition_leader_epoch: self.leader_epoch,
                     ..header
                 };
+                #[cfg(feature = "failpoints")]
+                stall_point(&self.topic);
                 state.log.append(&owned, &stored, now)?;
                 state.producers.record(&stored, now);
                 debug_assert_eq!(state.log.log_end_offset(), stored.last_offset() + 1);
@@ -413,6 +415,21 @@ impl Partition {
         )?;
         Ok(())
     }
+}
+
+/// Test seam for a slow disk on one topic: `partition::append::stall=return(<topic>:<ms>)`
+/// holds that topic's appends for `<ms>` under the append lock, as a slow write would.
+#[cfg(feature = "failpoints")]
+fn stall_point(topic: &str) {
+    fail::fail_point!("partition::append::stall", |arg: Option<String>| {
+        let stall = arg.as_deref().and_then(|arg| arg.split_once(':'));
+        if let Some((stalled_topic, ms)) = stall {
+            if stalled_topic == topic {
+                let ms = ms.parse().unwrap_or(0);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+        }
+    });
 }
 
 /// Decodes one stored batch (any codec) and finds the first record whose timestamp
