@@ -1041,14 +1041,14 @@ async fn a_stalled_partition_does_not_delay_other_partitions_or_heartbeats() {
          {} latency {:?}",
         worst.1, worst.0
     );
-    // The stall really overlapped the rounds: the queued appends took their turns.
-    assert!(slowest_stalled >= Duration::from_millis(STALL_MS * STALLED_PRODUCERS as u64 - 500));
-    assert!(rounds >= 3, "only {rounds} rounds ran during the stall");
     assert!(
         worst.0 < BOUND,
         "{} took {:?} while another partition's disk was stalled",
         worst.1,
         worst.0
     );
+    // The stall really overlapped the rounds: queued appends waited for earlier ones.
+    assert!(slowest_stalled >= Duration::from_millis(2 * STALL_MS));
+    assert!(rounds >= 3, "only {rounds} rounds ran during the stall");
     broker.stop().await;
 }
