@@ -112,6 +112,54 @@ fn bench_validate_append(c: &mut Criterion) {
             })
         });
     }
+    // What taking appends off the async workers costs per produce: the same append for
+    // one 16x1KiB batch, awaited from an async task through a blocking-thread hop and a
+    // completion channel, one at a time (an idle partition: the broker's queue then
+    // starts a drainer with `spawn_blocking` for every append, its worst case).
+    let b = record_batch(16, Compression::None);
+    g.throughput(Throughput::Bytes((16 * VALUE_BYTES) as u64));
+    g.bench_function(
+        "validate_patch_append_on_blocking_thread/16x1KiB_none",
+        |bench| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .expect("runtime");
+            bench.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                let per_log = ((256 << 20) / b.len()).max(1) as u64;
+                let mut left = iters;
+                while left > 0 {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let log =
+                        Log::open(&dir.path().join("t-0"), LogConfig::default()).expect("open log");
+                    let log = std::sync::Arc::new(std::sync::Mutex::new(log));
+                    let n = left.min(per_log);
+                    let start = Instant::now();
+                    runtime.block_on(async {
+                        for _ in 0..n {
+                            let (log, b) = (log.clone(), b.clone());
+                            tokio::task::spawn_blocking(move || {
+                                let headers = batch::validate_all(black_box(&b)).expect("valid");
+                                let mut copy = b.to_vec();
+                                let mut log = log.lock().expect("log lock");
+                                let base = log.log_end_offset();
+                                batch::patch_offset_and_epoch(&mut copy, base, 0);
+                                let mut h = headers[0];
+                                h.base_offset = base;
+                                log.append(&copy, &h, 1_700_000_000_000).expect("append");
+                            })
+                            .await
+                            .expect("append task");
+                        }
+                    });
+                    elapsed += start.elapsed();
+                    left -= n;
+                }
+                elapsed
+            })
+        },
+    );
     g.finish();
 }
 

@@ -67,8 +67,10 @@ impl Broker {
 
     /// Reconciles the local partitions with the latest metadata image right away, so a
     /// handler that just created a topic can answer with its partitions ready.
-    pub fn reconcile_partitions(&self) {
-        self.partitions.reconcile(&self.metadata.image());
+    pub async fn reconcile_partitions(&self) {
+        self.partitions
+            .reconcile_blocking(self.metadata.image())
+            .await;
     }
 }
 
@@ -105,7 +107,7 @@ pub async fn serve(
         return Err(error.into());
     }
     let partitions = Arc::new(PartitionManager::new(config.clone()));
-    partitions.reconcile(&metadata.image());
+    partitions.reconcile_blocking(metadata.image()).await;
     let background = CancellationToken::new();
     let (groups, group_task) = GroupRuntime::start(
         config.clone(),
@@ -177,7 +179,10 @@ pub async fn serve(
             cause: cause.to_string(),
         });
     }
-    broker.partitions.close_all();
+    let partitions = broker.partitions.clone();
+    if let Err(error) = tokio::task::spawn_blocking(move || partitions.close_all()).await {
+        tracing::error!(%error, "closing the partitions failed");
+    }
     broker.metadata.shutdown().await;
     tracing::info!("millrace stopped");
     Ok(())
@@ -195,21 +200,27 @@ async fn watch_metadata(broker: Arc<Broker>, stop: CancellationToken) {
                     return;
                 }
                 let image = images.borrow_and_update().clone();
-                broker.partitions.reconcile(&image);
+                broker.partitions.reconcile_blocking(image).await;
             }
         }
     }
 }
 
 /// Checks `flush.ms` (per topic, defaulting to `log.flush.interval.ms`) every
-/// `log.flush.scheduler.interval.ms`.
+/// `log.flush.scheduler.interval.ms`. The fsyncs run on a blocking thread; a tick that
+/// comes while they are still running is skipped, not queued.
 async fn flush_scheduler(broker: Arc<Broker>, stop: CancellationToken) {
     let period = Duration::from_millis(broker.config.log_flush_scheduler_interval_ms.max(1));
     let mut ticker = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = ticker.tick() => broker.partitions.flush_due(),
+            _ = ticker.tick() => {
+                let partitions = broker.partitions.clone();
+                if let Err(error) = tokio::task::spawn_blocking(move || partitions.flush_due()).await {
+                    tracing::error!(%error, "scheduled flush failed");
+                }
+            }
         }
     }
 }

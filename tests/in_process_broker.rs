@@ -49,6 +49,12 @@ struct Client {
 
 impl Client {
     async fn call(&mut self, api_key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        self.send(api_key, version, body).await;
+        self.receive(api_key, version, self.correlation_id).await
+    }
+
+    /// Writes one request without waiting for its answer (pipelining).
+    async fn send(&mut self, api_key: ApiKey, version: i16, body: RequestKind) {
         self.correlation_id += 1;
         let mut buf = BytesMut::new();
         buf.put_i32(0);
@@ -64,7 +70,15 @@ impl Client {
         let size = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&size.to_be_bytes());
         self.stream.write_all(&buf).await.unwrap();
+    }
 
+    /// Reads the answer to the request sent with `correlation_id`.
+    async fn receive(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> ResponseKind {
         let mut size = [0u8; 4];
         tokio::time::timeout(TIMEOUT, self.stream.read_exact(&mut size))
             .await
@@ -76,7 +90,7 @@ impl Client {
         let header =
             ResponseHeader::decode_from(&mut frame, api_key.response_header_version(version));
         assert_eq!(
-            header, self.correlation_id,
+            header, correlation_id,
             "{api_key:?} v{version}: correlation id"
         );
         let response = ResponseKind::decode(api_key, &mut frame, version)
@@ -819,5 +833,222 @@ async fn a_failed_group_write_leaves_the_coordinator_consistent() {
         committed_offsets(client, &[0, partitions - 1]).await,
         vec![7, 7]
     );
+    broker.stop().await;
+}
+
+async fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let ResponseKind::CreateTopics(r) = client
+        .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(r.topics[0].error_code, 0, "create {name}");
+}
+
+fn produce_request(topic: &str, records: Bytes) -> RequestKind {
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records))])]),
+    )
+}
+
+/// Appends run on a blocking thread after an await; a connection's pipelined idempotent
+/// batches must still be appended in request order (else OUT_OF_ORDER_SEQUENCE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_idempotent_produce_keeps_request_order() {
+    let mut broker = start_broker(&[]).await;
+    let client = &mut broker.client;
+    create_topic(client, "ordered", 1).await;
+    let ResponseKind::InitProducerId(pid) = client
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            ),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(pid.error_code, 0);
+    let requests = 200;
+    let first_correlation_id = client.correlation_id + 1;
+    for sequence in 0..requests {
+        let record = PlainRecord {
+            key: None,
+            value: Some(Bytes::from(format!("m{sequence}"))),
+            timestamp_ms: 1_700_000_000_000,
+        };
+        let producer = ProducerIdentity {
+            producer_id: pid.producer_id.0,
+            producer_epoch: pid.producer_epoch,
+            base_sequence: sequence,
+        };
+        let records = encode_uncompressed(&[record], producer).unwrap();
+        client
+            .send(ApiKey::Produce, 9, produce_request("ordered", records))
+            .await;
+    }
+    for i in 0..requests {
+        let ResponseKind::Produce(r) = client
+            .receive(ApiKey::Produce, 9, first_correlation_id + i)
+            .await
+        else {
+            unreachable!()
+        };
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0, "request {i}: {:?}", p.error_message);
+        assert_eq!(p.base_offset, i as i64, "request {i}");
+    }
+    broker.stop().await;
+}
+
+/// A slow disk under one partition (its appends stalled for seconds, several queued):
+/// produce to another partition, heartbeats and offset commits must still be answered
+/// at once. Before appends left the async workers, the stalled appends (and the appends
+/// waiting for the partition lock) held every worker thread.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_partition_does_not_delay_other_partitions_or_heartbeats() {
+    use std::time::Instant;
+    const STALL_MS: u64 = 2_000;
+    const STALLED_PRODUCERS: usize = 3;
+    const BOUND: Duration = Duration::from_millis(1_000);
+
+    let mut broker = start_broker(&["group.initial.rebalance.delay.ms=0"]).await;
+    let addr = broker.client.stream.peer_addr().unwrap();
+    let client = &mut broker.client;
+    create_topic(client, "stalled", 1).await;
+    create_topic(client, "fast", 1).await;
+    let (member_id, generation) = form_group(client, "g", 9).await;
+
+    let scenario = fail::FailScenario::setup();
+    fail::cfg(
+        "partition::append::stall",
+        &format!("return(stalled:{STALL_MS})"),
+    )
+    .unwrap();
+    let stalled: Vec<_> = (0..STALLED_PRODUCERS)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut c = Client {
+                    stream: TcpStream::connect(addr).await.unwrap(),
+                    correlation_id: 0,
+                };
+                let started = Instant::now();
+                let ResponseKind::Produce(r) = c
+                    .call(
+                        ApiKey::Produce,
+                        9,
+                        produce_request("stalled", batch(&format!("slow{i}"))),
+                    )
+                    .await
+                else {
+                    unreachable!()
+                };
+                (
+                    started.elapsed(),
+                    r.responses[0].partition_responses[0].error_code,
+                )
+            })
+        })
+        .collect();
+
+    // Rounds of fast-partition produce, heartbeat and commit until every stalled produce
+    // is answered; each call is timed.
+    let mut rounds = 0;
+    let mut worst = (Duration::ZERO, "");
+    let test_started = Instant::now();
+    while !stalled.iter().all(|h| h.is_finished()) {
+        assert!(
+            test_started.elapsed() < TIMEOUT,
+            "stalled produces never finished"
+        );
+        let started = Instant::now();
+        let ResponseKind::Produce(r) = client
+            .call(ApiKey::Produce, 9, produce_request("fast", batch("fast")))
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        worst = worst.max((started.elapsed(), "produce"));
+
+        let started = Instant::now();
+        let heartbeat = HeartbeatRequest::default()
+            .with_group_id(group("g"))
+            .with_generation_id(generation)
+            .with_member_id(member_id.clone())
+            .with_group_instance_id(None);
+        let ResponseKind::Heartbeat(r) = client
+            .call(ApiKey::Heartbeat, 4, RequestKind::Heartbeat(heartbeat))
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.error_code, 0);
+        worst = worst.max((started.elapsed(), "heartbeat"));
+
+        let started = Instant::now();
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(group("g"))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(member_id.clone())
+            .with_group_instance_id(None)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic_name("fast"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(rounds)
+                    .with_committed_leader_epoch(-1)
+                    .with_committed_metadata(None)])]);
+        let ResponseKind::OffsetCommit(r) = client
+            .call(ApiKey::OffsetCommit, 9, RequestKind::OffsetCommit(commit))
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        worst = worst.max((started.elapsed(), "commit"));
+        rounds += 1;
+    }
+    let mut slowest_stalled = Duration::ZERO;
+    for handle in stalled {
+        let (elapsed, error_code) = handle.await.unwrap();
+        assert_eq!(error_code, 0, "a stalled append still succeeds");
+        slowest_stalled = slowest_stalled.max(elapsed);
+    }
+    fail::remove("partition::append::stall");
+    drop(scenario);
+    println!(
+        "stalled produces took up to {slowest_stalled:?}; {rounds} rounds meanwhile, worst \
+         {} latency {:?}",
+        worst.1, worst.0
+    );
+    assert!(
+        worst.0 < BOUND,
+        "{} took {:?} while another partition's disk was stalled",
+        worst.1,
+        worst.0
+    );
+    // The stall really overlapped the rounds: queued appends waited for earlier ones.
+    assert!(slowest_stalled >= Duration::from_millis(2 * STALL_MS));
+    assert!(rounds >= 3, "only {rounds} rounds ran during the stall");
     broker.stop().await;
 }

@@ -1,16 +1,26 @@
 //! The runtime around the pure [`GroupCoordinator`] cores: one task owns every shard of
-//! `__consumer_offsets` on this broker, the wall clock, the timers and the IO.
+//! `__consumer_offsets` on this broker, the wall clock and the timers; file IO is handed
+//! to blocking threads and its completions come back to the task as events, so a slow
+//! disk never stops the task from answering (heartbeats of other groups keep flowing).
 //!
-//! A request is routed to its group's shard; the core's [`Effects`] are applied in order:
-//! records are appended (as one batch) to the shard's partition before any response is
-//! sent, so an acknowledged commit is in the log. At start, and when the offsets topic is
-//! first created (on the first group request, as Kafka does), every shard replays its
-//! partition into a fresh core.
+//! A request is routed to its group's shard and applied to the core at once; the core's
+//! [`Effects`] then wait in the shard's queue: their records are appended (as one batch,
+//! one write in flight per shard) to the shard's partition before their responses are
+//! sent, so an acknowledged commit is in the log. Later requests proceed on the core's
+//! in-memory state, but their responses wait behind the earlier writes (as in Kafka's
+//! coordinator runtime). A failed write reloads the shard from its log. At start, and
+//! when the offsets topic is first created (on the first group request, as Kafka does),
+//! every shard replays its partition into a fresh core on a blocking thread; requests for
+//! a shard wait until it is loaded.
+//!
+//! Timers fire on the monotonic clock; a fired timer is treated as due even if the wall
+//! clock stepped back meanwhile (see [`timer_now_ms`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -72,18 +82,22 @@ impl GroupRuntime {
         stop: CancellationToken,
     ) -> (GroupRuntime, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_BOUND);
+        let (events, events_rx) = mpsc::unbounded_channel();
         let num_shards = config.offsets_topic_num_partitions;
         let task = Task {
             config,
             metadata,
             partitions,
             shards: HashMap::new(),
+            loading: HashMap::new(),
+            next_generation: 0,
+            events,
             timers: DelayQueue::new(),
             timer_keys: HashMap::new(),
             pending: HashMap::new(),
             next_request_id: 0,
         };
-        let handle = tokio::spawn(task.run(rx, stop));
+        let handle = tokio::spawn(task.run(rx, events_rx, stop));
         (
             GroupRuntime {
                 commands: tx,
@@ -143,6 +157,28 @@ impl GroupRuntime {
 struct Shard {
     core: GroupCoordinator,
     partition: Arc<Partition>,
+    /// Tells this load of the shard from a later one: completions of an unloaded shard's
+    /// writes are ignored.
+    generation: u64,
+    /// Effects waiting for this shard's earlier write, in order (responses without records
+    /// too: they may show state that is not yet written).
+    queue: VecDeque<Effects>,
+    /// The responses of the write being appended, sent once it is in the log.
+    writing: Option<Vec<(RequestId, ResponseKind)>>,
+}
+
+/// Completions of the blocking work the task hands off, back to its loop.
+enum Event {
+    Loaded {
+        shard: i32,
+        partition: Arc<Partition>,
+        replayed: Result<(GroupCoordinator, usize), String>,
+    },
+    Written {
+        shard: i32,
+        generation: u64,
+        result: Result<(), PartitionError>,
+    },
 }
 
 struct Task {
@@ -150,15 +186,35 @@ struct Task {
     metadata: MetadataQuorum,
     partitions: Arc<PartitionManager>,
     shards: HashMap<i32, Shard>,
-    timers: DelayQueue<(i32, TimerKey)>,
+    /// Shards being replayed, with the commands that came for them meanwhile.
+    loading: HashMap<i32, Vec<Command>>,
+    next_generation: u64,
+    /// Unbounded, but holds at most one load and one write completion per shard.
+    events: mpsc::UnboundedSender<Event>,
+    /// Each timer's wall-clock deadline rides along: a fired timer is due by the
+    /// monotonic clock whatever the wall clock did meanwhile.
+    timers: DelayQueue<(i32, TimerKey, i64)>,
     timer_keys: HashMap<(i32, TimerKey), delay_queue::Key>,
     /// Requests a core has not answered yet, with their shard.
     pending: HashMap<RequestId, (i32, oneshot::Sender<ResponseKind>)>,
     next_request_id: RequestId,
 }
 
+/// The `now_ms` for the core when a timer armed for `deadline_ms` fires: the timer is due
+/// (it fires on the monotonic clock), so "now" is at least its deadline even if the wall
+/// clock stepped back meanwhile (the core would ignore a fire it thinks is early, and
+/// nothing would re-arm it).
+pub(crate) fn timer_now_ms(wall_now_ms: i64, deadline_ms: i64) -> i64 {
+    wall_now_ms.max(deadline_ms)
+}
+
 impl Task {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, stop: CancellationToken) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        stop: CancellationToken,
+    ) {
         if self.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
             self.load_shards();
         }
@@ -169,12 +225,14 @@ impl Task {
                     None => return,
                     Some(command) => self.on_command(command).await,
                 },
+                Some(event) = events.recv() => self.on_event(event),
                 Some(expired) = self.timers.next(), if !self.timers.is_empty() => {
-                    let (shard, key) = expired.into_inner();
+                    let (shard, key, deadline_ms) = expired.into_inner();
                     self.timer_keys.remove(&(shard, key.clone()));
                     if let Some(s) = self.shards.get_mut(&shard) {
-                        let effects = s.core.on_timer(now_ms(), key);
-                        self.apply(shard, effects);
+                        let now = timer_now_ms(now_ms(), deadline_ms);
+                        let effects = s.core.on_timer(now, key);
+                        self.apply(shard, effects, now);
                     }
                 }
             }
@@ -182,13 +240,21 @@ impl Task {
     }
 
     async fn on_command(&mut self, command: Command) {
-        if self.shards.is_empty() {
+        if self.shards.is_empty() && self.loading.is_empty() {
             if let Err(error) = self.create_offsets_topic().await {
                 tracing::warn!(%error, "cannot create {OFFSETS_TOPIC}");
                 return; // dropping the reply answers COORDINATOR_NOT_AVAILABLE
             }
             self.load_shards();
         }
+        match self.loading.get_mut(&command.shard) {
+            // Answered once the shard is loaded, as if it had arrived then.
+            Some(parked) => parked.push(command),
+            None => self.handle(command),
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
         let image = self.metadata.image();
         let partition_exists = |topic: &str, partition: i32| {
             image
@@ -203,48 +269,131 @@ impl Task {
         self.next_request_id += 1;
         self.pending
             .insert(request_id, (command.shard, command.reply));
+        let now = now_ms();
         let effects = shard.core.handle_with_meta(
-            now_ms(),
+            now,
             request_id,
             command.version,
             command.request,
             &command.meta,
             &partition_exists,
         );
-        self.apply(command.shard, effects);
+        self.apply(command.shard, effects, now);
     }
 
-    fn apply(&mut self, shard: i32, effects: Effects) {
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Loaded {
+                shard,
+                partition,
+                replayed,
+            } => self.on_loaded(shard, partition, replayed),
+            Event::Written {
+                shard,
+                generation,
+                result,
+            } => {
+                let Some(s) = self.shards.get_mut(&shard) else {
+                    return;
+                };
+                if s.generation != generation {
+                    return;
+                }
+                let responses = s.writing.take().unwrap_or_default();
+                match result {
+                    Ok(()) => {
+                        self.respond(responses);
+                        self.write_next(shard);
+                    }
+                    Err(error) => self.on_write_failure(shard, error, responses),
+                }
+            }
+        }
+    }
+
+    /// Arms the effects' timers now (the core's state already moved on) and queues their
+    /// records and responses behind the shard's earlier writes. `now` is what the core
+    /// was given: deadlines are relative to it.
+    fn apply(&mut self, shard: i32, effects: Effects, now: i64) {
+        let Some(s) = self.shards.get_mut(&shard) else {
+            return;
+        };
         let Effects {
             records,
             responses,
             timers,
         } = effects;
-        if !records.is_empty() {
-            let written = match self.shards.get(&shard) {
-                Some(s) => append_records(&s.partition, &records),
-                None => Err(PartitionError {
-                    code: error_code::KAFKA_STORAGE_ERROR,
-                    message: "shard not loaded".to_string(),
-                }),
-            };
-            if let Err(error) = written {
-                self.on_write_failure(shard, error, responses);
-                return;
-            }
-        }
         for (key, deadline_ms) in timers {
             let slot = (shard, key);
             if let Some(existing) = self.timer_keys.remove(&slot) {
                 self.timers.remove(&existing);
             }
             if let Some(deadline_ms) = deadline_ms {
-                let delay =
-                    Duration::from_millis(deadline_ms.saturating_sub(now_ms()).max(0) as u64);
-                let key = self.timers.insert_at(slot.clone(), Instant::now() + delay);
+                let delay = Duration::from_millis(deadline_ms.saturating_sub(now).max(0) as u64);
+                let (shard, key) = slot.clone();
+                let key = self
+                    .timers
+                    .insert_at((shard, key, deadline_ms), Instant::now() + delay);
                 self.timer_keys.insert(slot, key);
             }
         }
+        if records.is_empty() && responses.is_empty() {
+            return;
+        }
+        s.queue.push_back(Effects {
+            records,
+            responses,
+            timers: Vec::new(),
+        });
+        self.write_next(shard);
+    }
+
+    /// Starts the shard's next write unless one is in flight, answering record-less
+    /// effects on the way. The append runs on the partition's blocking drainer; its
+    /// completion comes back as [`Event::Written`].
+    fn write_next(&mut self, shard: i32) {
+        let Some(s) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        while s.writing.is_none() {
+            let Some(next) = s.queue.pop_front() else {
+                return;
+            };
+            if next.records.is_empty() {
+                let mut ready = Vec::new();
+                for (request_id, response) in next.responses {
+                    if let Some((_, reply)) = self.pending.remove(&request_id) {
+                        ready.push((reply, response));
+                    }
+                }
+                for (reply, response) in ready {
+                    // The client may have gone away; nothing to do then.
+                    let _ = reply.send(response);
+                }
+                continue;
+            }
+            let bytes = match encode_records(&next.records) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    self.on_write_failure(shard, error, next.responses);
+                    return;
+                }
+            };
+            let appended = s.partition.submit_append(bytes);
+            s.writing = Some(next.responses);
+            let (events, generation) = (self.events.clone(), s.generation);
+            tokio::spawn(async move {
+                let result = appended.await.map(|_| ());
+                let _ = events.send(Event::Written {
+                    shard,
+                    generation,
+                    result,
+                });
+            });
+        }
+    }
+
+    fn respond(&mut self, responses: Vec<(RequestId, ResponseKind)>) {
         for (request_id, response) in responses {
             if let Some((_, reply)) = self.pending.remove(&request_id) {
                 // The client may have gone away; nothing to do then.
@@ -274,23 +423,27 @@ impl Task {
                 None => return Err("no result".to_string()),
             }
         }
-        self.partitions.reconcile(&self.metadata.image());
+        self.partitions
+            .reconcile_blocking(self.metadata.image())
+            .await;
         Ok(())
     }
 
-    /// Replays every local shard of the offsets topic into a fresh core.
+    /// Starts replaying every local shard of the offsets topic that is neither loaded nor
+    /// loading.
     fn load_shards(&mut self) {
         let image = self.metadata.image();
         let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
             return;
         };
-        let started = std::time::Instant::now();
-        let mut loaded_records = 0usize;
         for assignment in &topic.partitions {
-            if assignment.leader != self.config.node_id {
+            let shard = assignment.partition;
+            if assignment.leader != self.config.node_id
+                || self.shards.contains_key(&shard)
+                || self.loading.contains_key(&shard)
+            {
                 continue;
             }
-            let shard = assignment.partition;
             let Some(partition) = self.partitions.get(topic.topic_id, shard) else {
                 tracing::error!(
                     shard,
@@ -298,30 +451,73 @@ impl Task {
                 );
                 continue;
             };
-            match self.load_shard(shard, partition) {
-                Ok(count) => loaded_records += count,
-                Err(error) => {
-                    tracing::error!(shard, %error, "cannot load offsets partition; its groups are unavailable");
-                }
-            }
+            self.start_load(shard, partition);
         }
-        tracing::info!(
-            shards = self.shards.len(),
-            records = loaded_records,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "group coordinator loaded"
-        );
     }
 
-    /// Replays one shard's partition into a fresh core and starts its timers; returns
-    /// how many records were replayed.
-    fn load_shard(&mut self, shard: i32, partition: Arc<Partition>) -> Result<usize, String> {
-        let mut core = GroupCoordinator::new(self.config.group.clone());
-        let count = replay_partition(&partition, &mut core)?;
-        let effects = core.loaded(now_ms());
-        self.shards.insert(shard, Shard { core, partition });
-        self.apply(shard, effects);
-        Ok(count)
+    /// Replays the shard's partition into a fresh core on a blocking thread; the result
+    /// comes back as [`Event::Loaded`]. Requests for the shard wait meanwhile.
+    fn start_load(&mut self, shard: i32, partition: Arc<Partition>) {
+        self.loading.insert(shard, Vec::new());
+        let (config, events) = (self.config.group.clone(), self.events.clone());
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let replayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut core = GroupCoordinator::new(config);
+                replay_partition(&partition, &mut core).map(|count| (core, count))
+            }))
+            .unwrap_or_else(|_| Err("replay panicked".to_string()));
+            if let Ok((_, records)) = &replayed {
+                tracing::info!(
+                    shard,
+                    records,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "group coordinator shard loaded"
+                );
+            }
+            let _ = events.send(Event::Loaded {
+                shard,
+                partition,
+                replayed,
+            });
+        });
+    }
+
+    /// A replay finished: install the core and start its timers, then handle the
+    /// requests that waited for it (or drop them if the replay failed).
+    fn on_loaded(
+        &mut self,
+        shard: i32,
+        partition: Arc<Partition>,
+        replayed: Result<(GroupCoordinator, usize), String>,
+    ) {
+        let Some(parked) = self.loading.remove(&shard) else {
+            return;
+        };
+        let mut core = match replayed {
+            Ok((core, _)) => core,
+            Err(error) => {
+                tracing::error!(shard, %error, "cannot load offsets partition; its groups are unavailable");
+                return;
+            }
+        };
+        let now = now_ms();
+        let effects = core.loaded(now);
+        self.next_generation += 1;
+        self.shards.insert(
+            shard,
+            Shard {
+                core,
+                partition,
+                generation: self.next_generation,
+                queue: VecDeque::new(),
+                writing: None,
+            },
+        );
+        self.apply(shard, effects, now);
+        for command in parked {
+            self.handle(command);
+        }
     }
 
     /// The core is ahead of its log: reload the shard from the log, as Kafka unloads a
@@ -355,9 +551,7 @@ impl Task {
             }
         }
         if let Some(old) = self.unload(shard) {
-            if let Err(error) = self.load_shard(shard, old.partition) {
-                tracing::error!(shard, %error, "cannot reload offsets partition; its groups are unavailable");
-            }
+            self.start_load(shard, old.partition);
         }
         for (reply, response) in answers {
             let _ = reply.send(response);
@@ -418,8 +612,8 @@ fn replay_partition(partition: &Partition, core: &mut GroupCoordinator) -> Resul
     Ok(count)
 }
 
-/// Encodes the records as one uncompressed batch and appends it to the shard.
-fn append_records(partition: &Partition, records: &[super::Record]) -> Result<(), PartitionError> {
+/// Encodes the records as one uncompressed batch for the shard's partition.
+fn encode_records(records: &[super::Record]) -> Result<Bytes, PartitionError> {
     let timestamp_ms = now_ms();
     let plain: Vec<PlainRecord> = records
         .iter()
@@ -429,10 +623,8 @@ fn append_records(partition: &Partition, records: &[super::Record]) -> Result<()
             timestamp_ms,
         })
         .collect();
-    let bytes =
-        encode_uncompressed(&plain, ProducerIdentity::NONE).map_err(|e| PartitionError {
-            code: error_code::KAFKA_STORAGE_ERROR,
-            message: e.to_string(),
-        })?;
-    partition.append(&bytes).map(|_| ())
+    encode_uncompressed(&plain, ProducerIdentity::NONE).map_err(|e| PartitionError {
+        code: error_code::KAFKA_STORAGE_ERROR,
+        message: e.to_string(),
+    })
 }

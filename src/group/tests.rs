@@ -492,6 +492,32 @@ fn session_timeout_of_last_member_empties_group() {
     assert!(v.members.is_empty());
 }
 
+/// The runtime fires timers on the monotonic clock and gives the core
+/// `runtime::timer_now_ms`: a wall clock stepped back an hour after the session timer was
+/// armed must not make the core ignore the fire (nothing would re-arm it).
+#[test]
+fn backward_wall_clock_step_still_expires_the_session() {
+    let mut h = H::new();
+    let (_a, _gen) = h.stable_one("g", None);
+    let mut armed: Vec<(TimerKey, i64)> = h.timers.drain().collect();
+    armed.sort_by_key(|(_, deadline)| *deadline);
+    let session_deadline = armed
+        .iter()
+        .filter(|(key, _)| key.as_str().starts_with("session/"))
+        .map(|(_, deadline)| *deadline)
+        .max()
+        .expect("a session timer");
+    // By the monotonic clock the session deadline has passed; the wall clock reads an
+    // hour earlier.
+    let wall_now = session_deadline - 3_600_000;
+    for (key, deadline) in armed.into_iter().filter(|(_, d)| *d <= session_deadline) {
+        let fx =
+            h.c.on_timer(super::runtime::timer_now_ms(wall_now, deadline), key);
+        h.apply(fx);
+    }
+    assert_eq!(h.state("g"), "Empty");
+}
+
 #[test]
 fn rebalance_timeout_removes_member_that_did_not_rejoin() {
     let mut h = H::new();

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use batch::BatchHeader;
-use segment::{Segment, MAX_RELATIVE_OFFSET, MAX_SEGMENT_BYTES};
+use segment::{Segment, SegmentView, MAX_RELATIVE_OFFSET, MAX_SEGMENT_BYTES};
 
 /// Per-log settings, under Kafka's topic-level names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,42 +245,38 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<Bytes, LogError> {
+        self.read_plan(offset, max_bytes, min_one_batch)?.read()
+    }
+
+    /// Everything [`Log::read`] needs, taken from memory without any IO, so that the
+    /// caller can drop the log lock before [`ReadPlan::read`] does the preads.
+    pub fn read_plan(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadPlan, LogError> {
         self.check_offset(offset)?;
-        if offset == self.log_end_offset() {
-            return Ok(Bytes::new());
-        }
-        let Some((start_base, start_position)) = self.locate(offset)? else {
-            return Ok(Bytes::new());
+        let mut plan = ReadPlan {
+            offset,
+            start_position: 0,
+            segments: Vec::new(),
+            max_bytes,
+            min_one_batch,
         };
-        let max_bytes = max_bytes as u64;
-        let mut out = Vec::new();
-        for (&base_offset, segment) in self.segments.range(start_base..) {
-            let run_start = if base_offset == start_base {
-                start_position
-            } else {
-                0
-            };
-            let mut position = run_start;
-            let mut full = false;
-            while position < segment.size_bytes() {
-                let batch_bytes = segment.header_at(position)?.total_size() as u64;
-                let taken_bytes = out.len() as u64 + (position - run_start);
-                if taken_bytes + batch_bytes > max_bytes {
-                    if taken_bytes == 0 && min_one_batch {
-                        position += batch_bytes;
-                    }
-                    full = true;
-                    break;
-                }
-                position += batch_bytes;
-            }
-            segment.read_into(run_start, position - run_start, &mut out)?;
-            if full {
-                break;
-            }
+        if offset == self.log_end_offset() {
+            return Ok(plan);
         }
-        debug_assert!(out.len() as u64 <= max_bytes || min_one_batch);
-        Ok(Bytes::from(out))
+        let Some((&first_base, first)) = self.segments.range(..=offset).next_back() else {
+            return Ok(plan);
+        };
+        plan.start_position = first.index_position(offset);
+        plan.segments = self
+            .segments
+            .range(first_base..)
+            .map(|(_, segment)| segment.view())
+            .collect();
+        Ok(plan)
     }
 
     /// The first batch whose max timestamp is >= `timestamp_ms`.
@@ -384,6 +380,69 @@ impl Log {
         fs::remove_dir_all(&dir)?;
         sync_dir(parent_dir(&dir))?;
         Ok(())
+    }
+}
+
+/// A read of whole batches over immutable segment prefixes (see [`Log::read_plan`]):
+/// appends that land meanwhile are past the views and not seen.
+pub struct ReadPlan {
+    offset: i64,
+    /// Where in the first segment the scan for `offset` starts (from its offset index).
+    start_position: u64,
+    /// The segment holding `offset` and every later one; empty at the log end.
+    segments: Vec<SegmentView>,
+    max_bytes: usize,
+    min_one_batch: bool,
+}
+
+impl ReadPlan {
+    /// Does the preads; call it without holding the log lock.
+    pub fn read(&self) -> Result<Bytes, LogError> {
+        let Some((start_index, start_position)) = self.locate()? else {
+            return Ok(Bytes::new());
+        };
+        let max_bytes = self.max_bytes as u64;
+        let mut out = Vec::new();
+        for (i, segment) in self.segments.iter().enumerate().skip(start_index) {
+            let run_start = if i == start_index { start_position } else { 0 };
+            let mut position = run_start;
+            let mut full = false;
+            while position < segment.size_bytes() {
+                let batch_bytes = segment.header_at(position)?.total_size() as u64;
+                let taken_bytes = out.len() as u64 + (position - run_start);
+                if taken_bytes + batch_bytes > max_bytes {
+                    if taken_bytes == 0 && self.min_one_batch {
+                        position += batch_bytes;
+                    }
+                    full = true;
+                    break;
+                }
+                position += batch_bytes;
+            }
+            segment.read_into(run_start, position - run_start, &mut out)?;
+            if full {
+                break;
+            }
+        }
+        debug_assert!(out.len() as u64 <= max_bytes || self.min_one_batch);
+        Ok(Bytes::from(out))
+    }
+
+    /// The segment (index into `segments`) and position of the batch holding `offset`, or
+    /// of the first batch after it; None at the end of the views.
+    fn locate(&self) -> Result<Option<(usize, u64)>, LogError> {
+        for (i, segment) in self.segments.iter().enumerate() {
+            if i == 0 {
+                if let Some((position, _)) =
+                    segment.find_batch_from(self.start_position, self.offset)?
+                {
+                    return Ok(Some((0, position)));
+                }
+            } else if !segment.is_empty() {
+                return Ok(Some((i, 0)));
+            }
+        }
+        Ok(None)
     }
 }
 

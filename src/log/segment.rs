@@ -18,6 +18,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE};
 use super::dir::failpoint;
@@ -276,7 +277,8 @@ fn read_index_file(
 
 pub(super) struct Segment {
     pub(super) base_offset: i64,
-    log_file: File,
+    /// Shared with read snapshots ([`SegmentView`]), which pread it outside the log lock.
+    log_file: Arc<File>,
     offset_index_file: File,
     time_index_file: File,
     size_bytes: u64,
@@ -309,7 +311,7 @@ impl Segment {
     pub(super) fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         failpoint("log::segment::create")?;
         let log_path = dir.join(file_name(base_offset, "log"));
-        let log_file = open_file(&log_path)?;
+        let log_file = Arc::new(open_file(&log_path)?);
         if log_file.metadata()?.len() != 0 {
             return Err(LogError::Corrupt(format!(
                 "{} already exists and is not empty",
@@ -413,7 +415,7 @@ impl Segment {
     fn open_files(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         Ok(Segment {
             base_offset,
-            log_file: open_file(&dir.join(file_name(base_offset, "log")))?,
+            log_file: Arc::new(open_file(&dir.join(file_name(base_offset, "log")))?),
             offset_index_file: open_file(&dir.join(file_name(base_offset, "index")))?,
             time_index_file: open_file(&dir.join(file_name(base_offset, "timeindex")))?,
             size_bytes: 0,
@@ -641,6 +643,94 @@ impl Segment {
 
     /// The header of the batch starting at `position`, checked to fit in the segment.
     pub(super) fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
+        self.view().header_at(position)
+    }
+
+    /// `len_bytes` bytes from `position`, appended to `out`.
+    pub(super) fn read_into(
+        &self,
+        position: u64,
+        len_bytes: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LogError> {
+        self.view().read_into(position, len_bytes, out)
+    }
+
+    /// What a read needs of this segment as it is now: appends only ever add bytes past
+    /// `size_bytes`, so the view stays valid (and readable without the log lock) while
+    /// appends continue.
+    pub(super) fn view(&self) -> SegmentView {
+        SegmentView {
+            base_offset: self.base_offset,
+            log_file: self.log_file.clone(),
+            size_bytes: self.size_bytes,
+            next_offset: self.next_offset,
+        }
+    }
+
+    /// Where a scan for `offset` may start, from the in-memory offset index (no IO).
+    pub(super) fn index_position(&self, offset: i64) -> u64 {
+        self.index.offset_lookup(self.base_offset, offset) as u64
+    }
+
+    /// The batch whose last offset is the first >= `offset`, with its position; None if
+    /// the segment ends before `offset`.
+    pub(super) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        self.view()
+            .find_batch_from(self.index_position(offset), offset)
+    }
+
+    /// The first batch whose max timestamp is >= `timestamp_ms`, with its position.
+    pub(super) fn find_batch_by_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        // Every batch up to a time entry's offset has a max timestamp <= the entry's, so
+        // scanning may start at the last entry below the target.
+        let after = self
+            .index
+            .time_entries
+            .partition_point(|e| e.timestamp_ms < timestamp_ms);
+        let mut position = match after {
+            0 => 0,
+            n => {
+                let entry = self.index.time_entries[n - 1];
+                let offset = self.base_offset + entry.relative_offset as i64;
+                self.index.offset_lookup(self.base_offset, offset) as u64
+            }
+        };
+        while position < self.size_bytes {
+            let header = self.header_at(position)?;
+            if header.max_timestamp >= timestamp_ms {
+                return Ok(Some((position, header)));
+            }
+            position += header.total_size() as u64;
+        }
+        Ok(None)
+    }
+}
+
+/// An immutable prefix of a segment: whole batches up to `size_bytes`, read by pread on a
+/// shared file handle. Taken under the log lock, read without it.
+#[derive(Clone)]
+pub(super) struct SegmentView {
+    pub(super) base_offset: i64,
+    log_file: Arc<File>,
+    size_bytes: u64,
+    next_offset: i64,
+}
+
+impl SegmentView {
+    pub(super) fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.size_bytes == 0
+    }
+
+    /// The header of the batch starting at `position`, checked to fit in the segment.
+    pub(super) fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
         debug_assert!(position < self.size_bytes);
         if position + HEADER_SIZE as u64 > self.size_bytes {
             return Err(self.corrupt(position, "batch header past the segment end"));
@@ -687,42 +777,16 @@ impl Segment {
         Ok(())
     }
 
-    /// The batch whose last offset is the first >= `offset`, with its position; None if
-    /// the segment ends before `offset`.
-    pub(super) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
-        let mut position = self.index.offset_lookup(self.base_offset, offset) as u64;
+    /// From `position`, the first batch whose last offset is >= `offset`, with its
+    /// position; None if the view ends before it.
+    pub(super) fn find_batch_from(
+        &self,
+        mut position: u64,
+        offset: i64,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
         while position < self.size_bytes {
             let header = self.header_at(position)?;
             if header.last_offset() >= offset {
-                return Ok(Some((position, header)));
-            }
-            position += header.total_size() as u64;
-        }
-        Ok(None)
-    }
-
-    /// The first batch whose max timestamp is >= `timestamp_ms`, with its position.
-    pub(super) fn find_batch_by_timestamp(
-        &self,
-        timestamp_ms: i64,
-    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
-        // Every batch up to a time entry's offset has a max timestamp <= the entry's, so
-        // scanning may start at the last entry below the target.
-        let after = self
-            .index
-            .time_entries
-            .partition_point(|e| e.timestamp_ms < timestamp_ms);
-        let mut position = match after {
-            0 => 0,
-            n => {
-                let entry = self.index.time_entries[n - 1];
-                let offset = self.base_offset + entry.relative_offset as i64;
-                self.index.offset_lookup(self.base_offset, offset) as u64
-            }
-        };
-        while position < self.size_bytes {
-            let header = self.header_at(position)?;
-            if header.max_timestamp >= timestamp_ms {
                 return Ok(Some((position, header)));
             }
             position += header.total_size() as u64;

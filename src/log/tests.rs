@@ -858,3 +858,102 @@ mod faults {
         });
     }
 }
+
+/// A read plan is a snapshot: appends (and rolls) after it is taken are not seen, and
+/// what it covers reads back whole.
+#[test]
+fn a_read_plan_sees_exactly_the_log_as_planned() {
+    let tmp = TempDir::new().unwrap();
+    let mut log = Log::open(
+        &log_dir(&tmp),
+        LogConfig {
+            segment_bytes: 200,
+            ..config()
+        },
+    )
+    .unwrap();
+    let before: Vec<Bytes> = (0..4)
+        .map(|i| append(&mut log, &[format!("before-{i}").as_bytes()], 10, 10))
+        .collect();
+    let plan = log.read_plan(1, usize::MAX, true).unwrap();
+    for i in 0..6 {
+        append(&mut log, &[format!("after-{i}").as_bytes()], 10, 10);
+    }
+    assert!(
+        segment_files(&log_dir(&tmp), "log").len() > 2,
+        "rolled meanwhile"
+    );
+    let expected = concat(&before[1..].iter().collect::<Vec<_>>());
+    assert_eq!(plan.read().unwrap(), Bytes::from(expected));
+}
+
+/// Readers plan under the lock and pread outside it while a writer appends and rolls:
+/// every read is a run of whole, contiguous batches starting at the requested offset.
+#[test]
+fn reads_outside_the_lock_see_whole_batches_while_appends_continue() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let tmp = TempDir::new().unwrap();
+    let log = Log::open(
+        &log_dir(&tmp),
+        LogConfig {
+            segment_bytes: 4096,
+            index_interval_bytes: 256,
+            ..config()
+        },
+    )
+    .unwrap();
+    let log = Arc::new(Mutex::new(log));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let (log, done) = (log.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                let mut offset = 0i64;
+                while !done.load(Ordering::Relaxed) {
+                    let plan = {
+                        let log = log.lock().unwrap();
+                        let end = log.log_end_offset();
+                        offset = (offset + 7 + r) % (end + 1);
+                        log.read_plan(offset, 1000, true).unwrap()
+                    };
+                    let bytes = plan.read().unwrap();
+                    let mut rest = &bytes[..];
+                    let mut expected_next: Option<i64> = None;
+                    while !rest.is_empty() {
+                        let size = super::batch::BatchHeader::parse(rest)
+                            .expect("a batch header")
+                            .total_size();
+                        assert!(size <= rest.len(), "a whole batch");
+                        let header = validate(&rest[..size]).expect("a valid batch");
+                        match expected_next {
+                            None => assert!(
+                                header.base_offset <= offset && offset <= header.last_offset(),
+                                "the first batch holds the requested offset"
+                            ),
+                            Some(next) => assert_eq!(header.base_offset, next, "contiguous"),
+                        }
+                        expected_next = Some(header.last_offset() + 1);
+                        rest = &rest[header.total_size()..];
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for i in 0..2000 {
+        let mut log = log.lock().unwrap();
+        append(&mut log, &[format!("record-{i}").as_bytes(), b"x"], 10, 10);
+    }
+    done.store(true, Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0);
+    }
+    assert!(
+        segment_files(&log_dir(&tmp), "log").len() > 10,
+        "rolled often"
+    );
+}

@@ -6,24 +6,31 @@
 //! [`Partition`] owns one log behind a mutex: a produce validates its batch outside the
 //! lock, then checks the producer sequence, assigns offsets and appends under it.
 //!
+//! Threading: the log mutex is held across file IO, so async code never takes it. Appends
+//! go through a per-partition FIFO ([`Partition::submit_append`]) drained on a blocking
+//! thread; reads take a [`ReadPlan`] under the mutex (memory only) and pread outside it;
+//! the log start offset and high watermark are atomics. Everything else that touches
+//! files (open/recovery, flush, close, delete) runs on blocking threads.
+//!
 //! Single node: this broker is the only replica, so the high watermark is the log end
 //! offset and acks=all is satisfied by the local append.
 
 pub mod producer_state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::log::batch::{self, BatchError, BatchHeader};
 use crate::log::dir::{self, LogDirHealth};
-use crate::log::{Log, LogConfig, LogError};
+use crate::log::{Log, LogConfig, LogError, ReadPlan};
 use crate::metadata::{MetadataImage, TopicImage};
 use producer_state::{ProducerSnapshot, ProducerStateTable, SequenceCheck};
 
@@ -108,6 +115,20 @@ struct PartitionState {
     producers: ProducerStateTable,
 }
 
+/// Appends waiting for this partition's blocking drainer, in submission order.
+#[derive(Default)]
+struct AppendQueue {
+    jobs: VecDeque<AppendJob>,
+    /// A drainer is running (or about to): at most one per partition, so jobs are
+    /// appended in exactly the order they were queued.
+    draining: bool,
+}
+
+struct AppendJob {
+    records: Bytes,
+    done: oneshot::Sender<Result<AppendResult, PartitionError>>,
+}
+
 /// One hosted partition.
 pub struct Partition {
     pub topic: String,
@@ -116,7 +137,12 @@ pub struct Partition {
     leader_epoch: i32,
     max_message_bytes: i32,
     producer_id_expiration_ms: i64,
+    /// The append lock: held across file IO, so only ever taken on blocking threads.
     state: Mutex<PartitionState>,
+    /// Copies of the log's offsets, published after each append for async readers.
+    log_start_offset: AtomicI64,
+    high_watermark: AtomicI64,
+    appends: Mutex<AppendQueue>,
     data_arrived: Notify,
     health: Arc<LogDirHealth>,
 }
@@ -152,7 +178,10 @@ impl Partition {
             leader_epoch,
             max_message_bytes,
             producer_id_expiration_ms,
+            log_start_offset: AtomicI64::new(log.log_start_offset()),
+            high_watermark: AtomicI64::new(log.log_end_offset()),
             state: Mutex::new(PartitionState { log, producers }),
+            appends: Mutex::new(AppendQueue::default()),
             data_arrived: Notify::new(),
             health,
         })
@@ -188,7 +217,66 @@ impl Partition {
         self.leader_epoch
     }
 
+    /// Queues an append of `records` (one produce request's batch) behind every append
+    /// already queued for this partition, and returns its result. The order is fixed when
+    /// this returns, before any await: a connection's pipelined requests keep their
+    /// order if the handler submits before it first awaits. The append itself runs on a
+    /// blocking thread. Must be called inside a tokio runtime.
+    pub fn submit_append(
+        self: &Arc<Self>,
+        records: Bytes,
+    ) -> impl std::future::Future<Output = Result<AppendResult, PartitionError>> + Send + 'static
+    {
+        let (done, result) = oneshot::channel();
+        let start_drainer = {
+            let mut queue = self.appends.lock().unwrap_or_else(|p| p.into_inner());
+            queue.jobs.push_back(AppendJob { records, done });
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start_drainer {
+            let partition = self.clone();
+            tokio::task::spawn_blocking(move || partition.drain_appends());
+        }
+        async move {
+            result.await.unwrap_or_else(|_| {
+                Err(PartitionError::new(
+                    error_code::KAFKA_STORAGE_ERROR,
+                    "the append was abandoned",
+                ))
+            })
+        }
+    }
+
+    /// Appends queued jobs one by one until the queue is empty.
+    fn drain_appends(&self) {
+        loop {
+            let job = {
+                let mut queue = self.appends.lock().unwrap_or_else(|p| p.into_inner());
+                match queue.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        queue.draining = false;
+                        return;
+                    }
+                }
+            };
+            // A panic must not wedge the queue with `draining` stuck on.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.append(&job.records)
+            }))
+            .unwrap_or_else(|_| {
+                Err(PartitionError::new(
+                    error_code::KAFKA_STORAGE_ERROR,
+                    "append panicked",
+                ))
+            });
+            // The requester may be gone (connection closed); the append stands.
+            let _ = job.done.send(result);
+        }
+    }
+
     /// Validates and appends the record set of one produce request for this partition.
+    /// Blocking: call it on a blocking thread (async code uses [`Self::submit_append`]).
     pub fn append(&self, records: &[u8]) -> Result<AppendResult, PartitionError> {
         let headers = batch::validate_all(records)?;
         // Produce v3+ carries exactly one batch per partition (Kafka rejects more).
@@ -236,6 +324,8 @@ impl Partition {
                     partition_leader_epoch: self.leader_epoch,
                     ..header
                 };
+                #[cfg(feature = "failpoints")]
+                stall_point(&self.topic);
                 if let Err(error) = state.log.append(&owned, &stored, now) {
                     return Err(self.storage_failed(error));
                 }
@@ -254,6 +344,7 @@ impl Partition {
             }
         };
         let log_start_offset = state.log.log_start_offset();
+        self.publish_offsets(&state.log);
         drop(state);
         self.data_arrived.notify_waiters();
         Ok(AppendResult {
@@ -264,25 +355,45 @@ impl Partition {
 
     /// Whole batches from `offset`, at most `max_bytes` (but at least one batch if
     /// `min_one_batch`), with the offsets every fetch answer carries.
+    /// Blocking (preads): call it on a blocking thread. The append lock is held only while
+    /// the read is planned, never across the preads.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, PartitionError> {
-        let state = self.lock();
-        let records = state.log.read(offset, max_bytes, min_one_batch)?;
+        let (plan, high_watermark, log_start_offset): (ReadPlan, i64, i64) = {
+            let state = self.lock();
+            // An offline directory serves nothing: its log end may hold a batch whose
+            // fsync failed, which was never acknowledged and may not be on disk.
+            self.check_online()?;
+            (
+                state.log.read_plan(offset, max_bytes, min_one_batch)?,
+                state.log.log_end_offset(),
+                state.log.log_start_offset(),
+            )
+        };
         Ok(ReadResult {
-            records,
-            high_watermark: state.log.log_end_offset(),
-            log_start_offset: state.log.log_start_offset(),
+            records: plan.read()?,
+            high_watermark,
+            log_start_offset,
         })
     }
 
-    /// (log start offset, high watermark).
+    /// (log start offset, high watermark), without the append lock: async code may call it.
     pub fn offsets(&self) -> (i64, i64) {
-        let state = self.lock();
-        (state.log.log_start_offset(), state.log.log_end_offset())
+        // Both only grow; loading the start first keeps start <= high watermark.
+        let log_start_offset = self.log_start_offset.load(Ordering::Acquire);
+        let high_watermark = self.high_watermark.load(Ordering::Acquire);
+        (log_start_offset, high_watermark.max(log_start_offset))
+    }
+
+    fn publish_offsets(&self, log: &Log) {
+        self.high_watermark
+            .store(log.log_end_offset(), Ordering::Release);
+        self.log_start_offset
+            .store(log.log_start_offset(), Ordering::Release);
     }
 
     /// A future that completes at the next append; create it before checking for data.
@@ -344,6 +455,21 @@ impl Partition {
         dir::write_file_atomically(&dir.join(PRODUCER_SNAPSHOT_FILE), &snapshot_bytes)
             .map_err(|error| self.storage_failed(error.into()))
     }
+}
+
+/// Test seam for a slow disk on one topic: `partition::append::stall=return(<topic>:<ms>)`
+/// holds that topic's appends for `<ms>` under the append lock, as a slow write would.
+#[cfg(feature = "failpoints")]
+fn stall_point(topic: &str) {
+    fail::fail_point!("partition::append::stall", |arg: Option<String>| {
+        let stall = arg.as_deref().and_then(|arg| arg.split_once(':'));
+        if let Some((stalled_topic, ms)) = stall {
+            if stalled_topic == topic {
+                let ms = ms.parse().unwrap_or(0);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+        }
+    });
 }
 
 /// Decodes one stored batch (any codec) and finds the first record whose timestamp
@@ -459,8 +585,16 @@ impl PartitionManager {
             .cloned()
     }
 
+    /// [`Self::reconcile`] on a blocking thread, for async callers.
+    pub async fn reconcile_blocking(self: &Arc<Self>, image: Arc<MetadataImage>) {
+        let manager = self.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || manager.reconcile(&image)).await {
+            tracing::error!(%error, "reconciling partitions failed");
+        }
+    }
+
     /// Opens the partitions the image assigns to this node and deletes those whose topic
-    /// is gone. Idempotent. A partition that fails to open is logged and left out
+    /// is gone. Idempotent. Blocking (opens and recovers logs, removes directories). A partition that fails to open is logged and left out
     /// (its produce and fetch requests get KAFKA_STORAGE_ERROR).
     pub fn reconcile(&self, image: &MetadataImage) {
         let _guard = self
@@ -673,7 +807,8 @@ mod fault_tests {
             assert!(!health.is_offline());
             let expected_leo = if batch_survives { 2 } else { 1 };
             assert_eq!(partition.offsets().1, expected_leo, "{site} {errno}");
-            assert_eq!(leo_before_restart, expected_leo, "{site} {errno}");
+            // A failed append is never published, whether or not its bytes reached the file.
+            assert_eq!(leo_before_restart, 1, "{site} {errno}");
             let retry = produce(&partition, 1).unwrap();
             assert_eq!(
                 retry.base_offset, 1,

@@ -106,7 +106,9 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         }
         RequestKind::Produce(req) => return produce::handle(ctx, req).await,
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(ctx, req).await),
-        RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(ctx, req)),
+        RequestKind::ListOffsets(req) => {
+            ResponseKind::ListOffsets(list_offsets::handle(ctx, req).await)
+        }
         RequestKind::InitProducerId(req) => {
             ResponseKind::InitProducerId(init_producer_id::handle(ctx, req).await)
         }

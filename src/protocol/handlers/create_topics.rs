@@ -77,7 +77,7 @@ pub async fn handle(ctx: &RequestContext, request: CreateTopicsRequest) -> Creat
         }
     };
     if !request.validate_only {
-        ctx.broker.reconcile_partitions();
+        ctx.broker.reconcile_partitions().await;
     }
     let topics = results
         .into_iter()

@@ -66,7 +66,7 @@ pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> Delet
                 })
                 .collect::<Vec<_>>()
         });
-    ctx.broker.reconcile_partitions();
+    ctx.broker.reconcile_partitions().await;
     let responses = match results {
         Ok(results) => refs
             .into_iter()

@@ -5,6 +5,9 @@
 //! up to `partition_max_bytes` per partition and `max_bytes` (capped by the broker's
 //! `fetch.max.bytes`) in all, but the first batch found is returned even when larger.
 //!
+//! Reads run on a blocking thread: the log lock is held only to plan a read, and the
+//! preads (up to `fetch.max.bytes` per answer) are done outside it.
+//!
 //! Incremental fetch sessions (KIP-227) are declined the way Kafka declines them when it
 //! has no room for a session: every answer carries session id 0, so clients keep sending
 //! full fetch requests. A request that names a session id gets FETCH_SESSION_ID_NOT_FOUND.
@@ -58,7 +61,8 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
                     unknown_code,
                     p.partition,
                     p.current_leader_epoch,
-                ),
+                )
+                .await,
             });
         }
         topics.push(
@@ -77,6 +81,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     let wait_ms = request.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS);
     let deadline = Instant::now() + Duration::from_millis(wait_ms as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
+    let slots = Arc::new(slots);
 
     let partitions = loop {
         // Register for wake-ups before reading, so an append in between is not missed.
@@ -88,7 +93,16 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         for wakeup in &mut wakeups {
             wakeup.as_mut().enable();
         }
-        let (partitions, total_bytes, any_error) = read_all(&slots, max_bytes, version);
+        // The preads run on a blocking thread, never on an async worker.
+        let reading = slots.clone();
+        let read = tokio::task::spawn_blocking(move || read_all(&reading, max_bytes, version));
+        let (partitions, total_bytes, any_error) = match read.await {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::error!(%error, "fetch read failed");
+                failed_all(&slots)
+            }
+        };
         let done = total_bytes >= min_bytes
             || any_error
             || wakeups.is_empty()
@@ -156,6 +170,22 @@ fn read_all(slots: &[Slot], max_bytes: usize, version: i16) -> (Vec<PartitionDat
         answers.push(answer);
     }
     (answers, total_bytes, any_error)
+}
+
+/// Every partition answered KAFKA_STORAGE_ERROR (the read task died).
+fn failed_all(slots: &[Slot]) -> (Vec<PartitionData>, usize, bool) {
+    let answers = slots
+        .iter()
+        .map(|slot| {
+            PartitionData::default()
+                .with_partition_index(slot.partition)
+                .with_error_code(errors::KAFKA_STORAGE_ERROR)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+        })
+        .collect();
+    (answers, 0, true)
 }
 
 /// Fetch versions before 10 predate zstd (KIP-110): such clients cannot read it.

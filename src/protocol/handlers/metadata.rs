@@ -145,7 +145,7 @@ async fn auto_create(ctx: &RequestContext, names: &[String]) -> Vec<(String, i16
             return failures;
         }
     };
-    ctx.broker.reconcile_partitions();
+    ctx.broker.reconcile_partitions().await;
     failures.extend(
         requested
             .into_iter()

@@ -36,7 +36,7 @@ const UNKNOWN_LEADER_EPOCH: i16 = 75;
 /// not: unknown topic (`unknown_topic_code` differs by whether the request named it by
 /// id), unknown partition, not the leader, a stale or future leader epoch
 /// (`current_leader_epoch` -1 skips that check), or a replica that failed to open.
-pub fn led_partition(
+pub async fn led_partition(
     ctx: &RequestContext,
     topic: Option<&Arc<TopicImage>>,
     unknown_topic_code: i16,
@@ -70,12 +70,15 @@ pub fn led_partition(
     }
     let local = || ctx.broker.partitions.get(topic.topic_id, index);
     // The metadata watcher may not have opened a just-created partition yet.
-    local()
-        .or_else(|| {
-            ctx.broker.reconcile_partitions();
+    // Awaits only on that path: produce relies on reaching its submit without yielding.
+    let found = match local() {
+        Some(partition) => Some(partition),
+        None => {
+            ctx.broker.reconcile_partitions().await;
             local()
-        })
-        .ok_or_else(|| error(errors::KAFKA_STORAGE_ERROR, "partition is not online"))
+        }
+    };
+    found.ok_or_else(|| error(errors::KAFKA_STORAGE_ERROR, "partition is not online"))
 }
 
 /// Looks a topic up by id (requests of versions that carry ids) or by name.

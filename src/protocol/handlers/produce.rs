@@ -2,7 +2,10 @@
 //! acks=0 gets no answer, and a failure under acks=0 closes the connection (as in Kafka,
 //! so the client notices). acks=-1 on a single replica is satisfied by the local append.
 
+use std::future::Future;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
@@ -19,8 +22,10 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     let version = ctx.version();
     let acks = request.acks;
     let image = ctx.broker.metadata.image();
-    let mut failed = false;
-    let mut responses = Vec::with_capacity(request.topic_data.len());
+    // Every partition's append is queued before the first await that can yield (see
+    // `led_partition`), so pipelined requests of one connection, whose handlers start in
+    // request order, append in request order; the appends then run on blocking threads.
+    let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         // v13+ names topics by id (KIP-516), earlier versions by name.
         let (topic, unknown_code) = find_topic(
@@ -29,51 +34,62 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             &topic_data.name.0,
             topic_data.topic_id,
         );
-        let partition_responses = topic_data
-            .partition_data
-            .into_iter()
-            .map(|data| {
-                let result = if ![0, 1, -1].contains(&acks) {
-                    Err(PartitionError {
-                        code: errors::INVALID_REQUIRED_ACKS,
-                        message: format!("acks must be 0, 1 or -1, not {acks}"),
-                    })
-                } else {
-                    append(
-                        ctx,
-                        &topic_data.name.0,
-                        topic,
-                        unknown_code,
-                        data.index,
-                        data.records.as_deref(),
-                    )
-                };
-                let response = PartitionProduceResponse::default().with_index(data.index);
-                match result {
-                    Ok(appended) => response
-                        .with_base_offset(appended.base_offset)
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let submitted = if ![0, 1, -1].contains(&acks) {
+                Err(PartitionError {
+                    code: errors::INVALID_REQUIRED_ACKS,
+                    message: format!("acks must be 0, 1 or -1, not {acks}"),
+                })
+            } else {
+                submit(
+                    ctx,
+                    &topic_data.name.0,
+                    topic,
+                    unknown_code,
+                    data.index,
+                    data.records,
+                )
+                .await
+            };
+            partitions.push((data.index, submitted));
+        }
+        topics.push((topic_data.name, topic_data.topic_id, partitions));
+    }
+    let mut failed = false;
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, topic_id, partitions) in topics {
+        let mut partition_responses = Vec::with_capacity(partitions.len());
+        for (index, submitted) in partitions {
+            let result = match submitted {
+                Ok(appended) => appended.await,
+                Err(error) => Err(error),
+            };
+            let response = PartitionProduceResponse::default().with_index(index);
+            partition_responses.push(match result {
+                Ok(appended) => response
+                    .with_base_offset(appended.base_offset)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(appended.log_start_offset),
+                Err(error) => {
+                    failed = true;
+                    let response = response
+                        .with_error_code(error.code)
+                        .with_base_offset(-1)
                         .with_log_append_time_ms(-1)
-                        .with_log_start_offset(appended.log_start_offset),
-                    Err(error) => {
-                        failed = true;
-                        let response = response
-                            .with_error_code(error.code)
-                            .with_base_offset(-1)
-                            .with_log_append_time_ms(-1)
-                            .with_log_start_offset(-1);
-                        if version >= 8 {
-                            response.with_error_message(Some(StrBytes::from_string(error.message)))
-                        } else {
-                            response
-                        }
+                        .with_log_start_offset(-1);
+                    if version >= 8 {
+                        response.with_error_message(Some(StrBytes::from_string(error.message)))
+                    } else {
+                        response
                     }
                 }
-            })
-            .collect();
+            });
+        }
         responses.push(
             TopicProduceResponse::default()
-                .with_name(topic_data.name)
-                .with_topic_id(topic_data.topic_id)
+                .with_name(name)
+                .with_topic_id(topic_id)
                 .with_partition_responses(partition_responses),
         );
     }
@@ -89,14 +105,15 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     )))
 }
 
-fn append(
+/// Queues the partition's append; the returned future is its result.
+async fn submit(
     ctx: &RequestContext,
     requested_name: &str,
     topic: Option<&Arc<TopicImage>>,
     unknown_code: i16,
     index: i32,
-    records: Option<&[u8]>,
-) -> Result<AppendResult, PartitionError> {
+    records: Option<Bytes>,
+) -> Result<impl Future<Output = Result<AppendResult, PartitionError>>, PartitionError> {
     // Kafka checks this first, by name: an internal topic is refused even before it exists.
     let name = topic.map_or(requested_name, |t| t.name.as_str());
     check_client_append(name, ctx.header.client_id.as_deref()).map_err(|refused| {
@@ -105,10 +122,10 @@ fn append(
             message: refused.message,
         }
     })?;
-    let partition = led_partition(ctx, topic, unknown_code, index, -1)?;
+    let partition = led_partition(ctx, topic, unknown_code, index, -1).await?;
     let records = records.ok_or_else(|| PartitionError {
         code: INVALID_RECORD,
         message: "records are null".to_string(),
     })?;
-    partition.append(records)
+    Ok(partition.submit_append(records))
 }
