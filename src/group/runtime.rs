@@ -447,5 +447,5 @@ fn append_records(partition: &Partition, records: &[super::Record]) -> Result<()
             code: error_code::KAFKA_STORAGE_ERROR,
             message: e.to_string(),
         })?;
-    partition.append(&bytes).map(|_| ())
+    partition.append(&bytes).map(|_| ()).map_err(|e| e.error)
 }

@@ -27,9 +27,10 @@ const OFFSET_LEADER_EPOCH: usize = 12;
 const OFFSET_MAGIC: usize = 16;
 const OFFSET_CRC: usize = 17;
 const OFFSET_ATTRIBUTES: usize = 21;
+const OFFSET_MAX_TIMESTAMP: usize = 35;
 
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
-const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+pub(crate) const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
 
@@ -99,7 +100,7 @@ impl BatchHeader {
             attributes: be_i16(buf, OFFSET_ATTRIBUTES),
             last_offset_delta: be_i32(buf, 23),
             base_timestamp: be_i64(buf, 27),
-            max_timestamp: be_i64(buf, 35),
+            max_timestamp: be_i64(buf, OFFSET_MAX_TIMESTAMP),
             producer_id: be_i64(buf, 43),
             producer_epoch: be_i16(buf, 51),
             base_sequence: be_i32(buf, 53),
@@ -257,6 +258,18 @@ pub fn patch_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: 
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4]
         .copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Marks the batch CreateTime with this maxTimestamp and recomputes its CRC, as Kafka's
+/// `setMaxTimestamp` does when the producer's value is not the records' maximum.
+pub fn set_create_time_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    debug_assert!(batch.len() >= HEADER_SIZE);
+    let attributes = be_i16(batch, OFFSET_ATTRIBUTES) & !ATTR_TIMESTAMP_TYPE;
+    batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]
+        .copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// A record for [`encode_uncompressed`].

@@ -14,6 +14,7 @@
 
 pub mod batch;
 mod segment;
+pub mod validator;
 #[cfg(test)]
 mod tests;
 

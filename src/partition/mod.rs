@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::log::batch::{self, BatchError, BatchHeader};
+use crate::log::validator::{self, RecordError, RecordRules, RejectKind, Rejection};
 use crate::log::{Log, LogConfig, LogError};
 use crate::metadata::{MetadataImage, TopicImage};
 use producer_state::{ProducerSnapshot, ProducerStateTable, SequenceCheck};
@@ -31,6 +32,7 @@ pub mod error_code {
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TIMESTAMP: i16 = 32;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const INVALID_TXN_STATE: i16 = 48;
     pub const INVALID_RECORD: i16 = 87;
@@ -77,6 +79,44 @@ impl From<BatchError> for PartitionError {
     }
 }
 
+/// A refused append: the partition's error and, for per-record rules (timestamps, keys
+/// of compacted topics), which records broke them (Produce v8+ `record_errors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendError {
+    pub error: PartitionError,
+    pub record_errors: Vec<RecordError>,
+}
+
+impl From<PartitionError> for AppendError {
+    fn from(error: PartitionError) -> Self {
+        AppendError {
+            error,
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+impl From<LogError> for AppendError {
+    fn from(error: LogError) -> Self {
+        PartitionError::from(error).into()
+    }
+}
+
+impl From<Rejection> for AppendError {
+    fn from(rejection: Rejection) -> Self {
+        let code = match rejection.kind {
+            RejectKind::Corrupt => error_code::CORRUPT_MESSAGE,
+            RejectKind::InvalidRecord => error_code::INVALID_RECORD,
+            RejectKind::InvalidTimestamp => error_code::INVALID_TIMESTAMP,
+            RejectKind::TooLarge => error_code::MESSAGE_TOO_LARGE,
+        };
+        AppendError {
+            error: PartitionError::new(code, rejection.message),
+            record_errors: rejection.record_errors,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
     pub base_offset: i64,
@@ -112,6 +152,7 @@ pub struct Partition {
     pub index: i32,
     leader_epoch: i32,
     max_message_bytes: i32,
+    record_rules: RecordRules,
     producer_id_expiration_ms: i64,
     state: Mutex<PartitionState>,
     data_arrived: Notify,
@@ -133,6 +174,7 @@ impl Partition {
         leader_epoch: i32,
         log_config: LogConfig,
         max_message_bytes: i32,
+        record_rules: RecordRules,
         producer_id_expiration_ms: i64,
     ) -> Result<Partition, PartitionError> {
         std::fs::create_dir_all(dir).map_err(LogError::from)?;
@@ -145,6 +187,7 @@ impl Partition {
             index,
             leader_epoch,
             max_message_bytes,
+            record_rules,
             producer_id_expiration_ms,
             state: Mutex::new(PartitionState { log, producers }),
             data_arrived: Notify::new(),
@@ -163,15 +206,8 @@ impl Partition {
     }
 
     /// Validates and appends the record set of one produce request for this partition.
-    pub fn append(&self, records: &[u8]) -> Result<AppendResult, PartitionError> {
-        let headers = batch::validate_all(records)?;
-        // Produce v3+ carries exactly one batch per partition (Kafka rejects more).
-        let [header] = headers[..] else {
-            return Err(PartitionError::new(
-                error_code::INVALID_RECORD,
-                "a produce request must carry exactly one record batch per partition",
-            ));
-        };
+    pub fn append(&self, records: &[u8]) -> Result<AppendResult, AppendError> {
+        // Size first, as Kafka, so that an oversized batch is not walked.
         if records.len() > self.max_message_bytes.max(0) as usize {
             return Err(PartitionError::new(
                 error_code::MESSAGE_TOO_LARGE,
@@ -180,21 +216,19 @@ impl Partition {
                     records.len(),
                     self.max_message_bytes
                 ),
-            ));
+            )
+            .into());
         }
-        if header.is_control() {
-            return Err(PartitionError::new(
-                error_code::INVALID_RECORD,
-                "clients may not produce control batches",
-            ));
-        }
+        let now = now_ms();
+        let valid = validator::validate_produce(records, now, &self.record_rules)?;
+        let header = valid.header;
         if header.is_transactional() {
             return Err(PartitionError::new(
                 error_code::INVALID_TXN_STATE,
                 "transactional produce is not supported yet",
-            ));
+            )
+            .into());
         }
-        let now = now_ms();
         let mut state = self.lock();
         let base_offset = match state.producers.check(&header) {
             Ok(SequenceCheck::Duplicate { first_offset }) => first_offset,
@@ -202,6 +236,9 @@ impl Partition {
                 let base_offset = state.log.log_end_offset();
                 let mut owned = records.to_vec();
                 batch::patch_offset_and_epoch(&mut owned, base_offset, self.leader_epoch);
+                if valid.needs_max_timestamp_fix {
+                    batch::set_create_time_max_timestamp(&mut owned, header.max_timestamp);
+                }
                 let stored = BatchHeader {
                     base_offset,
                     partition_leader_epoch: self.leader_epoch,
@@ -219,7 +256,8 @@ impl Partition {
                         "producer {} epoch {} sequence {}: {error:?}",
                         header.producer_id, header.producer_epoch, header.base_sequence
                     ),
-                ))
+                )
+                .into())
             }
         };
         let log_start_offset = state.log.log_start_offset();
@@ -478,6 +516,7 @@ impl PartitionManager {
                 leader_epoch,
                 self.config.topic_log_config(&topic.configs),
                 self.config.topic_max_message_bytes(&topic.configs),
+                self.config.topic_record_rules(&topic.configs),
                 self.config.producer_id_expiration_ms,
             );
             match opened {

@@ -4,14 +4,16 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{find_topic, led_partition};
 use crate::metadata::TopicImage;
 use crate::partition::error_code::INVALID_RECORD;
-use crate::partition::{AppendResult, PartitionError};
+use crate::partition::{AppendError, AppendResult, PartitionError};
 use crate::protocol::{errors, Outcome, RequestContext};
 
 pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
@@ -33,10 +35,10 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             .into_iter()
             .map(|data| {
                 let result = if ![0, 1, -1].contains(&acks) {
-                    Err(PartitionError {
+                    Err(AppendError::from(PartitionError {
                         code: errors::INVALID_REQUIRED_ACKS,
                         message: format!("acks must be 0, 1 or -1, not {acks}"),
-                    })
+                    }))
                 } else {
                     append(
                         ctx,
@@ -52,15 +54,31 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
                         .with_base_offset(appended.base_offset)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(appended.log_start_offset),
-                    Err(error) => {
+                    Err(AppendError {
+                        error,
+                        record_errors,
+                    }) => {
                         failed = true;
                         let response = response
                             .with_error_code(error.code)
                             .with_base_offset(-1)
                             .with_log_append_time_ms(-1)
                             .with_log_start_offset(-1);
+                        // error_message and record_errors exist from v8 (KIP-467).
                         if version >= 8 {
-                            response.with_error_message(Some(StrBytes::from_string(error.message)))
+                            let record_errors = record_errors
+                                .into_iter()
+                                .map(|e| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(e.batch_index)
+                                        .with_batch_index_error_message(Some(
+                                            StrBytes::from_string(e.message),
+                                        ))
+                                })
+                                .collect();
+                            response
+                                .with_error_message(Some(StrBytes::from_string(error.message)))
+                                .with_record_errors(record_errors)
                         } else {
                             response
                         }
@@ -93,7 +111,7 @@ fn append(
     unknown_code: i16,
     index: i32,
     records: Option<&[u8]>,
-) -> Result<AppendResult, PartitionError> {
+) -> Result<AppendResult, AppendError> {
     let partition = led_partition(ctx, topic, unknown_code, index, -1)?;
     let records = records.ok_or_else(|| PartitionError {
         code: INVALID_RECORD,
