@@ -561,8 +561,9 @@ impl BrokerConfig {
         }
     }
 
-    /// The rules a topic's produced records are validated against: its timestamp bounds
-    /// (falling back to the broker's), its cleanup policy, and the decompression bound.
+    /// The rules a topic's produced records are validated against: `max.message.bytes`,
+    /// the timestamp bounds (falling back to the broker's), the cleanup policy, and the
+    /// decompression bound.
     pub fn topic_record_rules(&self, overrides: &BTreeMap<String, String>) -> RecordRules {
         let parsed = |key: &str, default: i64| {
             overrides
@@ -577,6 +578,7 @@ impl BrokerConfig {
             .any(|policy| policy.trim() == "compact");
         let max_message_bytes = self.topic_max_message_bytes(overrides).max(0) as u64;
         RecordRules {
+            max_message_bytes: max_message_bytes as usize,
             timestamp_before_max_ms: parsed(
                 "message.timestamp.before.max.ms",
                 self.log_message_timestamp_before_max_ms,
@@ -860,7 +862,8 @@ mod tests {
         assert_eq!(rules.timestamp_before_max_ms, 5000);
         assert_eq!(rules.timestamp_after_max_ms, 3_600_000);
         assert!(!rules.compacted);
-        assert_eq!(rules.max_decompressed_bytes, 64 << 20);
+        assert_eq!(rules.max_decompressed_bytes, 64 * 1_048_588);
+        assert_eq!(rules.max_message_bytes, 1_048_588);
         let mut overrides = BTreeMap::new();
         overrides.insert(
             "message.timestamp.after.max.ms".to_string(),
@@ -876,7 +879,9 @@ mod tests {
         assert!(load(&[], &["log.message.timestamp.after.max.ms=-1"]).is_err());
         assert!(validate_topic_config("message.timestamp.before.max.ms", "-1").is_err());
         assert_eq!(
-            load(&[], &[]).unwrap().broker_value("log.message.timestamp.before.max.ms"),
+            load(&[], &[])
+                .unwrap()
+                .broker_value("log.message.timestamp.before.max.ms"),
             Some((i64::MAX.to_string(), false))
         );
     }

@@ -160,9 +160,20 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..])
 }
 
-/// Checks one complete batch (exactly `header.total_size()` bytes): magic, CRC and
-/// Kafka's count rule (lastOffsetDelta + 1 == recordCount, both positive).
+/// Checks one complete batch (exactly `header.total_size()` bytes): magic, CRC,
+/// Kafka's count rule (lastOffsetDelta + 1 == recordCount, both positive) and, for an
+/// uncompressed batch, that its records' lengths add up (what recovery needs; produce
+/// walks every record with [`super::validator`]).
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = validate_header(batch)?;
+    if header.compression_codec() == 0 {
+        check_uncompressed_records(&batch[HEADER_SIZE..], header.record_count)?;
+    }
+    Ok(header)
+}
+
+/// [`validate`] without the record framing: header, magic, CRC and counts.
+fn validate_header(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if header.total_size() != batch.len() {
         return Err(BatchError::Corrupt("batch length does not match its bytes"));
@@ -189,9 +200,6 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     if header.compression_codec() > 4 {
         return Err(BatchError::Invalid("unknown compression codec"));
-    }
-    if header.compression_codec() == 0 {
-        check_uncompressed_records(&batch[HEADER_SIZE..], header.record_count)?;
     }
     Ok(header)
 }
@@ -232,8 +240,9 @@ fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
     None
 }
 
-/// Splits a buffer of concatenated batches, validating each. Fails on the first bad one,
-/// so that a request's batches are all checked before any is appended.
+/// Splits a buffer of concatenated batches, checking each one's header and CRC (not its
+/// records). Fails on the first bad one, so that a request's batches are all checked
+/// before any is appended.
 pub fn validate_all(mut buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
     let mut headers = Vec::new();
     if buf.is_empty() {
@@ -245,7 +254,7 @@ pub fn validate_all(mut buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
         if size > buf.len() {
             return Err(BatchError::Corrupt("record set ends inside a batch"));
         }
-        headers.push(validate(&buf[..size])?);
+        headers.push(validate_header(&buf[..size])?);
         buf = &buf[size..];
     }
     Ok(headers)

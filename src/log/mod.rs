@@ -14,9 +14,9 @@
 
 pub mod batch;
 mod segment;
-pub mod validator;
 #[cfg(test)]
 mod tests;
+pub mod validator;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

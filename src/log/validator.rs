@@ -40,6 +40,8 @@ pub const MAX_RECORD_ERRORS: usize = 1000;
 /// Per-topic rules a produced batch is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordRules {
+    /// `max.message.bytes`: largest batch, as sent (compressed).
+    pub max_message_bytes: usize,
     /// `message.timestamp.before.max.ms`: how far in the past a CreateTime may be.
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`: how far in the future a CreateTime may be.
@@ -54,6 +56,7 @@ impl Default for RecordRules {
     /// Kafka 4's defaults: no lower bound, at most one hour ahead.
     fn default() -> Self {
         RecordRules {
+            max_message_bytes: 1_048_588,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
             compacted: false,
@@ -71,7 +74,8 @@ pub enum RejectKind {
     InvalidRecord,
     /// INVALID_TIMESTAMP: a record's timestamp is out of bounds (or LogAppendTime sent).
     InvalidTimestamp,
-    /// MESSAGE_TOO_LARGE: the decompressed batch exceeds the bound.
+    /// MESSAGE_TOO_LARGE: the batch exceeds `max.message.bytes`, or it decompresses to
+    /// more than the bound.
     TooLarge,
 }
 
@@ -126,13 +130,24 @@ pub struct ValidBatch {
     pub needs_max_timestamp_fix: bool,
 }
 
-/// Validates the record set of one produce request for one partition: exactly one v2
-/// batch, header and CRC, the client-side batch rules and every record.
+/// Validates the record set of one produce request for one partition: its size,
+/// exactly one v2 batch, header and CRC, the client-side batch rules and every record.
 pub fn validate_produce(
     records: &[u8],
     now_ms: i64,
     rules: &RecordRules,
 ) -> Result<ValidBatch, Rejection> {
+    // Size first, as Kafka, so that an oversized batch is not walked.
+    if records.len() > rules.max_message_bytes {
+        return Err(Rejection::new(
+            RejectKind::TooLarge,
+            format!(
+                "batch of {} bytes exceeds max.message.bytes {}",
+                records.len(),
+                rules.max_message_bytes
+            ),
+        ));
+    }
     let headers = batch::validate_all(records)?;
     // Produce v3+ carries exactly one batch per partition (Kafka rejects more).
     let [header] = headers[..] else {
@@ -194,8 +209,8 @@ fn walk_compressed(
         CODEC_SNAPPY => Box::new(SnappyReader::new(body, max_bytes)),
         CODEC_LZ4 => Box::new(lz4::Decoder::new(body).map_err(decompress_failed)?),
         CODEC_ZSTD => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(body)
-                .map_err(decompress_failed)?;
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(body).map_err(decompress_failed)?;
             decoder
                 .window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(decompress_failed)?;
@@ -208,6 +223,7 @@ fn walk_compressed(
         Bounded {
             inner: decoder,
             left_bytes: max_bytes,
+            max_bytes,
         },
     );
     walk.records(&mut input)
@@ -234,6 +250,7 @@ fn too_large(max_bytes: u64) -> io::Error {
 struct Bounded<R> {
     inner: R,
     left_bytes: u64,
+    max_bytes: u64,
 }
 
 impl<R: Read> Read for Bounded<R> {
@@ -242,7 +259,7 @@ impl<R: Read> Read for Bounded<R> {
         self.left_bytes = self
             .left_bytes
             .checked_sub(n as u64)
-            .ok_or_else(|| too_large(self.left_bytes))?;
+            .ok_or_else(|| too_large(self.max_bytes))?;
         Ok(n)
     }
 }
@@ -489,7 +506,9 @@ impl Walk<'_> {
             )));
         }
         let key = rec.skip_bytes_field("key").map_err(|s| fail(s, "key"))?;
-        let value = rec.skip_bytes_field("value").map_err(|s| fail(s, "value"))?;
+        let value = rec
+            .skip_bytes_field("value")
+            .map_err(|s| fail(s, "value"))?;
         for field in [&key, &value] {
             if let FieldLen::Negative(what, len) = field {
                 return Err(Rejection::invalid(format!(
@@ -529,7 +548,7 @@ impl Walk<'_> {
         }
         if rec.left != 0 {
             return Err(Rejection::invalid(format!(
-                "record {index}: {} bytes left over after its headers",
+                "record {index}: its length claims {} bytes more than its fields use",
                 rec.left
             )));
         }

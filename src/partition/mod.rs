@@ -151,7 +151,6 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     leader_epoch: i32,
-    max_message_bytes: i32,
     record_rules: RecordRules,
     producer_id_expiration_ms: i64,
     state: Mutex<PartitionState>,
@@ -173,7 +172,6 @@ impl Partition {
         index: i32,
         leader_epoch: i32,
         log_config: LogConfig,
-        max_message_bytes: i32,
         record_rules: RecordRules,
         producer_id_expiration_ms: i64,
     ) -> Result<Partition, PartitionError> {
@@ -186,7 +184,6 @@ impl Partition {
             topic_id: topic.topic_id,
             index,
             leader_epoch,
-            max_message_bytes,
             record_rules,
             producer_id_expiration_ms,
             state: Mutex::new(PartitionState { log, producers }),
@@ -207,18 +204,6 @@ impl Partition {
 
     /// Validates and appends the record set of one produce request for this partition.
     pub fn append(&self, records: &[u8]) -> Result<AppendResult, AppendError> {
-        // Size first, as Kafka, so that an oversized batch is not walked.
-        if records.len() > self.max_message_bytes.max(0) as usize {
-            return Err(PartitionError::new(
-                error_code::MESSAGE_TOO_LARGE,
-                format!(
-                    "batch of {} bytes exceeds max.message.bytes {}",
-                    records.len(),
-                    self.max_message_bytes
-                ),
-            )
-            .into());
-        }
         let now = now_ms();
         let valid = validator::validate_produce(records, now, &self.record_rules)?;
         let header = valid.header;
@@ -515,7 +500,6 @@ impl PartitionManager {
                 key.1,
                 leader_epoch,
                 self.config.topic_log_config(&topic.configs),
-                self.config.topic_max_message_bytes(&topic.configs),
                 self.config.topic_record_rules(&topic.configs),
                 self.config.producer_id_expiration_ms,
             );
