@@ -199,7 +199,11 @@ fn produce_validation_answers_like_kafka() {
         }
         let _stop = StopOnDrop(&stop);
         let mut check = |case: &str| {
-            assert!(broker.is_running(), "{case}: broker died\n{}", broker.log_tail());
+            assert!(
+                broker.is_running(),
+                "{case}: broker died\n{}",
+                broker.log_tail()
+            );
             let before = canary_rec.count();
             wait_until(
                 &format!("{case}: a new canary ack"),
@@ -275,7 +279,10 @@ fn produce_validation_answers_like_kafka() {
             let a = produce(&addr, &topic, plain(&records, now_ms()));
             assert_eq!(a.code, 87, "offset delta: {a:?}");
             assert!(
-                a.message.as_deref().unwrap_or("").contains("not in sequence"),
+                a.message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("not in sequence"),
                 "{a:?}"
             );
             check("offset delta");
@@ -294,7 +301,10 @@ fn produce_validation_answers_like_kafka() {
             let a = produce(&addr, &topic, b);
             assert_eq!(a.code, 10, "zstd bomb: {a:?}");
             assert!(
-                a.message.as_deref().unwrap_or("").contains("decompresses to more than"),
+                a.message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("decompresses to more than"),
                 "{a:?}"
             );
             println!("zstd bomb refused in {:?}", started.elapsed());

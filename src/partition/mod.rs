@@ -9,6 +9,8 @@
 //! Single node: this broker is the only replica, so the high watermark is the log end
 //! offset and acks=all is satisfied by the local append.
 
+#[cfg(test)]
+mod append_validation_tests;
 pub mod producer_state;
 
 use std::collections::{BTreeMap, HashMap};
