@@ -207,7 +207,7 @@ fn walk_compressed(
     let decoder: Box<dyn Read + '_> = match codec {
         CODEC_GZIP => Box::new(flate2::bufread::MultiGzDecoder::new(body)),
         CODEC_SNAPPY => Box::new(SnappyReader::new(body, max_bytes)),
-        CODEC_LZ4 => Box::new(lz4::Decoder::new(body).map_err(decompress_failed)?),
+        CODEC_LZ4 => Box::new(Lz4Reader::new(body).map_err(decompress_failed)?),
         CODEC_ZSTD => {
             let mut decoder =
                 zstd::stream::read::Decoder::with_buffer(body).map_err(decompress_failed)?;
@@ -347,6 +347,90 @@ impl Read for SnappyReader<'_> {
         buf[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// An LZ4 frame (Kafka's lz4 framing since magic 1) decoded by liblz4's frame API with
+/// checksums skipped: Kafka does not verify the content checksum either, and the batch's
+/// CRC-32C already covers the compressed bytes. liblz4 bounds its own buffers by the
+/// frame's block size (at most 4 MiB).
+struct Lz4Reader<'a> {
+    ctx: lz4_sys::LZ4FDecompressionContext,
+    compressed: &'a [u8],
+    finished: bool,
+}
+
+impl<'a> Lz4Reader<'a> {
+    fn new(compressed: &'a [u8]) -> io::Result<Self> {
+        let mut ctx = lz4_sys::LZ4FDecompressionContext(std::ptr::null_mut());
+        // SAFETY: creates a context owned by the returned reader, freed in Drop.
+        let code =
+            unsafe { lz4_sys::LZ4F_createDecompressionContext(&mut ctx, lz4_sys::LZ4F_VERSION) };
+        lz4_result(code)?;
+        Ok(Lz4Reader {
+            ctx,
+            compressed,
+            finished: false,
+        })
+    }
+}
+
+fn lz4_result(code: usize) -> io::Result<usize> {
+    // SAFETY: both functions only inspect the code; the name is a static C string.
+    unsafe {
+        if lz4_sys::LZ4F_isError(code) != 0 {
+            let name = std::ffi::CStr::from_ptr(lz4_sys::LZ4F_getErrorName(code));
+            return Err(corrupt(&format!("lz4: {}", name.to_string_lossy())));
+        }
+    }
+    Ok(code)
+}
+
+impl Read for Lz4Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // liblz4's LZ4F_decompressOptions_t is {stableDst, skipChecksums, reserved x2};
+        // lz4-sys names the last three `reserved`.
+        let options = lz4_sys::LZ4FDecompressOptions {
+            stable_dst: 0,
+            reserved: [1, 0, 0],
+        };
+        while !self.finished && !buf.is_empty() {
+            let mut dst_bytes = buf.len();
+            let mut src_bytes = self.compressed.len();
+            // SAFETY: pointers and lengths come from live slices; liblz4 writes at most
+            // `dst_bytes` into `buf`, reads at most `src_bytes`, and reports both back.
+            let hint = lz4_result(unsafe {
+                lz4_sys::LZ4F_decompress(
+                    self.ctx,
+                    buf.as_mut_ptr(),
+                    &mut dst_bytes,
+                    self.compressed.as_ptr(),
+                    &mut src_bytes,
+                    &options,
+                )
+            })?;
+            self.compressed = &self.compressed[src_bytes.min(self.compressed.len())..];
+            // A hint of 0 means the frame is complete.
+            self.finished = hint == 0;
+            if dst_bytes > 0 {
+                return Ok(dst_bytes.min(buf.len()));
+            }
+            if src_bytes == 0 {
+                // No progress before the end mark: the frame is cut short (a consumer
+                // reading it would fail).
+                return Err(corrupt("lz4 frame cut short"));
+            }
+        }
+        Ok(0)
+    }
+}
+
+impl Drop for Lz4Reader<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the context was created in `new` and is freed exactly once.
+        unsafe {
+            lz4_sys::LZ4F_freeDecompressionContext(self.ctx);
+        }
     }
 }
 

@@ -698,3 +698,22 @@ fn a_batch_over_max_message_bytes_is_too_large() {
     };
     validate_produce(&b, NOW_MS, &exact).unwrap();
 }
+
+#[test]
+fn a_truncated_compressed_payload_is_refused_without_hanging() {
+    let mut payload = Vec::new();
+    for r in good(50) {
+        r.encode(&mut payload);
+    }
+    for codec in [CODEC_GZIP, CODEC_SNAPPY, CODEC_LZ4, CODEC_ZSTD] {
+        let compressed = compress(codec, &payload);
+        for cut in [1, compressed.len() / 2, compressed.len() - 1] {
+            let b = assemble(&compressed[..cut], 50, codec, NOW_MS + 49, 0);
+            let r = check(&b).expect_err("truncated");
+            assert!(
+                matches!(r.kind, RejectKind::Corrupt | RejectKind::InvalidRecord),
+                "codec {codec} cut {cut}: {r:?}"
+            );
+        }
+    }
+}
