@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::log::validator::RecordRules;
 use crate::log::LogConfig;
 
 #[derive(Debug, Error)]
@@ -89,6 +90,10 @@ pub struct BrokerConfig {
     pub compression_type: String,
     /// `log.message.timestamp.type`: CreateTime (LogAppendTime is not supported yet).
     pub log_message_timestamp_type: String,
+    /// `log.message.timestamp.before.max.ms` / `log.message.timestamp.after.max.ms`: how
+    /// far a record's CreateTime may lie behind / ahead of the broker's clock.
+    pub log_message_timestamp_before_max_ms: i64,
+    pub log_message_timestamp_after_max_ms: i64,
     /// `min.insync.replicas`
     pub min_insync_replicas: i32,
     /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after this.
@@ -175,6 +180,18 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         None,
     ),
     topic_config(
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+        ConfigType::Long,
+        None,
+    ),
+    topic_config(
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+        ConfigType::Long,
+        None,
+    ),
+    topic_config(
         "message.timestamp.type",
         "log.message.timestamp.type",
         ConfigType::String,
@@ -216,6 +233,13 @@ pub const INTERNAL_SEGMENT_BYTES: &str = "internal.segment.bytes";
 /// The floor for `internal.segment.bytes`: the smallest record (Kafka's
 /// `LegacyRecord.RECORD_OVERHEAD_V0`, the pre-4.0 bound of `segment.bytes`).
 const MIN_INTERNAL_SEGMENT_BYTES: i64 = 14;
+
+/// A compressed batch may decompress to at most this many times the topic's
+/// `max.message.bytes` (at least [`MIN_DECOMPRESSION_BASE_BYTES`]): far above what real
+/// codecs reach on real data (zstd/gzip rarely beat 20x), yet it stops a decompression
+/// bomb after a bounded amount of work. The walk streams, so memory does not grow with it.
+const DECOMPRESSION_RATIO_BOUND: u64 = 64;
+const MIN_DECOMPRESSION_BASE_BYTES: u64 = 1 << 20;
 
 /// Checks one topic-level config of a CreateTopics request; the error text is what
 /// the client sees next to INVALID_CONFIG.
@@ -370,6 +394,17 @@ impl BrokerConfig {
             log_message_timestamp_type: get("log.message.timestamp.type")
                 .unwrap_or("CreateTime")
                 .to_string(),
+            // Kafka 4 defaults (KIP-1030): unbounded in the past, one hour ahead.
+            log_message_timestamp_before_max_ms: number(
+                map,
+                "log.message.timestamp.before.max.ms",
+                i64::MAX,
+            )?,
+            log_message_timestamp_after_max_ms: number(
+                map,
+                "log.message.timestamp.after.max.ms",
+                3_600_000,
+            )?,
             min_insync_replicas: number(map, "min.insync.replicas", 1)?,
             producer_id_expiration_ms: number(map, "producer.id.expiration.ms", 86_400_000)?,
             connections_max_idle_ms: number(map, "connections.max.idle.ms", 600_000)?,
@@ -472,6 +507,20 @@ impl BrokerConfig {
                 "can be 0 only if max.connections.per.ip.overrides is set",
             ));
         }
+        for (key, value) in [
+            (
+                "log.message.timestamp.before.max.ms",
+                self.log_message_timestamp_before_max_ms,
+            ),
+            (
+                "log.message.timestamp.after.max.ms",
+                self.log_message_timestamp_after_max_ms,
+            ),
+        ] {
+            if value < 0 {
+                return Err(invalid(key, value.to_string(), "must be >= 0"));
+            }
+        }
         if self.log_message_timestamp_type != "CreateTime" {
             return Err(invalid(
                 "log.message.timestamp.type",
@@ -544,6 +593,12 @@ impl BrokerConfig {
             "log.cleanup.policy" => self.log_cleanup_policy.clone(),
             "compression.type" => self.compression_type.clone(),
             "log.message.timestamp.type" => self.log_message_timestamp_type.clone(),
+            "log.message.timestamp.before.max.ms" => {
+                self.log_message_timestamp_before_max_ms.to_string()
+            }
+            "log.message.timestamp.after.max.ms" => {
+                self.log_message_timestamp_after_max_ms.to_string()
+            }
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
             "connections.max.idle.ms" => self.connections_max_idle_ms.to_string(),
@@ -588,6 +643,38 @@ impl BrokerConfig {
         }
     }
 
+    /// The rules a topic's produced records are validated against: `max.message.bytes`,
+    /// the timestamp bounds (falling back to the broker's), the cleanup policy, and the
+    /// decompression bound.
+    pub fn topic_record_rules(&self, overrides: &BTreeMap<String, String>) -> RecordRules {
+        let parsed = |key: &str, default: i64| {
+            overrides
+                .get(key)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(default)
+        };
+        let compacted = overrides
+            .get("cleanup.policy")
+            .unwrap_or(&self.log_cleanup_policy)
+            .split(',')
+            .any(|policy| policy.trim() == "compact");
+        let max_message_bytes = self.topic_max_message_bytes(overrides).max(0) as u64;
+        RecordRules {
+            max_message_bytes: max_message_bytes as usize,
+            timestamp_before_max_ms: parsed(
+                "message.timestamp.before.max.ms",
+                self.log_message_timestamp_before_max_ms,
+            ),
+            timestamp_after_max_ms: parsed(
+                "message.timestamp.after.max.ms",
+                self.log_message_timestamp_after_max_ms,
+            ),
+            compacted,
+            max_decompressed_bytes: DECOMPRESSION_RATIO_BOUND
+                * max_message_bytes.max(MIN_DECOMPRESSION_BASE_BYTES),
+        }
+    }
+
     /// A topic's `max.message.bytes`, falling back to the broker's `message.max.bytes`.
     pub fn topic_max_message_bytes(&self, overrides: &BTreeMap<String, String>) -> i32 {
         overrides
@@ -628,6 +715,8 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "log.cleanup.policy",
     "compression.type",
     "log.message.timestamp.type",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.after.max.ms",
     "min.insync.replicas",
     "producer.id.expiration.ms",
     "connections.max.idle.ms",
@@ -934,5 +1023,36 @@ mod tests {
         assert_eq!(c.topic_log_config(&overrides).segment_bytes, 100);
         assert_eq!(log.flush_interval_messages, 1);
         assert_eq!(c.topic_max_message_bytes(&overrides), 77);
+    }
+
+    #[test]
+    fn timestamp_bounds_default_like_kafka_4_and_topics_override_them() {
+        let c = load(&[], &["log.message.timestamp.before.max.ms=5000"]).unwrap();
+        let rules = c.topic_record_rules(&BTreeMap::new());
+        assert_eq!(rules.timestamp_before_max_ms, 5000);
+        assert_eq!(rules.timestamp_after_max_ms, 3_600_000);
+        assert!(!rules.compacted);
+        assert_eq!(rules.max_decompressed_bytes, 64 * 1_048_588);
+        assert_eq!(rules.max_message_bytes, 1_048_588);
+        let mut overrides = BTreeMap::new();
+        overrides.insert(
+            "message.timestamp.after.max.ms".to_string(),
+            "10".to_string(),
+        );
+        overrides.insert("cleanup.policy".to_string(), "delete,compact".to_string());
+        overrides.insert("max.message.bytes".to_string(), (4 << 20).to_string());
+        let rules = c.topic_record_rules(&overrides);
+        assert_eq!(rules.timestamp_after_max_ms, 10);
+        assert_eq!(rules.timestamp_before_max_ms, 5000);
+        assert!(rules.compacted);
+        assert_eq!(rules.max_decompressed_bytes, 256 << 20);
+        assert!(load(&[], &["log.message.timestamp.after.max.ms=-1"]).is_err());
+        assert!(validate_topic_config("message.timestamp.before.max.ms", "-1").is_err());
+        assert_eq!(
+            load(&[], &[])
+                .unwrap()
+                .broker_value("log.message.timestamp.before.max.ms"),
+            Some((i64::MAX.to_string(), false))
+        );
     }
 }

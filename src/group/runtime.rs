@@ -383,7 +383,7 @@ impl Task {
             s.writing = Some(next.responses);
             let (events, generation) = (self.events.clone(), s.generation);
             tokio::spawn(async move {
-                let result = appended.await.map(|_| ());
+                let result = appended.await.map(|_| ()).map_err(|e| e.error);
                 let _ = events.send(Event::Written {
                     shard,
                     generation,

@@ -27,9 +27,10 @@ const OFFSET_LEADER_EPOCH: usize = 12;
 const OFFSET_MAGIC: usize = 16;
 const OFFSET_CRC: usize = 17;
 const OFFSET_ATTRIBUTES: usize = 21;
+const OFFSET_MAX_TIMESTAMP: usize = 35;
 
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
-const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+pub(crate) const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
 
@@ -99,7 +100,7 @@ impl BatchHeader {
             attributes: be_i16(buf, OFFSET_ATTRIBUTES),
             last_offset_delta: be_i32(buf, 23),
             base_timestamp: be_i64(buf, 27),
-            max_timestamp: be_i64(buf, 35),
+            max_timestamp: be_i64(buf, OFFSET_MAX_TIMESTAMP),
             producer_id: be_i64(buf, 43),
             producer_epoch: be_i16(buf, 51),
             base_sequence: be_i32(buf, 53),
@@ -159,9 +160,20 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..])
 }
 
-/// Checks one complete batch (exactly `header.total_size()` bytes): magic, CRC and
-/// Kafka's count rule (lastOffsetDelta + 1 == recordCount, both positive).
+/// Checks one complete batch (exactly `header.total_size()` bytes): magic, CRC,
+/// Kafka's count rule (lastOffsetDelta + 1 == recordCount, both positive) and, for an
+/// uncompressed batch, that its records' lengths add up (what recovery needs; produce
+/// walks every record with [`super::validator`]).
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = validate_header(batch)?;
+    if header.compression_codec() == 0 {
+        check_uncompressed_records(&batch[HEADER_SIZE..], header.record_count)?;
+    }
+    Ok(header)
+}
+
+/// [`validate`] without the record framing: header, magic, CRC and counts.
+fn validate_header(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if header.total_size() != batch.len() {
         return Err(BatchError::Corrupt("batch length does not match its bytes"));
@@ -188,9 +200,6 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     if header.compression_codec() > 4 {
         return Err(BatchError::Invalid("unknown compression codec"));
-    }
-    if header.compression_codec() == 0 {
-        check_uncompressed_records(&batch[HEADER_SIZE..], header.record_count)?;
     }
     Ok(header)
 }
@@ -231,8 +240,9 @@ fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
     None
 }
 
-/// Splits a buffer of concatenated batches, validating each. Fails on the first bad one,
-/// so that a request's batches are all checked before any is appended.
+/// Splits a buffer of concatenated batches, checking each one's header and CRC (not its
+/// records). Fails on the first bad one, so that a request's batches are all checked
+/// before any is appended.
 pub fn validate_all(mut buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
     let mut headers = Vec::new();
     if buf.is_empty() {
@@ -244,7 +254,7 @@ pub fn validate_all(mut buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
         if size > buf.len() {
             return Err(BatchError::Corrupt("record set ends inside a batch"));
         }
-        headers.push(validate(&buf[..size])?);
+        headers.push(validate_header(&buf[..size])?);
         buf = &buf[size..];
     }
     Ok(headers)
@@ -257,6 +267,18 @@ pub fn patch_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: 
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4]
         .copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Marks the batch CreateTime with this maxTimestamp and recomputes its CRC, as Kafka's
+/// `setMaxTimestamp` does when the producer's value is not the records' maximum.
+pub fn set_create_time_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    debug_assert!(batch.len() >= HEADER_SIZE);
+    let attributes = be_i16(batch, OFFSET_ATTRIBUTES) & !ATTR_TIMESTAMP_TYPE;
+    batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]
+        .copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// A record for [`encode_uncompressed`].

@@ -17,6 +17,7 @@ pub mod dir;
 mod segment;
 #[cfg(test)]
 mod tests;
+pub mod validator;
 
 use std::collections::BTreeMap;
 use std::fs;

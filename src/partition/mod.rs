@@ -15,6 +15,8 @@
 //! Single node: this broker is the only replica, so the high watermark is the log end
 //! offset and acks=all is satisfied by the local append.
 
+#[cfg(test)]
+mod append_validation_tests;
 pub mod producer_state;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -30,6 +32,7 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::log::batch::{self, BatchError, BatchHeader};
 use crate::log::dir::{self, LogDirHealth};
+use crate::log::validator::{self, RecordError, RecordRules, RejectKind, Rejection};
 use crate::log::{Log, LogConfig, LogError, ReadPlan};
 use crate::metadata::{MetadataImage, TopicImage};
 use producer_state::{ProducerSnapshot, ProducerStateTable, SequenceCheck};
@@ -39,6 +42,7 @@ pub mod error_code {
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TIMESTAMP: i16 = 32;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const INVALID_TXN_STATE: i16 = 48;
     pub const INVALID_RECORD: i16 = 87;
@@ -87,6 +91,44 @@ impl From<BatchError> for PartitionError {
     }
 }
 
+/// A refused append: the partition's error and, for per-record rules (timestamps, keys
+/// of compacted topics), which records broke them (Produce v8+ `record_errors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendError {
+    pub error: PartitionError,
+    pub record_errors: Vec<RecordError>,
+}
+
+impl From<PartitionError> for AppendError {
+    fn from(error: PartitionError) -> Self {
+        AppendError {
+            error,
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+impl From<LogError> for AppendError {
+    fn from(error: LogError) -> Self {
+        PartitionError::from(error).into()
+    }
+}
+
+impl From<Rejection> for AppendError {
+    fn from(rejection: Rejection) -> Self {
+        let code = match rejection.kind {
+            RejectKind::Corrupt => error_code::CORRUPT_MESSAGE,
+            RejectKind::InvalidRecord => error_code::INVALID_RECORD,
+            RejectKind::InvalidTimestamp => error_code::INVALID_TIMESTAMP,
+            RejectKind::TooLarge => error_code::MESSAGE_TOO_LARGE,
+        };
+        AppendError {
+            error: PartitionError::new(code, rejection.message),
+            record_errors: rejection.record_errors,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
     pub base_offset: i64,
@@ -126,7 +168,7 @@ struct AppendQueue {
 
 struct AppendJob {
     records: Bytes,
-    done: oneshot::Sender<Result<AppendResult, PartitionError>>,
+    done: oneshot::Sender<Result<AppendResult, AppendError>>,
 }
 
 /// One hosted partition.
@@ -135,7 +177,7 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     leader_epoch: i32,
-    max_message_bytes: i32,
+    record_rules: RecordRules,
     producer_id_expiration_ms: i64,
     /// The append lock: held across file IO, so only ever taken on blocking threads.
     state: Mutex<PartitionState>,
@@ -163,7 +205,7 @@ impl Partition {
         index: i32,
         leader_epoch: i32,
         log_config: LogConfig,
-        max_message_bytes: i32,
+        record_rules: RecordRules,
         producer_id_expiration_ms: i64,
         health: Arc<LogDirHealth>,
     ) -> Result<Partition, PartitionError> {
@@ -176,7 +218,7 @@ impl Partition {
             topic_id: topic.topic_id,
             index,
             leader_epoch,
-            max_message_bytes,
+            record_rules,
             producer_id_expiration_ms,
             log_start_offset: AtomicI64::new(log.log_start_offset()),
             high_watermark: AtomicI64::new(log.log_end_offset()),
@@ -225,8 +267,7 @@ impl Partition {
     pub fn submit_append(
         self: &Arc<Self>,
         records: Bytes,
-    ) -> impl std::future::Future<Output = Result<AppendResult, PartitionError>> + Send + 'static
-    {
+    ) -> impl std::future::Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
         let (done, result) = oneshot::channel();
         let start_drainer = {
             let mut queue = self.appends.lock().unwrap_or_else(|p| p.into_inner());
@@ -242,7 +283,8 @@ impl Partition {
                 Err(PartitionError::new(
                     error_code::KAFKA_STORAGE_ERROR,
                     "the append was abandoned",
-                ))
+                )
+                .into())
             })
         }
     }
@@ -265,10 +307,7 @@ impl Partition {
                 self.append(&job.records)
             }))
             .unwrap_or_else(|_| {
-                Err(PartitionError::new(
-                    error_code::KAFKA_STORAGE_ERROR,
-                    "append panicked",
-                ))
+                Err(PartitionError::new(error_code::KAFKA_STORAGE_ERROR, "append panicked").into())
             });
             // The requester may be gone (connection closed); the append stands.
             let _ = job.done.send(result);
@@ -277,38 +316,17 @@ impl Partition {
 
     /// Validates and appends the record set of one produce request for this partition.
     /// Blocking: call it on a blocking thread (async code uses [`Self::submit_append`]).
-    pub fn append(&self, records: &[u8]) -> Result<AppendResult, PartitionError> {
-        let headers = batch::validate_all(records)?;
-        // Produce v3+ carries exactly one batch per partition (Kafka rejects more).
-        let [header] = headers[..] else {
-            return Err(PartitionError::new(
-                error_code::INVALID_RECORD,
-                "a produce request must carry exactly one record batch per partition",
-            ));
-        };
-        if records.len() > self.max_message_bytes.max(0) as usize {
-            return Err(PartitionError::new(
-                error_code::MESSAGE_TOO_LARGE,
-                format!(
-                    "batch of {} bytes exceeds max.message.bytes {}",
-                    records.len(),
-                    self.max_message_bytes
-                ),
-            ));
-        }
-        if header.is_control() {
-            return Err(PartitionError::new(
-                error_code::INVALID_RECORD,
-                "clients may not produce control batches",
-            ));
-        }
+    pub fn append(&self, records: &[u8]) -> Result<AppendResult, AppendError> {
+        let now = now_ms();
+        let valid = validator::validate_produce(records, now, &self.record_rules)?;
+        let header = valid.header;
         if header.is_transactional() {
             return Err(PartitionError::new(
                 error_code::INVALID_TXN_STATE,
                 "transactional produce is not supported yet",
-            ));
+            )
+            .into());
         }
-        let now = now_ms();
         let mut state = self.lock();
         // Checked under the lock: once a storage error tripped the directory, no append
         // (nor a duplicate's answer, which may name a batch not known durable) is acked.
@@ -319,6 +337,9 @@ impl Partition {
                 let base_offset = state.log.log_end_offset();
                 let mut owned = records.to_vec();
                 batch::patch_offset_and_epoch(&mut owned, base_offset, self.leader_epoch);
+                if valid.needs_max_timestamp_fix {
+                    batch::set_create_time_max_timestamp(&mut owned, header.max_timestamp);
+                }
                 let stored = BatchHeader {
                     base_offset,
                     partition_leader_epoch: self.leader_epoch,
@@ -327,7 +348,7 @@ impl Partition {
                 #[cfg(feature = "failpoints")]
                 stall_point(&self.topic);
                 if let Err(error) = state.log.append(&owned, &stored, now) {
-                    return Err(self.storage_failed(error));
+                    return Err(self.storage_failed(error).into());
                 }
                 state.producers.record(&stored, now);
                 debug_assert_eq!(state.log.log_end_offset(), stored.last_offset() + 1);
@@ -340,7 +361,8 @@ impl Partition {
                         "producer {} epoch {} sequence {}: {error:?}",
                         header.producer_id, header.producer_epoch, header.base_sequence
                     ),
-                ))
+                )
+                .into())
             }
         };
         let log_start_offset = state.log.log_start_offset();
@@ -646,7 +668,7 @@ impl PartitionManager {
                 key.1,
                 leader_epoch,
                 self.config.topic_log_config(&topic.configs),
-                self.config.topic_max_message_bytes(&topic.configs),
+                self.config.topic_record_rules(&topic.configs),
                 self.config.producer_id_expiration_ms,
                 self.health.clone(),
             );
@@ -746,7 +768,10 @@ mod fault_tests {
             0,
             0,
             config,
-            1 << 20,
+            RecordRules {
+                max_message_bytes: 1 << 20,
+                ..RecordRules::default()
+            },
             i64::MAX,
             health.clone(),
         )
@@ -755,7 +780,9 @@ mod fault_tests {
     }
 
     fn produce(partition: &Partition, sequence: i32) -> Result<AppendResult, PartitionError> {
-        partition.append(&batch_with(&[b"v"], 1_000, PRODUCER_ID, 0, sequence))
+        partition
+            .append(&batch_with(&[b"v"], 1_000, PRODUCER_ID, 0, sequence))
+            .map_err(|e| e.error)
     }
 
     /// Every storage fault on the append path: (failpoint, errno, whether the failed

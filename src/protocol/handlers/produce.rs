@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
@@ -15,7 +17,7 @@ use super::{find_topic, led_partition};
 use crate::metadata::internal_topics::check_client_append;
 use crate::metadata::TopicImage;
 use crate::partition::error_code::INVALID_RECORD;
-use crate::partition::{AppendResult, PartitionError};
+use crate::partition::{AppendError, AppendResult, PartitionError};
 use crate::protocol::{errors, Outcome, RequestContext};
 
 pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
@@ -63,7 +65,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
         for (index, submitted) in partitions {
             let result = match submitted {
                 Ok(appended) => appended.await,
-                Err(error) => Err(error),
+                Err(error) => Err(AppendError::from(error)),
             };
             let response = PartitionProduceResponse::default().with_index(index);
             partition_responses.push(match result {
@@ -71,15 +73,31 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
                     .with_base_offset(appended.base_offset)
                     .with_log_append_time_ms(-1)
                     .with_log_start_offset(appended.log_start_offset),
-                Err(error) => {
+                Err(AppendError {
+                    error,
+                    record_errors,
+                }) => {
                     failed = true;
                     let response = response
                         .with_error_code(error.code)
                         .with_base_offset(-1)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(-1);
+                    // error_message and record_errors exist from v8 (KIP-467).
                     if version >= 8 {
-                        response.with_error_message(Some(StrBytes::from_string(error.message)))
+                        let record_errors = record_errors
+                            .into_iter()
+                            .map(|e| {
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(e.batch_index)
+                                    .with_batch_index_error_message(Some(StrBytes::from_string(
+                                        e.message,
+                                    )))
+                            })
+                            .collect();
+                        response
+                            .with_error_message(Some(StrBytes::from_string(error.message)))
+                            .with_record_errors(record_errors)
                     } else {
                         response
                     }
@@ -113,7 +131,7 @@ async fn submit(
     unknown_code: i16,
     index: i32,
     records: Option<Bytes>,
-) -> Result<impl Future<Output = Result<AppendResult, PartitionError>>, PartitionError> {
+) -> Result<impl Future<Output = Result<AppendResult, AppendError>>, PartitionError> {
     // Kafka checks this first, by name: an internal topic is refused even before it exists.
     let name = topic.map_or(requested_name, |t| t.name.as_str());
     check_client_append(name, ctx.header.client_id.as_deref()).map_err(|refused| {
