@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::{admin_create, consume_all, flush_all_ok, producer, send};
+use common::canary::Canary;
+use common::{admin_create, consume_all};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -24,8 +24,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use millrace_compat_tests::wire::{decode_response, encode_request, encode_request_body, frame};
-use millrace_compat_tests::{now_ms, unique_topic, wait_until, wire, BrokerOpts, TestBroker};
-use rdkafka::producer::BaseRecord;
+use millrace_compat_tests::{now_ms, unique_topic, wire, BrokerOpts, TestBroker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -182,43 +181,14 @@ fn malformed_requests_do_not_hurt_the_broker() {
     let addr = broker.bootstrap();
     let produce_topic = unique_topic("bad-produce");
     admin_create(&addr, &produce_topic, 1);
-    let canary_topic = unique_topic("canary");
-    admin_create(&addr, &canary_topic, 1);
-
     // The well-behaved client: an idempotent rdkafka producer sending throughout.
-    let (canary, canary_rec) = producer(&addr, &[("linger.ms", "0")]);
-    let stop = AtomicBool::new(false);
+    let canary = Canary::start(&addr);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
 
-    let canary_sent = std::thread::scope(|s| {
-        let canary_thread = s.spawn(|| {
-            let mut i = 0usize;
-            // Bounded: stops on the flag, or after 10,000 messages / 120 s regardless.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && i < 10_000 && Instant::now() < deadline {
-                let v = format!("canary-{i}");
-                send(
-                    &canary,
-                    BaseRecord::with_opaque_to(&canary_topic, i).payload(v.as_bytes()),
-                );
-                i += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            i
-        });
-
-        // Stop the canary even when a case panics, so the scope can join it promptly.
-        struct StopOnDrop<'a>(&'a AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::Relaxed);
-            }
-        }
-        let _stop_guard = StopOnDrop(&stop);
-
+    {
         let mut check = |case: &str| {
             assert!(
                 broker.is_running(),
@@ -229,19 +199,7 @@ fn malformed_requests_do_not_hurt_the_broker() {
                 .and_then(|_| wire::metadata_brokers_probe(&addr, Duration::from_secs(5)))
                 .unwrap_or_else(|e| panic!("{case}: fresh client fails afterwards: {e}"));
             // The canary keeps getting acks (at least one new ack after this case).
-            let before = canary_rec.count();
-            wait_until(
-                &format!("{case}: a new canary ack"),
-                Duration::from_secs(20),
-                || {
-                    let now = canary_rec.count();
-                    if now > before {
-                        Ok(())
-                    } else {
-                        Err(format!("{now} acks"))
-                    }
-                },
-            );
+            canary.expect_new_ack(case);
         };
 
         // 1. A plausible size, then junk. The first two junk bytes (0xdead) are read as
@@ -445,15 +403,12 @@ fn malformed_requests_do_not_hurt_the_broker() {
             assert_eq!(h.correlation_id, 12);
         });
         check("two-batch produce");
-
-        stop.store(true, Ordering::Relaxed);
-        canary_thread.join().expect("canary thread")
-    });
+    }
 
     // Every canary message was acked and is readable; the produce topic holds exactly
     // the 3 valid records (the corrupt and two-batch requests left no trace).
-    flush_all_ok(&canary, &canary_rec, canary_sent);
-    drop(canary);
+    let canary_topic = canary.topic.clone();
+    let canary_sent = canary.finish();
     let canary_msgs = consume_all(&addr, &canary_topic);
     let got: Vec<String> = canary_msgs[0]
         .iter()

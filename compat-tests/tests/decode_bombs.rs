@@ -13,11 +13,11 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{admin_create, producer, send};
+use common::admin_create;
+use common::canary::Canary;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -26,8 +26,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use millrace_compat_tests::wire::{frame, Connection};
-use millrace_compat_tests::{now_ms, unique_topic, wait_until, wire, BrokerOpts, TestBroker};
-use rdkafka::producer::BaseRecord;
+use millrace_compat_tests::{now_ms, unique_topic, wire, BrokerOpts, TestBroker};
 
 /// How long a closed connection may take to show EOF or a reset.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
@@ -159,37 +158,11 @@ fn list_offset(conn: &mut Connection, topic: &str, timestamp: i64) -> (i16, i64)
 fn allocation_bombs_do_not_hurt_the_broker() {
     let mut broker = TestBroker::start(BrokerOpts::default());
     let addr = broker.bootstrap();
-    let canary_topic = unique_topic("canary");
-    admin_create(&addr, &canary_topic, 1);
     let bomb_topic = unique_topic("header-bomb");
     admin_create(&addr, &bomb_topic, 1);
 
-    let (canary, canary_rec) = producer(&addr, &[("linger.ms", "0")]);
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // Bounded: stops on the flag, or after 10,000 messages / 120 s regardless.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) && i < 10_000 && Instant::now() < deadline {
-                let value = format!("canary-{i}");
-                send(
-                    &canary,
-                    BaseRecord::with_opaque_to(&canary_topic, i).payload(value.as_bytes()),
-                );
-                i += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        // Stop the canary even when a case panics, so the scope joins promptly.
-        struct StopOnDrop<'a>(&'a AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::Relaxed);
-            }
-        }
-        let _stop_guard = StopOnDrop(&stop);
-
+    let canary = Canary::start(&addr);
+    {
         let mut check = |case: &str| {
             assert!(
                 broker.is_running(),
@@ -199,15 +172,7 @@ fn allocation_bombs_do_not_hurt_the_broker() {
             wire::api_versions_probe(&addr, Duration::from_secs(5))
                 .and_then(|_| wire::metadata_brokers_probe(&addr, Duration::from_secs(5)))
                 .unwrap_or_else(|e| panic!("{case}: fresh client fails afterwards: {e}"));
-            let before = canary_rec.count();
-            wait_until(
-                &format!("{case}: a new canary ack"),
-                Duration::from_secs(20),
-                || match canary_rec.count() {
-                    now if now > before => Ok(()),
-                    now => Err(format!("{now} acks")),
-                },
-            );
+            canary.expect_new_ack(case);
         };
         check("start");
 
@@ -277,5 +242,6 @@ fn allocation_bombs_do_not_hurt_the_broker() {
             }
             check(&case);
         }
-    });
+    }
+    canary.finish();
 }

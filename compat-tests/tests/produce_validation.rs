@@ -12,19 +12,16 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{admin_create, consumer, producer, send};
+use common::canary::Canary;
+use common::{admin_create, consumer};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use millrace_compat_tests::{
-    now_ms, unique_topic, wait_until, wire, BrokerOpts, Target, TestBroker,
-};
+use millrace_compat_tests::{now_ms, unique_topic, wire, BrokerOpts, Target, TestBroker};
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::BaseRecord;
 
 const PRODUCE_VERSION: i16 = 9;
 const CODEC_NONE: i16 = 0;
@@ -173,46 +170,15 @@ fn produce_validation_answers_like_kafka() {
     let addr = broker.bootstrap();
     let topic = unique_topic("validation");
     admin_create(&addr, &topic, 1);
-    let canary_topic = unique_topic("validation-canary");
-    admin_create(&addr, &canary_topic, 1);
-    let (canary, canary_rec) = producer(&addr, &[("linger.ms", "0")]);
-    let stop = AtomicBool::new(false);
-
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) && i < 10_000 && Instant::now() < deadline {
-                send(
-                    &canary,
-                    BaseRecord::with_opaque_to(&canary_topic, i).payload(b"canary".as_slice()),
-                );
-                i += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        struct StopOnDrop<'a>(&'a AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::Relaxed);
-            }
-        }
-        let _stop = StopOnDrop(&stop);
+    let canary = Canary::start(&addr);
+    {
         let mut check = |case: &str| {
             assert!(
                 broker.is_running(),
                 "{case}: broker died\n{}",
                 broker.log_tail()
             );
-            let before = canary_rec.count();
-            wait_until(
-                &format!("{case}: a new canary ack"),
-                Duration::from_secs(20),
-                || {
-                    let now = canary_rec.count();
-                    (now > before).then_some(()).ok_or(format!("{now} acks"))
-                },
-            );
+            canary.expect_new_ack(case);
         };
         let good = || (0..3).map(rec).collect::<Vec<_>>();
 
@@ -320,7 +286,8 @@ fn produce_validation_answers_like_kafka() {
         );
         assert_eq!((a.code, a.base_offset), (0, 3), "zstd good: {a:?}");
         check("zstd good");
-    });
+    }
+    canary.finish();
 
     // Only the two accepted batches reached the log.
     let c = consumer(&addr);

@@ -285,5 +285,6 @@ pub fn admin_create(bootstrap: &str, topic: &str, partitions: i32) {
         },
     );
 }
+pub mod canary;
 pub mod durability;
 pub mod groups;
