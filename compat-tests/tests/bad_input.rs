@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::canary::Canary;
+use common::canary::{expect_healthy, Canary};
 use common::{admin_create, consume_all};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -24,7 +24,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use millrace_compat_tests::wire::{decode_response, encode_request, encode_request_body, frame};
-use millrace_compat_tests::{now_ms, unique_topic, wire, BrokerOpts, TestBroker};
+use millrace_compat_tests::{now_ms, unique_topic, BrokerOpts, TestBroker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -189,18 +189,7 @@ fn malformed_requests_do_not_hurt_the_broker() {
         .unwrap();
 
     {
-        let mut check = |case: &str| {
-            assert!(
-                broker.is_running(),
-                "{case}: broker process died\n{}",
-                broker.log_tail()
-            );
-            wire::api_versions_probe(&addr, Duration::from_secs(5))
-                .and_then(|_| wire::metadata_brokers_probe(&addr, Duration::from_secs(5)))
-                .unwrap_or_else(|e| panic!("{case}: fresh client fails afterwards: {e}"));
-            // The canary keeps getting acks (at least one new ack after this case).
-            canary.expect_new_ack(case);
-        };
+        let mut check = |case: &str| expect_healthy(&mut broker, &canary, case);
 
         // 1. A plausible size, then junk. The first two junk bytes (0xdead) are read as
         //    the API key: unknown -> Kafka closes the connection.

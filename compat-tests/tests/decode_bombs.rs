@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::admin_create;
-use common::canary::Canary;
+use common::canary::{expect_healthy, Canary};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use millrace_compat_tests::wire::{frame, Connection};
-use millrace_compat_tests::{now_ms, unique_topic, wire, BrokerOpts, TestBroker};
+use millrace_compat_tests::{now_ms, unique_topic, BrokerOpts, TestBroker};
 
 /// How long a closed connection may take to show EOF or a reset.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
@@ -163,17 +163,7 @@ fn allocation_bombs_do_not_hurt_the_broker() {
 
     let canary = Canary::start(&addr);
     {
-        let mut check = |case: &str| {
-            assert!(
-                broker.is_running(),
-                "{case}: broker process died\n{}",
-                broker.log_tail()
-            );
-            wire::api_versions_probe(&addr, Duration::from_secs(5))
-                .and_then(|_| wire::metadata_brokers_probe(&addr, Duration::from_secs(5)))
-                .unwrap_or_else(|e| panic!("{case}: fresh client fails afterwards: {e}"));
-            canary.expect_new_ack(case);
-        };
+        let mut check = |case: &str| expect_healthy(&mut broker, &canary, case);
         check("start");
 
         // (a) Metadata v0 (classic i32 array count): 0x7fffffff topics, no bytes for them.

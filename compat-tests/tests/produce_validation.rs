@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::canary::Canary;
+use common::canary::{expect_healthy, Canary};
 use common::{admin_create, consumer};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
@@ -172,14 +172,7 @@ fn produce_validation_answers_like_kafka() {
     admin_create(&addr, &topic, 1);
     let canary = Canary::start(&addr);
     {
-        let mut check = |case: &str| {
-            assert!(
-                broker.is_running(),
-                "{case}: broker died\n{}",
-                broker.log_tail()
-            );
-            canary.expect_new_ack(case);
-        };
+        let mut check = |case: &str| expect_healthy(&mut broker, &canary, case);
         let good = || (0..3).map(rec).collect::<Vec<_>>();
 
         // Accepted: three records stamped now.

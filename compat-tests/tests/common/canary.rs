@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use millrace_compat_tests::{unique_topic, wait_until};
+use millrace_compat_tests::{unique_topic, wait_until, wire, TestBroker};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
 use super::{admin_create, flush_all_ok, producer, send, Recorder};
@@ -94,4 +94,19 @@ impl Drop for Canary {
             let _ = sender.join();
         }
     }
+}
+
+/// After one hostile case: the broker process is alive, a fresh client's ApiVersions and
+/// Metadata round trips work, and the canary gets a new acknowledgement.
+pub fn expect_healthy(broker: &mut TestBroker, canary: &Canary, case: &str) {
+    assert!(
+        broker.is_running(),
+        "{case}: broker process died\n{}",
+        broker.log_tail()
+    );
+    let addr = broker.bootstrap();
+    wire::api_versions_probe(&addr, Duration::from_secs(5))
+        .and_then(|_| wire::metadata_brokers_probe(&addr, Duration::from_secs(5)))
+        .unwrap_or_else(|e| panic!("{case}: fresh client fails afterwards: {e}"));
+    canary.expect_new_ack(case);
 }
