@@ -1,10 +1,10 @@
 //! Disk full: the broker's log directory is on a small tmpfs. Idempotent acks=all
 //! producers and a committing consumer group run until the disk is full; the broker must
 //! stop on its own (fail-stop: one ERROR line naming the directory, a non-zero exit)
-//! without acknowledging anything it could not write. The test frees space, restarts the
-//! broker on the same directory, resumes the load, and reads everything back: no
-//! acknowledged record lost, none stored twice, committed offsets never behind an
-//! acknowledged commit.
+//! without acknowledging anything it could not write. The test frees space (removes its
+//! filler file and grows the filesystem), restarts the broker on the same directory,
+//! resumes the load, and reads everything back: no acknowledged record lost, none stored
+//! twice, committed offsets never behind an acknowledged commit.
 //!
 //! Needs root to mount the tmpfs (CI runs as root); fails with a clear message otherwise.
 //! Millrace only: it checks millrace's log line and exit status (Kafka halts with 1).
@@ -23,6 +23,10 @@ use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestBroker};
 
 const PARTITIONS: i32 = 4;
 const TMPFS_SIZE: &str = "64m";
+/// What the tmpfs grows to once the test frees space: more than the load can write
+/// (including what the producers queued while the broker was down) before the resumed
+/// load is checked, so that the disk does not fill up again under it.
+const GROWN_TMPFS_SIZE: &str = "2g";
 /// Free space left when the filler is written: the load fills it within seconds.
 const HEADROOM_BYTES: u64 = 4 << 20;
 
@@ -62,6 +66,21 @@ impl Tmpfs {
             _dir: dir,
             mount_point,
         }
+    }
+
+    /// Frees space the way an operator would: a larger filesystem under the same files.
+    fn grow(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.mount_point)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot grow the tmpfs at {}: {}",
+            self.mount_point.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn free_bytes(&self) -> u64 {
@@ -173,7 +192,10 @@ fn disk_full_stops_the_broker_and_loses_or_duplicates_nothing() {
         "expected exit status 3 (log directory offline)\n{log}"
     );
 
+    // The producers are faster than a restart: the filler's space alone fills again
+    // within a second, so the filesystem grows too.
     std::fs::remove_file(&filler).expect("remove filler");
+    tmpfs.grow(GROWN_TMPFS_SIZE);
     let restart = Instant::now();
     broker.restart();
     let restart_took = restart.elapsed();

@@ -496,6 +496,11 @@ impl Task {
         };
         let mut core = match replayed {
             Ok((core, _)) => core,
+            // An offline log directory has its own ERROR line and stops the broker.
+            Err(error) if partition.is_offline() => {
+                tracing::warn!(shard, %error, "cannot load offsets partition: its log directory is offline");
+                return;
+            }
             Err(error) => {
                 tracing::error!(shard, %error, "cannot load offsets partition; its groups are unavailable");
                 return;
@@ -551,7 +556,10 @@ impl Task {
             }
         }
         if let Some(old) = self.unload(shard) {
-            self.start_load(shard, old.partition);
+            // An offline log directory stops the broker: a reload could only fail too.
+            if !old.partition.is_offline() {
+                self.start_load(shard, old.partition);
+            }
         }
         for (reply, response) in answers {
             let _ = reply.send(response);

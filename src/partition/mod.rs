@@ -238,8 +238,14 @@ impl Partition {
         PartitionError::new(error_code::KAFKA_STORAGE_ERROR, error.to_string())
     }
 
+    /// Whether this partition's log directory went offline (a storage error tripped it):
+    /// nothing more can be written or read here until a restart.
+    pub fn is_offline(&self) -> bool {
+        self.health.is_offline()
+    }
+
     fn check_online(&self) -> Result<(), PartitionError> {
-        if self.health.is_offline() {
+        if self.is_offline() {
             return Err(PartitionError::new(
                 error_code::KAFKA_STORAGE_ERROR,
                 format!("log directory {} is offline", self.health.dir().display()),
