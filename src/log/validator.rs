@@ -12,7 +12,7 @@
 //! at most that much CPU. Uncompressed batches are walked in place, in one pass and
 //! without allocating.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 
 use super::batch::{self, BatchError, BatchHeader, HEADER_SIZE};
 
@@ -25,8 +25,10 @@ const CODEC_ZSTD: i16 = 4;
 /// Kafka's "no timestamp" marker; such records skip the timestamp bounds.
 const NO_TIMESTAMP: i64 = -1;
 
-/// Bytes read from a decompressor at a time.
-const STREAM_BUFFER_BYTES: usize = 32 * 1024;
+/// Bytes read from a decompressor at a time: one whole 64 KiB lz4 block (the block size
+/// of librdkafka's and the Java client's frames), which liblz4 then decodes straight into
+/// this buffer instead of through its own and a copy.
+const STREAM_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Largest zstd window (log2) a batch may ask for: 2^24 = 16 MiB covers every standard
 /// compression level (zstd's own default limit, 2^27, would let a 100-byte frame make
@@ -218,14 +220,11 @@ fn walk_compressed(
         }
         _ => return Err(Rejection::invalid("unknown compression codec")),
     };
-    let mut input = BufReader::with_capacity(
-        STREAM_BUFFER_BYTES,
-        Bounded {
-            inner: decoder,
-            left_bytes: max_bytes,
-            max_bytes,
-        },
-    );
+    let mut input = StreamSource::new(Bounded {
+        inner: decoder,
+        left_bytes: max_bytes,
+        max_bytes,
+    });
     walk.records(&mut input)
 }
 
@@ -434,9 +433,78 @@ impl Drop for Lz4Reader<'_> {
     }
 }
 
+/// Where the walk reads records from: the batch body in place, or a decompressor's
+/// output through a buffer. Like `BufRead`, with the refill kept out of the hot path.
+trait Source {
+    /// The next unread bytes; empty only at the end of the input.
+    fn available(&mut self) -> io::Result<&[u8]>;
+    fn consume(&mut self, n: usize);
+}
+
+impl Source for &[u8] {
+    #[inline]
+    fn available(&mut self) -> io::Result<&[u8]> {
+        Ok(self)
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        *self = &self[n..];
+    }
+}
+
+/// A decompressor's output, read [`STREAM_BUFFER_BYTES`] at a time.
+struct StreamSource<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+}
+
+impl<R: Read> StreamSource<R> {
+    fn new(inner: R) -> Self {
+        StreamSource {
+            inner,
+            buf: vec![0; STREAM_BUFFER_BYTES].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) -> io::Result<()> {
+        self.end = loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+        };
+        self.pos = 0;
+        Ok(())
+    }
+}
+
+impl<R: Read> Source for StreamSource<R> {
+    #[inline]
+    fn available(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.end {
+            self.refill()?;
+        }
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        debug_assert!(self.pos <= self.end);
+    }
+}
+
 /// Reading one record: how many of its bytes are left, so that no field runs past it.
-struct RecordInput<'r, R> {
-    input: &'r mut R,
+struct RecordInput<'r, S> {
+    input: &'r mut S,
     left: usize,
 }
 
@@ -449,14 +517,13 @@ enum Stop {
     Io(io::Error),
 }
 
-impl<R: BufRead> RecordInput<'_, R> {
+impl<S: Source> RecordInput<'_, S> {
     #[inline]
     fn byte(&mut self) -> Result<u8, Stop> {
         if self.left == 0 {
             return Err(Stop::Short);
         }
-        let buf = self.input.fill_buf().map_err(Stop::Io)?;
-        let Some(&b) = buf.first() else {
+        let Some(&b) = self.input.available().map_err(Stop::Io)?.first() else {
             return Err(Stop::Short);
         };
         self.input.consume(1);
@@ -479,6 +546,21 @@ impl<R: BufRead> RecordInput<'_, R> {
 
     #[inline]
     fn unsigned_varint(&mut self, max_bytes: u32) -> Result<u64, Stop> {
+        // Fast path: the whole varint is buffered and within the record.
+        let left = self.left;
+        let available = self.input.available().map_err(Stop::Io)?;
+        if available.len() >= max_bytes as usize && left >= max_bytes as usize {
+            let mut raw: u64 = 0;
+            for (i, &b) in available[..max_bytes as usize].iter().enumerate() {
+                raw |= ((b & 0x7f) as u64) << (7 * i);
+                if b & 0x80 == 0 {
+                    self.input.consume(i + 1);
+                    self.left -= i + 1;
+                    return Ok(raw);
+                }
+            }
+            return Err(Stop::LongVarint);
+        }
         let mut raw: u64 = 0;
         for i in 0..max_bytes {
             let b = self.byte()?;
@@ -504,17 +586,18 @@ impl<R: BufRead> RecordInput<'_, R> {
         Ok(FieldLen::Present)
     }
 
+    #[inline]
     fn skip(&mut self, mut n: usize) -> Result<(), Stop> {
         if n > self.left {
             return Err(Stop::Short);
         }
         self.left -= n;
         while n > 0 {
-            let buf = self.input.fill_buf().map_err(Stop::Io)?;
-            if buf.is_empty() {
+            let available = self.input.available().map_err(Stop::Io)?.len();
+            if available == 0 {
                 return Err(Stop::Short);
             }
-            let step = n.min(buf.len());
+            let step = n.min(available);
             self.input.consume(step);
             n -= step;
         }
@@ -542,11 +625,11 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     /// Walks exactly `recordCount` records and checks that nothing follows them.
-    fn records<R: BufRead>(&mut self, input: &mut R) -> Result<(), Rejection> {
+    fn records<S: Source>(&mut self, input: &mut S) -> Result<(), Rejection> {
         for index in 0..self.header.record_count {
             self.record(input, index)?;
         }
-        match input.fill_buf() {
+        match input.available() {
             Ok([]) => Ok(()),
             Ok(_) => Err(Rejection::invalid(format!(
                 "bytes left after the last of {} records",
@@ -556,89 +639,49 @@ impl Walk<'_> {
         }
     }
 
-    fn record<R: BufRead>(&mut self, input: &mut R, index: i32) -> Result<(), Rejection> {
-        let fail = |stop: Stop, what: &str| match stop {
-            Stop::Short => Rejection::invalid(format!(
-                "record {index}: {what} runs past the end of the record or batch"
-            )),
-            Stop::LongVarint => Rejection::invalid(format!("record {index}: {what} is malformed")),
-            Stop::Io(error) => decompress_failed(error),
-        };
+    fn record<S: Source>(&mut self, input: &mut S, index: i32) -> Result<(), Rejection> {
         // The length is read with the batch as its only limit.
         let mut outer = RecordInput {
             input: &mut *input,
             left: usize::MAX,
         };
-        let length = outer.varint().map_err(|s| fail(s, "record length"))?;
+        let length = outer
+            .varint()
+            .map_err(|s| stopped(s, index, "record length"))?;
         if length < 0 {
             return Err(Rejection::invalid(format!(
                 "record {index}: negative record length {length}"
             )));
         }
-        let mut rec = RecordInput {
-            input,
-            left: length as usize,
+        let length = length as usize;
+        // Fast path: the whole record is buffered, so it is read as a plain slice.
+        let buffered = input.available().map_err(decompress_failed)?;
+        let fields = if buffered.len() >= length {
+            let mut body = &buffered[..length];
+            let fields = record_fields(
+                &mut RecordInput {
+                    input: &mut body,
+                    left: length,
+                },
+                index,
+            )?;
+            input.consume(length);
+            fields
+        } else {
+            record_fields(
+                &mut RecordInput {
+                    input,
+                    left: length,
+                },
+                index,
+            )?
         };
-        rec.byte().map_err(|s| fail(s, "attributes"))?;
-        let timestamp_delta = rec.varlong().map_err(|s| fail(s, "timestampDelta"))?;
-        let offset_delta = rec.varint().map_err(|s| fail(s, "offsetDelta"))?;
-        if offset_delta != index {
-            // Kafka rewrites such batches (for old clients); Millrace stores batches as
-            // sent, so a consumer would see wrong offsets: refuse instead.
-            return Err(Rejection::invalid(format!(
-                "record {index}: offsetDelta {offset_delta} is not in sequence"
-            )));
-        }
-        let key = rec.skip_bytes_field("key").map_err(|s| fail(s, "key"))?;
-        let value = rec
-            .skip_bytes_field("value")
-            .map_err(|s| fail(s, "value"))?;
-        for field in [&key, &value] {
-            if let FieldLen::Negative(what, len) = field {
-                return Err(Rejection::invalid(format!(
-                    "record {index}: invalid {what} length {len}"
-                )));
-            }
-        }
-        let header_count = rec.varint().map_err(|s| fail(s, "header count"))?;
-        if header_count < 0 {
-            return Err(Rejection::invalid(format!(
-                "record {index}: invalid number of record headers {header_count}"
-            )));
-        }
-        // Each header takes at least two bytes (two varint lengths).
-        if header_count as usize > rec.left / 2 {
-            return Err(Rejection::invalid(format!(
-                "record {index}: {header_count} headers cannot fit in the record"
-            )));
-        }
-        for _ in 0..header_count {
-            let key_len = rec.varint().map_err(|s| fail(s, "header key length"))?;
-            if key_len < 0 {
-                return Err(Rejection::invalid(format!(
-                    "record {index}: invalid negative header key size {key_len}"
-                )));
-            }
-            rec.skip(key_len as usize)
-                .map_err(|s| fail(s, "header key"))?;
-            let value = rec
-                .skip_bytes_field("header value")
-                .map_err(|s| fail(s, "header value"))?;
-            if let FieldLen::Negative(what, len) = value {
-                return Err(Rejection::invalid(format!(
-                    "record {index}: invalid {what} length {len}"
-                )));
-            }
-        }
-        if rec.left != 0 {
-            return Err(Rejection::invalid(format!(
-                "record {index}: its length claims {} bytes more than its fields use",
-                rec.left
-            )));
-        }
-        let timestamp = self.header.base_timestamp.wrapping_add(timestamp_delta);
+        let timestamp = self
+            .header
+            .base_timestamp
+            .wrapping_add(fields.timestamp_delta);
         self.max_timestamp = self.max_timestamp.max(timestamp);
-        if self.rules.compacted && matches!(key, FieldLen::Null) {
+        if self.rules.compacted && fields.null_key {
             self.record_error(
                 index,
                 false,
@@ -719,6 +762,99 @@ impl Walk<'_> {
             record_errors: std::mem::take(&mut self.errors),
         })
     }
+}
+
+/// What the walk needs from one record once its framing checked out.
+struct RecordFields {
+    timestamp_delta: i64,
+    null_key: bool,
+}
+
+fn stopped(stop: Stop, index: i32, what: &str) -> Rejection {
+    match stop {
+        Stop::Short => Rejection::invalid(format!(
+            "record {index}: {what} runs past the end of the record or batch"
+        )),
+        Stop::LongVarint => Rejection::invalid(format!("record {index}: {what} is malformed")),
+        Stop::Io(error) => decompress_failed(error),
+    }
+}
+
+/// Reads one record's fields after its length, all within `rec.left` bytes.
+#[inline]
+fn record_fields<S: Source>(
+    rec: &mut RecordInput<'_, S>,
+    index: i32,
+) -> Result<RecordFields, Rejection> {
+    rec.byte().map_err(|s| stopped(s, index, "attributes"))?;
+    let timestamp_delta = rec
+        .varlong()
+        .map_err(|s| stopped(s, index, "timestampDelta"))?;
+    let offset_delta = rec.varint().map_err(|s| stopped(s, index, "offsetDelta"))?;
+    if offset_delta != index {
+        // Kafka rewrites such batches (for old clients); Millrace stores batches as
+        // sent, so a consumer would see wrong offsets: refuse instead.
+        return Err(Rejection::invalid(format!(
+            "record {index}: offsetDelta {offset_delta} is not in sequence"
+        )));
+    }
+    let key = rec
+        .skip_bytes_field("key")
+        .map_err(|s| stopped(s, index, "key"))?;
+    let value = rec
+        .skip_bytes_field("value")
+        .map_err(|s| stopped(s, index, "value"))?;
+    for field in [&key, &value] {
+        if let FieldLen::Negative(what, len) = field {
+            return Err(Rejection::invalid(format!(
+                "record {index}: invalid {what} length {len}"
+            )));
+        }
+    }
+    let header_count = rec
+        .varint()
+        .map_err(|s| stopped(s, index, "header count"))?;
+    if header_count < 0 {
+        return Err(Rejection::invalid(format!(
+            "record {index}: invalid number of record headers {header_count}"
+        )));
+    }
+    // Each header takes at least two bytes (two varint lengths).
+    if header_count as usize > rec.left / 2 {
+        return Err(Rejection::invalid(format!(
+            "record {index}: {header_count} headers cannot fit in the record"
+        )));
+    }
+    for _ in 0..header_count {
+        let key_len = rec
+            .varint()
+            .map_err(|s| stopped(s, index, "header key length"))?;
+        if key_len < 0 {
+            return Err(Rejection::invalid(format!(
+                "record {index}: invalid negative header key size {key_len}"
+            )));
+        }
+        rec.skip(key_len as usize)
+            .map_err(|s| stopped(s, index, "header key"))?;
+        let value = rec
+            .skip_bytes_field("header value")
+            .map_err(|s| stopped(s, index, "header value"))?;
+        if let FieldLen::Negative(what, len) = value {
+            return Err(Rejection::invalid(format!(
+                "record {index}: invalid {what} length {len}"
+            )));
+        }
+    }
+    if rec.left != 0 {
+        return Err(Rejection::invalid(format!(
+            "record {index}: its length claims {} bytes more than its fields use",
+            rec.left
+        )));
+    }
+    Ok(RecordFields {
+        timestamp_delta,
+        null_key: matches!(key, FieldLen::Null),
+    })
 }
 
 #[cfg(test)]

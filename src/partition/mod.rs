@@ -7,26 +7,27 @@
 //! lock, then checks the producer sequence, assigns offsets and appends under it.
 //!
 //! Threading: the log mutex is held across file IO, so async code never takes it. Appends
-//! go through a per-partition FIFO ([`Partition::submit_append`]) drained on a blocking
-//! thread; reads take a [`ReadPlan`] under the mutex (memory only) and pread outside it;
+//! go through a per-partition FIFO drained on a blocking thread, one drainer per request
+//! ([`AppendSubmission`]); reads take a [`ReadPlan`] under the mutex (memory only) and pread outside it;
 //! the log start offset and high watermark are atomics. Everything else that touches
 //! files (open/recovery, flush, close, delete) runs on blocking threads.
 //!
 //! Single node: this broker is the only replica, so the high watermark is the log end
 //! offset and acks=all is satisfied by the local append.
 
+mod append_queue;
 #[cfg(test)]
 mod append_validation_tests;
 pub mod producer_state;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
@@ -35,6 +36,8 @@ use crate::log::dir::{self, LogDirHealth};
 use crate::log::validator::{self, RecordError, RecordRules, RejectKind, Rejection};
 use crate::log::{Log, LogConfig, LogError, ReadPlan};
 use crate::metadata::{MetadataImage, TopicImage};
+use append_queue::AppendQueue;
+pub use append_queue::AppendSubmission;
 use producer_state::{ProducerSnapshot, ProducerStateTable, SequenceCheck};
 
 /// Kafka error codes the partition layer answers with.
@@ -157,20 +160,6 @@ struct PartitionState {
     producers: ProducerStateTable,
 }
 
-/// Appends waiting for this partition's blocking drainer, in submission order.
-#[derive(Default)]
-struct AppendQueue {
-    jobs: VecDeque<AppendJob>,
-    /// A drainer is running (or about to): at most one per partition, so jobs are
-    /// appended in exactly the order they were queued.
-    draining: bool,
-}
-
-struct AppendJob {
-    records: Bytes,
-    done: oneshot::Sender<Result<AppendResult, AppendError>>,
-}
-
 /// One hosted partition.
 pub struct Partition {
     pub topic: String,
@@ -265,63 +254,8 @@ impl Partition {
         self.leader_epoch
     }
 
-    /// Queues an append of `records` (one produce request's batch) behind every append
-    /// already queued for this partition, and returns its result. The order is fixed when
-    /// this returns, before any await: a connection's pipelined requests keep their
-    /// order if the handler submits before it first awaits. The append itself runs on a
-    /// blocking thread. Must be called inside a tokio runtime.
-    pub fn submit_append(
-        self: &Arc<Self>,
-        records: Bytes,
-    ) -> impl std::future::Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
-        let (done, result) = oneshot::channel();
-        let start_drainer = {
-            let mut queue = self.appends.lock().unwrap_or_else(|p| p.into_inner());
-            queue.jobs.push_back(AppendJob { records, done });
-            !std::mem::replace(&mut queue.draining, true)
-        };
-        if start_drainer {
-            let partition = self.clone();
-            tokio::task::spawn_blocking(move || partition.drain_appends());
-        }
-        async move {
-            result.await.unwrap_or_else(|_| {
-                Err(PartitionError::new(
-                    error_code::KAFKA_STORAGE_ERROR,
-                    "the append was abandoned",
-                )
-                .into())
-            })
-        }
-    }
-
-    /// Appends queued jobs one by one until the queue is empty.
-    fn drain_appends(&self) {
-        loop {
-            let job = {
-                let mut queue = self.appends.lock().unwrap_or_else(|p| p.into_inner());
-                match queue.jobs.pop_front() {
-                    Some(job) => job,
-                    None => {
-                        queue.draining = false;
-                        return;
-                    }
-                }
-            };
-            // A panic must not wedge the queue with `draining` stuck on.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.append(&job.records)
-            }))
-            .unwrap_or_else(|_| {
-                Err(PartitionError::new(error_code::KAFKA_STORAGE_ERROR, "append panicked").into())
-            });
-            // The requester may be gone (connection closed); the append stands.
-            let _ = job.done.send(result);
-        }
-    }
-
     /// Validates and appends the record set of one produce request for this partition.
-    /// Blocking: call it on a blocking thread (async code uses [`Self::submit_append`]).
+    /// Blocking: call it on a blocking thread (async code uses [`AppendSubmission`]).
     pub fn append(&self, records: &[u8]) -> Result<AppendResult, AppendError> {
         let now = now_ms();
         let valid = validator::validate_produce(records, now, &self.record_rules)?;

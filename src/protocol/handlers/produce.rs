@@ -17,7 +17,7 @@ use super::{find_topic, led_partition};
 use crate::metadata::internal_topics::check_client_append;
 use crate::metadata::TopicImage;
 use crate::partition::error_code::INVALID_RECORD;
-use crate::partition::{AppendError, AppendResult, PartitionError};
+use crate::partition::{AppendError, AppendResult, AppendSubmission, PartitionError};
 use crate::protocol::{errors, Outcome, RequestContext};
 
 pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
@@ -26,7 +26,9 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     let image = ctx.broker.metadata.image();
     // Every partition's append is queued before the first await that can yield (see
     // `led_partition`), so pipelined requests of one connection, whose handlers start in
-    // request order, append in request order; the appends then run on blocking threads.
+    // request order, append in request order. Dropping `appends` starts one blocking
+    // drainer for the whole request.
+    let mut appends = AppendSubmission::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         // v13+ names topics by id (KIP-516), earlier versions by name.
@@ -46,6 +48,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             } else {
                 submit(
                     ctx,
+                    &mut appends,
                     &topic_data.name.0,
                     topic,
                     unknown_code,
@@ -58,6 +61,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
         }
         topics.push((topic_data.name, topic_data.topic_id, partitions));
     }
+    drop(appends);
     let mut failed = false;
     let mut responses = Vec::with_capacity(topics.len());
     for (name, topic_id, partitions) in topics {
@@ -126,6 +130,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
 /// Queues the partition's append; the returned future is its result.
 async fn submit(
     ctx: &RequestContext,
+    appends: &mut AppendSubmission,
     requested_name: &str,
     topic: Option<&Arc<TopicImage>>,
     unknown_code: i16,
@@ -145,5 +150,5 @@ async fn submit(
         code: INVALID_RECORD,
         message: "records are null".to_string(),
     })?;
-    Ok(partition.submit_append(records))
+    Ok(appends.submit(&partition, records))
 }

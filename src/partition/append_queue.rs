@@ -1,0 +1,177 @@
+//! Per-partition append queues and the blocking drainers that empty them.
+//!
+//! Appends write files, so they never run on the async workers: each goes through its
+//! partition's FIFO and is appended on a blocking thread. Handing work to a blocking
+//! thread costs thread wake-ups, so the appends of one produce request share one drainer:
+//! an [`AppendSubmission`] queues every partition's job, then, when dropped, starts a
+//! single blocking task that visits the partitions it claimed, one after the other.
+//!
+//! A partition's queue is drained by one drainer at a time (its *turn*), so jobs are
+//! appended in queue order. A partition waiting for a drainer that is still busy
+//! elsewhere (behind a slow disk) is claimed again by the next submitter to it, whose
+//! own drainer may take the turn first: one slow partition does not hold back the
+//! appends of another.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::{error_code, AppendError, AppendResult, Partition, PartitionError};
+
+/// Appends waiting for this partition's drainer, in submission order.
+#[derive(Default)]
+pub(super) struct AppendQueue {
+    jobs: VecDeque<AppendJob>,
+    turn: Turn,
+}
+
+struct AppendJob {
+    records: Bytes,
+    done: oneshot::Sender<Result<AppendResult, AppendError>>,
+}
+
+/// Who drains a partition's queue. Invariant: a non-empty queue is never `Idle`.
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+enum Turn {
+    /// Nothing queued.
+    #[default]
+    Idle,
+    /// Jobs are queued and at least one drainer will still visit this partition; the
+    /// first to arrive takes the turn.
+    Waiting,
+    /// A drainer is appending; it looks at the queue again before giving the turn up.
+    Running,
+}
+
+/// The appends of one request: queue them with [`Self::submit`]; dropping the submission
+/// starts one blocking drainer for every partition it claimed. It must be created inside
+/// a tokio runtime.
+pub struct AppendSubmission {
+    runtime: tokio::runtime::Handle,
+    claimed: Vec<Arc<Partition>>,
+}
+
+impl AppendSubmission {
+    pub fn new() -> AppendSubmission {
+        AppendSubmission {
+            runtime: tokio::runtime::Handle::current(),
+            claimed: Vec::new(),
+        }
+    }
+
+    /// Queues an append of `records` behind every append already queued for
+    /// `partition`, and returns its result. The order is fixed when this returns, before
+    /// any await: a connection's pipelined requests keep their order if the handler
+    /// submits before it first awaits. The append starts once this submission is dropped.
+    pub fn submit(
+        &mut self,
+        partition: &Arc<Partition>,
+        records: Bytes,
+    ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
+        let (done, result) = oneshot::channel();
+        let claim = {
+            let mut queue = partition.append_queue();
+            queue.jobs.push_back(AppendJob { records, done });
+            match queue.turn {
+                // That drainer looks at the queue again before it lets go.
+                Turn::Running => false,
+                Turn::Idle | Turn::Waiting => {
+                    queue.turn = Turn::Waiting;
+                    true
+                }
+            }
+        };
+        if claim && !self.claimed.iter().any(|p| Arc::ptr_eq(p, partition)) {
+            self.claimed.push(partition.clone());
+        }
+        async move {
+            result.await.unwrap_or_else(|_| {
+                Err(PartitionError::new(
+                    error_code::KAFKA_STORAGE_ERROR,
+                    "the append was abandoned",
+                )
+                .into())
+            })
+        }
+    }
+}
+
+impl Default for AppendSubmission {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for AppendSubmission {
+    fn drop(&mut self) {
+        // In Drop, so a request cancelled between submit and start cannot leave a
+        // partition `Waiting` for a drainer that never comes.
+        if self.claimed.is_empty() {
+            return;
+        }
+        let partitions = std::mem::take(&mut self.claimed);
+        // Each job answers through its own channel; the task's handle is not needed.
+        drop(self.runtime.spawn_blocking(move || drain(partitions)));
+    }
+}
+
+/// Visits the claimed partitions round-robin until none has a turn left for this drainer.
+fn drain(partitions: Vec<Arc<Partition>>) {
+    let mut visits = VecDeque::from(partitions);
+    while let Some(partition) = visits.pop_front() {
+        if partition.drain_turn() {
+            visits.push_back(partition);
+        }
+    }
+}
+
+impl Partition {
+    fn append_queue(&self) -> MutexGuard<'_, AppendQueue> {
+        self.appends.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends the jobs queued now, unless another drainer took (or finished) the turn.
+    /// Returns whether jobs are left that this drainer must come back for; taking only
+    /// what is queued now keeps a busy partition from starving the drainer's others.
+    fn drain_turn(&self) -> bool {
+        let jobs = {
+            let mut queue = self.append_queue();
+            if queue.turn != Turn::Waiting {
+                return false;
+            }
+            debug_assert!(!queue.jobs.is_empty(), "a waiting turn has jobs");
+            queue.turn = Turn::Running;
+            std::mem::take(&mut queue.jobs)
+        };
+        for job in jobs {
+            // A panic must not wedge the queue with the turn stuck on `Running`.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.append(&job.records)
+            }))
+            .unwrap_or_else(|_| {
+                Err(PartitionError::new(error_code::KAFKA_STORAGE_ERROR, "append panicked").into())
+            });
+            // The requester may be gone (connection closed); the append stands.
+            let _ = job.done.send(result);
+        }
+        let mut queue = self.append_queue();
+        if queue.jobs.is_empty() {
+            queue.turn = Turn::Idle;
+            false
+        } else {
+            queue.turn = Turn::Waiting;
+            true
+        }
+    }
+
+    /// One append on its own (the group runtime's writes): see [`AppendSubmission`].
+    pub fn submit_append(
+        self: &Arc<Self>,
+        records: Bytes,
+    ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
+        AppendSubmission::new().submit(self, records)
+    }
+}
