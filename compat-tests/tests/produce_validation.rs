@@ -126,6 +126,10 @@ struct Answer {
 }
 
 fn produce(addr: &str, topic: &str, records: Vec<u8>) -> Answer {
+    produce_at(addr, topic, records, PRODUCE_VERSION)
+}
+
+fn produce_at(addr: &str, topic: &str, records: Vec<u8>, version: i16) -> Answer {
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
@@ -135,7 +139,7 @@ fn produce(addr: &str, topic: &str, records: Vec<u8>) -> Answer {
                 .with_index(0)
                 .with_records(Some(Bytes::from(records)))])]);
     let mut conn = wire::Connection::connect(addr, Duration::from_secs(10));
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, &req, PRODUCE_VERSION);
+    let resp: ProduceResponse = conn.call(ApiKey::Produce, &req, version);
     let p = &resp.responses[0].partition_responses[0];
     Answer {
         code: p.error_code,
@@ -279,6 +283,17 @@ fn produce_validation_answers_like_kafka() {
         );
         assert_eq!((a.code, a.base_offset), (0, 3), "zstd good: {a:?}");
         check("zstd good");
+
+        // zstd exists from Produce v7: a v6 request with a zstd batch is refused whole.
+        let ts = now_ms();
+        let a = produce_at(
+            &addr,
+            &topic,
+            zstd_batch(&encode_records(&good()), 3, ts, ts + 2),
+            6,
+        );
+        assert_eq!((a.code, a.base_offset), (76, -1), "zstd at v6: {a:?}");
+        check("zstd at Produce v6");
     }
     canary.finish();
 

@@ -14,11 +14,15 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{find_topic, led_partition};
+use crate::log::batch::BatchHeader;
 use crate::metadata::internal_topics::check_client_append;
 use crate::metadata::TopicImage;
 use crate::partition::error_code::INVALID_RECORD;
 use crate::partition::{AppendError, AppendResult, AppendSubmission, PartitionError};
 use crate::protocol::{errors, Outcome, RequestContext};
+
+/// The record batch attribute value of zstd compression.
+const CODEC_ZSTD: i16 = 4;
 
 pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     let version = ctx.version();
@@ -150,5 +154,22 @@ async fn submit(
         code: INVALID_RECORD,
         message: "records are null".to_string(),
     })?;
+    refuse_zstd_before_v7(ctx.version(), &records)?;
     Ok(appends.submit(&partition, records))
+}
+
+/// zstd exists from Produce v7 (KIP-110): an older request carrying it is refused whole,
+/// as Kafka does, so a client that cannot know zstd's wire rules is not served one.
+/// A batch too short to have a header is left to the validator.
+fn refuse_zstd_before_v7(version: i16, records: &[u8]) -> Result<(), PartitionError> {
+    if version >= 7 {
+        return Ok(());
+    }
+    match BatchHeader::parse(records) {
+        Ok(header) if header.compression_codec() == CODEC_ZSTD => Err(PartitionError {
+            code: errors::UNSUPPORTED_COMPRESSION_TYPE,
+            message: format!("Produce v{version} requests may not use zstd compression"),
+        }),
+        _ => Ok(()),
+    }
 }
