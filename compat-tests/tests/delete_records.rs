@@ -116,7 +116,7 @@ fn delete_records_moves_the_log_start_durably() {
     let (p, rec) = producer(&b, &[("linger.ms", "0")]);
     for round in 0..BATCHES {
         for i in 0..PER_BATCH {
-            let value = vec![b'a' + (i as u8); 100];
+            let value = [b'a' + (i as u8); 100];
             send(
                 &p,
                 BaseRecord::with_opaque_to(&topic, round * PER_BATCH + i)
