@@ -914,6 +914,72 @@ mod delete_records_tests {
         assert_eq!(manager.get(new_id, 0).unwrap().offsets(), (0, 0));
     }
 
+    /// A failed checkpoint write: not answered, not applied after a restart. A failed
+    /// segment removal: answered with an error too, but the checkpoint is written, so the
+    /// restart applies it and removes the segments then.
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn storage_faults_on_the_delete_path_take_the_directory_offline() {
+        use crate::log::dir::test_support::ArmedFailpoints;
+        let armed = ArmedFailpoints::new();
+        let tmp = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::from_u128(9);
+        let manager = open_manager(tmp.path());
+        let node_id = manager.config.node_id;
+        let mut image = image(node_id, topic_id);
+        let mut topic = (*image.topics["t"]).clone();
+        // One batch per segment.
+        topic.configs.insert(
+            crate::config::INTERNAL_SEGMENT_BYTES.to_string(),
+            "20".to_string(),
+        );
+        image.topics.insert("t".to_string(), Arc::new(topic));
+        manager.reconcile(&image);
+        let partition = manager.get(topic_id, 0).unwrap();
+        for sequence in 0..4 {
+            partition
+                .append(&batch_with(&[b"v"], now_ms(), 1, 0, sequence))
+                .unwrap();
+        }
+        let dir = tmp.path().join("t-0");
+        let logs = || {
+            std::fs::read_dir(&dir)
+                .unwrap()
+                .filter(|e| {
+                    let name = e.as_ref().unwrap().file_name();
+                    name.to_string_lossy().ends_with(".log")
+                })
+                .count()
+        };
+        assert_eq!(logs(), 4);
+
+        armed.set("fs::write", "1*return(ENOSPC)");
+        let error = manager.delete_records(&partition, 2).unwrap_err();
+        assert_eq!(error.code, error_code::KAFKA_STORAGE_ERROR);
+        assert!(manager.health().is_offline());
+        drop(partition);
+        drop(manager);
+        let manager = open_manager(tmp.path());
+        manager.reconcile(&image);
+        let partition = manager.get(topic_id, 0).unwrap();
+        assert_eq!(
+            partition.offsets(),
+            (0, 4),
+            "an unanswered delete was applied"
+        );
+
+        armed.set("log::segment::delete", "1*return(EIO)");
+        let error = manager.delete_records(&partition, 2).unwrap_err();
+        assert_eq!(error.code, error_code::KAFKA_STORAGE_ERROR);
+        assert!(manager.health().is_offline());
+        drop(partition);
+        drop(manager);
+        let manager = open_manager(tmp.path());
+        manager.reconcile(&image);
+        assert_eq!(manager.get(topic_id, 0).unwrap().offsets(), (2, 4));
+        assert_eq!(logs(), 2, "segments below the start left behind");
+    }
+
     #[test]
     fn a_malformed_checkpoint_is_refused() {
         assert!(parse_log_start_checkpoint("0\n1\nt 0 4\n").is_some());
