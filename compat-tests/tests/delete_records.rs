@@ -1,6 +1,9 @@
 //! DeleteRecords through librdkafka's admin client (rdkafka 0.39, librdkafka 2.12):
 //! the low watermark moves, reads below it are out of range, whole segments below it
 //! leave the disk, and the new log start survives a graceful restart and a kill -9.
+//! Against Kafka (`MILLRACE_COMPAT_TARGET=kafka`) the last two are skipped: Kafka removes
+//! the segments later (its retention check) and checkpoints the log start every minute,
+//! so a kill -9 may undo an acknowledged delete; millrace does both before answering.
 
 mod common;
 
@@ -8,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{consumer, flush_all_ok, producer, send, watermarks};
-use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestBroker};
+use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, Target, TestBroker};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -18,7 +21,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
+/// Rounds of records, each flushed as its own batch of about 1.1 KiB: three batches fill
+/// a segment of `SEGMENT_BYTES` (Kafka refuses a batch larger than the segment).
 const BATCHES: usize = 10;
+const SEGMENT_BYTES: &str = "4096";
 const PER_BATCH: usize = 10;
 
 fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
@@ -104,15 +110,14 @@ fn delete_records_moves_the_log_start_durably() {
     let topic = unique_topic("purge");
     // Small segments (Kafka's test-only topic config), so that whole segments fall
     // below the new log start.
-    let new_topic =
-        NewTopic::new(&topic, 2, TopicReplication::Fixed(1)).set("internal.segment.bytes", "1024");
+    let new_topic = NewTopic::new(&topic, 2, TopicReplication::Fixed(1))
+        .set("internal.segment.bytes", SEGMENT_BYTES);
     let created = runtime()
         .block_on(admin(&b).create_topics(&[new_topic], &AdminOptions::new()))
         .expect("CreateTopics");
     assert_eq!(created, vec![Ok(topic.clone())]);
 
-    // Ten flushed rounds of ten 100-byte records to partition 0: each batch fills a
-    // segment of its own.
+    // Ten flushed rounds of ten 100-byte records to partition 0.
     let (p, rec) = producer(&b, &[("linger.ms", "0")]);
     for round in 0..BATCHES {
         for i in 0..PER_BATCH {
@@ -157,16 +162,22 @@ fn delete_records_moves_the_log_start_durably() {
         );
     };
     check(&b, 45);
-    // Kafka's rule: a segment goes when the next one starts at or below the log start.
-    let after = segment_bases(&dir);
-    assert!(
-        after[0] > 0 && after[0] <= 45 && after.get(1).is_none_or(|&next| next > 45),
-        "segments before {before:?}, after {after:?}"
-    );
+    let millrace = broker.target() == Target::Millrace;
+    if millrace {
+        // Kafka's rule: a segment goes when the next one starts at or below the log start.
+        let after = segment_bases(&dir);
+        assert!(
+            after[0] > 0 && after[0] <= 45 && after.get(1).is_none_or(|&next| next > 45),
+            "segments before {before:?}, after {after:?}"
+        );
+    }
 
     broker.stop_graceful();
     broker.restart();
     check(&b, 45);
+    if !millrace {
+        return;
+    }
     // Moving it again, then a crash right after the answer: the answer was durable.
     assert_eq!(
         delete_records(&b, &topic, &[(0, Offset::Offset(60))]),
