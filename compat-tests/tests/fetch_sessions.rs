@@ -245,12 +245,14 @@ fn sessions_on_the_raw_wire() {
 
 /// With one session slot, the Java consumer's session holds it: a raw full fetch gets no
 /// session while the consumer reads (its session is busy and larger), and gets one once
-/// the consumer is gone and its session has been idle past the eviction time.
+/// the consumer is gone and its session has been idle past the eviction time. A broker
+/// restart loses the session: the consumer's next incremental fetch gets
+/// FETCH_SESSION_ID_NOT_FOUND and it starts over with a full one.
 ///
 /// Millrace whatever the target: Kafka's eviction time is a constant (120 s).
 #[test]
 fn the_java_consumer_reads_through_a_session() {
-    let broker = TestBroker::start_millrace(
+    let mut broker = TestBroker::start_millrace(
         BrokerOpts::default()
             .set("max.incremental.fetch.session.cache.slots", "1")
             .set("min.incremental.fetch.session.eviction.ms", "3000"),
@@ -296,18 +298,7 @@ fn the_java_consumer_reads_through_a_session() {
     let got = wait_until("all 100 records", Duration::from_secs(30), || {
         lines(&consumer, 100)
     });
-    let mut positions: Vec<(u32, u32)> = got
-        .iter()
-        .map(|l| {
-            let field = |key: &str| -> u32 {
-                l.split('\t')
-                    .find_map(|f| f.strip_prefix(key))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or_else(|| panic!("no {key} in {l:?}"))
-            };
-            (field("Partition:"), field("Offset:"))
-        })
-        .collect();
+    let mut positions = positions_of(&got);
     positions.sort_unstable();
     let expected: Vec<(u32, u32)> = (0..55)
         .map(|o| (0, o))
@@ -327,6 +318,28 @@ fn the_java_consumer_reads_through_a_session() {
         0,
         "the consumer's session should hold the only slot"
     );
+    drop(conn);
+
+    broker.stop_graceful();
+    broker.restart();
+    produce(&b, &topic, 0, 10);
+    let got = wait_until(
+        "10 records after the restart",
+        Duration::from_secs(60),
+        || lines(&consumer, 110),
+    );
+    // A rejoin after the restart may re-read uncommitted records: at least once here.
+    let seen: std::collections::BTreeSet<(u32, u32)> = positions_of(&got).into_iter().collect();
+    assert!(
+        (55..65).all(|o| seen.contains(&(0, o))),
+        "records after the restart missing: {seen:?}"
+    );
+    let mut conn = Connection::connect(&b, IO_TIMEOUT);
+    assert_eq!(
+        probe(&mut conn),
+        0,
+        "the consumer's new session should hold the only slot"
+    );
     consumer.kill9();
     wait_until(
         "a session once the consumer's has been idle for 3 s",
@@ -336,4 +349,20 @@ fn the_java_consumer_reads_through_a_session() {
             id => Ok(id),
         },
     );
+}
+
+/// (partition, offset) of each console consumer line (`Partition:P\tOffset:O\tvalue`).
+fn positions_of(lines: &[String]) -> Vec<(u32, u32)> {
+    lines
+        .iter()
+        .map(|l| {
+            let field = |key: &str| -> u32 {
+                l.split('\t')
+                    .find_map(|f| f.strip_prefix(key))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("no {key} in {l:?}"))
+            };
+            (field("Partition:"), field("Offset:"))
+        })
+        .collect()
 }
