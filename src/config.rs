@@ -941,6 +941,26 @@ mod tests {
     }
 
     #[test]
+    fn fetch_session_and_partition_limit_keys() {
+        let c = load(&[], &[]).unwrap();
+        assert_eq!(c.fetch_sessions.max_slots, 1000);
+        assert_eq!(c.fetch_sessions.eviction_ms, 120_000);
+        assert_eq!(c.max_request_partition_size_limit, 2000);
+        let c = load(
+            &[],
+            &[
+                "max.incremental.fetch.session.cache.slots=0",
+                "max.request.partition.size.limit=7",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.fetch_sessions.max_slots, 0);
+        assert_eq!(c.max_request_partition_size_limit, 7);
+        assert!(load(&[], &["max.request.partition.size.limit=0"]).is_err());
+        assert!(load(&[], &["max.incremental.fetch.session.cache.slots=-1"]).is_err());
+    }
+
+    #[test]
     fn env_then_overrides_win_in_order() {
         let c = load(
             &[
