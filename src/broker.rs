@@ -14,6 +14,7 @@ use crate::group::runtime::GroupRuntime;
 use crate::log::dir::{self, MetaPropertiesError};
 use crate::metadata::{MetadataError, MetadataQuorum, QuorumConfig};
 use crate::partition::PartitionManager;
+use crate::protocol::fetch_session::FetchSessionCache;
 use crate::server;
 
 /// Producer ids reserved from the quorum at a time (one metadata write per block).
@@ -46,6 +47,7 @@ pub struct Broker {
     pub metadata: MetadataQuorum,
     pub partitions: Arc<PartitionManager>,
     pub groups: GroupRuntime,
+    pub fetch_sessions: FetchSessionCache,
     producer_ids: tokio::sync::Mutex<Range<i64>>,
 }
 
@@ -120,6 +122,7 @@ pub async fn serve(
         groups,
         metadata,
         producer_ids: tokio::sync::Mutex::new(0..0),
+        fetch_sessions: FetchSessionCache::new(config.fetch_sessions),
         config,
     });
 

@@ -76,6 +76,11 @@ pub struct BrokerConfig {
     pub max_connections_per_ip_overrides: HashMap<IpAddr, usize>,
     /// `fetch.max.bytes`: bound on one fetch response's record bytes.
     pub fetch_max_bytes: i32,
+    /// `max.incremental.fetch.session.cache.slots`, `min.incremental.fetch.session.eviction.ms`
+    /// and `millrace.incremental.fetch.session.cache.max.bytes`.
+    pub fetch_sessions: crate::protocol::fetch_session::SessionCacheConfig,
+    /// `max.request.partition.size.limit`: partitions in one DescribeTopicPartitions answer.
+    pub max_request_partition_size_limit: i32,
     /// `log.segment.bytes`, `log.roll.ms`, `log.index.interval.bytes`,
     /// `log.flush.interval.messages`, `log.flush.interval.ms`.
     pub log: LogConfig,
@@ -375,6 +380,20 @@ impl BrokerConfig {
                 get("max.connections.per.ip.overrides").unwrap_or(""),
             )?,
             fetch_max_bytes: number(map, "fetch.max.bytes", 57_671_680)?,
+            fetch_sessions: crate::protocol::fetch_session::SessionCacheConfig {
+                max_slots: number(map, "max.incremental.fetch.session.cache.slots", 1000)?,
+                eviction_ms: number(map, "min.incremental.fetch.session.eviction.ms", 120_000)?,
+                max_bytes: number(
+                    map,
+                    "millrace.incremental.fetch.session.cache.max.bytes",
+                    67_108_864,
+                )?,
+            },
+            max_request_partition_size_limit: at_least_one(
+                map,
+                "max.request.partition.size.limit",
+                2000,
+            )?,
             log: LogConfig {
                 segment_bytes: number(map, "log.segment.bytes", defaults.segment_bytes)?,
                 segment_ms: number(map, "log.roll.ms", defaults.segment_ms)?,
@@ -704,6 +723,10 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "max.connections.per.ip",
     "max.connections.per.ip.overrides",
     "fetch.max.bytes",
+    "max.incremental.fetch.session.cache.slots",
+    "min.incremental.fetch.session.eviction.ms",
+    "millrace.incremental.fetch.session.cache.max.bytes",
+    "max.request.partition.size.limit",
     "log.segment.bytes",
     "log.roll.ms",
     "log.index.interval.bytes",
@@ -821,6 +844,23 @@ fn number<T: std::str::FromStr>(
     }
 }
 
+/// An int config Kafka defines with `atLeast(1)`.
+fn at_least_one(
+    map: &BTreeMap<String, String>,
+    key: &str,
+    default: i32,
+) -> Result<i32, ConfigError> {
+    let value: i32 = number(map, key, default)?;
+    if value < 1 {
+        return Err(ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "must be at least 1".to_string(),
+        });
+    }
+    Ok(value)
+}
+
 fn boolean(map: &BTreeMap<String, String>, key: &str, default: bool) -> Result<bool, ConfigError> {
     match map.get(key).map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(default),
@@ -898,6 +938,26 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./millrace-data"));
         assert!(c.auto_create_topics_enable);
         assert_eq!(c.log.flush_interval_messages, u64::MAX);
+    }
+
+    #[test]
+    fn fetch_session_and_partition_limit_keys() {
+        let c = load(&[], &[]).unwrap();
+        assert_eq!(c.fetch_sessions.max_slots, 1000);
+        assert_eq!(c.fetch_sessions.eviction_ms, 120_000);
+        assert_eq!(c.max_request_partition_size_limit, 2000);
+        let c = load(
+            &[],
+            &[
+                "max.incremental.fetch.session.cache.slots=0",
+                "max.request.partition.size.limit=7",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.fetch_sessions.max_slots, 0);
+        assert_eq!(c.max_request_partition_size_limit, 7);
+        assert!(load(&[], &["max.request.partition.size.limit=0"]).is_err());
+        assert!(load(&[], &["max.incremental.fetch.session.cache.slots=-1"]).is_err());
     }
 
     #[test]

@@ -420,6 +420,60 @@ async fn every_advertised_version_answers() {
         assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}");
     }
 
+    for v in versions(ApiKey::DescribeTopicPartitions) {
+        let request = DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![
+                describe_topic_partitions_request::TopicRequest::default()
+                    .with_name(topic_name("t")),
+            ])
+            .with_response_partition_limit(10);
+        let ResponseKind::DescribeTopicPartitions(r) = client
+            .call(
+                ApiKey::DescribeTopicPartitions,
+                v,
+                RequestKind::DescribeTopicPartitions(request),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        let topic = &r.topics[0];
+        assert_eq!(
+            (topic.error_code, topic.topic_id, topic.partitions.len()),
+            (0, topic_id, 1),
+            "DescribeTopicPartitions v{v}"
+        );
+    }
+
+    // Last: each version moves the log start of "t" one further.
+    for (low_watermark, v) in (1..).zip(versions(ApiKey::DeleteRecords)) {
+        let request = DeleteRecordsRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(low_watermark),
+                ])]);
+        let ResponseKind::DeleteRecords(r) = client
+            .call(
+                ApiKey::DeleteRecords,
+                v,
+                RequestKind::DeleteRecords(request),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.low_watermark),
+            (0, low_watermark),
+            "DeleteRecords v{v}"
+        );
+    }
+
     broker.stop().await;
 }
 

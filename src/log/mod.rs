@@ -83,6 +83,9 @@ pub struct Log {
     unflushed_messages: u64,
     /// `now_ms` of the oldest append not yet fsynced.
     oldest_unflushed_append_ms: Option<i64>,
+    /// The first offset readers may see: the first segment's base, or higher once
+    /// DeleteRecords moved it ([`Log::advance_log_start_offset`]).
+    log_start_offset: i64,
 }
 
 impl Log {
@@ -109,12 +112,14 @@ impl Log {
                 sync_dir(parent_dir(dir))?;
             }
         }
+        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
         let log = Log {
             dir: dir.to_path_buf(),
             config,
             segments,
             unflushed_messages: 0,
             oldest_unflushed_append_ms: None,
+            log_start_offset,
         };
         debug_assert!(log.log_start_offset() <= log.log_end_offset());
         Ok(log)
@@ -125,7 +130,48 @@ impl Log {
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        self.segments.keys().next().copied().unwrap_or(0)
+        self.log_start_offset
+    }
+
+    /// Moves the log start offset up to `offset` (never down): offsets below it are gone
+    /// for readers at once, their segments are removed by
+    /// [`Log::delete_segments_below_start`]. Beyond the log end is out of range.
+    /// Returns whether it moved.
+    pub fn advance_log_start_offset(&mut self, offset: i64) -> Result<bool, LogError> {
+        let log_end = self.log_end_offset();
+        if offset < 0 || offset > log_end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(false);
+        }
+        self.log_start_offset = offset;
+        Ok(true)
+    }
+
+    /// Removes every segment that holds only offsets below the log start offset (the next
+    /// segment starts at or below it, Kafka's rule); the active segment always stays.
+    /// Reads planned before keep their open file handles. Returns how many went.
+    pub fn delete_segments_below_start(&mut self) -> Result<usize, LogError> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let doomed: Vec<i64> = bases
+            .windows(2)
+            .take_while(|pair| pair[1] <= self.log_start_offset)
+            .map(|pair| pair[0])
+            .collect();
+        for base in &doomed {
+            if let Some(segment) = self.segments.remove(base) {
+                segment.delete_files(&self.dir)?;
+            }
+        }
+        if !doomed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(doomed.len())
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -281,6 +327,7 @@ impl Log {
     }
 
     /// The first batch whose max timestamp is >= `timestamp_ms`.
+    /// Batches wholly below the log start offset are skipped.
     pub fn first_batch_at_or_after_timestamp(
         &self,
         timestamp_ms: i64,
@@ -293,7 +340,9 @@ impl Log {
             {
                 continue;
             }
-            if let Some((position, header)) = segment.find_batch_by_timestamp(timestamp_ms)? {
+            if let Some((position, header)) =
+                segment.find_batch_by_timestamp(timestamp_ms, self.log_start_offset)?
+            {
                 return Ok(Some(read_batch(segment, position, &header)?));
             }
         }

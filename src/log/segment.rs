@@ -641,6 +641,24 @@ impl Segment {
         Ok(())
     }
 
+    /// Closes the segment and removes its files: the indexes first, so that a crash
+    /// part-way leaves a `.log` whose indexes are rebuilt rather than an orphan index.
+    /// The caller syncs the directory.
+    pub(super) fn delete_files(self, dir: &Path) -> Result<(), LogError> {
+        let base_offset = self.base_offset;
+        drop(self);
+        failpoint("log::segment::delete")?;
+        for extension in ["index", "timeindex", "log"] {
+            match std::fs::remove_file(dir.join(file_name(base_offset, extension))) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(error.into())
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The header of the batch starting at `position`, checked to fit in the segment.
     pub(super) fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
         self.view().header_at(position)
@@ -680,10 +698,12 @@ impl Segment {
             .find_batch_from(self.index_position(offset), offset)
     }
 
-    /// The first batch whose max timestamp is >= `timestamp_ms`, with its position.
+    /// The first batch whose max timestamp is >= `timestamp_ms` and whose last offset is
+    /// >= `min_offset`, with its position.
     pub(super) fn find_batch_by_timestamp(
         &self,
         timestamp_ms: i64,
+        min_offset: i64,
     ) -> Result<Option<(u64, BatchHeader)>, LogError> {
         // Every batch up to a time entry's offset has a max timestamp <= the entry's, so
         // scanning may start at the last entry below the target.
@@ -701,7 +721,7 @@ impl Segment {
         };
         while position < self.size_bytes {
             let header = self.header_at(position)?;
-            if header.max_timestamp >= timestamp_ms {
+            if header.max_timestamp >= timestamp_ms && header.last_offset() >= min_offset {
                 return Ok(Some((position, header)));
             }
             position += header.total_size() as u64;

@@ -957,3 +957,56 @@ fn reads_outside_the_lock_see_whole_batches_while_appends_continue() {
         "rolled often"
     );
 }
+
+#[test]
+fn advancing_the_log_start_hides_offsets_and_removes_whole_segments_below_it() {
+    let tmp = TempDir::new().unwrap();
+    let one = batch(&[b"0123456789"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 2 * one,
+        ..config()
+    };
+    let mut log = Log::open(&log_dir(&tmp), cfg.clone()).unwrap();
+    let batches: Vec<Bytes> = (0..5)
+        .map(|i| append(&mut log, &[b"0123456789"], 100 + i, 0))
+        .collect();
+    // Segments [0,1] [2,3] [4]: offset 3 leaves the first segment wholly below.
+    assert!(matches!(
+        log.advance_log_start_offset(6),
+        Err(LogError::OffsetOutOfRange { offset: 6, .. })
+    ));
+    assert!(log.advance_log_start_offset(3).unwrap());
+    assert!(
+        !log.advance_log_start_offset(2).unwrap(),
+        "never moves back"
+    );
+    assert_eq!(log.log_start_offset(), 3);
+    assert!(matches!(
+        log.read(2, usize::MAX, true),
+        Err(LogError::OffsetOutOfRange { offset: 2, .. })
+    ));
+    // Offset 3 sits in the batch-per-offset segment [2,3]: reads start at its batch.
+    assert_eq!(read_all(&log, 3), concat(&[&batches[3], &batches[4]]));
+    // A timestamp below the start finds the first batch at or after it.
+    assert_eq!(
+        log.first_batch_at_or_after_timestamp(0).unwrap(),
+        Some(batches[3].clone())
+    );
+    assert_eq!(log.delete_segments_below_start().unwrap(), 1);
+    assert_eq!(
+        segment_files(log.dir(), "log"),
+        vec![file_name(2, "log"), file_name(4, "log")]
+    );
+    assert_eq!(segment_files(log.dir(), "index").len(), 2);
+    assert_eq!(segment_files(log.dir(), "timeindex").len(), 2);
+    // Up to the log end: every sealed segment goes, the active one stays.
+    assert!(log.advance_log_start_offset(5).unwrap());
+    assert_eq!(log.delete_segments_below_start().unwrap(), 1);
+    assert_eq!(segment_files(log.dir(), "log"), vec![file_name(4, "log")]);
+    assert!(read_all(&log, 5).is_empty());
+    drop(log);
+    // Without its checkpoint the log starts at its first segment again.
+    let log = Log::open(&log_dir(&tmp), cfg).unwrap();
+    assert_eq!(log.log_start_offset(), 4);
+    assert_eq!(log.log_end_offset(), 5);
+}

@@ -37,6 +37,7 @@ use uuid::Uuid;
 
 /// Kafka's `Uuid.randomUuid` text form, also used for `meta.properties` `directory.id`.
 pub(crate) use controller::new_cluster_id as new_kafka_uuid;
+pub(crate) use controller::validate_topic_name;
 pub use controller::{MAX_PARTITIONS_PER_BATCH, MAX_PRODUCER_ID_BLOCK};
 pub use records::{apply_batch, BatchOutcome, MetadataRecord, RecordBatch};
 

@@ -153,6 +153,10 @@ pub struct TimestampOffset {
 }
 
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// Kafka's file of log start offsets moved past the first segment, one per log directory.
+const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
+/// DeleteRecords' offset meaning "the high watermark".
+const HIGH_WATERMARK: i64 = -1;
 const PRODUCER_SNAPSHOT_FILE: &str = "producer-state.json";
 
 struct PartitionState {
@@ -197,10 +201,16 @@ impl Partition {
         record_rules: RecordRules,
         producer_id_expiration_ms: i64,
         health: Arc<LogDirHealth>,
+        checkpointed_log_start: Option<i64>,
     ) -> Result<Partition, PartitionError> {
         std::fs::create_dir_all(dir).map_err(LogError::from)?;
         write_partition_metadata(dir, topic.topic_id)?;
-        let log = Log::open(dir, log_config)?;
+        let mut log = Log::open(dir, log_config)?;
+        if let Some(offset) = checkpointed_log_start {
+            // Segments whose removal a crash interrupted go now.
+            log.advance_log_start_offset(offset.clamp(0, log.log_end_offset()))?;
+            log.delete_segments_below_start()?;
+        }
         let producers = load_producer_state(dir, &log)?;
         Ok(Partition {
             topic: topic.name.clone(),
@@ -343,6 +353,46 @@ impl Partition {
         })
     }
 
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark),
+    /// then `checkpoint` persists it, then the segments wholly below it are removed.
+    /// Returns the new log start offset (Kafka's low watermark). Blocking.
+    fn delete_records(
+        &self,
+        offset: i64,
+        checkpoint: impl FnOnce() -> Result<(), LogError>,
+    ) -> Result<i64, PartitionError> {
+        let moved = {
+            let mut state = self.lock();
+            self.check_online()?;
+            let offset = if offset == HIGH_WATERMARK {
+                state.log.log_end_offset()
+            } else {
+                offset
+            };
+            let moved = state.log.advance_log_start_offset(offset)?;
+            self.publish_offsets(&state.log);
+            moved
+        };
+        if moved {
+            // Memory now says the records are gone: if that cannot be made durable, the
+            // directory goes offline rather than resurrect them after a restart.
+            checkpoint().map_err(|error| self.storage_failed(error))?;
+            let mut state = self.lock();
+            self.check_online()?;
+            state
+                .log
+                .delete_segments_below_start()
+                .map_err(|error| self.storage_failed(error))?;
+            tracing::info!(
+                topic = %self.topic,
+                partition = self.index,
+                log_start_offset = state.log.log_start_offset(),
+                "log start offset moved by DeleteRecords"
+            );
+        }
+        Ok(self.offsets().0)
+    }
+
     /// (log start offset, high watermark), without the append lock: async code may call it.
     pub fn offsets(&self) -> (i64, i64) {
         // Both only grow; loading the start first keeps start <= high watermark.
@@ -368,13 +418,18 @@ impl Partition {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<TimestampOffset>, PartitionError> {
-        let found = self
-            .lock()
-            .log
-            .first_batch_at_or_after_timestamp(timestamp_ms)?;
+        let (found, log_start) = {
+            let state = self.lock();
+            (
+                state.log.first_batch_at_or_after_timestamp(timestamp_ms)?,
+                state.log.log_start_offset(),
+            )
+        };
         match found {
             None => Ok(None),
-            Some(bytes) => first_record_at_or_after(bytes, |ts| ts >= timestamp_ms),
+            Some(bytes) => first_record_at_or_after(bytes, |offset, ts| {
+                offset >= log_start && ts >= timestamp_ms
+            }),
         }
     }
 
@@ -385,7 +440,7 @@ impl Partition {
             return Ok(None);
         };
         let header = BatchHeader::parse(&bytes)?;
-        first_record_at_or_after(bytes, |ts| ts >= header.max_timestamp)
+        first_record_at_or_after(bytes, |_, ts| ts >= header.max_timestamp)
     }
 
     fn flush_if_due(&self, now: i64) -> Result<(), PartitionError> {
@@ -434,11 +489,11 @@ fn stall_point(topic: &str) {
     });
 }
 
-/// Decodes one stored batch (any codec) and finds the first record whose timestamp
-/// matches. Off the hot path: only ListOffsets by timestamp gets here.
+/// Decodes one stored batch (any codec) and finds the first record whose offset and
+/// timestamp match. Off the hot path: only ListOffsets by timestamp gets here.
 fn first_record_at_or_after(
     mut bytes: Bytes,
-    matches: impl Fn(i64) -> bool,
+    matches: impl Fn(i64, i64) -> bool,
 ) -> Result<Option<TimestampOffset>, PartitionError> {
     let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
         PartitionError::new(
@@ -449,7 +504,7 @@ fn first_record_at_or_after(
     Ok(set
         .records
         .iter()
-        .find(|record| matches(record.timestamp))
+        .find(|record| matches(record.offset, record.timestamp))
         .map(|record| TimestampOffset {
             offset: record.offset,
             timestamp_ms: record.timestamp,
@@ -509,6 +564,27 @@ fn load_producer_state(dir: &Path, log: &Log) -> Result<ProducerStateTable, Part
     Ok(table)
 }
 
+/// Kafka's checkpoint file format, version 0; None when malformed.
+fn parse_log_start_checkpoint(text: &str) -> Option<HashMap<(String, i32), i64>> {
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" {
+        return None;
+    }
+    let count: usize = lines.next()?.trim().parse().ok()?;
+    let mut entries = HashMap::new();
+    for line in lines.by_ref().take(count) {
+        let mut fields = line.split(' ');
+        let topic = fields.next()?.to_string();
+        let partition = fields.next()?.parse().ok()?;
+        let offset = fields.next()?.parse().ok()?;
+        if fields.next().is_some() {
+            return None;
+        }
+        entries.insert((topic, partition), offset);
+    }
+    (entries.len() == count && lines.next().is_none()).then_some(entries)
+}
+
 type PartitionKey = (Uuid, i32);
 
 /// All partitions hosted here, reconciled with the metadata image.
@@ -519,6 +595,8 @@ pub struct PartitionManager {
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// Serialises reconciliations (handlers and the metadata watcher both trigger them).
     reconcile_lock: Mutex<()>,
+    /// Serialises writes of the log start offset checkpoint.
+    checkpoint_lock: Mutex<()>,
 }
 
 impl PartitionManager {
@@ -528,7 +606,60 @@ impl PartitionManager {
             config,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
+            checkpoint_lock: Mutex::new(()),
         }
+    }
+
+    /// DeleteRecords on one hosted partition (see [`Partition::delete_records`]): the
+    /// new log start offset is in the checkpoint before the answer. Blocking.
+    pub fn delete_records(
+        &self,
+        partition: &Partition,
+        offset: i64,
+    ) -> Result<i64, PartitionError> {
+        partition.delete_records(offset, || self.write_log_start_checkpoint())
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.config.data_dir.join(LOG_START_OFFSET_CHECKPOINT_FILE)
+    }
+
+    /// Writes Kafka's `log-start-offset-checkpoint` (version 0, a count, then
+    /// `topic partition offset` lines) for every partition whose log start offset is
+    /// past 0. Kafka writes it every `log.flush.start.offset.checkpoint.interval.ms` and
+    /// relies on other replicas meanwhile; a single replica writes it before answering.
+    fn write_log_start_checkpoint(&self) -> Result<(), LogError> {
+        let _guard = self
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut entries: Vec<(String, i32, i64)> = self
+            .all()
+            .iter()
+            .map(|p| (p.topic.clone(), p.index, p.offsets().0))
+            .filter(|(_, _, log_start)| *log_start > 0)
+            .collect();
+        entries.sort();
+        let mut text = format!("0\n{}\n", entries.len());
+        for (topic, partition, offset) in entries {
+            text.push_str(&format!("{topic} {partition} {offset}\n"));
+        }
+        Ok(dir::write_file_atomically(
+            &self.checkpoint_path(),
+            text.as_bytes(),
+        )?)
+    }
+
+    /// The checkpoint's entries by (topic, partition); none when the file is missing.
+    fn read_log_start_checkpoint(&self) -> Result<HashMap<(String, i32), i64>, LogError> {
+        let path = self.checkpoint_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+            Err(error) => return Err(error.into()),
+        };
+        parse_log_start_checkpoint(&text)
+            .ok_or_else(|| LogError::Corrupt(format!("{} is malformed", path.display())))
     }
 
     pub fn health(&self) -> &Arc<LogDirHealth> {
@@ -579,6 +710,7 @@ impl PartitionManager {
             .keys()
             .copied()
             .collect();
+        let mut removed_any = false;
         for key in existing.iter().filter(|k| !wanted.contains_key(k)) {
             let removed = self
                 .partitions
@@ -587,8 +719,19 @@ impl PartitionManager {
                 .remove(key);
             if let Some(partition) = removed {
                 self.remove_dir(&partition.topic, partition.index);
+                removed_any = true;
             }
         }
+        // A deleted partition's entry must not outlive it (a new topic may take the name).
+        if removed_any {
+            if let Err(error) = self.write_log_start_checkpoint() {
+                self.health.trip(&format_args!(
+                    "cannot write the log start offset checkpoint: {error}"
+                ));
+                return;
+            }
+        }
+        let mut checkpoint: Option<HashMap<(String, i32), i64>> = None;
         for (key, (topic, leader_epoch)) in wanted {
             if existing.contains(&key) {
                 continue;
@@ -596,12 +739,34 @@ impl PartitionManager {
             let dir = self.dir_for(&topic.name, key.1);
             // A directory of an older topic with the same name (deleted while we were
             // down) is stale: its records must not appear in the new topic.
+            let mut same_topic = false;
             if let Some(old_id) = partition_metadata_topic_id(&dir) {
-                if old_id != topic.topic_id.to_string() {
+                same_topic = old_id == topic.topic_id.to_string();
+                if !same_topic {
                     tracing::warn!(dir = %dir.display(), "removing log of a deleted topic with the same name");
                     self.remove_dir(&topic.name, key.1);
                 }
             }
+            // Only a log that was here before has a checkpointed start offset.
+            let checkpointed_log_start = if same_topic {
+                if checkpoint.is_none() {
+                    match self.read_log_start_checkpoint() {
+                        Ok(entries) => checkpoint = Some(entries),
+                        Err(error) => {
+                            self.health.trip(&format_args!(
+                                "cannot read the log start offset checkpoint: {error}"
+                            ));
+                            return;
+                        }
+                    }
+                }
+                checkpoint
+                    .as_ref()
+                    .and_then(|entries| entries.get(&(topic.name.clone(), key.1)))
+                    .copied()
+            } else {
+                None
+            };
             let opened = Partition::open(
                 &dir,
                 topic,
@@ -611,6 +776,7 @@ impl PartitionManager {
                 self.config.topic_record_rules(&topic.configs),
                 self.config.producer_id_expiration_ms,
                 self.health.clone(),
+                checkpointed_log_start,
             );
             match opened {
                 Ok(partition) => {
@@ -677,6 +843,159 @@ impl PartitionManager {
     }
 }
 
+#[cfg(test)]
+mod delete_records_tests {
+    use super::*;
+    use crate::log::batch::test_support::batch_with;
+
+    fn image(node_id: i32, topic_id: Uuid) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        let topic = TopicImage {
+            name: "t".to_string(),
+            topic_id,
+            partitions: vec![crate::metadata::PartitionRecord {
+                partition: 0,
+                leader: node_id,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                replicas: vec![node_id],
+                isr: vec![node_id],
+            }],
+            configs: BTreeMap::new(),
+        };
+        image.topics.insert("t".to_string(), Arc::new(topic));
+        image
+    }
+
+    fn open_manager(dir: &Path) -> PartitionManager {
+        let log_dirs = format!("log.dirs={}", dir.display());
+        PartitionManager::new(BrokerConfig::load(None, std::iter::empty(), &[log_dirs]).unwrap())
+    }
+
+    #[test]
+    fn the_log_start_offset_survives_a_restart_but_not_the_topic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::from_u128(7);
+        let manager = open_manager(tmp.path());
+        let node_id = manager.config.node_id;
+        manager.reconcile(&image(node_id, topic_id));
+        let partition = manager.get(topic_id, 0).unwrap();
+        for sequence in 0..4 {
+            partition
+                .append(&batch_with(&[b"v"], now_ms(), 1, 0, sequence))
+                .unwrap();
+        }
+        let out_of_range = manager.delete_records(&partition, 5).unwrap_err();
+        assert_eq!(out_of_range.code, error_code::OFFSET_OUT_OF_RANGE);
+        assert_eq!(manager.delete_records(&partition, 2).unwrap(), 2);
+        assert_eq!(partition.offsets(), (2, 4));
+        let below = partition.read(1, usize::MAX, true).unwrap_err();
+        assert_eq!(below.code, error_code::OFFSET_OUT_OF_RANGE);
+        // -1 is the high watermark.
+        assert_eq!(
+            manager.delete_records(&partition, HIGH_WATERMARK).unwrap(),
+            4
+        );
+        let checkpoint = std::fs::read_to_string(tmp.path().join(LOG_START_OFFSET_CHECKPOINT_FILE));
+        assert_eq!(checkpoint.unwrap(), "0\n1\nt 0 4\n");
+        drop(partition);
+        manager.close_all();
+        drop(manager);
+
+        let manager = open_manager(tmp.path());
+        manager.reconcile(&image(node_id, topic_id));
+        assert_eq!(manager.get(topic_id, 0).unwrap().offsets(), (4, 4));
+        // Deleting the topic drops its entry; a new topic of the same name starts at 0.
+        manager.reconcile(&MetadataImage::default());
+        let checkpoint = std::fs::read_to_string(tmp.path().join(LOG_START_OFFSET_CHECKPOINT_FILE));
+        assert_eq!(checkpoint.unwrap(), "0\n0\n");
+        let new_id = Uuid::from_u128(8);
+        manager.reconcile(&image(node_id, new_id));
+        assert_eq!(manager.get(new_id, 0).unwrap().offsets(), (0, 0));
+    }
+
+    /// A failed checkpoint write: not answered, not applied after a restart. A failed
+    /// segment removal: answered with an error too, but the checkpoint is written, so the
+    /// restart applies it and removes the segments then.
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn storage_faults_on_the_delete_path_take_the_directory_offline() {
+        use crate::log::dir::test_support::ArmedFailpoints;
+        let armed = ArmedFailpoints::new();
+        let tmp = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::from_u128(9);
+        let manager = open_manager(tmp.path());
+        let node_id = manager.config.node_id;
+        let mut image = image(node_id, topic_id);
+        let mut topic = (*image.topics["t"]).clone();
+        // One batch per segment.
+        topic.configs.insert(
+            crate::config::INTERNAL_SEGMENT_BYTES.to_string(),
+            "20".to_string(),
+        );
+        image.topics.insert("t".to_string(), Arc::new(topic));
+        manager.reconcile(&image);
+        let partition = manager.get(topic_id, 0).unwrap();
+        for sequence in 0..4 {
+            partition
+                .append(&batch_with(&[b"v"], now_ms(), 1, 0, sequence))
+                .unwrap();
+        }
+        let dir = tmp.path().join("t-0");
+        let logs = || {
+            std::fs::read_dir(&dir)
+                .unwrap()
+                .filter(|e| {
+                    let name = e.as_ref().unwrap().file_name();
+                    name.to_string_lossy().ends_with(".log")
+                })
+                .count()
+        };
+        assert_eq!(logs(), 4);
+
+        armed.set("fs::write", "1*return(ENOSPC)");
+        let error = manager.delete_records(&partition, 2).unwrap_err();
+        assert_eq!(error.code, error_code::KAFKA_STORAGE_ERROR);
+        assert!(manager.health().is_offline());
+        drop(partition);
+        drop(manager);
+        let manager = open_manager(tmp.path());
+        manager.reconcile(&image);
+        let partition = manager.get(topic_id, 0).unwrap();
+        assert_eq!(
+            partition.offsets(),
+            (0, 4),
+            "an unanswered delete was applied"
+        );
+
+        armed.set("log::segment::delete", "1*return(EIO)");
+        let error = manager.delete_records(&partition, 2).unwrap_err();
+        assert_eq!(error.code, error_code::KAFKA_STORAGE_ERROR);
+        assert!(manager.health().is_offline());
+        drop(partition);
+        drop(manager);
+        let manager = open_manager(tmp.path());
+        manager.reconcile(&image);
+        assert_eq!(manager.get(topic_id, 0).unwrap().offsets(), (2, 4));
+        assert_eq!(logs(), 2, "segments below the start left behind");
+    }
+
+    #[test]
+    fn a_malformed_checkpoint_is_refused() {
+        assert!(parse_log_start_checkpoint("0\n1\nt 0 4\n").is_some());
+        for bad in [
+            "",
+            "1\n0\n",
+            "0\n2\nt 0 4\n",
+            "0\n1\nt 0\n",
+            "0\n1\nt 0 x\n",
+            "0\n0\nt 0 1\n",
+        ] {
+            assert!(parse_log_start_checkpoint(bad).is_none(), "{bad:?}");
+        }
+    }
+}
+
 /// Injected storage faults at the partition layer: after the first one nothing is
 /// acknowledged, and a client's retry is stored exactly once across a restart.
 #[cfg(all(test, feature = "failpoints"))]
@@ -714,6 +1033,7 @@ mod fault_tests {
             },
             i64::MAX,
             health.clone(),
+            None,
         )
         .unwrap();
         (partition, health)

@@ -8,21 +8,28 @@
 //! Reads run on a blocking thread: the log lock is held only to plan a read, and the
 //! preads (up to `fetch.max.bytes` per answer) are done outside it.
 //!
-//! Incremental fetch sessions (KIP-227) are declined the way Kafka declines them when it
-//! has no room for a session: every answer carries session id 0, so clients keep sending
-//! full fetch requests. A request that names a session id gets FETCH_SESSION_ID_NOT_FOUND.
+//! Incremental fetch sessions (KIP-227): the request goes through the broker's
+//! [`FetchSessionCache`] first, which says which partitions to read (a session's cached
+//! ones for an incremental request) and, once they are read, which the answer carries
+//! and whether a full request opens a session.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
 use super::{find_topic, led_partition};
 use crate::log::batch::{BatchHeader, HEADER_SIZE};
 use crate::partition::{Partition, PartitionError};
+use crate::protocol::fetch_session::{
+    FetchContext, FetchSessionCache, PartitionKey, PartitionOutcome, PartitionParams,
+    SessionRequest, TopicKey, NO_SESSION,
+};
 use crate::protocol::{errors, RequestContext};
 
 /// Upper bound on how long a fetch may park, whatever the client asks.
@@ -30,7 +37,6 @@ const MAX_WAIT_CAP_MS: i32 = 30_000;
 const ZSTD_CODEC: i16 = 4;
 
 struct Slot {
-    topic_index: usize,
     partition: i32,
     fetch_offset: i64,
     partition_max_bytes: i32,
@@ -39,37 +45,80 @@ struct Slot {
 
 pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
     let version = ctx.version();
-    if version >= 7 && request.session_id != 0 {
-        return FetchResponse::default().with_error_code(errors::FETCH_SESSION_ID_NOT_FOUND);
-    }
-    let image = ctx.broker.metadata.image();
     let by_id = version >= 13;
-    let mut slots = Vec::new();
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for (topic_index, fetch_topic) in request.topics.into_iter().enumerate() {
-        let (topic, unknown_code) =
-            find_topic(&image, by_id, &fetch_topic.topic.0, fetch_topic.topic_id);
+    let sessions: &FetchSessionCache = &ctx.broker.fetch_sessions;
+    let topic_key = |name: &TopicName, id: uuid::Uuid| {
+        if by_id {
+            TopicKey::Id(id)
+        } else {
+            TopicKey::Name(name.0.to_string())
+        }
+    };
+    let mut fetch_data = IndexMap::new();
+    for fetch_topic in &request.topics {
+        let topic = topic_key(&fetch_topic.topic, fetch_topic.topic_id);
         for p in &fetch_topic.partitions {
-            slots.push(Slot {
-                topic_index,
+            let key = PartitionKey {
+                topic: topic.clone(),
                 partition: p.partition,
+            };
+            let params = PartitionParams {
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
-                local: led_partition(
-                    ctx,
-                    topic,
-                    unknown_code,
-                    p.partition,
-                    p.current_leader_epoch,
-                )
-                .await,
-            });
+                current_leader_epoch: p.current_leader_epoch,
+            };
+            // A partition named twice is fetched once, with its last parameters (Kafka
+            // reads the request into a map).
+            fetch_data.insert(key, params);
         }
-        topics.push(
-            FetchableTopicResponse::default()
-                .with_topic(fetch_topic.topic)
-                .with_topic_id(fetch_topic.topic_id),
-        );
+    }
+    let forgotten: Vec<PartitionKey> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(&t.topic, t.topic_id);
+            t.partitions.iter().map(move |&partition| PartitionKey {
+                topic: topic.clone(),
+                partition,
+            })
+        })
+        .collect();
+    let session_request = SessionRequest {
+        version,
+        session_id: request.session_id,
+        epoch: request.session_epoch,
+        privileged: request.replica_id.0 >= 0 || request.replica_state.replica_id.0 >= 0,
+    };
+    let context = sessions.new_context(&session_request, fetch_data, &forgotten, sessions.now_ms());
+    let partitions = match &context {
+        FetchContext::SessionError(code) => {
+            return FetchResponse::default().with_error_code(*code);
+        }
+        FetchContext::Sessionless(partitions)
+        | FetchContext::Full { partitions, .. }
+        | FetchContext::Incremental { partitions, .. } => partitions,
+    };
+
+    let image = ctx.broker.metadata.image();
+    let mut slots = Vec::with_capacity(partitions.len());
+    for (key, params) in partitions {
+        let (topic, unknown_code) = match &key.topic {
+            TopicKey::Id(id) => find_topic(&image, true, "", *id),
+            TopicKey::Name(name) => find_topic(&image, false, name, uuid::Uuid::nil()),
+        };
+        slots.push(Slot {
+            partition: key.partition,
+            fetch_offset: params.fetch_offset,
+            partition_max_bytes: params.partition_max_bytes,
+            local: led_partition(
+                ctx,
+                topic,
+                unknown_code,
+                key.partition,
+                params.current_leader_epoch,
+            )
+            .await,
+        });
     }
 
     let max_bytes = if version >= 3 {
@@ -83,7 +132,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     let min_bytes = request.min_bytes.max(0) as usize;
     let slots = Arc::new(slots);
 
-    let partitions = loop {
+    let answers = loop {
         // Register for wake-ups before reading, so an append in between is not missed.
         let mut wakeups: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = slots
             .iter()
@@ -96,7 +145,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         // The preads run on a blocking thread, never on an async worker.
         let reading = slots.clone();
         let read = tokio::task::spawn_blocking(move || read_all(&reading, max_bytes, version));
-        let (partitions, total_bytes, any_error) = match read.await {
+        let (answers, total_bytes, any_error) = match read.await {
             Ok(read) => read,
             Err(error) => {
                 tracing::error!(%error, "fetch read failed");
@@ -108,7 +157,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             || wakeups.is_empty()
             || Instant::now() >= deadline;
         if done {
-            break partitions;
+            break answers;
         }
         tokio::select! {
             _ = futures::future::select_all(wakeups) => {}
@@ -116,10 +165,72 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         }
     };
 
-    for (slot, data) in slots.iter().zip(partitions) {
-        topics[slot.topic_index].partitions.push(data);
+    let outcome = |data: &PartitionData| PartitionOutcome {
+        high_watermark: data.high_watermark,
+        log_start_offset: data.log_start_offset,
+        has_records: data.records.as_ref().is_some_and(|r| !r.is_empty()),
+        has_error: data.error_code != errors::NONE,
+    };
+    let now_ms = sessions.now_ms();
+    let (session_id, include) = match &context {
+        FetchContext::SessionError(_) | FetchContext::Sessionless(_) => (NO_SESSION, None),
+        FetchContext::Full {
+            partitions,
+            privileged,
+            uses_topic_ids,
+        } => {
+            let answered: Vec<_> = partitions
+                .iter()
+                .zip(&answers)
+                .map(|((key, params), data)| (key.clone(), *params, outcome(data)))
+                .collect();
+            let id = sessions.finish_full(*privileged, *uses_topic_ids, &answered, now_ms);
+            (id, None)
+        }
+        FetchContext::Incremental {
+            session_id,
+            epoch,
+            partitions,
+        } => {
+            let answered: Vec<_> = partitions
+                .iter()
+                .zip(&answers)
+                .map(|((key, _), data)| (key.clone(), outcome(data)))
+                .collect();
+            match sessions.finish_incremental(*session_id, *epoch, &answered) {
+                Ok(include) => (*session_id, Some(include)),
+                Err(code) => {
+                    return FetchResponse::default()
+                        .with_error_code(code)
+                        .with_session_id(*session_id);
+                }
+            }
+        }
+    };
+
+    // Consecutive partitions of one topic share a topic entry, as in Kafka's answer.
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut last_topic: Option<&TopicKey> = None;
+    for (i, ((key, _), data)) in partitions.iter().zip(answers).enumerate() {
+        if include.as_ref().is_some_and(|include| !include[i]) {
+            continue;
+        }
+        if last_topic != Some(&key.topic) {
+            let entry = match &key.topic {
+                TopicKey::Id(id) => FetchableTopicResponse::default().with_topic_id(*id),
+                TopicKey::Name(name) => FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(name.clone()))),
+            };
+            topics.push(entry);
+            last_topic = Some(&key.topic);
+        }
+        if let Some(entry) = topics.last_mut() {
+            entry.partitions.push(data);
+        }
     }
-    FetchResponse::default().with_responses(topics)
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(topics)
 }
 
 /// One pass over every requested partition; returns the partition answers, the record

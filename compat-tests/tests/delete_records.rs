@@ -1,0 +1,194 @@
+//! DeleteRecords through librdkafka's admin client (rdkafka 0.39, librdkafka 2.12):
+//! the low watermark moves, reads below it are out of range, whole segments below it
+//! leave the disk, and the new log start survives a graceful restart and a kill -9.
+//! Against Kafka (`MILLRACE_COMPAT_TARGET=kafka`) the last two are skipped: Kafka removes
+//! the segments later (its retention check) and checkpoints the log start every minute,
+//! so a kill -9 may undo an acknowledged delete; millrace does both before answering.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{consumer, flush_all_ok, producer, send, watermarks};
+use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, Target, TestBroker};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::producer::BaseRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Rounds of records, each flushed as its own batch of about 1.1 KiB: three batches fill
+/// a segment of `SEGMENT_BYTES` (Kafka refuses a batch larger than the segment).
+const BATCHES: usize = 10;
+const SEGMENT_BYTES: &str = "4096";
+const PER_BATCH: usize = 10;
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// DeleteRecords for (partition, offset) pairs; per partition the low watermark or
+/// the error code.
+fn delete_records(
+    bootstrap: &str,
+    topic: &str,
+    offsets: &[(i32, Offset)],
+) -> Vec<Result<i64, RDKafkaErrorCode>> {
+    let mut tpl = TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        tpl.add_partition_offset(topic, *partition, *offset)
+            .unwrap();
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let result = runtime()
+        .block_on(admin(bootstrap).delete_records(&tpl, &opts))
+        .expect("DeleteRecords request");
+    offsets
+        .iter()
+        .map(|(partition, _)| {
+            let entry = result
+                .find_partition(topic, *partition)
+                .expect("partition in the result");
+            match entry.error() {
+                Err(rdkafka::error::KafkaError::OffsetFetch(code)) => Err(code),
+                Err(other) => panic!("unexpected error kind {other:?}"),
+                Ok(()) => match entry.offset() {
+                    Offset::Offset(low) => Ok(low),
+                    other => panic!("low watermark {other:?}"),
+                },
+            }
+        })
+        .collect()
+}
+
+/// Segment base offsets of one partition directory, in order.
+fn segment_bases(dir: &Path) -> Vec<i64> {
+    let mut bases: Vec<i64> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".log").and_then(|b| b.parse().ok())
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+/// The first record a consumer gets from `offset` of partition 0, or its error.
+fn first_from(bootstrap: &str, topic: &str, offset: Offset) -> Result<i64, String> {
+    let c = consumer(bootstrap);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, offset).unwrap();
+    c.assign(&tpl).expect("assign");
+    wait_until("a record or an error", Duration::from_secs(20), || match c
+        .poll(Duration::from_millis(200))
+    {
+        None => Err("nothing yet".to_string()),
+        Some(Ok(m)) => Ok(Ok(m.offset())),
+        Some(Err(e)) => Ok(Err(e.to_string())),
+    })
+}
+
+#[test]
+fn delete_records_moves_the_log_start_durably() {
+    let mut broker = TestBroker::start(BrokerOpts::default());
+    let b = broker.bootstrap();
+    let topic = unique_topic("purge");
+    // Small segments (Kafka's test-only topic config), so that whole segments fall
+    // below the new log start.
+    let new_topic = NewTopic::new(&topic, 2, TopicReplication::Fixed(1))
+        .set("internal.segment.bytes", SEGMENT_BYTES);
+    let created = runtime()
+        .block_on(admin(&b).create_topics(&[new_topic], &AdminOptions::new()))
+        .expect("CreateTopics");
+    assert_eq!(created, vec![Ok(topic.clone())]);
+
+    // Ten flushed rounds of ten 100-byte records to partition 0.
+    let (p, rec) = producer(&b, &[("linger.ms", "0")]);
+    for round in 0..BATCHES {
+        for i in 0..PER_BATCH {
+            let value = [b'a' + (i as u8); 100];
+            send(
+                &p,
+                BaseRecord::with_opaque_to(&topic, round * PER_BATCH + i)
+                    .partition(0)
+                    .payload(&value[..]),
+            );
+        }
+        flush_all_ok(&p, &rec, (round + 1) * PER_BATCH);
+    }
+    send(
+        &p,
+        BaseRecord::with_opaque_to(&topic, BATCHES * PER_BATCH)
+            .partition(1)
+            .payload(&b"one"[..]),
+    );
+    flush_all_ok(&p, &rec, BATCHES * PER_BATCH + 1);
+    drop(p);
+    let dir = broker.data_dir().join(format!("{topic}-0"));
+    let before = segment_bases(&dir);
+    assert!(before.len() > 3, "expected several segments: {before:?}");
+
+    // Beyond the high watermark: OFFSET_OUT_OF_RANGE, nothing moves.
+    let results = delete_records(&b, &topic, &[(0, Offset::Offset(101))]);
+    assert_eq!(results, vec![Err(RDKafkaErrorCode::OffsetOutOfRange)]);
+    // Partition 0 to 45; partition 1 to its high watermark (Offset::End is -1).
+    let results = delete_records(&b, &topic, &[(0, Offset::Offset(45)), (1, Offset::End)]);
+    assert_eq!(results, vec![Ok(45), Ok(1)]);
+    let check = |b: &str, low: i64| {
+        let c = consumer(b);
+        assert_eq!(watermarks(&c, &topic), vec![(low, 100), (1, 1)]);
+        assert_eq!(first_from(b, &topic, Offset::Beginning), Ok(low));
+        // librdkafka reports the broker's OFFSET_OUT_OF_RANGE, with
+        // auto.offset.reset=error, as "no offset to automatically reset to".
+        let below = first_from(b, &topic, Offset::Offset(low - 1)).unwrap_err();
+        assert!(
+            below.contains("AutoOffsetReset"),
+            "read below the start: {below}"
+        );
+    };
+    check(&b, 45);
+    let millrace = broker.target() == Target::Millrace;
+    if millrace {
+        // Kafka's rule: a segment goes when the next one starts at or below the log start.
+        let after = segment_bases(&dir);
+        assert!(
+            after[0] > 0 && after[0] <= 45 && after.get(1).is_none_or(|&next| next > 45),
+            "segments before {before:?}, after {after:?}"
+        );
+    }
+
+    broker.stop_graceful();
+    broker.restart();
+    check(&b, 45);
+    if !millrace {
+        return;
+    }
+    // Moving it again, then a crash right after the answer: the answer was durable.
+    assert_eq!(
+        delete_records(&b, &topic, &[(0, Offset::Offset(60))]),
+        vec![Ok(60)]
+    );
+    broker.kill9();
+    broker.restart();
+    check(&b, 60);
+    // Moving it back is a no-op that reports the current start.
+    assert_eq!(
+        delete_records(&b, &topic, &[(0, Offset::Offset(10))]),
+        vec![Ok(60)]
+    );
+}
