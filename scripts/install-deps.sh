@@ -76,7 +76,7 @@ go_src="$root/compat-tests/matrix/go"
 go_bin="$cache/go-bin"
 go_hash=$( (cd "$go_src" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 \
   | sort -z | xargs -0 sha256sum; go version) | sha256sum | cut -c1-16)
-go_stamp="$go_bin/.millrace-go-$go_hash"
+go_stamp="$go_bin/.millrace-go-v2-$go_hash"
 if [ ! -f "$go_stamp" ]; then
   log "Go matrix clients (franz-go, sarama) and franz-go's kgo test suite"
   rm -rf "$go_bin"
@@ -88,6 +88,8 @@ if [ ! -f "$go_stamp" ]; then
     go build -o "$go_bin/matrix-sarama" ./sarama
     # The suite is compiled here so that a test run does not pay for it.
     go test -c -o "$go_bin/kgo.test" github.com/twmb/franz-go/pkg/kgo
+    # Some of its tests read the package's sources: the runner starts it in this dir.
+    go list -f '{{.Dir}}' github.com/twmb/franz-go/pkg/kgo >"$go_bin/kgo.dir"
   )
   touch "$go_stamp"
 fi
