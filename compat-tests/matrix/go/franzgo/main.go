@@ -275,7 +275,7 @@ func (m *member) run() {
 		fs.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				sc.Logf("%s: fetch error %s/%d: %v", m.name, t, p, err)
-				if !kgoRetriable(err) {
+				if !kgo.IsRetryableBrokerErr(err) {
 					fatal = fmt.Errorf("fetch %s/%d: %w", t, p, err)
 				}
 			}
@@ -289,7 +289,7 @@ func (m *member) run() {
 		m.liftCaps()
 		m.cl.AllowRebalance()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	err := m.commit(ctx, nil)
 	if err != nil {
@@ -297,10 +297,6 @@ func (m *member) run() {
 	}
 	m.cl.CloseAllowingRebalance()
 	m.done <- err
-}
-
-func kgoRetriable(err error) bool {
-	return kgo.IsRetryableBrokerErr(err)
 }
 
 func (m *member) handle(r *kgo.Record) {
@@ -356,8 +352,8 @@ func (m *member) close() error {
 	select {
 	case err := <-m.done:
 		return err
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s did not close within 30 s", m.name)
+	case <-time.After(9 * time.Second):
+		return fmt.Errorf("%s did not close within 9 s", m.name)
 	}
 }
 
@@ -393,14 +389,15 @@ func consume(ctx context.Context, args sc.Args, resume bool) {
 		sc.Logf("a consumed and committed %d; b joins", a.processed.Load())
 		b = newMember(args, "b", tracker, nil)
 	}
-	got := sc.WaitFor(deadline.Add(-5*time.Second), func() bool { return tracker.Consumed() >= args.Records })
+	// The members then get 9 s each to commit and leave.
+	got := sc.WaitFor(deadline.Add(-20*time.Second), func() bool { return tracker.Consumed() >= args.Records })
 	if got && resume {
 		time.Sleep(sc.ResumeQuiet)
 	}
-	errA, errB := a.close(), b.close()
 	if !got {
 		sc.Fail("consumed %d of %d records (a %d, b %d)", tracker.Consumed(), args.Records, tracker.Of("a"), tracker.Of("b"))
 	}
+	errA, errB := a.close(), b.close()
 	if errA != nil || errB != nil {
 		sc.Fail("closing members: a: %v, b: %v", errA, errB)
 	}

@@ -283,8 +283,8 @@ func (m *member) close() error {
 	m.cancel()
 	select {
 	case <-m.done:
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s: session did not end within 30 s", m.name)
+	case <-time.After(9 * time.Second):
+		return fmt.Errorf("%s: session did not end within 9 s", m.name)
 	}
 	return m.group.Close()
 }
@@ -310,14 +310,15 @@ func consume(args sc.Args, resume bool) {
 		sc.Logf("a consumed and committed %d; b joins", a.processed.Load())
 		b = newMember(args, "b", tracker, nil)
 	}
-	got := sc.WaitFor(deadline.Add(-5*time.Second), func() bool { return tracker.Consumed() >= args.Records })
+	// The members then get 9 s each to commit and leave.
+	got := sc.WaitFor(deadline.Add(-20*time.Second), func() bool { return tracker.Consumed() >= args.Records })
 	if got && resume {
 		time.Sleep(sc.ResumeQuiet)
 	}
-	errA, errB := a.close(), b.close()
 	if !got {
 		sc.Fail("consumed %d of %d records (a %d, b %d)", tracker.Consumed(), args.Records, tracker.Of("a"), tracker.Of("b"))
 	}
+	errA, errB := a.close(), b.close()
 	if errA != nil || errB != nil {
 		sc.Fail("closing members: a: %v, b: %v", errA, errB)
 	}

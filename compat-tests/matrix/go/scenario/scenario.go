@@ -35,7 +35,7 @@ type Args struct {
 	Batch     int
 }
 
-// ParseArgs reads the command line or exits with status 2.
+// ParseArgs reads the command line (or exits non-zero) and arms the phase's time bound.
 func ParseArgs() Args {
 	if len(os.Args) < 2 {
 		Fail("usage: %s <admin|produce|group|resume> --bootstrap H:P --topic T --group G --records N --batch B", os.Args[0])
@@ -53,6 +53,8 @@ func ParseArgs() Args {
 	if a.Bootstrap == "" || a.Topic == "" {
 		Fail("--bootstrap and --topic are required")
 	}
+	// Whatever a client library blocks on, the phase ends within its bound.
+	time.AfterFunc(PhaseTimeout, func() { Fail("phase %s did not finish within %v", a.Phase, PhaseTimeout) })
 	return a
 }
 
