@@ -5,6 +5,8 @@
 #   pip:   kafka-python (and matplotlib for scripts/bench.sh), into a venv under the cache dir
 #   Maven: Apache Kafka's own jars (clients, tools, broker) for the stock CLI tools
 #   cargo: cargo-fuzz and a nightly toolchain for scripts/fuzz.sh
+#   go:    the Go matrix clients (franz-go, sarama) and franz-go's kgo test suite, built
+#          from compat-tests/matrix/go (go.mod/go.sum pinned) into $MILLRACE_CACHE/go-bin
 # Everything lands under $MILLRACE_CACHE (default ~/.cache/millrace), outside the clone.
 # `--build` installs only what building the broker needs (the apt packages).
 set -euo pipefail
@@ -66,6 +68,30 @@ if [ ! -f "$kafka_stamp" ]; then
   mvn -q -B -f "$root/compat-tests/java/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$kafka_libs" -DincludeScope=runtime
   touch "$kafka_stamp"
+fi
+
+# --- Go clients from the Go module proxy ---------------------------------------------
+# Rebuilt only when the module's sources, go.mod/go.sum or the Go toolchain change.
+go_src="$root/compat-tests/matrix/go"
+go_bin="$cache/go-bin"
+go_hash=$( (cd "$go_src" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 \
+  | sort -z | xargs -0 sha256sum; go version) | sha256sum | cut -c1-16)
+go_stamp="$go_bin/.millrace-go-v2-$go_hash"
+if [ ! -f "$go_stamp" ]; then
+  log "Go matrix clients (franz-go, sarama) and franz-go's kgo test suite"
+  rm -rf "$go_bin"
+  mkdir -p "$go_bin"
+  (
+    cd "$go_src"
+    export GOFLAGS="-mod=readonly -buildvcs=false"
+    go build -o "$go_bin/matrix-franz-go" ./franzgo
+    go build -o "$go_bin/matrix-sarama" ./sarama
+    # The suite is compiled here so that a test run does not pay for it.
+    go test -c -o "$go_bin/kgo.test" github.com/twmb/franz-go/pkg/kgo
+    # Some of its tests read the package's sources: the runner starts it in this dir.
+    go list -f '{{.Dir}}' github.com/twmb/franz-go/pkg/kgo >"$go_bin/kgo.dir"
+  )
+  touch "$go_stamp"
 fi
 
 # --- cargo-fuzz for scripts/fuzz.sh (libFuzzer targets in fuzz/, nightly toolchain) ---

@@ -18,7 +18,8 @@ pub mod wire;
 pub use broker::{free_port, millrace_bin, BrokerOpts, Target, TestBroker};
 pub use process::ClientProcess;
 pub use tools::{
-    kafka_tool, kafka_tool_command, kcat, python, python_command, run_with_timeout, ToolOutput,
+    go_bin, kafka_tool, kafka_tool_command, kcat, python, python_command, run_with_timeout,
+    ToolOutput,
 };
 
 /// `$MILLRACE_CACHE`, default `$HOME/.cache/millrace` (see scripts/install-deps.sh).

@@ -141,6 +141,17 @@ pub fn python(script: &str, args: &[&str]) -> ToolOutput {
     run_with_timeout(python_command(script, args), None, Duration::from_secs(120))
 }
 
+/// A Go program built by scripts/install-deps.sh (`$MILLRACE_CACHE/go-bin/<name>`).
+pub fn go_bin(name: &str) -> PathBuf {
+    let bin = cache_dir().join("go-bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: run scripts/install-deps.sh",
+        bin.display()
+    );
+    bin
+}
+
 /// The directory holding Apache Kafka 4.1.1's jars.
 pub fn kafka_libs() -> PathBuf {
     let dir = cache_dir().join("kafka-libs");
