@@ -3,7 +3,8 @@
 #   apt:   librocksdb-dev + libclang-dev (link Debian's RocksDB instead of a 30-minute
 #          source build), kcat (a real librdkafka client), python venv support
 #   pip:   kafka-python (and matplotlib for scripts/bench.sh), into a venv under the cache dir
-#   Maven: Apache Kafka's own jars (clients, tools, broker) for the stock CLI tools
+#   Maven: Apache Kafka's own jars (clients, tools, broker, Streams) for the stock CLI
+#          tools, and javac of the compat tests' Java programs against them
 #   cargo: cargo-fuzz and a nightly toolchain for scripts/fuzz.sh
 # Everything lands under $MILLRACE_CACHE (default ~/.cache/millrace), outside the clone.
 # `--build` installs only what building the broker needs (the apt packages).
@@ -67,6 +68,25 @@ if [ ! -f "$kafka_stamp" ]; then
     -DoutputDirectory="$kafka_libs" -DincludeScope=runtime
   touch "$kafka_stamp"
 fi
+
+# --- Java programs of the compat tests, compiled against those jars ----------
+# compile_java NAME SRC_DIR: javac SRC_DIR/*.java into $cache/java/NAME/classes, again
+# only when the sources or the jars (the pom) change.
+compile_java() {
+  local name=$1 src=$2
+  local out="$cache/java/$name"
+  local hash
+  hash=$(cat "$src"/*.java "$root/compat-tests/java/pom.xml" | sha256sum | cut -c1-16)
+  if [ ! -f "$out/.millrace-java-$hash" ]; then
+    log "javac $name ($src)"
+    rm -rf "$out"
+    mkdir -p "$out/classes"
+    javac -Xlint:deprecation -Werror --release 17 -d "$out/classes" -cp "$kafka_libs/*" "$src"/*.java
+    touch "$out/.millrace-java-$hash"
+  fi
+}
+compile_java matrix "$root/compat-tests/matrix/java"
+compile_java streams "$root/compat-tests/streams"
 
 # --- cargo-fuzz for scripts/fuzz.sh (libFuzzer targets in fuzz/, nightly toolchain) ---
 if ! cargo fuzz --version >/dev/null 2>&1; then

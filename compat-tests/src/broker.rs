@@ -18,7 +18,7 @@ use crate::{kill_group, poll_interval, wire};
 pub enum Target {
     /// The millrace binary (default).
     Millrace,
-    /// A single-node KRaft Apache Kafka 4.1.1 from the jars (the reference behaviour).
+    /// A single-node KRaft Apache Kafka 4.4.0 from the jars (the reference behaviour).
     Kafka,
 }
 
@@ -107,7 +107,7 @@ impl TestBroker {
         Self::start_target(Target::from_env(), opts)
     }
 
-    /// Start Apache Kafka 4.1.1 whatever `MILLRACE_COMPAT_TARGET` says (differential
+    /// Start Apache Kafka 4.4.0 whatever `MILLRACE_COMPAT_TARGET` says (differential
     /// tests run the same scenario on both brokers).
     pub fn start_kafka(opts: BrokerOpts) -> TestBroker {
         Self::start_target(Target::Kafka, opts)
