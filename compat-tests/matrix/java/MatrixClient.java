@@ -220,14 +220,18 @@ public final class MatrixClient {
         final AtomicInteger consumed = new AtomicInteger();
         final AtomicBoolean finish = new AtomicBoolean();
         final AtomicBoolean pauseAll = new AtomicBoolean();
+        /** Once this many records are read: pause, commit, set halfCommitted (-1: never). */
+        final int pauseAfter;
+        final AtomicBoolean halfCommitted = new AtomicBoolean();
         final AtomicReference<Set<TopicPartition>> assignment = new AtomicReference<>(Set.of());
         final AtomicInteger rebalances = new AtomicInteger();
         final AtomicReference<Throwable> error = new AtomicReference<>();
         final Thread thread;
 
-        Member(String name, Tally tally) {
+        Member(String name, Tally tally, int pauseAfter) {
             this.name = name;
             this.tally = tally;
+            this.pauseAfter = pauseAfter;
             Properties p = new Properties();
             p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
             p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
@@ -278,6 +282,13 @@ public final class MatrixClient {
                         consumed.incrementAndGet();
                         tally.record(r);
                     }
+                    if (pauseAfter >= 0 && !halfCommitted.get() && consumed.get() >= pauseAfter) {
+                        // Stop fetching (still heartbeating) so b finds records left to read.
+                        pauseAll.set(true);
+                        consumer.pause(consumer.assignment());
+                        consumer.commitSync(Duration.ofMillis(Math.min(remainingMs(), 30_000)));
+                        halfCommitted.set(true);
+                    }
                     remainingMs();
                 }
                 consumer.commitSync(Duration.ofMillis(Math.min(remainingMs(), 30_000)));
@@ -316,8 +327,8 @@ public final class MatrixClient {
 
     String consume(boolean resume) throws Exception {
         Tally tally = new Tally();
-        Member a = new Member("a", tally);
-        Member b = new Member("b", tally);
+        Member a = new Member("a", tally, resume ? -1 : records / 2);
+        Member b = new Member("b", tally, -1);
         Member[] both = {a, b};
         boolean rebalanced = false;
         try {
@@ -330,9 +341,7 @@ public final class MatrixClient {
                 waitFor("3 s of quiet", both, () -> System.currentTimeMillis() >= until);
             } else {
                 a.thread.start();
-                waitFor("a to read half", new Member[] {a}, () -> a.consumed.get() >= records / 2);
-                // a stops fetching (still heartbeating), so b finds records left to read.
-                a.pauseAll.set(true);
+                waitFor("a to read and commit half", new Member[] {a}, () -> a.halfCommitted.get());
                 int aRebalances = a.rebalances.get();
                 Set<TopicPartition> before = a.assignment.get();
                 log("a read " + a.consumed.get() + " alone, owning " + before);
