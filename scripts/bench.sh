@@ -174,7 +174,8 @@ rootLogger.level = INFO
 rootLogger.appenderRef.out.ref = OUT
 EOF
   local cid
-  cid=$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
+  # Top bit cleared: an id starting with '-' would be parsed as an option by kafka-storage.
+  cid=$(python3 -c 'import base64,os; b=bytearray(os.urandom(16)); b[0]&=0x7f; print(base64.urlsafe_b64encode(b).decode().rstrip("="))')
   timeout 120 java -Xmx256m -Dlog4j2.configurationFile="$work/kafka-log4j2.properties" \
     -cp "$kafka_libs/*" kafka.tools.StorageTool format -t "$cid" -c "$props" >"$work/format.log" 2>&1
   # kafka-server-start.sh's defaults (KAFKA_HEAP_OPTS, KAFKA_JVM_PERFORMANCE_OPTS).
