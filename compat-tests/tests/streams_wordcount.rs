@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{admin_create, consume_all, consumer, flush_all_ok, producer, send, watermarks};
+use kafka_protocol::messages::ApiKey;
 use millrace_compat_tests::{
-    java_program_command, unique_topic, wait_until, BrokerOpts, ClientProcess, TestBroker,
+    java_program_command, unique_topic, wait_until, wire, BrokerOpts, ClientProcess, TestBroker,
 };
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::BaseRecord;
@@ -204,6 +205,28 @@ fn streams_word_count_is_exact_across_restarts() {
         ends(&changelog),
         want.len()
     );
+
+    // Streams deletes the repartition records it has committed (DeleteRecords, every
+    // repartition.purge.interval.ms): where the broker serves it, the topic empties.
+    let serves_delete_records = wire::api_versions_probe(&b, Duration::from_secs(5))
+        .expect("ApiVersions")
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::DeleteRecords as i16);
+    if serves_delete_records {
+        wait_until(
+            "the repartition topic to be purged",
+            Duration::from_secs(60),
+            || {
+                let marks = watermarks(&c, &repartition);
+                if marks.iter().all(|(low, high)| low == high) {
+                    Ok(())
+                } else {
+                    Err(format!("(low, high) per partition: {marks:?}"))
+                }
+            },
+        );
+    }
 
     stop_app(app);
     // After a clean close nothing more is written: the counts are still exact.
