@@ -214,7 +214,8 @@ def main():
     json.dump(report, open(os.path.join(d, "results.json"), "w"), indent=2)
 
     md = []
-    md.append(f"## Millrace vs Apache Kafka 4.1.1 — {meta['mode']} run, {meta['date_utc']}\n")
+    kafka_version = meta["kafka"].split()[0]
+    md.append(f"## Millrace vs Apache Kafka {kafka_version} — {meta['mode']} run, {meta['date_utc']}\n")
     md.append(
         f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['mem_gib']} GiB, Linux {meta['kernel']}. "
         f"Millrace {meta['millrace_rev']} ({meta['millrace_build']} build); Kafka {meta['kafka']}; "

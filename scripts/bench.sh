@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: Millrace vs Apache Kafka 4.1.1 on this machine, same clients.
+# Side-by-side benchmark: Millrace vs Apache Kafka 4.4.0 on this machine, same clients.
 #
 #   scripts/bench.sh            full run (release build, ~10 minutes, a few GiB of disk)
 #   scripts/bench.sh --smoke    seconds-long variant with tiny counts (CI; debug build)
@@ -16,7 +16,7 @@
 # offsets.topic.num.partitions=1, offsets.topic.replication.factor=1.
 #
 # Clients, identical for both brokers:
-#   - Kafka's own ProducerPerformance / ConsumerPerformance (kafka-*-perf-test), Java 4.1.1
+#   - Kafka's own ProducerPerformance / ConsumerPerformance (kafka-*-perf-test), Java 4.4.0
 #   - benches/loadgen (librdkafka via the rdkafka crate): throughput + end-to-end latency
 # Per workload the broker's peak RSS (VmHWM, reset with clear_refs before each workload)
 # and CPU time (utime+stime from /proc/<pid>/stat) are recorded.
@@ -27,6 +27,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/millrace-target}
 cache=${MILLRACE_CACHE:-$HOME/.cache/millrace}
+# kafka.version in compat-tests/java/pom.xml (the jars install-deps.sh resolves).
+kafka_version=4.4.0
 
 mode=full
 out=""
@@ -78,7 +80,7 @@ cargo build "${prof_flag[@]}" -p millrace-loadgen >&2
 millrace_bin="$CARGO_TARGET_DIR/$profile/millrace"
 loadgen="$CARGO_TARGET_DIR/$profile/millrace-loadgen"
 kafka_libs="$cache/kafka-libs"
-[ -f "$kafka_libs/kafka-server-4.1.1.jar" ] || { echo "no Kafka 4.1.1 jars in $kafka_libs" >&2; exit 1; }
+[ -f "$kafka_libs/kafka-server-$kafka_version.jar" ] || { echo "no Kafka $kafka_version jars in $kafka_libs" >&2; exit 1; }
 
 # --- Process bookkeeping -----------------------------------------------------------
 work=$(mktemp -d /tmp/millrace-bench-XXXXXX)
@@ -172,7 +174,8 @@ rootLogger.level = INFO
 rootLogger.appenderRef.out.ref = OUT
 EOF
   local cid
-  cid=$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
+  # Top bit cleared: an id starting with '-' would be parsed as an option by kafka-storage.
+  cid=$(python3 -c 'import base64,os; b=bytearray(os.urandom(16)); b[0]&=0x7f; print(base64.urlsafe_b64encode(b).decode().rstrip("="))')
   timeout 120 java -Xmx256m -Dlog4j2.configurationFile="$work/kafka-log4j2.properties" \
     -cp "$kafka_libs/*" kafka.tools.StorageTool format -t "$cid" -c "$props" >"$work/format.log" 2>&1
   # kafka-server-start.sh's defaults (KAFKA_HEAP_OPTS, KAFKA_JVM_PERFORMANCE_OPTS).
@@ -337,7 +340,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo "+dirty" || 
   echo "\"kernel\": \"$(uname -r)\","
   echo "\"millrace_rev\": \"$rev$dirty\","
   echo "\"millrace_build\": \"$profile\","
-  echo "\"kafka\": \"4.1.1 (KRaft, broker+controller, -Xmx1g -Xms1g G1)\","
+  echo "\"kafka\": \"$kafka_version (KRaft, broker+controller, -Xmx1g -Xms1g G1)\","
   echo "\"jdk\": \"$(java -version 2>&1 | head -1 | sed 's/"/\\"/g')\","
   echo "\"librdkafka\": \"$(ls "$HOME"/.cargo/registry/src/*/ 2>/dev/null | sed -n 's/^rdkafka-sys-.*+//p' | head -1)\","
   echo "\"perf_records\": $perf_records, \"fill_records\": $fill_records,"

@@ -3,7 +3,8 @@
 #   apt:   librocksdb-dev + libclang-dev (link Debian's RocksDB instead of a 30-minute
 #          source build), kcat (a real librdkafka client), python venv support
 #   pip:   kafka-python (and matplotlib for scripts/bench.sh), into a venv under the cache dir
-#   Maven: Apache Kafka's own jars (clients, tools, broker) for the stock CLI tools
+#   Maven: Apache Kafka's own jars (clients, tools, broker, Streams) for the stock CLI
+#          tools, and javac of the compat tests' Java programs against them
 #   cargo: cargo-fuzz and a nightly toolchain for scripts/fuzz.sh
 #   go:    the Go matrix clients (franz-go, sarama) and franz-go's kgo test suite, built
 #          from compat-tests/matrix/go (go.mod/go.sum pinned) into $MILLRACE_CACHE/go-bin
@@ -69,6 +70,25 @@ if [ ! -f "$kafka_stamp" ]; then
     -DoutputDirectory="$kafka_libs" -DincludeScope=runtime
   touch "$kafka_stamp"
 fi
+
+# --- Java programs of the compat tests, compiled against those jars ----------
+# compile_java NAME SRC_DIR: javac SRC_DIR/*.java into $cache/java/NAME/classes, again
+# only when the sources or the jars (the pom) change.
+compile_java() {
+  local name=$1 src=$2
+  local out="$cache/java/$name"
+  local hash
+  hash=$(cat "$src"/*.java "$root/compat-tests/java/pom.xml" | sha256sum | cut -c1-16)
+  if [ ! -f "$out/.millrace-java-$hash" ]; then
+    log "javac $name ($src)"
+    rm -rf "$out"
+    mkdir -p "$out/classes"
+    javac -Xlint:deprecation -Werror --release 17 -d "$out/classes" -cp "$kafka_libs/*" "$src"/*.java
+    touch "$out/.millrace-java-$hash"
+  fi
+}
+compile_java matrix "$root/compat-tests/matrix/java"
+compile_java streams "$root/compat-tests/streams"
 
 # --- Go clients from the Go module proxy ---------------------------------------------
 # Rebuilt only when the module's sources, go.mod/go.sum or the Go toolchain change.

@@ -18,7 +18,7 @@ use crate::{kill_group, poll_interval, wire};
 pub enum Target {
     /// The millrace binary (default).
     Millrace,
-    /// A single-node KRaft Apache Kafka 4.1.1 from the jars (the reference behaviour).
+    /// A single-node KRaft Apache Kafka 4.4.0 from the jars (the reference behaviour).
     Kafka,
 }
 
@@ -107,7 +107,7 @@ impl TestBroker {
         Self::start_target(Target::from_env(), opts)
     }
 
-    /// Start Apache Kafka 4.1.1 whatever `MILLRACE_COMPAT_TARGET` says (differential
+    /// Start Apache Kafka 4.4.0 whatever `MILLRACE_COMPAT_TARGET` says (differential
     /// tests run the same scenario on both brokers).
     pub fn start_kafka(opts: BrokerOpts) -> TestBroker {
         Self::start_target(Target::Kafka, opts)
@@ -466,13 +466,17 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
-/// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars).
+/// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars),
+/// never starting with '-' (kafka-storage's argument parser would take `-t -xyz` for an
+/// option; Kafka's own Uuid.randomUuid skips such ids too).
 fn random_cluster_id() -> String {
     let mut bytes = [0u8; 16];
     if let Ok(mut f) = File::open("/dev/urandom") {
         use std::io::Read;
         let _ = f.read_exact(&mut bytes);
     }
+    // The first character encodes the top 6 bits: below 32 it is one of A-Z, a-f.
+    bytes[0] &= 0x7f;
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     let mut acc: u32 = 0;
@@ -538,6 +542,9 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(id, random_cluster_id());
+        for _ in 0..1000 {
+            assert!(!random_cluster_id().starts_with('-'));
+        }
     }
 
     #[test]

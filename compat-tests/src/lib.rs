@@ -1,7 +1,7 @@
 //! Compatibility test harness: real Kafka clients (librdkafka via rdkafka and kcat,
 //! kafka-python, Apache Kafka's own Java CLI tools) against a real broker process over
 //! TCP. The broker is millrace (default) or, with `MILLRACE_COMPAT_TARGET=kafka`, a
-//! single-node Apache Kafka 4.1.1, the reference every expectation is validated on.
+//! single-node Apache Kafka 4.4.0, the reference every expectation is validated on.
 //!
 //! Every wait in this crate is a loop on a condition with a deadline; every child
 //! process runs in its own process group and is killed on timeout or Drop.
@@ -18,8 +18,8 @@ pub mod wire;
 pub use broker::{free_port, millrace_bin, BrokerOpts, Target, TestBroker};
 pub use process::ClientProcess;
 pub use tools::{
-    go_bin, kafka_tool, kafka_tool_command, kcat, python, python_command, run_with_timeout,
-    ToolOutput,
+    go_bin, java_program_command, kafka_tool, kafka_tool_command, kcat, python, python_command,
+    run_with_timeout, ToolOutput, KAFKA_VERSION,
 };
 
 /// `$MILLRACE_CACHE`, default `$HOME/.cache/millrace` (see scripts/install-deps.sh).

@@ -152,12 +152,17 @@ pub fn go_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// The directory holding Apache Kafka 4.1.1's jars.
+/// The Apache Kafka release whose jars (clients, CLI tools, broker, Streams) the suite
+/// runs: `kafka.version` in compat-tests/java/pom.xml.
+pub const KAFKA_VERSION: &str = "4.4.0";
+
+/// The directory holding Apache Kafka's jars (`KAFKA_VERSION`).
 pub fn kafka_libs() -> PathBuf {
     let dir = cache_dir().join("kafka-libs");
+    let clients = format!("kafka-clients-{KAFKA_VERSION}.jar");
     assert!(
-        dir.join("kafka-clients-4.1.1.jar").exists(),
-        "Apache Kafka jars missing in {}: run scripts/install-deps.sh",
+        dir.join(&clients).exists(),
+        "{clients} missing in {}: run scripts/install-deps.sh",
         dir.display()
     );
     dir
@@ -202,6 +207,31 @@ pub fn kafka_tool_command(main_class: &str, args: &[&str]) -> (Command, tempfile
     .arg(main_class)
     .args(args);
     (cmd, dir)
+}
+
+/// `java` running `main_class` of one of the compat tests' own Java programs (compiled by
+/// scripts/install-deps.sh into `$MILLRACE_CACHE/java/<program>/classes`) on the Kafka
+/// jars, with a small JVM and WARN+ logging to stderr (`java/log4j2-clients.properties`).
+pub fn java_program_command(program: &str, main_class: &str, xmx: &str) -> Command {
+    let classes = cache_dir().join("java").join(program).join("classes");
+    assert!(
+        classes.join(format!("{main_class}.class")).exists(),
+        "{main_class} not compiled in {}: run scripts/install-deps.sh",
+        classes.display()
+    );
+    let log4j = Path::new(env!("CARGO_MANIFEST_DIR")).join("java/log4j2-clients.properties");
+    let mut cmd = Command::new("java");
+    cmd.arg(format!("-Xmx{xmx}"))
+        .args(["-XX:+UseSerialGC", "-Xshare:auto"])
+        .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
+        .arg("-cp")
+        .arg(format!(
+            "{}:{}/*",
+            classes.display(),
+            kafka_libs().display()
+        ))
+        .arg(main_class);
+    cmd
 }
 
 /// The command `python` runs (venv interpreter, unbuffered), for long-lived scripts.

@@ -1,6 +1,7 @@
 //! Group-protocol misuse over the raw wire (kafka-protocol encoders, real TCP) against
 //! one broker, around one well-behaved raw member that must stay healthy throughout.
-//! Every error code below was checked against Apache Kafka 4.1.1 (the reference).
+//! Every error code below was checked against Apache Kafka 4.1.1 (the reference), and
+//! again on 4.4.0.
 
 mod common;
 

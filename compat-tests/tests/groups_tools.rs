@@ -1,5 +1,5 @@
 //! Differential check with Apache Kafka's `kafka-consumer-groups` tool
-//! (ConsumerGroupCommand): the same scenario on Apache Kafka 4.1.1 and on millrace in
+//! (ConsumerGroupCommand): the same scenario on Apache Kafka 4.4.0 and on millrace in
 //! one test; the normalized outputs of `--list`, `--describe`, `--reset-offsets
 //! --to-earliest --execute` and `--delete` must be identical between the two brokers
 //! AND equal to hard-coded expectations (so both being wrong the same way fails too).

@@ -1,4 +1,4 @@
-//! Apache Kafka 4.1.1's stock CLI tools (the classes behind kafka-topics.sh,
+//! Apache Kafka 4.4.0's stock CLI tools (the classes behind kafka-topics.sh,
 //! kafka-console-producer.sh, kafka-get-offsets.sh, kafka-console-consumer.sh), run with
 //! `java -cp`, against one broker shared by all steps (JVM start is the slow part).
 

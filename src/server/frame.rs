@@ -164,10 +164,8 @@ pub fn decode_request(mut frame: Bytes) -> Result<Frame, FrameError> {
         .map_err(|e| malformed(format!("header: {e}")))?;
     let body = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| malformed(format!("body: {e}")))?;
-    if frame.has_remaining() && api_key != ApiKey::ApiVersions {
-        // ApiVersions is exempt: a newer client may send fields we do not know yet.
-        return Err(malformed(format!("{} trailing bytes", frame.remaining())));
-    }
+    // Bytes after the body are ignored, as Kafka's parser does: librdkafka 2.12 sends an
+    // all-topics Metadata v9+ with 3 stray bytes after the null topic array.
     Ok(Frame::Request {
         header,
         api_key,
@@ -273,6 +271,33 @@ mod tests {
             decode_request(cut),
             Err(FrameError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn librdkafka_all_topics_metadata_with_stray_bytes_is_all_topics() {
+        // librdkafka 2.12.1's all-topics Metadata v13 body: its 4-byte array-count
+        // placeholder left as is (null compact array 0x00 + 3 zero bytes), then
+        // allow_auto_topic_creation, include_topic_authorized_operations, no tags.
+        let mut frame = BytesMut::from(
+            &request_bytes(
+                ApiKey::Metadata,
+                13,
+                &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![]))),
+            )[..],
+        );
+        let body_len = 4; // empty compact array (1) + two bools + empty tag buffer
+        frame.truncate(frame.len() - body_len);
+        frame.put_slice(&[0, 0, 0, 0, 1, 0, 0]);
+        match decode_request(frame.freeze()).unwrap() {
+            Frame::Request { body, api_key, .. } => {
+                assert_eq!(api_key, ApiKey::Metadata);
+                let RequestKind::Metadata(req) = *body else {
+                    panic!("not a Metadata request");
+                };
+                assert_eq!(req.topics, None, "null topic array = all topics");
+            }
+            Frame::UnsupportedApiVersions { .. } => panic!("Metadata, not ApiVersions"),
+        }
     }
 
     #[test]
