@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod broker;
-pub mod process;
 pub mod matrix;
+pub mod node;
+pub mod process;
 pub mod tools;
 pub mod wire;
 

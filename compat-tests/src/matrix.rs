@@ -53,7 +53,15 @@ pub fn run_scenario(client: &MatrixClient<'_>) {
         json!({"phase": "admin", "listed": true, "partitions": 3}),
     );
 
-    let produce = phase(client, &broker, "produce", &topic, &group, RECORDS_PER_CODEC, 1);
+    let produce = phase(
+        client,
+        &broker,
+        "produce",
+        &topic,
+        &group,
+        RECORDS_PER_CODEC,
+        1,
+    );
     expect(
         client,
         &broker,
@@ -73,7 +81,15 @@ pub fn run_scenario(client: &MatrixClient<'_>) {
                "a": group_run["a"], "b": group_run["b"], "rebalanced": true}),
     );
 
-    let produce = phase(client, &broker, "produce", &topic, &group, RECORDS_PER_CODEC, 2);
+    let produce = phase(
+        client,
+        &broker,
+        "produce",
+        &topic,
+        &group,
+        RECORDS_PER_CODEC,
+        2,
+    );
     expect(
         client,
         &broker,
