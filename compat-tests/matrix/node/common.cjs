@@ -114,8 +114,9 @@ class Reads {
    * records ahead of it were fetched before a rebalance moved the fetch position back
    * to the commit, and come again. Both are skipped (never counted or committed). A
    * partition whose position is not known yet starts at its first record, so a broker
-   * handing out an old committed offset still shows as `reread`, and a wrong offset
-   * within a phase stalls the phase (it then fails on its deadline) rather than hiding.
+   * handing out an old committed offset to a fresh process still shows as `reread`, and
+   * one ahead of the last commit stalls the phase (it fails on its deadline). One behind
+   * it within a phase looks like a refetch racing a commit in flight, and is skipped.
    */
   inOrder (member, partition, offset) {
     const next = this.next.get(partition)

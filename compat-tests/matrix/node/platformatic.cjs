@@ -92,13 +92,22 @@ async function member (opts, name, reads, limit = null) {
       // The stream prefetches: around a rebalance it can still hand out records of a
       // partition this member no longer owns, or not the next ones (see Reads.inOrder).
       if (!m.assignment.has(partition) || !reads.inOrder(name, partition, offset)) continue
-      await msg.commit()
+      try {
+        await msg.commit()
+      } catch (e) {
+        // Not counted: the record comes again, to whoever owns the partition next.
+        log(`${name}: commit of ${partition}@${offset} failed: ${e.message}`)
+        continue
+      }
       m.count++
       reads.advance(partition, offset)
       m.progress.set(partition, offset + 1)
       reads.add(msg.key, msg.value, msg.headers.get('h') ?? null)
     }
-  })()
+  })().catch((e) => {
+    // The phase then stalls and fails on its deadline, with this reason on stderr.
+    log(`${name}: stream failed: ${e.stack ?? e}`)
+  })
   m.close = async () => {
     await stream.close()
     await m.done
