@@ -105,23 +105,25 @@ class Reads {
     // the log start, when known). Clients that prefetch can hand a member records
     // around a rebalance that are not the next ones (see `inOrder`).
     this.next = new Map()
-    this.outOfOrder = 0
+    this.skipped = 0
   }
 
   /**
-   * Whether the record at `offset` of `partition` is the next one to read. Records
-   * behind the last commit are stale prefetch (already read and committed here);
-   * records ahead of it were fetched before a rebalance moved the fetch position back
-   * to the commit, and come again. Both are skipped (never counted or committed). A
-   * partition whose position is not known yet starts at its first record, so a broker
-   * handing out an old committed offset to a fresh process still shows as `reread`, and
-   * one ahead of the last commit stalls the phase (it fails on its deadline). One behind
-   * it within a phase looks like a refetch racing a commit in flight, and is skipped.
+   * Whether the record at `offset` of `partition` is to be read now. Records ahead of
+   * the position were fetched before a rebalance moved the fetch position back to the
+   * commit, and come again: skipped (never counted or committed). A member has at most
+   * one commit in flight, so a rebalance can make a stream (its own or the new owner's)
+   * fetch again from one record behind the position: that record is skipped too. A
+   * record further behind means the broker handed out a committed offset older than an
+   * acknowledged commit: it is read, and shows as a duplicate. A partition whose
+   * position is not known yet starts at its first record (so a fresh process shows an
+   * old committed offset as `reread`); a committed offset ahead of the position loses
+   * records, and the phase fails on its deadline.
    */
   inOrder (member, partition, offset) {
     const next = this.next.get(partition)
-    if (next === undefined || offset === next) return true
-    if (this.outOfOrder++ < 20) log(`${member}: skipping ${partition}@${offset}, next is ${next}`)
+    if (next === undefined || offset === next || offset < next - 1) return true
+    if (this.skipped++ < 20) log(`${member}: skipping ${partition}@${offset}, next is ${next}`)
     return false
   }
 
