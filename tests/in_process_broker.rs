@@ -26,6 +26,9 @@ use kafka_protocol::messages::offset_delete_request::{
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
@@ -399,6 +402,33 @@ async fn every_advertised_version_answers() {
             (r.error_code, r.brokers.len()),
             (0, 1),
             "DescribeCluster v{v}"
+        );
+    }
+
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        let request = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(topic_name("t"))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(0)
+                    .with_leader_epoch(0)]),
+        ]);
+        let ResponseKind::OffsetForLeaderEpoch(r) = client
+            .call(
+                ApiKey::OffsetForLeaderEpoch,
+                v,
+                RequestKind::OffsetForLeaderEpoch(request),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.leader_epoch, p.end_offset),
+            (0, 0, produced),
+            "OffsetForLeaderEpoch v{v}"
         );
     }
 

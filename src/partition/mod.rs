@@ -378,6 +378,14 @@ impl Partition {
         }
     }
 
+    /// OffsetForLeaderEpoch: (the largest epoch <= `epoch` that wrote here, where its
+    /// writes end), (-1, -1) when none did. Blocking: takes the append lock.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), PartitionError> {
+        let state = self.lock();
+        self.check_online()?;
+        Ok(state.log.end_offset_for_epoch(epoch))
+    }
+
     /// ListOffsets MAX_TIMESTAMP: the first record carrying the log's largest timestamp.
     pub fn offset_of_max_timestamp(&self) -> Result<Option<TimestampOffset>, PartitionError> {
         let found = self.lock().log.batch_with_max_timestamp()?;
