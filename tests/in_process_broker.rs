@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -429,6 +430,30 @@ async fn every_advertised_version_answers() {
             (p.error_code, p.leader_epoch, p.end_offset),
             (0, 0, produced),
             "OffsetForLeaderEpoch v{v}"
+        );
+    }
+
+    for (count, v) in (2..).zip(versions(ApiKey::CreatePartitions)) {
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name("t"))
+                .with_count(count)
+                .with_assignments(None)]);
+        let ResponseKind::CreatePartitions(r) = client
+            .call(
+                ApiKey::CreatePartitions,
+                v,
+                RequestKind::CreatePartitions(request),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            r.results[0].error_code, 0,
+            "CreatePartitions v{v}: {:?}",
+            r.results[0].error_message
         );
     }
 

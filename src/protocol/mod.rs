@@ -62,6 +62,7 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
         ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
         ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
+        ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
         _ => return None,
     };
     Some(range)
@@ -148,6 +149,9 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         }
         RequestKind::OffsetForLeaderEpoch(req) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, req).await)
+        }
+        RequestKind::CreatePartitions(req) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(ctx, req).await)
         }
         // The framing layer only passes APIs listed in `supported_versions`.
         other => {
