@@ -2,6 +2,7 @@
 //! the new partition used by librdkafka (kcat) through Metadata, Kafka's errors over the
 //! raw wire, and the grown topic surviving a restart.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::create_partitions_request::{
@@ -14,7 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use millrace_compat_tests::wire::Connection;
-use millrace_compat_tests::{kafka_tool, kcat, unique_topic, BrokerOpts, TestBroker};
+use millrace_compat_tests::{kafka_tool, kcat, unique_topic, BrokerOpts, Target, TestBroker};
 
 const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -55,7 +56,7 @@ fn grow(topic: &str, count: i32, assignments: Option<Vec<Vec<i32>>>) -> CreatePa
         }))
 }
 
-/// Error codes per topic, in request order.
+/// Error codes per topic, in request order (Kafka answers in no particular order).
 fn create_partitions(
     conn: &mut Connection,
     topics: Vec<CreatePartitionsTopic>,
@@ -67,13 +68,19 @@ fn create_partitions(
         .with_validate_only(validate_only)
         .with_topics(topics);
     let response: CreatePartitionsResponse = conn.call(ApiKey::CreatePartitions, &request, 3);
-    let answered: Vec<String> = response
+    let codes: BTreeMap<String, i16> = response
         .results
         .iter()
-        .map(|r| r.name.0.to_string())
+        .map(|r| (r.name.0.to_string(), r.error_code))
         .collect();
-    assert_eq!(answered, asked);
-    response.results.iter().map(|r| r.error_code).collect()
+    asked
+        .iter()
+        .map(|name| {
+            *codes
+                .get(name)
+                .unwrap_or_else(|| panic!("no answer for {name}"))
+        })
+        .collect()
 }
 
 fn topics_tool(bootstrap: &str, args: &[&str]) -> millrace_compat_tests::ToolOutput {
@@ -168,7 +175,6 @@ fn kafka_topics_alter_adds_partitions_that_clients_use_and_a_restart_keeps() {
                 grow(&topic, 3, None),                // already 3
                 grow("no-such-topic", 2, None),       // unknown
                 grow(&other, 3, Some(vec![vec![1]])), // 2 new, 1 assignment
-                grow("__consumer_offsets", 100, None),
             ],
             false,
         ),
@@ -176,9 +182,9 @@ fn kafka_topics_alter_adds_partitions_that_clients_use_and_a_restart_keeps() {
             INVALID_PARTITIONS,
             UNKNOWN_TOPIC_OR_PARTITION,
             INVALID_REPLICA_ASSIGNMENT,
-            INVALID_TOPIC_EXCEPTION
         ]
     );
+    // A topic named twice: Kafka answers it once, millrace once per mention.
     assert_eq!(
         create_partitions(
             &mut conn,
@@ -187,10 +193,22 @@ fn kafka_topics_alter_adds_partitions_that_clients_use_and_a_restart_keeps() {
         ),
         [INVALID_REQUEST, INVALID_REQUEST]
     );
-    assert_eq!(
-        create_partitions(&mut conn, vec![grow(&other, 10_002, None)], false),
-        [POLICY_VIOLATION]
-    );
+    if broker.target() == Target::Millrace {
+        // Where millrace is stricter than Kafka 4.1.1's controller, which would grow the
+        // offsets topic (moving every group to another shard) and, past 10,000 new
+        // partitions, fails with UNKNOWN_SERVER_ERROR from its bounded record list.
+        assert_eq!(
+            create_partitions(
+                &mut conn,
+                vec![
+                    grow("__consumer_offsets", 100, None),
+                    grow(&other, 10_002, None)
+                ],
+                false
+            ),
+            [INVALID_TOPIC_EXCEPTION, POLICY_VIOLATION]
+        );
+    }
     // validate_only answers as the real thing would, and adds nothing.
     assert_eq!(
         create_partitions(&mut conn, vec![grow(&other, 4, None)], true),

@@ -261,6 +261,13 @@ impl Log {
         Ok(None)
     }
 
+    /// This node leads the log from `epoch` on (Kafka's makeLeader): the epoch starts at
+    /// the log end, so OffsetForLeaderEpoch knows it before its first batch.
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> Result<(), LogError> {
+        let log_end_offset = self.log_end_offset();
+        Ok(self.epochs.assign(epoch, log_end_offset)?)
+    }
+
     /// OffsetForLeaderEpoch's answer for `epoch`: (the largest known epoch <= it, the
     /// offset where that epoch's writes end), Kafka's (-1, -1) when there is none.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {

@@ -971,6 +971,9 @@ fn leader_epochs_are_checkpointed_and_rebuilt_from_the_batches() {
     let dir = log_dir(&tmp);
     let mut log = Log::open(&dir, config()).unwrap();
     assert_eq!(log.end_offset_for_epoch(0), (-1, -1), "empty log");
+    // Leading from epoch 0 at offset 0: known before any batch, as in Kafka.
+    log.assign_leader_epoch(0).unwrap();
+    assert_eq!(log.end_offset_for_epoch(0), (0, 0));
     for epoch in [0, 0, 2, 2, 5] {
         append_at_epoch(&mut log, epoch);
     }
@@ -1020,4 +1023,12 @@ fn leader_epochs_are_checkpointed_and_rebuilt_from_the_batches() {
             "0\n3\n0 0\n2 4\n5 8\n"
         );
     }
+    // A new leader epoch starts at the log end and closes the previous one there.
+    let mut log = Log::open(&dir, config()).unwrap();
+    log.assign_leader_epoch(7).unwrap();
+    assert_eq!(log.end_offset_for_epoch(5), (5, 10));
+    assert_eq!(log.end_offset_for_epoch(6), (5, 10));
+    assert_eq!(log.end_offset_for_epoch(7), (7, 10));
+    append_at_epoch(&mut log, 7);
+    assert_eq!(log.end_offset_for_epoch(7), (7, 12));
 }

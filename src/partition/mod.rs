@@ -200,7 +200,8 @@ impl Partition {
     ) -> Result<Partition, PartitionError> {
         std::fs::create_dir_all(dir).map_err(LogError::from)?;
         write_partition_metadata(dir, topic.topic_id)?;
-        let log = Log::open(dir, log_config)?;
+        let mut log = Log::open(dir, log_config)?;
+        log.assign_leader_epoch(leader_epoch)?;
         let producers = load_producer_state(dir, &log)?;
         Ok(Partition {
             topic: topic.name.clone(),
