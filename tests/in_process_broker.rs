@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -25,6 +26,9 @@ use kafka_protocol::messages::offset_delete_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
@@ -402,6 +406,57 @@ async fn every_advertised_version_answers() {
         );
     }
 
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        let request = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(topic_name("t"))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(0)
+                    .with_leader_epoch(0)]),
+        ]);
+        let ResponseKind::OffsetForLeaderEpoch(r) = client
+            .call(
+                ApiKey::OffsetForLeaderEpoch,
+                v,
+                RequestKind::OffsetForLeaderEpoch(request),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.leader_epoch, p.end_offset),
+            (0, 0, produced),
+            "OffsetForLeaderEpoch v{v}"
+        );
+    }
+
+    for (count, v) in (2..).zip(versions(ApiKey::CreatePartitions)) {
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name("t"))
+                .with_count(count)
+                .with_assignments(None)]);
+        let ResponseKind::CreatePartitions(r) = client
+            .call(
+                ApiKey::CreatePartitions,
+                v,
+                RequestKind::CreatePartitions(request),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            r.results[0].error_code, 0,
+            "CreatePartitions v{v}: {:?}",
+            r.results[0].error_message
+        );
+    }
+
     for v in versions(ApiKey::DeleteTopics) {
         let name = format!("created-v{}", v + 1);
         let request = if v >= 6 {
@@ -438,9 +493,11 @@ async fn every_advertised_version_answers() {
             unreachable!()
         };
         let topic = &r.topics[0];
+        // The CreatePartitions cases above grew "t" from 1 partition to 1 + versions.
+        let partitions = 1 + versions(ApiKey::CreatePartitions).count();
         assert_eq!(
             (topic.error_code, topic.topic_id, topic.partitions.len()),
-            (0, topic_id, 1),
+            (0, topic_id, partitions),
             "DescribeTopicPartitions v{v}"
         );
     }

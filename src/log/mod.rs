@@ -14,6 +14,7 @@
 
 pub mod batch;
 pub mod dir;
+pub mod epochs;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use batch::BatchHeader;
+use epochs::{EpochEntry, LeaderEpochCache};
 use segment::{Segment, SegmentView, MAX_RELATIVE_OFFSET, MAX_SEGMENT_BYTES};
 
 /// Per-log settings, under Kafka's topic-level names.
@@ -86,6 +88,8 @@ pub struct Log {
     /// The first offset readers may see: the first segment's base, or higher once
     /// DeleteRecords moved it ([`Log::advance_log_start_offset`]).
     log_start_offset: i64,
+    /// Which leader epoch wrote from which offset (`leader-epoch-checkpoint`).
+    epochs: LeaderEpochCache,
 }
 
 impl Log {
@@ -113,15 +117,31 @@ impl Log {
             }
         }
         let log_start_offset = segments.keys().next().copied().unwrap_or(0);
-        let log = Log {
+        let mut log = Log {
             dir: dir.to_path_buf(),
             config,
             segments,
             unflushed_messages: 0,
             oldest_unflushed_append_ms: None,
             log_start_offset,
+            epochs: LeaderEpochCache::empty(dir),
         };
         debug_assert!(log.log_start_offset() <= log.log_end_offset());
+        log.epochs = match LeaderEpochCache::load(dir, log.log_end_offset())? {
+            Some(epochs) => epochs,
+            None => {
+                // No checkpoint (a log from before it existed, or a damaged file):
+                // the stored batches carry their epochs.
+                let headers = log.batch_headers_from(log.log_start_offset())?;
+                LeaderEpochCache::rebuild(
+                    dir,
+                    headers.iter().map(|h| EpochEntry {
+                        epoch: h.partition_leader_epoch,
+                        start_offset: h.base_offset,
+                    }),
+                )?
+            }
+        };
         Ok(log)
     }
 
@@ -211,6 +231,9 @@ impl Log {
         if self.should_roll(batch.len() as u64, header, now_ms) {
             self.roll()?;
         }
+        // Before the batch: the checkpoint must cover every epoch in the log.
+        self.epochs
+            .assign(header.partition_leader_epoch, header.base_offset)?;
         let index_interval_bytes = self.config.index_interval_bytes;
         self.active_mut()
             .append(batch, header, now_ms, index_interval_bytes)?;
@@ -282,6 +305,19 @@ impl Log {
             }
         }
         Ok(None)
+    }
+
+    /// This node leads the log from `epoch` on (Kafka's makeLeader): the epoch starts at
+    /// the log end, so OffsetForLeaderEpoch knows it before its first batch.
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> Result<(), LogError> {
+        let log_end_offset = self.log_end_offset();
+        Ok(self.epochs.assign(epoch, log_end_offset)?)
+    }
+
+    /// OffsetForLeaderEpoch's answer for `epoch`: (the largest known epoch <= it, the
+    /// offset where that epoch's writes end), Kafka's (-1, -1) when there is none.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
     /// Whole batches from the one containing `offset`, up to `max_bytes`; at least one

@@ -1010,3 +1010,78 @@ fn advancing_the_log_start_hides_offsets_and_removes_whole_segments_below_it() {
     assert_eq!(log.log_start_offset(), 4);
     assert_eq!(log.log_end_offset(), 5);
 }
+
+fn append_at_epoch(log: &mut Log, epoch: i32) {
+    let mut bytes = batch(&[b"v", b"w"], 1_000).to_vec();
+    patch_offset_and_epoch(&mut bytes, log.log_end_offset(), epoch);
+    let header = validate(&bytes).unwrap();
+    log.append(&bytes, &header, 1_000).unwrap();
+}
+
+#[test]
+fn leader_epochs_are_checkpointed_and_rebuilt_from_the_batches() {
+    let tmp = TempDir::new().unwrap();
+    let dir = log_dir(&tmp);
+    let mut log = Log::open(&dir, config()).unwrap();
+    assert_eq!(log.end_offset_for_epoch(0), (-1, -1), "empty log");
+    // Leading from epoch 0 at offset 0: known before any batch, as in Kafka.
+    log.assign_leader_epoch(0).unwrap();
+    assert_eq!(log.end_offset_for_epoch(0), (0, 0));
+    for epoch in [0, 0, 2, 2, 5] {
+        append_at_epoch(&mut log, epoch);
+    }
+    // Epochs 0 [0, 4), 2 [4, 8), 5 [8, 10).
+    let expected = [
+        (0, (0, 4)),
+        (1, (0, 4)),
+        (2, (2, 8)),
+        (4, (2, 8)),
+        (5, (5, 10)),
+    ];
+    for (requested, answer) in expected {
+        assert_eq!(
+            log.end_offset_for_epoch(requested),
+            answer,
+            "epoch {requested}"
+        );
+    }
+    assert_eq!(log.end_offset_for_epoch(6), (-1, -1));
+    let checkpoint = dir.join(super::epochs::CHECKPOINT_FILE);
+    assert_eq!(
+        fs::read_to_string(&checkpoint).unwrap(),
+        "0\n3\n0 0\n2 4\n5 8\n"
+    );
+    drop(log);
+    let reopened = Log::open(&dir, config()).unwrap();
+    for (requested, answer) in expected {
+        assert_eq!(reopened.end_offset_for_epoch(requested), answer);
+    }
+    drop(reopened);
+    // A log from before the checkpoint existed, or a damaged file: rebuilt from batches.
+    for damage in [None, Some("garbage")] {
+        match damage {
+            None => fs::remove_file(&checkpoint).unwrap(),
+            Some(text) => fs::write(&checkpoint, text).unwrap(),
+        }
+        let rebuilt = Log::open(&dir, config()).unwrap();
+        for (requested, answer) in expected {
+            assert_eq!(
+                rebuilt.end_offset_for_epoch(requested),
+                answer,
+                "{damage:?}"
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(&checkpoint).unwrap(),
+            "0\n3\n0 0\n2 4\n5 8\n"
+        );
+    }
+    // A new leader epoch starts at the log end and closes the previous one there.
+    let mut log = Log::open(&dir, config()).unwrap();
+    log.assign_leader_epoch(7).unwrap();
+    assert_eq!(log.end_offset_for_epoch(5), (5, 10));
+    assert_eq!(log.end_offset_for_epoch(6), (5, 10));
+    assert_eq!(log.end_offset_for_epoch(7), (7, 10));
+    append_at_epoch(&mut log, 7);
+    assert_eq!(log.end_offset_for_epoch(7), (7, 12));
+}

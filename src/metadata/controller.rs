@@ -8,8 +8,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
-    ApiError, CreateTopicRequest, MetadataImage, PartitionRecord, TopicDefaults, TopicImage,
-    TopicRef,
+    ApiError, CreatePartitionsRequest, CreateTopicRequest, MetadataImage, PartitionRecord,
+    TopicDefaults, TopicImage, TopicRef,
 };
 
 /// Kafka's cap on the partitions one CreateTopics request may create, all topics
@@ -208,7 +208,12 @@ fn automatic_placement(
         ));
     }
     let rf = usize::try_from(replication_factor).unwrap_or(0);
-    if rf > brokers.len() {
+    check_replication_factor(rf, brokers)?;
+    Ok(place_replicas(brokers, 0..num_partitions, rf))
+}
+
+fn check_replication_factor(replication_factor: usize, brokers: &[i32]) -> Result<(), ApiError> {
+    if replication_factor > brokers.len() {
         return Err(err(
             codes::INVALID_REPLICATION_FACTOR,
             format!(
@@ -219,18 +224,21 @@ fn automatic_placement(
             ),
         ));
     }
-    Ok(place_replicas(brokers, num_partitions, rf))
+    Ok(())
 }
 
 /// Round-robin over the sorted brokers, each partition starting one broker further on, so
 /// leaders (first replicas) and followers spread evenly.
-fn place_replicas(brokers: &[i32], num_partitions: i32, rf: usize) -> Vec<Vec<i32>> {
+fn place_replicas(brokers: &[i32], partitions: std::ops::Range<i32>, rf: usize) -> Vec<Vec<i32>> {
     assert!(
         rf >= 1 && rf <= brokers.len(),
         "placement checked by caller"
     );
-    (0..num_partitions as usize)
-        .map(|p| (0..rf).map(|r| brokers[(p + r) % brokers.len()]).collect())
+    partitions
+        .map(|p| {
+            let p = p as usize;
+            (0..rf).map(|r| brokers[(p + r) % brokers.len()]).collect()
+        })
         .collect()
 }
 
@@ -260,36 +268,8 @@ fn manual_placement(
                 "Found multiple manual partition assignments for partition {partition}"
             ));
         }
-        if replicas.is_empty() {
-            return invalid(
-                "The manual partition assignment includes an empty replica list.".into(),
-            );
-        }
-        let mut seen = BTreeSet::new();
-        for broker in replicas {
-            if !seen.insert(*broker) {
-                return invalid(format!(
-                    "The manual partition assignment includes broker {broker} more than once."
-                ));
-            }
-            if !registered.contains_key(broker) {
-                return invalid(format!(
-                    "The manual partition assignment includes broker {broker}, but no such \
-                     broker is registered."
-                ));
-            }
-        }
-        match replication_factor {
-            Some(rf) if rf != replicas.len() => {
-                return invalid(format!(
-                    "The manual partition assignment includes a partition with {} replica(s), \
-                     but this is not consistent with previous partitions, which have {rf} \
-                     replica(s).",
-                    replicas.len()
-                ));
-            }
-            _ => replication_factor = Some(replicas.len()),
-        }
+        check_manual_replicas(replicas, registered, replication_factor)?;
+        replication_factor = Some(replicas.len());
     }
     // Distinct keys, so they are exactly 0..n-1 iff they count up from 0 without a gap.
     if !by_partition
@@ -300,6 +280,147 @@ fn manual_placement(
         return invalid("Partitions should be a consecutive 0-based integer sequence".into());
     }
     Ok(by_partition.into_values().cloned().collect())
+}
+
+/// Kafka's `validateManualPartitionAssignment` for one partition's replicas: not empty,
+/// no broker twice, every broker registered, as many as `replication_factor` if known.
+fn check_manual_replicas(
+    replicas: &[i32],
+    registered: &BTreeMap<i32, super::BrokerRegistration>,
+    replication_factor: Option<usize>,
+) -> Result<(), ApiError> {
+    let invalid = |m: String| Err(err(codes::INVALID_REPLICA_ASSIGNMENT, m));
+    if replicas.is_empty() {
+        return invalid("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut seen = BTreeSet::new();
+    for broker in replicas {
+        if !seen.insert(*broker) {
+            return invalid(format!(
+                "The manual partition assignment includes broker {broker} more than once."
+            ));
+        }
+        if !registered.contains_key(broker) {
+            return invalid(format!(
+                "The manual partition assignment includes broker {broker}, but no such \
+                 broker is registered."
+            ));
+        }
+    }
+    match replication_factor {
+        Some(rf) if rf != replicas.len() => invalid(format!(
+            "The manual partition assignment includes a partition with {} replica(s), but \
+             this is not consistent with previous partitions, which have {rf} replica(s).",
+            replicas.len()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Validates each CreatePartitions request and builds the partitions it would add, in
+/// request order, with Kafka's errors: a topic named twice -> INVALID_REQUEST, unknown
+/// -> UNKNOWN_TOPIC_OR_PARTITION, a count that is not an increase -> INVALID_PARTITIONS,
+/// assignments that do not fit -> INVALID_REPLICA_ASSIGNMENT. New partitions keep the
+/// topic's replication factor. As for CreateTopics, more than
+/// [`MAX_PARTITIONS_PER_BATCH`] new partitions in one request fail every topic.
+pub(crate) fn plan_create_partitions(
+    image: &MetadataImage,
+    requests: &[CreatePartitionsRequest],
+) -> Vec<Result<(Uuid, Vec<PartitionRecord>), ApiError>> {
+    let additional = |request: &CreatePartitionsRequest| {
+        let current = image
+            .topics
+            .get(&request.name)
+            .map_or(0, |t| t.partitions.len());
+        u64::try_from(request.count)
+            .unwrap_or(0)
+            .saturating_sub(current as u64)
+    };
+    let total = requests
+        .iter()
+        .fold(0u64, |total, r| total.saturating_add(additional(r)));
+    if total > MAX_PARTITIONS_PER_BATCH {
+        let error = err(
+            codes::POLICY_VIOLATION,
+            "Excessively large number of partitions per request.",
+        );
+        return requests.iter().map(|_| Err(error.clone())).collect();
+    }
+    let mut occurrences: HashMap<&str, usize> = HashMap::new();
+    for request in requests {
+        *occurrences.entry(request.name.as_str()).or_default() += 1;
+    }
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    requests
+        .iter()
+        .map(|request| {
+            if occurrences[request.name.as_str()] > 1 {
+                return Err(err(codes::INVALID_REQUEST, "Duplicate topic name."));
+            }
+            let topic = image.topics.get(&request.name).ok_or_else(|| {
+                err(
+                    codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    "This server does not host this topic-partition.",
+                )
+            })?;
+            let current = topic.partitions.len();
+            let count = usize::try_from(request.count).unwrap_or(0);
+            if count == current {
+                return Err(err(
+                    codes::INVALID_PARTITIONS,
+                    format!("Topic already has {current} partition(s)."),
+                ));
+            }
+            if count < current {
+                return Err(err(
+                    codes::INVALID_PARTITIONS,
+                    format!(
+                        "The topic {} currently has {current} partition(s); {} would not be an \
+                         increase.",
+                        request.name, request.count
+                    ),
+                ));
+            }
+            let added = count - current;
+            let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
+            let first = current as i32;
+            let replicas = match &request.assignments {
+                Some(assignments) => {
+                    if assignments.len() != added {
+                        return Err(err(
+                            codes::INVALID_REPLICA_ASSIGNMENT,
+                            format!(
+                                "Attempted to add {added} additional partition(s), but only {} \
+                                 assignment(s) were specified.",
+                                assignments.len()
+                            ),
+                        ));
+                    }
+                    for replicas in assignments {
+                        check_manual_replicas(replicas, &image.brokers, Some(rf))?;
+                    }
+                    assignments.clone()
+                }
+                None => {
+                    check_replication_factor(rf, &brokers)?;
+                    place_replicas(&brokers, first..request.count, rf)
+                }
+            };
+            let partitions = replicas
+                .into_iter()
+                .zip(first..)
+                .map(|(replicas, partition)| PartitionRecord {
+                    partition,
+                    leader: replicas[0],
+                    isr: replicas.clone(),
+                    replicas,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                })
+                .collect();
+            Ok((topic.topic_id, partitions))
+        })
+        .collect()
 }
 
 /// Resolves each reference to the topic it deletes, in request order. A reference that
@@ -640,6 +761,100 @@ mod tests {
             .map(|p| (p, vec![1]))
             .collect();
         assert_eq!(code_of(&image, manual("t", too_many)), 44);
+    }
+
+    fn grow(name: &str, count: i32, assignments: Option<Vec<Vec<i32>>>) -> CreatePartitionsRequest {
+        CreatePartitionsRequest {
+            name: name.into(),
+            count,
+            assignments,
+        }
+    }
+
+    fn grow_code(image: &MetadataImage, request: CreatePartitionsRequest) -> i16 {
+        match plan_create_partitions(image, &[request]).remove(0) {
+            Ok(_) => 0,
+            Err(e) => e.code,
+        }
+    }
+
+    #[test]
+    fn create_partitions_plans() {
+        let image = with_topic(image_with_brokers(&[1, 2]), "t");
+        let id = image.topics["t"].topic_id;
+        let (topic_id, added) = plan_create_partitions(&image, &[grow("t", 3, None)])
+            .remove(0)
+            .unwrap();
+        assert_eq!(topic_id, id);
+        let numbers: Vec<(i32, Vec<i32>, i32)> = added
+            .iter()
+            .map(|p| (p.partition, p.replicas.clone(), p.leader))
+            .collect();
+        // Replication factor 1 as the topic's; round robin continues from partition 1.
+        assert_eq!(numbers, vec![(1, vec![2], 2), (2, vec![1], 1)]);
+
+        let e = plan_create_partitions(&image, &[grow("t", 1, None)])
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (37, "Topic already has 1 partition(s).")
+        );
+        let e = plan_create_partitions(&image, &[grow("t", 0, None)])
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                37,
+                "The topic t currently has 1 partition(s); 0 would not be an increase."
+            )
+        );
+        assert_eq!(grow_code(&image, grow("t", -5, None)), 37);
+        assert_eq!(grow_code(&image, grow("missing", 3, None)), 3);
+
+        let manual = plan_create_partitions(&image, &[grow("t", 3, Some(vec![vec![2], vec![1]]))])
+            .remove(0)
+            .unwrap()
+            .1;
+        assert_eq!(manual[0].replicas, vec![2]);
+        assert_eq!(manual[1].partition, 2);
+        for bad in [
+            vec![vec![1]],                // fewer assignments than new partitions
+            vec![vec![1], vec![]],        // empty replicas
+            vec![vec![1], vec![9]],       // unregistered broker
+            vec![vec![1], vec![1, 2]],    // not the topic's replication factor
+            vec![vec![1, 1], vec![1, 1]], // broker twice
+        ] {
+            assert_eq!(
+                grow_code(&image, grow("t", 3, Some(bad.clone()))),
+                39,
+                "{bad:?}"
+            );
+        }
+        let dup = plan_create_partitions(&image, &[grow("t", 2, None), grow("t", 3, None)]);
+        assert!(dup.iter().all(|r| r.as_ref().unwrap_err().code == 42));
+    }
+
+    #[test]
+    fn create_partitions_are_capped_per_request() {
+        let image = with_topic(with_topic(image_with_brokers(&[1]), "a"), "b");
+        let cap = MAX_PARTITIONS_PER_BATCH as i32;
+        // a: 5,000 new, b: 5,000 new: at the cap.
+        let at_cap =
+            plan_create_partitions(&image, &[grow("a", 5_001, None), grow("b", 5_001, None)]);
+        assert!(at_cap.iter().all(Result::is_ok));
+        let over = plan_create_partitions(
+            &image,
+            &[
+                grow("a", 5_001, None),
+                grow("b", 5_002, None),
+                grow("c", 1, None),
+            ],
+        );
+        assert!(over.iter().all(|r| r.as_ref().unwrap_err().code == 44));
+        assert_eq!(grow_code(&image, grow("a", i32::MAX, None)), 44);
+        assert_eq!(grow_code(&image, grow("a", cap + 1, None)), 0);
     }
 
     #[test]

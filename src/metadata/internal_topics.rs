@@ -51,6 +51,21 @@ pub fn check_client_delete(topic: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Why a client's CreatePartitions of `topic` is refused, if it is: a coordinator maps
+/// its keys onto the partitions by count, so more partitions would move every group (or
+/// transaction) to another shard and lose its state. Kafka's ZooKeeper-era TopicCommand
+/// refused it client-side (KAFKA-7801); Kafka 4's controller does not check. Millrace
+/// refuses it in the broker, with the delete's error code.
+pub fn check_client_create_partitions(topic: &str) -> Result<(), ApiError> {
+    if is_internal(topic) {
+        return Err(ApiError {
+            code: errors::INVALID_TOPIC_EXCEPTION,
+            message: format!("Cannot add partitions to internal topic {topic}"),
+        });
+    }
+    Ok(())
+}
+
 /// The one shape `__consumer_offsets` is created in: `offsets.topic.num.partitions`
 /// shards, `offsets.topic.replication.factor` capped at the registered brokers, compacted,
 /// batches stored as the coordinator writes them.

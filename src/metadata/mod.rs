@@ -152,6 +152,15 @@ pub struct CreateTopicRequest {
     pub configs: BTreeMap<String, String>,
 }
 
+/// CreatePartitions for one topic: grow it to `count` partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatePartitionsRequest {
+    pub name: String,
+    pub count: i32,
+    /// Replicas of each new partition, in order; None for automatic placement.
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
 pub struct TopicDefaults {
     pub num_partitions: i32,
     pub replication_factor: i16,
@@ -371,6 +380,46 @@ impl MetadataQuorum {
             .collect())
     }
 
+    /// Grows topics (CreatePartitions); one result per request, in order: the topic's
+    /// partition count after it. All growths that pass validation are written in one log
+    /// entry; with `validate_only` nothing is written.
+    pub async fn create_partitions(
+        &self,
+        requests: Vec<CreatePartitionsRequest>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<usize, ApiError>>, MetadataError> {
+        let _op = self.begin_op().await?;
+        let planned = controller::plan_create_partitions(&self.image(), &requests);
+        let records: Vec<MetadataRecord> = planned
+            .iter()
+            .flatten()
+            .map(|(topic_id, partitions)| MetadataRecord::CreatePartitions {
+                topic_id: *topic_id,
+                partitions: partitions.clone(),
+            })
+            .collect();
+        if !validate_only && !records.is_empty() {
+            self.write(records).await?;
+        }
+        let image = self.image();
+        Ok(planned
+            .into_iter()
+            .zip(&requests)
+            .map(|(result, request)| {
+                let (_, partitions) = result?;
+                let wanted = partitions.last().map_or(0, |p| p.partition as usize + 1);
+                if validate_only {
+                    return Ok(wanted);
+                }
+                // The lock makes a refusal by apply impossible unless the image moved.
+                match image.topics.get(&request.name) {
+                    Some(topic) if topic.partitions.len() == wanted => Ok(wanted),
+                    _ => Err(not_applied(&request.name)),
+                }
+            })
+            .collect())
+    }
+
     /// Reserves `count` producer ids for this broker; returns the first one.
     ///
     /// `count` must be within `1..=MAX_PRODUCER_ID_BLOCK`; a value outside is a caller bug
@@ -576,6 +625,48 @@ mod tests {
         create(&q, vec![topic("c", 1)]).await;
         assert_eq!(q.allocate_producer_ids(10).await.unwrap(), 1000);
         assert_eq!(q.image().topics.len(), 3);
+        q.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn create_partitions_is_written_replayed_and_validate_only_writes_nothing() {
+        let dir = TempDir::new().unwrap();
+        let q = start(&dir).await;
+        let created = create(&q, vec![topic("grow", 1)]).await;
+        let grow = |count| CreatePartitionsRequest {
+            name: "grow".to_string(),
+            count,
+            assignments: None,
+        };
+        let dry = q.create_partitions(vec![grow(5)], true).await.unwrap();
+        assert_eq!(dry, vec![Ok(5)]);
+        assert_eq!(q.image().topics["grow"].partitions.len(), 1);
+        let results = q
+            .create_partitions(
+                vec![
+                    grow(3),
+                    CreatePartitionsRequest {
+                        name: "missing".to_string(),
+                        ..grow(2)
+                    },
+                ],
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(results[0], Ok(3));
+        assert_eq!(
+            results[1].as_ref().unwrap_err().code,
+            codes::UNKNOWN_TOPIC_OR_PARTITION
+        );
+        let grown = q.image().topics["grow"].clone();
+        assert_eq!(grown.partitions.len(), 3);
+        assert_eq!(grown.topic_id, created[0].topic_id);
+        assert_eq!(grown.configs, created[0].configs);
+        q.shutdown().await;
+
+        let q = start(&dir).await;
+        assert_eq!(q.image().topics["grow"], grown);
         q.shutdown().await;
     }
 

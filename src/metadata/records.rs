@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{BrokerRegistration, MetadataImage, TopicImage};
+use super::{BrokerRegistration, MetadataImage, PartitionRecord, TopicImage};
 
 /// One change to the cluster metadata.
 ///
@@ -28,6 +28,12 @@ pub enum MetadataRecord {
     CreateTopic(TopicImage),
     DeleteTopic {
         topic_id: Uuid,
+    },
+    /// Appends partitions to an existing topic (CreatePartitions); they continue its
+    /// numbering, so a topic's partitions stay 0..n-1.
+    CreatePartitions {
+        topic_id: Uuid,
+        partitions: Vec<PartitionRecord>,
     },
     /// Hands `first_id..first_id + count` to `broker_id`.
     AllocateProducerIds {
@@ -110,6 +116,29 @@ fn apply_record(image: &mut MetadataImage, record: &MetadataRecord) -> bool {
             image.topics.remove(&name);
             true
         }
+        MetadataRecord::CreatePartitions {
+            topic_id,
+            partitions,
+        } => {
+            let Some(topic) = image
+                .topic_names_by_id
+                .get(topic_id)
+                .and_then(|name| image.topics.get_mut(name))
+            else {
+                return false;
+            };
+            let first = topic.partitions.len();
+            let continues = partitions.iter().enumerate().all(|(i, p)| {
+                usize::try_from(p.partition) == Ok(first + i) && !p.replicas.is_empty()
+            });
+            if partitions.is_empty() || !continues {
+                return false;
+            }
+            Arc::make_mut(topic)
+                .partitions
+                .extend(partitions.iter().cloned());
+            true
+        }
         MetadataRecord::AllocateProducerIds {
             first_id, count, ..
         } => {
@@ -147,7 +176,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::metadata::PartitionRecord;
 
     fn topic(name: &str, partitions: i32) -> TopicImage {
         TopicImage {
@@ -275,6 +303,54 @@ mod tests {
         assert_eq!(after.topic_names_by_id, image.topic_names_by_id);
     }
 
+    fn partitions(range: std::ops::Range<i32>) -> Vec<PartitionRecord> {
+        topic("x", range.end).partitions[range.start as usize..].to_vec()
+    }
+
+    #[test]
+    fn create_partitions_appends_in_order() {
+        let t = topic("orders", 1);
+        let (image, _) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[MetadataRecord::CreateTopic(t.clone())],
+        );
+        let grow = |partitions| MetadataRecord::CreatePartitions {
+            topic_id: t.topic_id,
+            partitions,
+        };
+        let (grown, out) = apply_batch(&image, 1, &[grow(partitions(1..3))]);
+        assert_eq!(out.accepted, vec![true]);
+        let numbers: Vec<i32> = grown.topics["orders"]
+            .partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(numbers, vec![0, 1, 2]);
+        assert_eq!(grown.topics["orders"].configs, t.configs);
+        // Pure: the input image keeps one partition.
+        assert_eq!(image.topics["orders"].partitions.len(), 1);
+
+        let mut no_replicas = partitions(3..4);
+        no_replicas[0].replicas.clear();
+        let (after, out) = apply_batch(
+            &grown,
+            1,
+            &[
+                grow(partitions(1..2)), // already there
+                grow(partitions(4..5)), // leaves a gap
+                grow(vec![]),           // nothing to add
+                grow(no_replicas),
+                MetadataRecord::CreatePartitions {
+                    topic_id: Uuid::new_v4(), // unknown topic
+                    partitions: partitions(3..4),
+                },
+            ],
+        );
+        assert_eq!(out.accepted, vec![false; 5]);
+        assert_eq!(after.topics, grown.topics);
+    }
+
     #[test]
     fn delete_unknown_topic_is_ignored() {
         let (after, out) = apply_batch(
@@ -343,6 +419,10 @@ mod tests {
                 MetadataRecord::CreateTopic(topic("t", 2)),
                 MetadataRecord::DeleteTopic {
                     topic_id: Uuid::new_v4(),
+                },
+                MetadataRecord::CreatePartitions {
+                    topic_id: Uuid::new_v4(),
+                    partitions: topic("t", 3).partitions[2..].to_vec(),
                 },
                 MetadataRecord::AllocateProducerIds {
                     broker_id: 1,

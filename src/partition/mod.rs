@@ -211,6 +211,7 @@ impl Partition {
             log.advance_log_start_offset(offset.clamp(0, log.log_end_offset()))?;
             log.delete_segments_below_start()?;
         }
+        log.assign_leader_epoch(leader_epoch)?;
         let producers = load_producer_state(dir, &log)?;
         Ok(Partition {
             topic: topic.name.clone(),
@@ -431,6 +432,14 @@ impl Partition {
                 offset >= log_start && ts >= timestamp_ms
             }),
         }
+    }
+
+    /// OffsetForLeaderEpoch: (the largest epoch <= `epoch` that wrote here, where its
+    /// writes end), (-1, -1) when none did. Blocking: takes the append lock.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), PartitionError> {
+        let state = self.lock();
+        self.check_online()?;
+        Ok(state.log.end_offset_for_epoch(epoch))
     }
 
     /// ListOffsets MAX_TIMESTAMP: the first record carrying the log's largest timestamp.

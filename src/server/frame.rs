@@ -162,10 +162,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<Frame, FrameError> {
     let header_version = api_key.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| malformed(format!("header: {e}")))?;
+    // Bytes after the known fields are ignored, as Kafka's parser does: librdkafka 2.16
+    // sends 3 of them after an all-topics Metadata v13 request. Tagged fields the schema
+    // does not know are kept aside by the decoder, not refused.
     let body = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| malformed(format!("body: {e}")))?;
-    // Bytes after the body are ignored, as Kafka's parser does: librdkafka 2.12 sends an
-    // all-topics Metadata v9+ with 3 stray bytes after the null topic array.
     Ok(Frame::Request {
         header,
         api_key,
@@ -297,6 +298,30 @@ mod tests {
                 assert_eq!(req.topics, None, "null topic array = all topics");
             }
             Frame::UnsupportedApiVersions { .. } => panic!("Metadata, not ApiVersions"),
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_and_unknown_tagged_fields_are_ignored() {
+        let mut body = MetadataRequest::default().with_topics(None);
+        body.unknown_tagged_fields
+            .insert(4242, Bytes::from_static(b"future"));
+        let mut frame =
+            BytesMut::from(&request_bytes(ApiKey::Metadata, 13, &RequestKind::Metadata(body))[..]);
+        frame.put_slice(&[0, 0, 0]);
+        match decode_request(frame.freeze()).unwrap() {
+            Frame::Request { body, api_key, .. } => {
+                assert_eq!(api_key, ApiKey::Metadata);
+                let RequestKind::Metadata(metadata) = *body else {
+                    panic!("not a Metadata request");
+                };
+                assert_eq!(metadata.topics, None);
+                assert_eq!(
+                    metadata.unknown_tagged_fields.get(&4242).map(|b| &b[..]),
+                    Some(&b"future"[..])
+                );
+            }
+            Frame::UnsupportedApiVersions { .. } => panic!("v13 is supported"),
         }
     }
 
