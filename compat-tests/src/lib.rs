@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod broker;
-pub mod process;
 pub mod matrix;
+pub mod process;
 pub mod tools;
 pub mod wire;
 

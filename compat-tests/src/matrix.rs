@@ -3,11 +3,13 @@
 //! each phase prints are checked here, the same way for every client.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::tools::python_bin;
 use crate::{run_with_timeout, unique_topic, BrokerOpts, TestBroker};
 
 /// The codecs every client is asked to produce, in order.
@@ -28,6 +30,23 @@ pub struct MatrixClient<'a> {
     /// Codecs the client itself cannot produce, with the reason (the program must name
     /// exactly these in `skipped_codecs`).
     pub unsupported_codecs: &'a [(&'a str, &'a str)],
+}
+
+/// The command for a Python client's program, `compat-tests/matrix/python/<script>`,
+/// run by the venv's interpreter (unbuffered, so stderr and stdout interleave as written).
+pub fn python_program(script: &str) -> Command {
+    let bin = python_bin();
+    assert!(
+        bin.exists(),
+        "{} missing: run scripts/install-deps.sh",
+        bin.display()
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("matrix/python")
+        .join(script);
+    let mut cmd = Command::new(bin);
+    cmd.arg(path).env("PYTHONUNBUFFERED", "1");
+    cmd
 }
 
 /// Runs the whole scenario against a fresh broker of the environment's target and
@@ -53,7 +72,15 @@ pub fn run_scenario(client: &MatrixClient<'_>) {
         json!({"phase": "admin", "listed": true, "partitions": 3}),
     );
 
-    let produce = phase(client, &broker, "produce", &topic, &group, RECORDS_PER_CODEC, 1);
+    let produce = phase(
+        client,
+        &broker,
+        "produce",
+        &topic,
+        &group,
+        RECORDS_PER_CODEC,
+        1,
+    );
     expect(
         client,
         &broker,
@@ -73,7 +100,15 @@ pub fn run_scenario(client: &MatrixClient<'_>) {
                "a": group_run["a"], "b": group_run["b"], "rebalanced": true}),
     );
 
-    let produce = phase(client, &broker, "produce", &topic, &group, RECORDS_PER_CODEC, 2);
+    let produce = phase(
+        client,
+        &broker,
+        "produce",
+        &topic,
+        &group,
+        RECORDS_PER_CODEC,
+        2,
+    );
     expect(
         client,
         &broker,
