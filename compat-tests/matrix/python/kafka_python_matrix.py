@@ -50,10 +50,10 @@ class Member:
         return {tp.partition: end for tp, end in ends.items()}
 
     # kafka-python 3.0.12's own pause() parks the records it has buffered for a paused
-    # partition; when a rebalance takes the partition away and gives it back, the
-    # partition is never fetched again (seen on Kafka and millrace alike). So pausing is
-    # done here: records of a paused partition are not handed out and the position is
-    # rewound to the first of them, which leaves the committed offsets as they were.
+    # partition and keeps them across a rebalance; once a rebalance had given a paused
+    # partition back, no more of its records came (seen on Kafka and millrace alike).
+    # So pausing is done here: records of a paused partition are not handed out and
+    # the position is rewound to the first of them (the offsets to commit stay put).
     def pause(self, partitions):
         self.paused |= set(partitions)
 

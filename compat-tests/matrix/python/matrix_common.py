@@ -172,7 +172,10 @@ def phase_resume(client, args, deadline):
     try:
         linger_until = None
         while linger_until is None or time.monotonic() < linger_until:
-            deadline.check(f"reading {len(tally.seen)} of {expect} records")
+            deadline.check(f"reading {len(tally.seen)} of {expect} records (a read "
+                           f"{tally.count('a')} and owns {sorted(members[0].assignment())}, "
+                           f"b read {tally.count('b')} and owns "
+                           f"{sorted(members[1].assignment())})")
             for name, m in zip("ab", members):
                 tally.add(name, m.poll(100, 0.1))
             if linger_until is None and len(tally.seen) >= expect:
