@@ -2,7 +2,8 @@
 # Installs everything the build and the compat tests need, idempotently:
 #   apt:   librocksdb-dev + libclang-dev (link Debian's RocksDB instead of a 30-minute
 #          source build), kcat (a real librdkafka client), python venv support
-#   pip:   kafka-python (and matplotlib for scripts/bench.sh), into a venv under the cache dir
+#   pip:   kafka-python, aiokafka, confluent-kafka + codecs (and matplotlib for scripts/bench.sh),
+#          into a venv under the cache dir
 #   Maven: Apache Kafka's own jars (clients, tools, broker, Streams) for the stock CLI
 #          tools, and javac of the compat tests' Java programs against them
 #   npm:   the client matrix's Node.js clients (kafkajs, @platformatic/kafka, Node 24)
@@ -43,12 +44,19 @@ if [ "${1:-}" = "--build" ]; then
 fi
 
 # --- Python clients ----------------------------------------------------------
+# The client matrix (compat-tests/matrix/python/): kafka-python, aiokafka and
+# confluent-kafka (its wheel bundles librdkafka), each at its newest release, plus the
+# codec libraries the two pure-Python clients need for snappy/lz4/zstd (aiokafka's
+# codecs are all cramjam; kafka-python's are python-snappy, itself on cramjam, lz4 and
+# zstandard). Bump the stamp when a pin changes.
 venv="$cache/venv"
-py_stamp="$venv/.millrace-py-deps-v1"
+py_stamp="$venv/.millrace-py-deps-v2"
 if [ ! -f "$py_stamp" ]; then
-  log "python venv + kafka-python"
+  log "python venv + kafka clients (kafka-python, aiokafka, confluent-kafka) + codecs"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "kafka-python==3.0.12"
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    "kafka-python==3.0.12" "aiokafka==0.14.0" "confluent-kafka==2.16.1" \
+    "cramjam==2.14.0" "python-snappy==0.7.3" "lz4==4.4.5" "zstandard==0.25.0"
   touch "$py_stamp"
 fi
 

@@ -128,7 +128,14 @@ pub fn run_with_timeout(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duratio
 pub fn kcat(args: &[&str], stdin: Option<&[u8]>) -> ToolOutput {
     let mut cmd = Command::new("kcat");
     cmd.args(args);
+    system_librdkafka(&mut cmd);
     run_with_timeout(cmd, stdin, Duration::from_secs(120))
+}
+
+/// Makes `cmd` load Debian's librdkafka: `cargo test` puts the build directory of the
+/// rdkafka crate's bundled librdkafka on LD_LIBRARY_PATH, and kcat would load that one.
+pub fn system_librdkafka(cmd: &mut Command) {
+    cmd.env_remove("LD_LIBRARY_PATH");
 }
 
 /// Path of the kafka-python venv's interpreter (`$MILLRACE_CACHE/venv/bin/python`).
