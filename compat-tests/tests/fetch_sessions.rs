@@ -270,9 +270,9 @@ fn the_java_consumer_reads_through_a_session() {
             "--topic",
             &topic,
             "--from-beginning",
-            "--property",
+            "--formatter-property",
             "print.partition=true",
-            "--property",
+            "--formatter-property",
             "print.offset=true",
         ],
     );

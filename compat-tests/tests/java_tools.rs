@@ -103,7 +103,7 @@ fn stock_cli_tools_topic_lifecycle() {
             &b,
             "--topic",
             &topic,
-            "--property",
+            "--reader-property",
             "parse.key=true",
         ],
         Some(input.as_bytes()),
