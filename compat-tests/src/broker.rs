@@ -446,13 +446,14 @@ impl Drop for TestBroker {
         if std::thread::panicking() {
             // The test is failing: the broker log is the first thing to look at.
             eprintln!("{}", self.log_tail());
-            // The whole log outlives the temp dir when MILLRACE_COMPAT_KEEP_LOGS names a dir.
-            if let Some(dir) = std::env::var_os("MILLRACE_COMPAT_KEEP_LOGS") {
-                let to = PathBuf::from(dir).join(format!("broker-{}.log", self.port));
-                match std::fs::copy(self.log_path(), &to) {
-                    Ok(_) => eprintln!("broker log kept at {}", to.display()),
-                    Err(e) => eprintln!("cannot keep the broker log at {}: {e}", to.display()),
-                }
+        }
+        // The whole log outlives the temp dir when MILLRACE_COMPAT_KEEP_LOGS names a dir
+        // (a flaky test's passing runs are worth comparing with its failures).
+        if let Some(dir) = std::env::var_os("MILLRACE_COMPAT_KEEP_LOGS") {
+            let to = PathBuf::from(dir).join(format!("broker-{}.log", self.port));
+            match std::fs::copy(self.log_path(), &to) {
+                Ok(_) => eprintln!("broker log kept at {}", to.display()),
+                Err(e) => eprintln!("cannot keep the broker log at {}: {e}", to.display()),
             }
         }
         // TempDir's own Drop removes the data dir and logs.
