@@ -45,12 +45,16 @@ class Member:
             session_timeout_ms=mc.SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=mc.HEARTBEAT_INTERVAL_MS)
         consumer = self.consumer
+        member = self
+        self.closing = False
 
         # The listener runs on the client's IO thread, where blocking calls are refused:
         # the async listener awaits the commit instead (still done before the rejoin).
+        # Not on close: the scenario has just committed (synchronously) what it read, and
+        # kafka-python refuses the commit, failing close(), if a rejoin is under way then.
         class CommitOnRevoke(AsyncConsumerRebalanceListener):
             async def on_partitions_revoked(self, revoked):
-                if revoked:
+                if revoked and not member.closing:
                     await consumer.commit_async()
 
             async def on_partitions_assigned(self, assigned):
@@ -122,6 +126,7 @@ class Member:
     def close(self):
         for member in MEMBERS:
             member._quiesce()
+        self.closing = True
         self.consumer.close()
         self.poller.shutdown()
 
