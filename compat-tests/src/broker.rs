@@ -345,7 +345,9 @@ impl TestBroker {
         for (k, v) in self.opts.config_pairs() {
             cmd.arg("--override").arg(format!("{k}={v}"));
         }
-        cmd.env("RUST_LOG", "info");
+        // MILLRACE_BROKER_RUST_LOG (e.g. `info,millrace::group=debug`) when debugging.
+        let filter = std::env::var("MILLRACE_BROKER_RUST_LOG").unwrap_or_else(|_| "info".into());
+        cmd.env("RUST_LOG", filter);
         cmd
     }
 
@@ -444,6 +446,15 @@ impl Drop for TestBroker {
         if std::thread::panicking() {
             // The test is failing: the broker log is the first thing to look at.
             eprintln!("{}", self.log_tail());
+        }
+        // The whole log outlives the temp dir when MILLRACE_COMPAT_KEEP_LOGS names a dir
+        // (a flaky test's passing runs are worth comparing with its failures).
+        if let Some(dir) = std::env::var_os("MILLRACE_COMPAT_KEEP_LOGS") {
+            let to = PathBuf::from(dir).join(format!("broker-{}.log", self.port));
+            match std::fs::copy(self.log_path(), &to) {
+                Ok(_) => eprintln!("broker log kept at {}", to.display()),
+                Err(e) => eprintln!("cannot keep the broker log at {}: {e}", to.display()),
+            }
         }
         // TempDir's own Drop removes the data dir and logs.
     }

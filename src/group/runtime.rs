@@ -230,6 +230,7 @@ impl Task {
                     let (shard, key, deadline_ms) = expired.into_inner();
                     self.timer_keys.remove(&(shard, key.clone()));
                     if let Some(s) = self.shards.get_mut(&shard) {
+                        tracing::debug!(shard, timer = key.as_str(), "group timer fired");
                         let now = timer_now_ms(now_ms(), deadline_ms);
                         let effects = s.core.on_timer(now, key);
                         self.apply(shard, effects, now);
@@ -267,6 +268,11 @@ impl Task {
         };
         let request_id = self.next_request_id;
         self.next_request_id += 1;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            if let Some(what) = describe_request(&command.request) {
+                tracing::debug!(request_id, client_id = %command.meta.client_id, "group request {what}");
+            }
+        }
         self.pending
             .insert(request_id, (command.shard, command.reply));
         let now = now_ms();
@@ -363,10 +369,11 @@ impl Task {
                 let mut ready = Vec::new();
                 for (request_id, response) in next.responses {
                     if let Some((_, reply)) = self.pending.remove(&request_id) {
-                        ready.push((reply, response));
+                        ready.push((request_id, reply, response));
                     }
                 }
-                for (reply, response) in ready {
+                for (request_id, reply, response) in ready {
+                    log_response(request_id, &response);
                     // The client may have gone away; nothing to do then.
                     let _ = reply.send(response);
                 }
@@ -396,6 +403,7 @@ impl Task {
     fn respond(&mut self, responses: Vec<(RequestId, ResponseKind)>) {
         for (request_id, response) in responses {
             if let Some((_, reply)) = self.pending.remove(&request_id) {
+                log_response(request_id, &response);
                 // The client may have gone away; nothing to do then.
                 let _ = reply.send(response);
             }
@@ -583,6 +591,81 @@ impl Task {
         }
         self.shards.remove(&shard)
     }
+}
+
+/// The membership fields of a group request, for the debug log (None: not logged).
+fn describe_request(request: &GroupRequest) -> Option<String> {
+    Some(match request {
+        GroupRequest::JoinGroup(r) => format!(
+            "JoinGroup group={} member={:?} rebalance_timeout_ms={} session_timeout_ms={}",
+            r.group_id.0.as_str(),
+            r.member_id.as_str(),
+            r.rebalance_timeout_ms,
+            r.session_timeout_ms
+        ),
+        GroupRequest::SyncGroup(r) => format!(
+            "SyncGroup group={} member={:?} generation={} assignments={}",
+            r.group_id.0.as_str(),
+            r.member_id.as_str(),
+            r.generation_id,
+            r.assignments.len()
+        ),
+        GroupRequest::Heartbeat(r) => format!(
+            "Heartbeat group={} member={:?} generation={}",
+            r.group_id.0.as_str(),
+            r.member_id.as_str(),
+            r.generation_id
+        ),
+        GroupRequest::LeaveGroup(r) => format!(
+            "LeaveGroup group={} member={:?} members={:?}",
+            r.group_id.0.as_str(),
+            r.member_id.as_str(),
+            r.members
+                .iter()
+                .map(|m| m.member_id.as_str())
+                .collect::<Vec<_>>()
+        ),
+        GroupRequest::OffsetCommit(r) => format!(
+            "OffsetCommit group={} member={:?} generation={}",
+            r.group_id.0.as_str(),
+            r.member_id.as_str(),
+            r.generation_id_or_member_epoch
+        ),
+        _ => return None,
+    })
+}
+
+/// Logs the answer to a membership request at debug level.
+fn log_response(request_id: RequestId, response: &ResponseKind) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let what = match response {
+        ResponseKind::JoinGroup(r) => format!(
+            "JoinGroup error={} generation={} member={:?} leader={:?} members={}",
+            r.error_code,
+            r.generation_id,
+            r.member_id.as_str(),
+            r.leader.as_str(),
+            r.members.len()
+        ),
+        ResponseKind::SyncGroup(r) => format!(
+            "SyncGroup error={} assignment_bytes={}",
+            r.error_code,
+            r.assignment.len()
+        ),
+        ResponseKind::Heartbeat(r) => format!("Heartbeat error={}", r.error_code),
+        ResponseKind::LeaveGroup(r) => format!("LeaveGroup error={}", r.error_code),
+        ResponseKind::OffsetCommit(r) => format!(
+            "OffsetCommit errors={:?}",
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+                .collect::<Vec<_>>()
+        ),
+        _ => return,
+    };
+    tracing::debug!(request_id, "group response {what}");
 }
 
 /// Reads a shard's partition from its start and replays every record; returns how many.

@@ -8,6 +8,8 @@ stderr. Every phase is bounded by PHASE_BUDGET_S.
 """
 import argparse
 import json
+import logging
+import os
 import sys
 import time
 
@@ -211,6 +213,12 @@ def run(client, argv=None):
       `resume(partitions)`, `commit()` (synchronous) and `close()`.
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # For debugging: the client library's own debug log, one file per group and phase.
+    keep = os.environ.get("MILLRACE_COMPAT_KEEP_LOGS")
+    if keep:
+        logging.basicConfig(
+            filename=os.path.join(keep, f"{args.group}-{args.phase}.log"), level=logging.DEBUG,
+            format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
     deadline = Deadline()
     try:
         summary = PHASES[args.phase](client, args, deadline)
