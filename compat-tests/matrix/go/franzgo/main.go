@@ -389,24 +389,5 @@ func consume(ctx context.Context, args sc.Args, resume bool) {
 		sc.Logf("a consumed and committed %d; b joins", a.processed.Load())
 		b = newMember(args, "b", tracker, nil)
 	}
-	// The members then get 9 s each to commit and leave.
-	got := sc.WaitFor(deadline.Add(-20*time.Second), func() bool { return tracker.Consumed() >= args.Records })
-	if got && resume {
-		time.Sleep(sc.ResumeQuiet)
-	}
-	if !got {
-		sc.Fail("consumed %d of %d records (a %d, b %d)", tracker.Consumed(), args.Records, tracker.Of("a"), tracker.Of("b"))
-	}
-	errA, errB := a.close(), b.close()
-	if errA != nil || errB != nil {
-		sc.Fail("closing members: a: %v, b: %v", errA, errB)
-	}
-	dups, mism, reread := tracker.Counts()
-	if resume {
-		sc.Summary(map[string]any{"phase": "resume", "consumed": tracker.Consumed(), "duplicates": dups, "mismatched": mism, "reread": reread})
-		return
-	}
-	rebalanced := a.lost.Load() && tracker.Of("b") > 0
-	sc.Summary(map[string]any{"phase": "group", "consumed": tracker.Consumed(), "duplicates": dups, "mismatched": mism + reread,
-		"a": tracker.Of("a"), "b": tracker.Of("b"), "rebalanced": rebalanced})
+	sc.FinishGroup(args, deadline, tracker, resume, a.close, b.close, a.lost.Load)
 }

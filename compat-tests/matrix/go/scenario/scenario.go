@@ -194,3 +194,30 @@ func Sum(m map[int32]int64) int64 {
 	}
 	return s
 }
+
+// FinishGroup ends the group and resume phases the same way for every client: it waits
+// until all expected records are read (the members then get 9 s each to commit and
+// leave), closes both members and prints the phase's summary. `aLost` reports whether
+// member a lost a partition when b joined.
+func FinishGroup(args Args, deadline time.Time, tracker *Tracker, resume bool,
+	closeA, closeB func() error, aLost func() bool) {
+	got := WaitFor(deadline.Add(-20*time.Second), func() bool { return tracker.Consumed() >= args.Records })
+	if got && resume {
+		time.Sleep(ResumeQuiet)
+	}
+	if !got {
+		Fail("consumed %d of %d records (a %d, b %d)", tracker.Consumed(), args.Records, tracker.Of("a"), tracker.Of("b"))
+	}
+	errA, errB := closeA(), closeB()
+	if errA != nil || errB != nil {
+		Fail("closing members: a: %v, b: %v", errA, errB)
+	}
+	dups, mism, reread := tracker.Counts()
+	if resume {
+		Summary(map[string]any{"phase": "resume", "consumed": tracker.Consumed(), "duplicates": dups, "mismatched": mism, "reread": reread})
+		return
+	}
+	rebalanced := aLost() && tracker.Of("b") > 0
+	Summary(map[string]any{"phase": "group", "consumed": tracker.Consumed(), "duplicates": dups, "mismatched": mism + reread,
+		"a": tracker.Of("a"), "b": tracker.Of("b"), "rebalanced": rebalanced})
+}
