@@ -20,7 +20,8 @@ const CODEC_NONE: i16 = 0;
 const CODEC_GZIP: i16 = 1;
 const CODEC_SNAPPY: i16 = 2;
 const CODEC_LZ4: i16 = 3;
-const CODEC_ZSTD: i16 = 4;
+/// zstd's value in the batch attributes; Produce accepts it from v7.
+pub const CODEC_ZSTD: i16 = 4;
 
 /// Kafka's "no timestamp" marker; such records skip the timestamp bounds.
 const NO_TIMESTAMP: i64 = -1;

@@ -15,14 +15,12 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{find_topic, led_partition};
 use crate::log::batch::BatchHeader;
+use crate::log::validator::CODEC_ZSTD;
 use crate::metadata::internal_topics::check_client_append;
 use crate::metadata::TopicImage;
 use crate::partition::error_code::INVALID_RECORD;
 use crate::partition::{AppendError, AppendResult, AppendSubmission, PartitionError};
 use crate::protocol::{errors, Outcome, RequestContext};
-
-/// The record batch attribute value of zstd compression.
-const CODEC_ZSTD: i16 = 4;
 
 pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     let version = ctx.version();
