@@ -93,7 +93,7 @@ pub struct BrokerConfig {
     pub log_cleanup_policy: String,
     /// `compression.type` (topic default `producer`: keep what the producer sent).
     pub compression_type: String,
-    /// `log.message.timestamp.type`: CreateTime (LogAppendTime is not supported yet).
+    /// `log.message.timestamp.type`: CreateTime or LogAppendTime (the broker stamps batches).
     pub log_message_timestamp_type: String,
     /// `log.message.timestamp.before.max.ms` / `log.message.timestamp.after.max.ms`: how
     /// far a record's CreateTime may lie behind / ahead of the broker's clock.
@@ -200,7 +200,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "message.timestamp.type",
         "log.message.timestamp.type",
         ConfigType::String,
-        Some(&["CreateTime"]),
+        Some(&["CreateTime", "LogAppendTime"]),
     ),
     topic_config(
         "min.insync.replicas",
@@ -540,11 +540,11 @@ impl BrokerConfig {
                 return Err(invalid(key, value.to_string(), "must be >= 0"));
             }
         }
-        if self.log_message_timestamp_type != "CreateTime" {
+        if !["CreateTime", "LogAppendTime"].contains(&self.log_message_timestamp_type.as_str()) {
             return Err(invalid(
                 "log.message.timestamp.type",
                 self.log_message_timestamp_type.clone(),
-                "only CreateTime is supported",
+                "String must be one of: CreateTime, LogAppendTime",
             ));
         }
         for (name, value) in [
@@ -689,6 +689,10 @@ impl BrokerConfig {
                 self.log_message_timestamp_after_max_ms,
             ),
             compacted,
+            log_append_time: overrides
+                .get("message.timestamp.type")
+                .unwrap_or(&self.log_message_timestamp_type)
+                == "LogAppendTime",
             max_decompressed_bytes: DECOMPRESSION_RATIO_BOUND
                 * max_message_bytes.max(MIN_DECOMPRESSION_BASE_BYTES),
         }

@@ -13,9 +13,11 @@ fuzz_target!(|data: &[u8]| {
     let mut records = data.to_vec();
     millrace_fuzz::fix_batch_crcs(&mut records);
     let _ = validate_produce(&records, NOW_MS, &RecordRules::default());
-    let compacted = RecordRules {
+    // The other rule set: keys required, LogAppendTime (no timestamp bounds).
+    let compacted_log_append_time = RecordRules {
         compacted: true,
+        log_append_time: true,
         ..RecordRules::default()
     };
-    let _ = validate_produce(&records, NOW_MS, &compacted);
+    let _ = validate_produce(&records, NOW_MS, &compacted_log_append_time);
 });

@@ -269,11 +269,16 @@ pub fn patch_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: 
         .copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
-/// Marks the batch CreateTime with this maxTimestamp and recomputes its CRC, as Kafka's
-/// `setMaxTimestamp` does when the producer's value is not the records' maximum.
-pub fn set_create_time_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+/// Sets the batch's timestamp type (LogAppendTime or CreateTime) and maxTimestamp and
+/// recomputes its CRC, as Kafka's `setMaxTimestamp` does when the topic appends with
+/// LogAppendTime or the producer's value is not the records' maximum.
+pub fn set_max_timestamp(batch: &mut [u8], log_append_time: bool, max_timestamp: i64) {
     debug_assert!(batch.len() >= HEADER_SIZE);
-    let attributes = be_i16(batch, OFFSET_ATTRIBUTES) & !ATTR_TIMESTAMP_TYPE;
+    let attributes = if log_append_time {
+        be_i16(batch, OFFSET_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE
+    } else {
+        be_i16(batch, OFFSET_ATTRIBUTES) & !ATTR_TIMESTAMP_TYPE
+    };
     batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]
         .copy_from_slice(&max_timestamp.to_be_bytes());

@@ -24,7 +24,7 @@ const CODEC_LZ4: i16 = 3;
 pub const CODEC_ZSTD: i16 = 4;
 
 /// Kafka's "no timestamp" marker; such records skip the timestamp bounds.
-const NO_TIMESTAMP: i64 = -1;
+pub const NO_TIMESTAMP: i64 = -1;
 
 /// Bytes read from a decompressor at a time: one whole 64 KiB lz4 block (the block size
 /// of librdkafka's and the Java client's frames), which liblz4 then decodes straight into
@@ -51,6 +51,9 @@ pub struct RecordRules {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` contains `compact`: every record needs a key.
     pub compacted: bool,
+    /// `message.timestamp.type` is LogAppendTime: the broker stamps each batch with its
+    /// append time, and the producers' timestamps are not bounded.
+    pub log_append_time: bool,
     /// Bound on the decompressed bytes of one compressed batch.
     pub max_decompressed_bytes: u64,
 }
@@ -63,6 +66,7 @@ impl Default for RecordRules {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
             compacted: false,
+            log_append_time: false,
             max_decompressed_bytes: 64 << 20,
         }
     }
@@ -129,7 +133,7 @@ impl From<BatchError> for Rejection {
 pub struct ValidBatch {
     pub header: BatchHeader,
     /// maxTimestamp or the timestamp type differ from what the producer sent: the stored
-    /// bytes need [`batch::set_create_time_max_timestamp`].
+    /// bytes need [`batch::set_max_timestamp`].
     pub needs_max_timestamp_fix: bool,
 }
 
@@ -187,13 +191,22 @@ pub fn validate_produce(
         codec => walk_compressed(&mut walk, codec, body, rules.max_decompressed_bytes)?,
     }
     walk.finish()?;
-    let max_timestamp = walk.max_timestamp;
+    // As Kafka's LogValidator: a LogAppendTime topic stamps the whole batch with the
+    // append time (its records keep their bytes; readers take the batch's maxTimestamp).
+    let (max_timestamp, attributes) = if rules.log_append_time {
+        (now_ms, header.attributes | batch::ATTR_TIMESTAMP_TYPE)
+    } else {
+        (
+            walk.max_timestamp,
+            header.attributes & !batch::ATTR_TIMESTAMP_TYPE,
+        )
+    };
     let needs_max_timestamp_fix =
-        header.max_timestamp != max_timestamp || header.is_log_append_time();
+        header.max_timestamp != max_timestamp || header.attributes != attributes;
     Ok(ValidBatch {
         header: BatchHeader {
             max_timestamp,
-            attributes: header.attributes & !batch::ATTR_TIMESTAMP_TYPE,
+            attributes,
             ..header
         },
         needs_max_timestamp_fix,
@@ -695,7 +708,8 @@ impl Walk<'_> {
 
     /// Kafka's CreateTime rules (the only timestamp type Millrace topics have).
     fn check_timestamp(&mut self, index: i32, timestamp: i64) {
-        if timestamp != NO_TIMESTAMP {
+        // Kafka bounds only CreateTime; a LogAppendTime topic replaces the timestamps.
+        if timestamp != NO_TIMESTAMP && !self.rules.log_append_time {
             let diff_ms = self.now_ms as i128 - timestamp as i128;
             if diff_ms > self.rules.timestamp_before_max_ms as i128
                 || -diff_ms > self.rules.timestamp_after_max_ms as i128

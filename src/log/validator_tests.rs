@@ -609,10 +609,46 @@ fn a_wrong_max_timestamp_is_corrected_as_kafka_does() {
     let valid = check(&b).unwrap();
     assert!(valid.needs_max_timestamp_fix);
     assert_eq!(valid.header.max_timestamp, NOW_MS + 2);
-    batch::set_create_time_max_timestamp(&mut b, valid.header.max_timestamp);
+    batch::set_max_timestamp(&mut b, false, valid.header.max_timestamp);
     let again = check(&b).unwrap();
     assert!(!again.needs_max_timestamp_fix);
     assert_eq!(batch::validate(&b).unwrap().max_timestamp, NOW_MS + 2);
+}
+
+#[test]
+fn log_append_time_stamps_the_batch_and_skips_the_timestamp_bounds() {
+    let mut records = good(3);
+    // Far outside any CreateTime bound: a LogAppendTime topic does not look.
+    records[1].timestamp_delta = -1_000_000_000;
+    let mut b = batch_of(&records, 3, CODEC_NONE);
+    let rules = RecordRules {
+        timestamp_before_max_ms: 0,
+        timestamp_after_max_ms: 0,
+        log_append_time: true,
+        ..rules()
+    };
+    let now_ms = NOW_MS + 5_000;
+    let valid = validate_produce(&b, now_ms, &rules).unwrap();
+    assert!(valid.needs_max_timestamp_fix);
+    assert!(valid.header.is_log_append_time());
+    assert_eq!(valid.header.max_timestamp, now_ms);
+    batch::set_max_timestamp(&mut b, true, now_ms);
+    let stored = batch::validate(&b).unwrap();
+    assert!(stored.is_log_append_time());
+    assert_eq!(stored.max_timestamp, now_ms);
+    // The same batch in a CreateTime topic is bounded again.
+    let create_time = RecordRules {
+        log_append_time: false,
+        ..rules
+    };
+    let mut plain = batch_of(&records, 3, CODEC_NONE);
+    let r = validate_produce(&plain, now_ms, &create_time).expect_err("bounds");
+    assert_eq!(r.kind, RejectKind::InvalidTimestamp);
+    // A producer may not send LogAppendTime itself, whatever the topic's type.
+    plain[21..23].copy_from_slice(&(batch::ATTR_TIMESTAMP_TYPE).to_be_bytes());
+    let crc = compute_crc(&plain);
+    plain[17..21].copy_from_slice(&crc.to_be_bytes());
+    validate_produce(&plain, now_ms, &rules).expect_err("LogAppendTime from a producer");
 }
 
 #[test]

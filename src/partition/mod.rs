@@ -136,6 +136,9 @@ impl From<Rejection> for AppendError {
 pub struct AppendResult {
     pub base_offset: i64,
     pub log_start_offset: i64,
+    /// The produce answer's logAppendTime: the append time in a LogAppendTime topic, a
+    /// retry's stored maxTimestamp (as Kafka), else -1.
+    pub log_append_time_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -282,14 +285,21 @@ impl Partition {
         // Checked under the lock: once a storage error tripped the directory, no append
         // (nor a duplicate's answer, which may name a batch not known durable) is acked.
         self.check_online()?;
-        let base_offset = match state.producers.check(&header) {
-            Ok(SequenceCheck::Duplicate { first_offset }) => first_offset,
+        let (base_offset, log_append_time_ms) = match state.producers.check(&header) {
+            Ok(SequenceCheck::Duplicate {
+                first_offset,
+                max_timestamp,
+            }) => (first_offset, max_timestamp),
             Ok(SequenceCheck::Append) => {
                 let base_offset = state.log.log_end_offset();
                 let mut owned = records.to_vec();
                 batch::patch_offset_and_epoch(&mut owned, base_offset, self.leader_epoch);
                 if valid.needs_max_timestamp_fix {
-                    batch::set_create_time_max_timestamp(&mut owned, header.max_timestamp);
+                    batch::set_max_timestamp(
+                        &mut owned,
+                        header.is_log_append_time(),
+                        header.max_timestamp,
+                    );
                 }
                 let stored = BatchHeader {
                     base_offset,
@@ -303,7 +313,12 @@ impl Partition {
                 }
                 state.producers.record(&stored, now);
                 debug_assert_eq!(state.log.log_end_offset(), stored.last_offset() + 1);
-                base_offset
+                let log_append_time_ms = if stored.is_log_append_time() {
+                    stored.max_timestamp
+                } else {
+                    validator::NO_TIMESTAMP
+                };
+                (base_offset, log_append_time_ms)
             }
             Err(error) => {
                 return Err(PartitionError::new(
@@ -323,6 +338,7 @@ impl Partition {
         Ok(AppendResult {
             base_offset,
             log_start_offset,
+            log_append_time_ms,
         })
     }
 
@@ -504,6 +520,12 @@ fn first_record_at_or_after(
     mut bytes: Bytes,
     matches: impl Fn(i64, i64) -> bool,
 ) -> Result<Option<TimestampOffset>, PartitionError> {
+    // A LogAppendTime batch's records all carry the batch's maxTimestamp (the append
+    // time); their own bytes still hold the producer's.
+    let log_append_time_ms = BatchHeader::parse(&bytes)
+        .ok()
+        .filter(BatchHeader::is_log_append_time)
+        .map(|header| header.max_timestamp);
     let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
         PartitionError::new(
             error_code::KAFKA_STORAGE_ERROR,
@@ -513,10 +535,16 @@ fn first_record_at_or_after(
     Ok(set
         .records
         .iter()
-        .find(|record| matches(record.offset, record.timestamp))
-        .map(|record| TimestampOffset {
-            offset: record.offset,
-            timestamp_ms: record.timestamp,
+        .map(|record| {
+            (
+                record.offset,
+                log_append_time_ms.unwrap_or(record.timestamp),
+            )
+        })
+        .find(|&(offset, timestamp_ms)| matches(offset, timestamp_ms))
+        .map(|(offset, timestamp_ms)| TimestampOffset {
+            offset,
+            timestamp_ms,
         }))
 }
 

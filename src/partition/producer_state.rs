@@ -24,6 +24,14 @@ pub struct CachedBatch {
     pub last_sequence: i32,
     pub first_offset: i64,
     pub last_offset: i64,
+    /// The batch's stored maxTimestamp: a retry's answer carries it as the log append
+    /// time, as Kafka's. (Absent from snapshots of older versions.)
+    #[serde(default = "no_timestamp")]
+    pub max_timestamp: i64,
+}
+
+fn no_timestamp() -> i64 {
+    -1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,8 +46,12 @@ pub struct ProducerEntry {
 pub enum SequenceCheck {
     /// Next in sequence (or not idempotent): append it.
     Append,
-    /// A retry of a batch already in the log: answer success with its first offset.
-    Duplicate { first_offset: i64 },
+    /// A retry of a batch already in the log: answer success with its first offset and
+    /// its stored maxTimestamp.
+    Duplicate {
+        first_offset: i64,
+        max_timestamp: i64,
+    },
 }
 
 /// Kafka error codes a produce can get from the sequence check.
@@ -128,6 +140,7 @@ impl ProducerStateTable {
         {
             return Ok(SequenceCheck::Duplicate {
                 first_offset: cached.first_offset,
+                max_timestamp: cached.max_timestamp,
             });
         }
         match entry.batches.back() {
@@ -168,6 +181,7 @@ impl ProducerStateTable {
             last_sequence: header.last_sequence(),
             first_offset: header.base_offset,
             last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp,
         });
         entry.last_timestamp_ms = entry.last_timestamp_ms.max(timestamp_ms);
         debug_assert!(entry.batches.len() <= MAX_CACHED_BATCHES);
@@ -213,7 +227,10 @@ mod tests {
         t.record(&second, 2);
         assert_eq!(
             t.check(&header(7, 0, 0, 3, 99)),
-            Ok(SequenceCheck::Duplicate { first_offset: 0 })
+            Ok(SequenceCheck::Duplicate {
+                first_offset: 0,
+                max_timestamp: first.max_timestamp
+            })
         );
         assert_eq!(
             t.check(&header(7, 0, 9, 1, 99)),
@@ -233,9 +250,13 @@ mod tests {
             t.check(&header(1, 0, 0, 1, 0)),
             Err(SequenceError::OutOfOrder)
         );
+        let retry = header(1, 0, 1, 1, 0);
         assert_eq!(
-            t.check(&header(1, 0, 1, 1, 0)),
-            Ok(SequenceCheck::Duplicate { first_offset: 1 })
+            t.check(&retry),
+            Ok(SequenceCheck::Duplicate {
+                first_offset: 1,
+                max_timestamp: retry.max_timestamp
+            })
         );
     }
 

@@ -77,7 +77,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             partition_responses.push(match result {
                 Ok(appended) => response
                     .with_base_offset(appended.base_offset)
-                    .with_log_append_time_ms(-1)
+                    .with_log_append_time_ms(appended.log_append_time_ms)
                     .with_log_start_offset(appended.log_start_offset),
                 Err(AppendError {
                     error,
