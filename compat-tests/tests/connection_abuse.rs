@@ -32,6 +32,9 @@ const RSS_BOUND_BYTES: u64 = 256 << 20;
 /// less than the 10 GiB the 100 frames announce.
 const PARTIAL_FRAMES_VM_GROWTH_BOUND_BYTES: u64 = 2 << 30;
 const IDLE_SOCKETS: usize = 5_000;
+const IDLE_SOCKETS_PER_WAVE: usize = 250;
+/// How far the test's connects may run ahead of the broker's accepts.
+const MAX_UNACCEPTED_SOCKETS: usize = 512;
 const PARTIAL_FRAMES: usize = 100;
 const CLAIMED_FRAME_BYTES: u32 = 100 << 20;
 
@@ -190,13 +193,31 @@ fn idle_sockets_partial_frames_and_a_stalled_reader_are_bounded() {
     let rt = runtime();
     let socket_addr: SocketAddr = addr.parse().unwrap();
     let opened = Instant::now();
-    let idle: Vec<TcpStream> = rt.block_on(async {
-        let mut idle = Vec::with_capacity(IDLE_SOCKETS);
-        for _ in 0..IDLE_SOCKETS {
-            idle.push(TcpStream::connect(socket_addr).await.expect("idle connect"));
-        }
-        idle
-    });
+    let base_fds = open_fds(pid);
+    // In waves, never more than half the listen backlog (1024) ahead of the broker's
+    // accepts: past a full accept queue the kernel drops handshakes (with syncookies, for
+    // good, while the client believes it is connected), which would test the kernel on a
+    // loaded machine, not the broker.
+    let mut idle: Vec<TcpStream> = Vec::with_capacity(IDLE_SOCKETS);
+    while idle.len() < IDLE_SOCKETS {
+        let wave = IDLE_SOCKETS_PER_WAVE.min(IDLE_SOCKETS - idle.len());
+        rt.block_on(async {
+            for _ in 0..wave {
+                idle.push(TcpStream::connect(socket_addr).await.expect("idle connect"));
+            }
+        });
+        let behind_at_most = idle.len().saturating_sub(MAX_UNACCEPTED_SOCKETS);
+        wait_until(
+            "the broker to keep up with the idle sockets",
+            Duration::from_secs(30),
+            || {
+                let accepted = open_fds(pid).saturating_sub(base_fds);
+                (accepted >= behind_at_most)
+                    .then_some(())
+                    .ok_or(format!("{accepted} of {} accepted", idle.len()))
+            },
+        );
+    }
     wait_until(
         "the broker to accept every idle socket",
         Duration::from_secs(30),
