@@ -817,7 +817,8 @@ impl PartitionManager {
         }
     }
 
-    fn all(&self) -> Vec<Arc<Partition>> {
+    /// Every hosted partition.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .read()
             .unwrap_or_else(|p| p.into_inner())
