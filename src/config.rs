@@ -1162,6 +1162,93 @@ mod tests {
     }
 
     #[test]
+    fn retention_keys_resolve_like_kafka() {
+        let c = load(&[], &[]).unwrap();
+        assert_eq!(c.log.retention_ms, 168 * 3_600_000);
+        assert_eq!(c.log.retention_bytes, -1);
+        assert_eq!(c.log.file_delete_delay_ms, 60_000);
+        assert_eq!(c.log_retention_check_interval_ms, 300_000);
+        assert_eq!(c.log_initial_task_delay_ms, 30_000);
+        assert_eq!(
+            c.log.cleanup_policy,
+            CleanupPolicy {
+                delete: true,
+                compact: false
+            }
+        );
+        // ms, else minutes, else hours; any negative value is forever.
+        let retention = |overrides: &[&str]| load(&[], overrides).unwrap().log.retention_ms;
+        assert_eq!(retention(&["log.retention.hours=1"]), 3_600_000);
+        assert_eq!(
+            retention(&["log.retention.hours=1", "log.retention.minutes=2"]),
+            120_000
+        );
+        assert_eq!(
+            retention(&["log.retention.minutes=2", "log.retention.ms=5"]),
+            5
+        );
+        assert_eq!(retention(&["log.retention.ms=-7"]), -1);
+        assert_eq!(retention(&["log.retention.hours=-1"]), -1);
+        let c = load(
+            &[],
+            &[
+                "log.retention.bytes=-9",
+                "log.segment.delete.delay.ms=0",
+                "log.retention.check.interval.ms=250",
+                "log.cleanup.policy=compact,delete",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.log.retention_bytes, -1);
+        assert_eq!(c.log.file_delete_delay_ms, 0);
+        assert_eq!(c.log_retention_check_interval_ms, 250);
+        assert!(c.log.cleanup_policy.delete && c.log.cleanup_policy.compact);
+        assert!(c.unknown_keys().is_empty(), "{:?}", c.unknown_keys());
+        assert_eq!(
+            c.broker_value("log.segment.delete.delay.ms"),
+            Some(("0".to_string(), true))
+        );
+        assert_eq!(
+            c.broker_value("log.retention.ms"),
+            Some((604_800_000.to_string(), false))
+        );
+        // Kafka's bounds.
+        assert!(load(&[], &["log.retention.check.interval.ms=0"]).is_err());
+        assert!(load(&[], &["log.segment.delete.delay.ms=-1"]).is_err());
+        assert!(validate_topic_config("retention.ms", "-2").is_err());
+        assert!(validate_topic_config("retention.bytes", "-5").is_ok());
+        assert!(validate_topic_config("file.delete.delay.ms", "0").is_ok());
+        assert!(validate_topic_config("file.delete.delay.ms", "-1").is_err());
+    }
+
+    #[test]
+    fn topic_retention_overrides_reach_the_log_config() {
+        let c = load(&[], &["log.segment.delete.delay.ms=5"]).unwrap();
+        let mut overrides = BTreeMap::new();
+        assert_eq!(c.topic_log_config(&overrides).file_delete_delay_ms, 5);
+        overrides.insert("retention.ms".to_string(), "1000".to_string());
+        overrides.insert("retention.bytes".to_string(), "2048".to_string());
+        overrides.insert("file.delete.delay.ms".to_string(), "0".to_string());
+        overrides.insert("cleanup.policy".to_string(), "compact".to_string());
+        let log = c.topic_log_config(&overrides);
+        assert_eq!(
+            (
+                log.retention_ms,
+                log.retention_bytes,
+                log.file_delete_delay_ms
+            ),
+            (1000, 2048, 0)
+        );
+        assert_eq!(
+            log.cleanup_policy,
+            CleanupPolicy {
+                delete: false,
+                compact: true
+            }
+        );
+    }
+
+    #[test]
     fn timestamp_bounds_default_like_kafka_4_and_topics_override_them() {
         let c = load(&[], &["log.message.timestamp.before.max.ms=5000"]).unwrap();
         let rules = c.topic_record_rules(&BTreeMap::new());
