@@ -149,6 +149,9 @@ async fn start_broker(extra: &[&str]) -> RunningBroker {
         "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
         format!("log.dirs={}", dir.path().display()),
         "num.partitions=1".to_string(),
+        // The records carry 2023 timestamps: time retention must not remove them when a
+        // test runs past the first retention check.
+        "log.retention.ms=-1".to_string(),
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     let config = BrokerConfig::load(None, Vec::new(), &overrides).unwrap();
