@@ -643,7 +643,8 @@ impl BrokerConfig {
             "log.retention.hours" => "168".to_string(),
             "log.retention.bytes" => self.log.retention_bytes.to_string(),
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
-            "log.initial.task.delay.ms" => self.log_initial_task_delay_ms.to_string(),
+            // An internal config in Kafka: DescribeConfigs does not list it.
+            "log.initial.task.delay.ms" => return None,
             "log.segment.delete.delay.ms" => self.log.file_delete_delay_ms.to_string(),
             "log.cleanup.policy" => self.log_cleanup_policy.clone(),
             "compression.type" => self.compression_type.clone(),

@@ -223,4 +223,25 @@ mod tests {
         assert!(manager.health().is_offline());
         assert_eq!(partition.offsets(), (0, 2));
     }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn a_failed_unlink_takes_the_directory_offline() {
+        use crate::log::dir::test_support::ArmedFailpoints;
+        let armed = ArmedFailpoints::new();
+        let tmp = tempfile::tempdir().unwrap();
+        let manager = open_manager(tmp.path());
+        let partition = manager.get(TOPIC_ID, 0).unwrap();
+        for sequence in 0..2 {
+            partition
+                .append(&batch_with(&[b"v"], 1_000, 1, 0, sequence))
+                .unwrap();
+        }
+        let retired = manager.enforce_retention(now_ms());
+        assert_eq!(retired.len(), 2);
+        assert!(!manager.health().is_offline());
+        armed.set("log::segment::delete", "1*return(EIO)");
+        manager.delete_retired_files(&retired[0].files);
+        assert!(manager.health().is_offline());
+    }
 }
