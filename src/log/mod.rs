@@ -9,6 +9,9 @@
 //! torn, truncated, corrupt or non-contiguous batch. Sealed segments were fsynced when
 //! they were rolled; their indexes are trusted when sane, else rebuilt by a scan.
 //!
+//! Retention (`retention.rs`) removes whole segments, oldest first, by `retention.bytes`
+//! and `retention.ms`.
+//!
 //! Resources: every segment keeps its three files open (3 descriptors per segment) and
 //! its indexes in memory; see `segment.rs` for the per-segment entry bound.
 
