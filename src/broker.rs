@@ -2,6 +2,7 @@
 //! local partitions, serve clients until shutdown, then flush and close everything.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,6 +153,7 @@ pub async fn serve(
 
     let watcher = tokio::spawn(watch_metadata(broker.clone(), background.clone()));
     let flusher = tokio::spawn(flush_scheduler(broker.clone(), background.clone()));
+    let retention = tokio::spawn(log_retention(broker.clone(), background.clone()));
     // Fail-stop: a storage error anywhere shuts the whole broker down.
     let fail_stop = tokio::spawn({
         let health = broker.partitions.health().clone();
@@ -168,6 +170,7 @@ pub async fn serve(
     background.cancel();
     let _ = watcher.await;
     let _ = flusher.await;
+    let _ = retention.await;
     let _ = group_task.await;
     let health = broker.partitions.health();
     if let Some(cause) = health.cause() {
@@ -222,6 +225,58 @@ async fn flush_scheduler(broker: Arc<Broker>, stop: CancellationToken) {
                 let partitions = broker.partitions.clone();
                 if let Err(error) = tokio::task::spawn_blocking(move || partitions.flush_due()).await {
                     tracing::error!(%error, "scheduled flush failed");
+                }
+            }
+        }
+    }
+}
+
+/// Enforces `retention.ms` / `retention.bytes` every `log.retention.check.interval.ms`
+/// (first after `log.initial.task.delay.ms`), as Kafka's `kafka-log-retention` task, and
+/// unlinks each retired segment's `*.deleted` files once its `file.delete.delay.ms` has
+/// passed (those still waiting at shutdown are removed when the log opens next). All file
+/// work runs on blocking threads; a tick that comes while a pass runs is not queued.
+async fn log_retention(broker: Arc<Broker>, stop: CancellationToken) {
+    use tokio::time::{Instant, MissedTickBehavior};
+    let period = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(1));
+    let first = Instant::now() + Duration::from_millis(broker.config.log_initial_task_delay_ms);
+    let mut ticker = tokio::time::interval_at(first, period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Retired files by when they may go.
+    let mut pending: Vec<(Instant, Vec<PathBuf>)> = Vec::new();
+    loop {
+        let next_due = pending.iter().map(|(due, _)| *due).min();
+        // Only a placeholder when nothing is pending (the branch is then disabled).
+        let wake = next_due.unwrap_or_else(|| Instant::now() + period);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {
+                let partitions = broker.partitions.clone();
+                let pass = tokio::task::spawn_blocking(move || {
+                    partitions.enforce_retention(crate::partition::now_ms())
+                });
+                match pass.await {
+                    Ok(retired) => {
+                        let now = Instant::now();
+                        pending.extend(retired.into_iter().map(|segment| {
+                            (now + Duration::from_millis(segment.delete_delay_ms), segment.files)
+                        }));
+                    }
+                    Err(error) => tracing::error!(%error, "retention check failed"),
+                }
+            }
+            _ = tokio::time::sleep_until(wake), if next_due.is_some() => {
+                let now = Instant::now();
+                let (due, later): (Vec<_>, Vec<_>) =
+                    pending.drain(..).partition(|(due, _)| *due <= now);
+                pending = later;
+                let files: Vec<PathBuf> = due.into_iter().flat_map(|(_, files)| files).collect();
+                let partitions = broker.partitions.clone();
+                let unlink = tokio::task::spawn_blocking(move || {
+                    partitions.delete_retired_files(&files)
+                });
+                if let Err(error) = unlink.await {
+                    tracing::error!(%error, "deleting retired segment files failed");
                 }
             }
         }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::log::validator::RecordRules;
-use crate::log::LogConfig;
+use crate::log::{CleanupPolicy, LogConfig};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -82,14 +82,17 @@ pub struct BrokerConfig {
     /// `max.request.partition.size.limit`: partitions in one DescribeTopicPartitions answer.
     pub max_request_partition_size_limit: i32,
     /// `log.segment.bytes`, `log.roll.ms`, `log.index.interval.bytes`,
-    /// `log.flush.interval.messages`, `log.flush.interval.ms`.
+    /// `log.flush.interval.messages`, `log.flush.interval.ms`, `log.cleanup.policy`,
+    /// `log.retention.ms` (else `.minutes`, else `.hours`), `log.retention.bytes`,
+    /// `log.segment.delete.delay.ms`: the topic defaults.
     pub log: LogConfig,
     /// `log.flush.scheduler.interval.ms`: how often `log.flush.interval.ms` is checked.
     pub log_flush_scheduler_interval_ms: u64,
-    /// `log.retention.ms`, `log.retention.bytes`, `log.cleanup.policy`: reported as topic
-    /// defaults; retention itself is not enforced yet.
-    pub log_retention_ms: i64,
-    pub log_retention_bytes: i64,
+    /// `log.retention.check.interval.ms`: how often retention is enforced.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.initial.task.delay.ms`: the wait before the first retention check.
+    pub log_initial_task_delay_ms: u64,
+    /// `log.cleanup.policy` as given (also parsed into `log.cleanup_policy`).
     pub log_cleanup_policy: String,
     /// `compression.type` (topic default `producer`: keep what the producer sent).
     pub compression_type: String,
@@ -164,6 +167,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "compression.type",
         ConfigType::String,
         Some(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+    ),
+    topic_config(
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        ConfigType::Long,
+        None,
     ),
     topic_config(
         "flush.messages",
@@ -264,7 +273,9 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
     }
     let min = match name {
         "segment.bytes" => MIN_SEGMENT_BYTES,
-        "retention.ms" | "retention.bytes" => -1,
+        "retention.ms" => -1,
+        // Kafka gives `retention.bytes` no bound: any negative value is unbounded.
+        "retention.bytes" => i64::MIN,
         "min.insync.replicas" | "flush.messages" | "segment.ms" => 1,
         _ => 0,
     };
@@ -404,10 +415,22 @@ impl BrokerConfig {
                 )?,
                 flush_interval_messages: positive_or_never(flush_messages),
                 flush_interval_ms: positive_or_never(flush_ms),
+                cleanup_policy: parse_cleanup_policy(get("log.cleanup.policy").unwrap_or("delete")),
+                retention_ms: broker_retention_ms(map)?,
+                retention_bytes: number::<i64>(map, "log.retention.bytes", -1)?.max(-1),
+                file_delete_delay_ms: number(
+                    map,
+                    "log.segment.delete.delay.ms",
+                    defaults.file_delete_delay_ms,
+                )?,
             },
             log_flush_scheduler_interval_ms: number(map, "log.flush.scheduler.interval.ms", 1_000)?,
-            log_retention_ms: number(map, "log.retention.ms", 604_800_000)?,
-            log_retention_bytes: number(map, "log.retention.bytes", -1)?,
+            log_retention_check_interval_ms: number(
+                map,
+                "log.retention.check.interval.ms",
+                300_000,
+            )?,
+            log_initial_task_delay_ms: number(map, "log.initial.task.delay.ms", 30_000)?,
             log_cleanup_policy: get("log.cleanup.policy").unwrap_or("delete").to_string(),
             compression_type: get("compression.type").unwrap_or("producer").to_string(),
             log_message_timestamp_type: get("log.message.timestamp.type")
@@ -510,6 +533,13 @@ impl BrokerConfig {
         if self.log.segment_ms == 0 {
             return Err(invalid("log.roll.ms", "0".to_string(), "must be >= 1"));
         }
+        if self.log_retention_check_interval_ms == 0 {
+            return Err(invalid(
+                "log.retention.check.interval.ms",
+                "0".to_string(),
+                "must be >= 1",
+            ));
+        }
         if let Some(bytes) = self.queued_max_request_bytes {
             if bytes < self.socket_request_max_bytes as u64 {
                 return Err(invalid(
@@ -607,8 +637,15 @@ impl BrokerConfig {
             "log.flush.interval.messages" => never_as_kafka(self.log.flush_interval_messages),
             "log.flush.interval.ms" => never_as_kafka(self.log.flush_interval_ms),
             "log.flush.scheduler.interval.ms" => self.log_flush_scheduler_interval_ms.to_string(),
-            "log.retention.ms" => self.log_retention_ms.to_string(),
-            "log.retention.bytes" => self.log_retention_bytes.to_string(),
+            "log.retention.ms" => self.log.retention_ms.to_string(),
+            // Unset: log.retention.ms says it all (Kafka reports these as null).
+            "log.retention.minutes" => return None,
+            "log.retention.hours" => "168".to_string(),
+            "log.retention.bytes" => self.log.retention_bytes.to_string(),
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
+            // An internal config in Kafka: DescribeConfigs does not list it.
+            "log.initial.task.delay.ms" => return None,
+            "log.segment.delete.delay.ms" => self.log.file_delete_delay_ms.to_string(),
             "log.cleanup.policy" => self.log_cleanup_policy.clone(),
             "compression.type" => self.compression_type.clone(),
             "log.message.timestamp.type" => self.log_message_timestamp_type.clone(),
@@ -659,6 +696,19 @@ impl BrokerConfig {
             flush_interval_ms: parsed("flush.ms")
                 .map(positive_or_never)
                 .unwrap_or(self.log.flush_interval_ms),
+            cleanup_policy: overrides
+                .get("cleanup.policy")
+                .map(|policy| parse_cleanup_policy(policy))
+                .unwrap_or(self.log.cleanup_policy),
+            retention_ms: parsed("retention.ms")
+                .map(|ms| ms.max(-1))
+                .unwrap_or(self.log.retention_ms),
+            retention_bytes: parsed("retention.bytes")
+                .map(|bytes| bytes.max(-1))
+                .unwrap_or(self.log.retention_bytes),
+            file_delete_delay_ms: parsed("file.delete.delay.ms")
+                .map(|ms| ms.max(0) as u64)
+                .unwrap_or(self.log.file_delete_delay_ms),
         }
     }
 
@@ -738,7 +788,12 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "log.flush.interval.ms",
     "log.flush.scheduler.interval.ms",
     "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
     "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "log.initial.task.delay.ms",
+    "log.segment.delete.delay.ms",
     "log.cleanup.policy",
     "compression.type",
     "log.message.timestamp.type",
@@ -757,6 +812,28 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "offsets.retention.minutes",
     "offset.metadata.max.bytes",
 ];
+
+/// `delete`, `compact` or both, comma-separated (validated against [`TOPIC_CONFIGS`]).
+fn parse_cleanup_policy(text: &str) -> CleanupPolicy {
+    let has = |wanted: &str| text.split(',').any(|policy| policy.trim() == wanted);
+    CleanupPolicy {
+        delete: has("delete"),
+        compact: has("compact"),
+    }
+}
+
+/// Kafka's precedence: `log.retention.ms`, else `log.retention.minutes`, else
+/// `log.retention.hours` (168); any negative result is -1 (forever).
+fn broker_retention_ms(map: &BTreeMap<String, String>) -> Result<i64, ConfigError> {
+    let ms = match map.get("log.retention.ms") {
+        Some(_) => number::<i64>(map, "log.retention.ms", 0)?,
+        None => match map.get("log.retention.minutes") {
+            Some(_) => i64::from(number::<i32>(map, "log.retention.minutes", 0)?) * 60_000,
+            None => i64::from(number::<i32>(map, "log.retention.hours", 168)?) * 3_600_000,
+        },
+    };
+    Ok(ms.max(-1))
+}
 
 /// Kafka uses Long.MAX_VALUE for "never flush by policy"; non-positive values mean the same.
 fn positive_or_never(value: i64) -> u64 {
@@ -1087,6 +1164,93 @@ mod tests {
         assert_eq!(c.topic_log_config(&overrides).segment_bytes, 100);
         assert_eq!(log.flush_interval_messages, 1);
         assert_eq!(c.topic_max_message_bytes(&overrides), 77);
+    }
+
+    #[test]
+    fn retention_keys_resolve_like_kafka() {
+        let c = load(&[], &[]).unwrap();
+        assert_eq!(c.log.retention_ms, 168 * 3_600_000);
+        assert_eq!(c.log.retention_bytes, -1);
+        assert_eq!(c.log.file_delete_delay_ms, 60_000);
+        assert_eq!(c.log_retention_check_interval_ms, 300_000);
+        assert_eq!(c.log_initial_task_delay_ms, 30_000);
+        assert_eq!(
+            c.log.cleanup_policy,
+            CleanupPolicy {
+                delete: true,
+                compact: false
+            }
+        );
+        // ms, else minutes, else hours; any negative value is forever.
+        let retention = |overrides: &[&str]| load(&[], overrides).unwrap().log.retention_ms;
+        assert_eq!(retention(&["log.retention.hours=1"]), 3_600_000);
+        assert_eq!(
+            retention(&["log.retention.hours=1", "log.retention.minutes=2"]),
+            120_000
+        );
+        assert_eq!(
+            retention(&["log.retention.minutes=2", "log.retention.ms=5"]),
+            5
+        );
+        assert_eq!(retention(&["log.retention.ms=-7"]), -1);
+        assert_eq!(retention(&["log.retention.hours=-1"]), -1);
+        let c = load(
+            &[],
+            &[
+                "log.retention.bytes=-9",
+                "log.segment.delete.delay.ms=0",
+                "log.retention.check.interval.ms=250",
+                "log.cleanup.policy=compact,delete",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.log.retention_bytes, -1);
+        assert_eq!(c.log.file_delete_delay_ms, 0);
+        assert_eq!(c.log_retention_check_interval_ms, 250);
+        assert!(c.log.cleanup_policy.delete && c.log.cleanup_policy.compact);
+        assert!(c.unknown_keys().is_empty(), "{:?}", c.unknown_keys());
+        assert_eq!(
+            c.broker_value("log.segment.delete.delay.ms"),
+            Some(("0".to_string(), true))
+        );
+        assert_eq!(
+            c.broker_value("log.retention.ms"),
+            Some((604_800_000.to_string(), false))
+        );
+        // Kafka's bounds.
+        assert!(load(&[], &["log.retention.check.interval.ms=0"]).is_err());
+        assert!(load(&[], &["log.segment.delete.delay.ms=-1"]).is_err());
+        assert!(validate_topic_config("retention.ms", "-2").is_err());
+        assert!(validate_topic_config("retention.bytes", "-5").is_ok());
+        assert!(validate_topic_config("file.delete.delay.ms", "0").is_ok());
+        assert!(validate_topic_config("file.delete.delay.ms", "-1").is_err());
+    }
+
+    #[test]
+    fn topic_retention_overrides_reach_the_log_config() {
+        let c = load(&[], &["log.segment.delete.delay.ms=5"]).unwrap();
+        let mut overrides = BTreeMap::new();
+        assert_eq!(c.topic_log_config(&overrides).file_delete_delay_ms, 5);
+        overrides.insert("retention.ms".to_string(), "1000".to_string());
+        overrides.insert("retention.bytes".to_string(), "2048".to_string());
+        overrides.insert("file.delete.delay.ms".to_string(), "0".to_string());
+        overrides.insert("cleanup.policy".to_string(), "compact".to_string());
+        let log = c.topic_log_config(&overrides);
+        assert_eq!(
+            (
+                log.retention_ms,
+                log.retention_bytes,
+                log.file_delete_delay_ms
+            ),
+            (1000, 2048, 0)
+        );
+        assert_eq!(
+            log.cleanup_policy,
+            CleanupPolicy {
+                delete: false,
+                compact: true
+            }
+        );
     }
 
     #[test]

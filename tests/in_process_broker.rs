@@ -137,7 +137,7 @@ fn topic_name(name: &str) -> TopicName {
 }
 
 struct RunningBroker {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<Result<(), millrace::broker::BrokerError>>,
     client: Client,
@@ -149,6 +149,9 @@ async fn start_broker(extra: &[&str]) -> RunningBroker {
         "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
         format!("log.dirs={}", dir.path().display()),
         "num.partitions=1".to_string(),
+        // The records carry 2023 timestamps: time retention must not remove them when a
+        // test runs past the first retention check.
+        "log.retention.ms=-1".to_string(),
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     let config = BrokerConfig::load(None, Vec::new(), &overrides).unwrap();
@@ -168,7 +171,7 @@ async fn start_broker(extra: &[&str]) -> RunningBroker {
         correlation_id: 0,
     };
     RunningBroker {
-        _dir: dir,
+        dir,
         shutdown,
         server,
         client,
@@ -529,6 +532,56 @@ async fn every_advertised_version_answers() {
             (0, low_watermark),
             "DeleteRecords v{v}"
         );
+    }
+
+    // Every partition (null topics), or only those asked for; unknown ones left out.
+    let data_dir = std::path::absolute(broker.dir.path()).unwrap();
+    for v in versions(ApiKey::DescribeLogDirs) {
+        let asked = describe_log_dirs_request::DescribableLogDirTopic::default()
+            .with_topic(topic_name("t"))
+            .with_partitions(vec![0, 999]);
+        let absent = describe_log_dirs_request::DescribableLogDirTopic::default()
+            .with_topic(topic_name("absent"))
+            .with_partitions(vec![0]);
+        for (topics, partitions) in [
+            (None, 1 + versions(ApiKey::CreatePartitions).count()),
+            (Some(vec![asked, absent]), 1),
+        ] {
+            let request = DescribeLogDirsRequest::default().with_topics(topics);
+            let ResponseKind::DescribeLogDirs(r) = client
+                .call(
+                    ApiKey::DescribeLogDirs,
+                    v,
+                    RequestKind::DescribeLogDirs(request),
+                )
+                .await
+            else {
+                unreachable!()
+            };
+            assert_eq!(
+                (r.error_code, r.results.len()),
+                (0, 1),
+                "DescribeLogDirs v{v}"
+            );
+            let dir = &r.results[0];
+            assert_eq!(dir.error_code, 0, "DescribeLogDirs v{v}");
+            assert_eq!(dir.log_dir.as_str(), data_dir.to_str().unwrap());
+            let t = dir
+                .topics
+                .iter()
+                .find(|t| t.name.0.as_str() == "t")
+                .unwrap();
+            assert_eq!(t.partitions.len(), partitions, "DescribeLogDirs v{v}");
+            let p = &t.partitions[0];
+            assert_eq!(
+                (p.partition_index, p.offset_lag, p.is_future_key),
+                (0, 0, false)
+            );
+            assert!(p.partition_size > 0, "DescribeLogDirs v{v}: {p:?}");
+            if v >= 4 {
+                assert!(dir.total_bytes >= dir.usable_bytes && dir.usable_bytes > 0);
+            }
+        }
     }
 
     broker.stop().await;

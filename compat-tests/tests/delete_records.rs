@@ -192,3 +192,69 @@ fn delete_records_moves_the_log_start_durably() {
         vec![Ok(60)]
     );
 }
+
+/// Kafka 4.4.0's `kafka-delete-records --offset-json-file` (DeleteRecordsCommand, the
+/// Java admin client): a low watermark per partition (-1: the high watermark), an error
+/// line for an offset beyond the high watermark.
+#[test]
+fn kafka_delete_records_tool_moves_the_low_watermarks() {
+    let broker = TestBroker::start(BrokerOpts::default());
+    let b = broker.bootstrap();
+    let topic = unique_topic("purge-tool");
+    let created = runtime()
+        .block_on(admin(&b).create_topics(
+            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("CreateTopics");
+    assert_eq!(created, vec![Ok(topic.clone())]);
+    let (p, rec) = producer(&b, &[]);
+    for id in 0..30 {
+        send(
+            &p,
+            BaseRecord::with_opaque_to(&topic, id)
+                .partition((id % 3) as i32)
+                .payload(&b"record"[..]),
+        );
+    }
+    flush_all_ok(&p, &rec, 30);
+    drop(p);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let offsets = tmp.path().join("offsets.json");
+    std::fs::write(
+        &offsets,
+        format!(
+            r#"{{"version":1,"partitions":[{{"topic":"{topic}","partition":0,"offset":4}},{{"topic":"{topic}","partition":1,"offset":-1}},{{"topic":"{topic}","partition":2,"offset":11}}]}}"#
+        ),
+    )
+    .unwrap();
+    let out = millrace_compat_tests::kafka_tool(
+        "org.apache.kafka.tools.DeleteRecordsCommand",
+        &[
+            "--bootstrap-server",
+            &b,
+            "--offset-json-file",
+            offsets.to_str().unwrap(),
+        ],
+        None,
+    );
+    out.assert_success();
+    let mut lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("partition: "))
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(lines.len(), 3, "{}", out.describe());
+    assert_eq!(lines[0], format!("partition: {topic}-0\tlow_watermark: 4"));
+    assert_eq!(lines[1], format!("partition: {topic}-1\tlow_watermark: 10"));
+    assert!(
+        lines[2].starts_with(&format!("partition: {topic}-2\terror: "))
+            && lines[2].contains("OffsetOutOfRangeException"),
+        "{}",
+        out.describe()
+    );
+    let c = consumer(&b);
+    assert_eq!(watermarks(&c, &topic), vec![(4, 10), (10, 10), (0, 10)]);
+}

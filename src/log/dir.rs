@@ -289,6 +289,26 @@ pub(crate) fn write_file_atomically(path: &Path, contents: &[u8]) -> io::Result<
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// The size of the file system holding `dir` and the bytes an unprivileged writer may
+/// still use there (statvfs: `f_blocks` and `f_bavail` times `f_frsize`, as Java's
+/// `FileStore.getTotalSpace`/`getUsableSpace`), each capped at `i64::MAX`.
+pub fn disk_space(dir: &Path) -> io::Result<(i64, i64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: statvfs is plain old data; all-zero is a valid value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and outlives the call; `stat` is a valid out pointer.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let bytes = |blocks: u64| {
+        let total = u128::from(blocks) * u128::from(stat.f_frsize);
+        total.min(i64::MAX as u128) as i64
+    };
+    Ok((bytes(stat.f_blocks), bytes(stat.f_bavail)))
+}
+
 /// fsyncs a directory, making creations, renames and removals in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     failpoint("log::dir::fsync")?;

@@ -9,12 +9,16 @@
 //! torn, truncated, corrupt or non-contiguous batch. Sealed segments were fsynced when
 //! they were rolled; their indexes are trusted when sane, else rebuilt by a scan.
 //!
+//! Retention (`retention.rs`) removes whole segments, oldest first, by `retention.bytes`
+//! and `retention.ms`.
+//!
 //! Resources: every segment keeps its three files open (3 descriptors per segment) and
 //! its indexes in memory; see `segment.rs` for the per-segment entry bound.
 
 pub mod batch;
 pub mod dir;
 pub mod epochs;
+mod retention;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -29,6 +33,7 @@ use thiserror::Error;
 
 use batch::BatchHeader;
 use epochs::{EpochEntry, LeaderEpochCache};
+pub use retention::{delete_retired_files, RetentionBreach, RetiredSegment};
 use segment::{Segment, SegmentView, MAX_RELATIVE_OFFSET, MAX_SEGMENT_BYTES};
 
 /// Per-log settings, under Kafka's topic-level names.
@@ -44,6 +49,24 @@ pub struct LogConfig {
     pub flush_interval_messages: u64,
     /// `flush.ms` / `log.flush.interval.ms`: fsync once the oldest unflushed append is this old.
     pub flush_interval_ms: u64,
+    /// `cleanup.policy` / `log.cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `retention.ms` / `log.retention.ms` (or `.minutes`, `.hours`): a segment whose
+    /// largest timestamp is older than this goes (with `delete` in the policy); -1 forever.
+    pub retention_ms: i64,
+    /// `retention.bytes` / `log.retention.bytes`: the oldest segments go while the log
+    /// stays at least this big without them (with `delete` in the policy); -1 unbounded.
+    pub retention_bytes: i64,
+    /// `file.delete.delay.ms` / `log.segment.delete.delay.ms`: how long a segment removed
+    /// by retention stays on disk as `*.deleted` before its files are unlinked.
+    pub file_delete_delay_ms: u64,
+}
+
+/// `cleanup.policy` / `log.cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
 }
 
 impl Default for LogConfig {
@@ -54,6 +77,13 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             flush_interval_messages: u64::MAX,
             flush_interval_ms: u64::MAX,
+            cleanup_policy: CleanupPolicy {
+                delete: true,
+                compact: false,
+            },
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            file_delete_delay_ms: 60_000,
         }
     }
 }
@@ -98,6 +128,7 @@ impl Log {
         debug_assert!(config.segment_bytes > 0);
         let created = !dir.exists();
         fs::create_dir_all(dir)?;
+        retention::remove_leftover_deleted_files(dir)?;
         let bases = segment_base_offsets(dir)?;
         let mut segments = BTreeMap::new();
         for (i, &base_offset) in bases.iter().enumerate() {

@@ -17,7 +17,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE};
@@ -32,6 +32,9 @@ pub(super) const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
 /// Largest offset distance from the segment base (Kafka rolls before relative offsets
 /// overflow an int).
 pub(super) const MAX_RELATIVE_OFFSET: i64 = i32::MAX as i64;
+
+/// Kafka's suffix for the files of a segment that retention removed, until unlinked.
+pub(super) const DELETED_SUFFIX: &str = ".deleted";
 
 pub(super) fn file_name(base_offset: i64, extension: &str) -> String {
     debug_assert!(base_offset >= 0);
@@ -657,6 +660,43 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// What time retention measures a segment's age from (Kafka's `largestTimestamp`):
+    /// its largest record timestamp, or the `.log` file's modification time when it holds
+    /// none (empty, or only batches without timestamps).
+    pub(super) fn largest_timestamp_ms(&self) -> Result<i64, LogError> {
+        if let Some(max) = self.index.max_timestamp.filter(|max| max.timestamp_ms >= 0) {
+            return Ok(max.timestamp_ms);
+        }
+        let modified = self.log_file.metadata()?.modified()?;
+        Ok(modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |age| age.as_millis().min(i64::MAX as u128) as i64))
+    }
+
+    /// Renames the segment's files to `<name>.deleted` (Kafka's marking of a segment
+    /// retention removed), for them to be unlinked after `file.delete.delay.ms`; open
+    /// handles (this segment's, read views') keep working. Returns the new paths. Files
+    /// already gone are skipped (the topic's directory may be going away).
+    pub(super) fn retire_files(&self, dir: &Path) -> Result<Vec<PathBuf>, LogError> {
+        let base_offset = self.base_offset;
+        failpoint("log::segment::retire")?;
+        let mut renamed = Vec::with_capacity(3);
+        // The `.log` last: a crash part-way leaves a segment whose indexes are rebuilt.
+        for extension in ["index", "timeindex", "log"] {
+            let from = dir.join(file_name(base_offset, extension));
+            let to = dir.join(format!(
+                "{}{DELETED_SUFFIX}",
+                file_name(base_offset, extension)
+            ));
+            match std::fs::rename(&from, &to) {
+                Ok(()) => renamed.push(to),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(renamed)
     }
 
     /// The header of the batch starting at `position`, checked to fit in the segment.

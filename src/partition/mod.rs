@@ -19,6 +19,7 @@ mod append_queue;
 #[cfg(test)]
 mod append_validation_tests;
 pub mod producer_state;
+mod retention;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -755,6 +756,9 @@ impl PartitionManager {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(key);
             if let Some(partition) = removed {
+                // Under its lock: a retention pass holding it checks that the partition
+                // is still hosted before it rolls (creates files) in the directory.
+                let _state = partition.lock();
                 self.remove_dir(&partition.topic, partition.index);
                 removed_any = true;
             }
@@ -841,7 +845,8 @@ impl PartitionManager {
         }
     }
 
-    fn all(&self) -> Vec<Arc<Partition>> {
+    /// Every hosted partition.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .read()
             .unwrap_or_else(|p| p.into_inner())

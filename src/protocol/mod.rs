@@ -66,6 +66,7 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
         ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
         ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
+        ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
         _ => return None,
     };
     Some(range)
@@ -161,6 +162,9 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         }
         RequestKind::CreatePartitions(req) => {
             ResponseKind::CreatePartitions(create_partitions::handle(ctx, req).await)
+        }
+        RequestKind::DescribeLogDirs(req) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, req).await)
         }
         // The framing layer only passes APIs listed in `supported_versions`.
         other => {
