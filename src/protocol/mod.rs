@@ -66,6 +66,8 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
         ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
         ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
+        ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
+        ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
         _ => return None,
     };
     Some(range)
@@ -161,6 +163,12 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         }
         RequestKind::CreatePartitions(req) => {
             ResponseKind::CreatePartitions(create_partitions::handle(ctx, req).await)
+        }
+        RequestKind::AlterConfigs(req) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(ctx, req).await)
+        }
+        RequestKind::IncrementalAlterConfigs(req) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, req).await)
         }
         // The framing layer only passes APIs listed in `supported_versions`.
         other => {
