@@ -36,6 +36,19 @@ pub struct ConfigEntry {
     pub documentation: Option<String>,
 }
 
+/// Broker keys whose Kafka default is null, derived from another key: (key, the key
+/// Kafka reports as its DEFAULT_CONFIG synonym, that key's Kafka default when Millrace
+/// does not read it).
+const DERIVED_DEFAULTS: &[(&str, &str, &str)] = &[
+    ("log.retention.ms", "log.retention.hours", "168"),
+    ("log.roll.ms", "log.roll.hours", "168"),
+    (
+        "log.flush.interval.ms",
+        "log.flush.scheduler.interval.ms",
+        "9223372036854775807",
+    ),
+];
+
 /// Where a broker-level value can come from, for one image.
 pub struct ConfigSources<'a> {
     pub static_config: &'a BrokerConfig,
@@ -53,7 +66,10 @@ impl<'a> ConfigSources<'a> {
         }
     }
 
-    /// Every level at which broker key `key` has a value, most specific first.
+    /// Every level at which broker key `key` has a value, most specific first, as Kafka
+    /// lists them: a key whose Kafka default is derived from another key has that key as
+    /// its DEFAULT_CONFIG synonym, and entries before the first one named `key` are
+    /// dropped (Kafka's `configSynonyms`).
     fn broker_synonyms(&self, key: &str) -> Vec<(String, String, i8)> {
         let mut synonyms = Vec::new();
         for (map, source) in [
@@ -64,18 +80,34 @@ impl<'a> ConfigSources<'a> {
                 synonyms.push((key.to_string(), value.clone(), source));
             }
         }
-        let default = match self.static_config.broker_value(key) {
-            Some((value, true)) => {
-                synonyms.push((key.to_string(), value, SOURCE_STATIC_BROKER));
-                BrokerConfig::default_value(key)
-            }
-            Some((value, false)) => Some(value),
-            None => None,
-        };
-        if let Some(value) = default {
-            synonyms.push((key.to_string(), value, SOURCE_DEFAULT));
+        let explicit = matches!(self.static_config.broker_value(key), Some((_, true)));
+        if let Some(value) = self.static_config.explicit.get(key) {
+            synonyms.push((key.to_string(), value.clone(), SOURCE_STATIC_BROKER));
         }
-        synonyms
+        if let Some(&(_, default_key, value)) = DERIVED_DEFAULTS.iter().find(|d| d.0 == key) {
+            let value = BrokerConfig::default_value(default_key).unwrap_or(value.to_string());
+            synonyms.push((default_key.to_string(), value, SOURCE_DEFAULT));
+        } else {
+            let default = if explicit {
+                BrokerConfig::default_value(key)
+            } else {
+                self.static_config.broker_value(key).map(|(value, _)| value)
+            };
+            if let Some(value) = default {
+                synonyms.push((key.to_string(), value, SOURCE_DEFAULT));
+            }
+        }
+        let first = synonyms.iter().position(|(name, _, _)| name == key);
+        synonyms.split_off(first.unwrap_or(synonyms.len()))
+    }
+
+    /// The value broker key `key` has: the most specific level that sets it.
+    fn broker_value(&self, key: &str) -> Option<String> {
+        self.dynamic_broker
+            .get(key)
+            .or_else(|| self.dynamic_default.get(key))
+            .cloned()
+            .or_else(|| self.static_config.broker_value(key).map(|(value, _)| value))
     }
 
     /// Every topic config with its effective value: the override, else the broker's.
@@ -88,11 +120,12 @@ impl<'a> ConfigSources<'a> {
                     synonyms.push((def.name.to_string(), value.clone(), SOURCE_DYNAMIC_TOPIC));
                 }
                 synonyms.extend(self.broker_synonyms(def.broker_synonym));
-                let (value, source) = synonyms
-                    .first()
-                    .map_or((String::new(), SOURCE_DEFAULT), |(_, value, source)| {
-                        (value.clone(), *source)
-                    });
+                let value = overrides
+                    .get(def.name)
+                    .cloned()
+                    .or_else(|| self.broker_value(def.broker_synonym))
+                    .unwrap_or_default();
+                let source = synonyms.first().map_or(SOURCE_DEFAULT, |s| s.2);
                 ConfigEntry {
                     name: def.name,
                     value,
@@ -111,8 +144,9 @@ impl<'a> ConfigSources<'a> {
         KNOWN_BROKER_KEYS
             .iter()
             .filter_map(|&name| {
+                let value = self.broker_value(name)?;
                 let synonyms = self.broker_synonyms(name);
-                let (_, value, source) = synonyms.first()?.clone();
+                let source = synonyms.first().map_or(SOURCE_DEFAULT, |s| s.2);
                 Some(broker_entry(name, value, source, synonyms))
             })
             .collect()
@@ -349,13 +383,20 @@ mod tests {
                 ("3000", SOURCE_DYNAMIC_BROKER),
                 ("2000", SOURCE_DYNAMIC_DEFAULT_BROKER),
                 ("1000", SOURCE_STATIC_BROKER),
-                ("604800000", SOURCE_DEFAULT),
+                // Kafka's log.retention.ms has no default of its own.
+                ("168", SOURCE_DEFAULT),
             ]
         );
         let segment_ms = entry(&topic, "segment.ms");
         assert_eq!(segment_ms.source, SOURCE_DYNAMIC_TOPIC);
+        // Kafka drops log.roll.hours, its default, with nothing named log.roll.ms before it.
+        assert_eq!(segment_ms.synonyms.len(), 1);
         assert_eq!(segment_ms.synonyms[0].0, "segment.ms");
-        assert_eq!(segment_ms.synonyms[1].0, "log.roll.ms");
+        let flush_ms = entry(&topic, "flush.ms");
+        assert_eq!(
+            (flush_ms.value.as_str(), flush_ms.synonyms.len()),
+            ("9223372036854775807", 0)
+        );
         let max_bytes = entry(&topic, "max.message.bytes");
         assert_eq!(
             (max_bytes.value.as_str(), max_bytes.source),

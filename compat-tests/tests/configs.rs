@@ -1,0 +1,494 @@
+//! Live configuration with Apache Kafka 4.4.0's `kafka-configs` tool (ConfigCommand, which
+//! alters through IncrementalAlterConfigs and describes with synonyms), kafka-python's
+//! admin client (APPEND/SUBTRACT on cleanup.policy) and raw AlterConfigs requests (the
+//! legacy replace-all API and Kafka's per-resource error codes): sources and synonyms,
+//! a change that takes effect on a running partition, and changes that survive a restart.
+//! `kafka_configs_describe_matches_kafka` compares the tool's output with Kafka's.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey};
+use kafka_protocol::protocol::StrBytes;
+use millrace_compat_tests::wire::Connection;
+use millrace_compat_tests::{
+    kafka_tool, millrace_bin, python, unique_topic, BrokerOpts, TestBroker,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+const CONFIGS: &str = "org.apache.kafka.tools.ConfigCommand";
+const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
+
+fn create_topic(b: &str, topic: &str) {
+    kafka_tool(
+        TOPICS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--create",
+            "--topic",
+            topic,
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+        ],
+        None,
+    )
+    .assert_success();
+}
+
+/// `kafka-configs --bootstrap-server b <args>`, which must succeed.
+fn configs(b: &str, args: &[&str]) -> String {
+    let mut all = vec!["--bootstrap-server", b];
+    all.extend_from_slice(args);
+    let out = kafka_tool(CONFIGS, &all, None);
+    out.assert_success();
+    out.stdout
+}
+
+/// The described entries of `kafka-configs --describe` output: name -> the rest of the
+/// line (`value sensitive=false synonyms={SOURCE:name=value, ...}`).
+fn entries(stdout: &str) -> BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("  "))
+        .filter_map(|entry| {
+            let (name, rest) = entry.split_once('=')?;
+            Some((name.to_string(), rest.to_string()))
+        })
+        .collect()
+}
+
+fn describe(b: &str, entity_type: &str, entity: &[&str], all: bool) -> BTreeMap<String, String> {
+    let mut args = vec!["--describe", "--entity-type", entity_type];
+    args.extend_from_slice(entity);
+    if all {
+        args.push("--all");
+    }
+    entries(&configs(b, &args))
+}
+
+/// Produces one record of `size` bytes; the broker's error code if it is refused.
+fn produce(b: &str, topic: &str, size: usize) -> Result<(), RDKafkaErrorCode> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", b)
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let payload = vec![b'x'; size];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sent = runtime.block_on(producer.send(
+        FutureRecord::<(), [u8]>::to(topic).payload(&payload),
+        Duration::from_secs(30),
+    ));
+    match sent {
+        Ok(_) => Ok(()),
+        Err((KafkaError::MessageProduction(code), _)) => Err(code),
+        Err((other, _)) => panic!("produce failed: {other}"),
+    }
+}
+
+#[test]
+fn kafka_configs_alter_describe_and_restart() {
+    let mut broker = TestBroker::start_millrace(BrokerOpts::default());
+    let b = broker.bootstrap();
+    let topic = unique_topic("cfg");
+    create_topic(&b, &topic);
+    let entity = ["--entity-name", topic.as_str()];
+    let alter_topic = |args: &[&str]| {
+        let mut all = vec![
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            &topic,
+        ];
+        all.extend_from_slice(args);
+        configs(&b, &all)
+    };
+
+    // A 1500-byte record fits the default max.message.bytes.
+    assert_eq!(produce(&b, &topic, 1500), Ok(()));
+    let out = alter_topic(&[
+        "--add-config",
+        "retention.ms=3600000,max.message.bytes=1000",
+    ]);
+    assert!(out.contains("Completed updating config"), "{out}");
+    let dynamic = describe(&b, "topics", &entity, false);
+    assert_eq!(
+        dynamic,
+        BTreeMap::from([
+            (
+                "max.message.bytes".to_string(),
+                "1000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:max.message.bytes=1000, \
+                 DEFAULT_CONFIG:message.max.bytes=1048588}"
+                    .to_string()
+            ),
+            (
+                "retention.ms".to_string(),
+                "3600000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=3600000}"
+                    .to_string()
+            ),
+        ])
+    );
+    // Live: the running partition now refuses what it accepted before, no restart.
+    assert_eq!(
+        produce(&b, &topic, 1500),
+        Err(RDKafkaErrorCode::MessageSizeTooLarge)
+    );
+
+    alter_topic(&["--delete-config", "retention.ms"]);
+    let dynamic = describe(&b, "topics", &entity, false);
+    assert_eq!(
+        dynamic.keys().collect::<Vec<_>>(),
+        vec!["max.message.bytes"]
+    );
+
+    // The cluster-wide default reaches a topic without an override.
+    configs(
+        &b,
+        &[
+            "--alter",
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--add-config",
+            "log.retention.ms=7200000",
+        ],
+    );
+    let all = describe(&b, "topics", &entity, true);
+    assert_eq!(
+        all["retention.ms"],
+        "7200000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=7200000, \
+         DEFAULT_CONFIG:log.retention.hours=168}"
+    );
+    let default = describe(&b, "brokers", &["--entity-default"], false);
+    assert_eq!(
+        default,
+        BTreeMap::from([(
+            "log.retention.ms".to_string(),
+            "7200000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=7200000}"
+                .to_string()
+        )])
+    );
+
+    // This broker's own dynamic config wins over the cluster default.
+    configs(
+        &b,
+        &[
+            "--alter",
+            "--entity-type",
+            "brokers",
+            "--entity-name",
+            "1",
+            "--add-config",
+            "log.retention.ms=10800000",
+        ],
+    );
+    let expected_retention = "10800000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:log.retention.ms=10800000, \
+         DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=7200000, DEFAULT_CONFIG:log.retention.hours=168}";
+    assert_eq!(
+        describe(&b, "topics", &entity, true)["retention.ms"],
+        expected_retention
+    );
+    let node = describe(&b, "brokers", &["--entity-name", "1"], false);
+    assert_eq!(node.keys().collect::<Vec<_>>(), vec!["log.retention.ms"]);
+
+    // A read-only broker config is refused as Kafka refuses it.
+    let out = kafka_tool(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            &b,
+            "--alter",
+            "--entity-type",
+            "brokers",
+            "--entity-name",
+            "1",
+            "--add-config",
+            "num.partitions=3",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("Cannot update these configs dynamically: Set(num.partitions)"),
+        "{}",
+        out.describe()
+    );
+
+    // Everything above is metadata: a restart keeps it, and the partition reopens with it.
+    broker.restart();
+    let b = broker.bootstrap();
+    assert_eq!(
+        describe(&b, "topics", &entity, true)["retention.ms"],
+        expected_retention
+    );
+    assert_eq!(
+        describe(&b, "topics", &entity, false)["max.message.bytes"],
+        dynamic["max.message.bytes"]
+    );
+    assert_eq!(
+        produce(&b, &topic, 1500),
+        Err(RDKafkaErrorCode::MessageSizeTooLarge)
+    );
+    assert_eq!(produce(&b, &topic, 500), Ok(()));
+}
+
+#[test]
+fn append_and_subtract_cleanup_policy_with_the_admin_api() {
+    let broker = TestBroker::start(BrokerOpts::default());
+    let topic = unique_topic("cfg-list");
+    let out = python("incremental_configs.py", &[&broker.bootstrap(), &topic]);
+    assert!(
+        out.status.success(),
+        "kafka-python script failed: {}\n{}",
+        out.describe(),
+        broker.log_tail()
+    );
+    let line = out.stdout.lines().last().expect("summary line");
+    let summary: serde_json::Value = serde_json::from_str(line).expect("JSON summary");
+    let default_retention = serde_json::json!(["604800000", "DEFAULT_CONFIG"]);
+    let policy = |value: &str| serde_json::json!([value, "DYNAMIC_TOPIC_CONFIG"]);
+    assert_eq!(
+        summary,
+        serde_json::json!({
+            "append": "OK",
+            "after_append": {"cleanup.policy": policy("delete,compact"), "retention.ms": default_retention},
+            "append_again": "OK",
+            "after_append_again": {"cleanup.policy": policy("delete,compact"), "retention.ms": default_retention},
+            "subtract": "OK",
+            "after_subtract": {"cleanup.policy": policy("compact"), "retention.ms": default_retention},
+            "validate_only": "OK",
+            "append_not_list": "[Error 40] InvalidConfigurationError",
+            "at_end": {"cleanup.policy": policy("compact"), "retention.ms": default_retention},
+        })
+    );
+}
+
+fn legacy_alter(
+    conn: &mut Connection,
+    resources: &[(i8, &str, &[(&str, &str)])],
+    validate_only: bool,
+) -> Vec<(i16, String)> {
+    let request = AlterConfigsRequest::default()
+        .with_validate_only(validate_only)
+        .with_resources(
+            resources
+                .iter()
+                .map(|(kind, name, configs)| {
+                    AlterConfigsResource::default()
+                        .with_resource_type(*kind)
+                        .with_resource_name(StrBytes::from_string(name.to_string()))
+                        .with_configs(
+                            configs
+                                .iter()
+                                .map(|(k, v)| {
+                                    AlterableConfig::default()
+                                        .with_name(StrBytes::from_string(k.to_string()))
+                                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    let response: AlterConfigsResponse = conn.call(ApiKey::AlterConfigs, &request, 2);
+    response
+        .responses
+        .into_iter()
+        .map(|r| {
+            (
+                r.error_code,
+                r.error_message.map(|m| m.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn legacy_alter_configs_replaces_and_answers_kafkas_error_codes() {
+    let broker = TestBroker::start(BrokerOpts::default());
+    let b = broker.bootstrap();
+    let topic = unique_topic("cfg-legacy");
+    create_topic(&b, &topic);
+    let mut conn = Connection::connect(&b, Duration::from_secs(30));
+    const TOPIC: i8 = 2;
+    const BROKER: i8 = 4;
+    let ok = |results: Vec<(i16, String)>| {
+        assert!(results.iter().all(|(code, _)| *code == 0), "{results:?}");
+    };
+    ok(legacy_alter(
+        &mut conn,
+        &[(
+            TOPIC,
+            &topic,
+            &[("retention.ms", "1000"), ("segment.ms", "60000")],
+        )],
+        false,
+    ));
+    // Legacy AlterConfigs replaces the whole set: segment.ms goes.
+    ok(legacy_alter(
+        &mut conn,
+        &[(TOPIC, &topic, &[("retention.ms", "2000")])],
+        false,
+    ));
+    // validate_only changes nothing.
+    ok(legacy_alter(
+        &mut conn,
+        &[(TOPIC, &topic, &[("flush.ms", "5")])],
+        true,
+    ));
+    let dynamic = describe(&b, "topics", &["--entity-name", &topic], false);
+    assert_eq!(dynamic.keys().collect::<Vec<_>>(), vec!["retention.ms"]);
+    assert!(dynamic["retention.ms"].starts_with("2000 "), "{dynamic:?}");
+
+    let results = legacy_alter(
+        &mut conn,
+        &[
+            (TOPIC, "no-such-topic", &[("retention.ms", "1")]),
+            (TOPIC, &topic, &[("retention.ms", "soon")]),
+            (TOPIC, &topic, &[("no.such.config", "1")]),
+            (BROKER, "7", &[("log.retention.ms", "1")]),
+            (BROKER, "x", &[("log.retention.ms", "1")]),
+            (BROKER, "1", &[("log.dirs", "/tmp")]),
+            (BROKER, "", &[("log.segment.bytes", "10")]),
+            (TOPIC, "", &[("retention.ms", "1")]),
+            (1, "any", &[]),
+        ],
+        false,
+    );
+    let codes: Vec<i16> = results.iter().map(|(code, _)| *code).collect();
+    // UNKNOWN_TOPIC_OR_PARTITION, then INVALID_REQUEST for the duplicated topic resource
+    // (both entries), INVALID_REQUEST for the broker names, the read-only key and the
+    // bad broker value (Kafka's KAFKA-13609), the default topic and the unknown type.
+    assert_eq!(
+        codes,
+        vec![3, 42, 42, 42, 42, 42, 42, 42, 42],
+        "{results:?}"
+    );
+    assert_eq!(results[1].1, "Each resource must appear at most once.");
+    assert_eq!(
+        results[3].1,
+        "Unexpected broker id, expected 1, but received 7"
+    );
+    let results = legacy_alter(
+        &mut conn,
+        &[(TOPIC, &topic, &[("no.such.config", "1")])],
+        false,
+    );
+    assert_eq!(results[0].0, 40, "INVALID_CONFIG: {results:?}");
+    // Refused changes left the topic as it was.
+    let dynamic = describe(&b, "topics", &["--entity-name", &topic], false);
+    assert_eq!(dynamic.keys().collect::<Vec<_>>(), vec!["retention.ms"]);
+}
+
+/// The alter/describe sequence both brokers go through; per step the entries of the
+/// configs Millrace supports (Kafka describes many more).
+fn scenario(broker: &TestBroker) -> Vec<(&'static str, BTreeMap<String, String>)> {
+    // Not min.insync.replicas: Kafka's storage format writes it as a cluster default.
+    const SUPPORTED: &[&str] = &[
+        "cleanup.policy",
+        "compression.type",
+        "flush.messages",
+        "flush.ms",
+        "index.interval.bytes",
+        "max.message.bytes",
+        "message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms",
+        "message.timestamp.type",
+        "retention.bytes",
+        "retention.ms",
+        "segment.bytes",
+        "segment.ms",
+        "log.retention.ms",
+        "log.segment.bytes",
+        "message.max.bytes",
+        "log.cleanup.policy",
+    ];
+    let b = broker.bootstrap();
+    let topic = "configs-diff";
+    create_topic(&b, topic);
+    let entity = ["--entity-name", topic];
+    let supported = |entries: BTreeMap<String, String>| -> BTreeMap<String, String> {
+        entries
+            .into_iter()
+            .filter(|(name, _)| SUPPORTED.contains(&name.as_str()))
+            .collect()
+    };
+    let mut steps = Vec::new();
+    let alter = |args: &[&str]| {
+        let mut all = vec!["--alter"];
+        all.extend_from_slice(args);
+        configs(&b, &all)
+    };
+    alter(&[
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        topic,
+        "--add-config",
+        "retention.ms=3600000,max.message.bytes=2000,cleanup.policy=[compact,delete],segment.bytes=2097152",
+    ]);
+    steps.push((
+        "topic dynamic",
+        supported(describe(&b, "topics", &entity, false)),
+    ));
+    alter(&[
+        "--entity-type",
+        "brokers",
+        "--entity-default",
+        "--add-config",
+        "log.retention.ms=7200000,message.max.bytes=3000",
+    ]);
+    alter(&[
+        "--entity-type",
+        "brokers",
+        "--entity-name",
+        "1",
+        "--add-config",
+        "log.segment.bytes=4194304",
+    ]);
+    alter(&[
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        topic,
+        "--delete-config",
+        "retention.ms,segment.bytes",
+    ]);
+    steps.push((
+        "topic all",
+        supported(describe(&b, "topics", &entity, true)),
+    ));
+    steps.push((
+        "broker default",
+        supported(describe(&b, "brokers", &["--entity-default"], false)),
+    ));
+    steps.push((
+        "broker 1",
+        supported(describe(&b, "brokers", &["--entity-name", "1"], false)),
+    ));
+    steps
+}
+
+#[test]
+fn kafka_configs_describe_matches_kafka() {
+    eprintln!("kafka_configs_describe_matches_kafka runs Apache Kafka AND millrace");
+    millrace_bin();
+    let kafka = TestBroker::start_kafka(BrokerOpts::default());
+    let reference = scenario(&kafka);
+    drop(kafka);
+    let millrace = TestBroker::start_millrace(BrokerOpts::default());
+    let got = scenario(&millrace);
+    assert_eq!(got, reference, "millrace (left) differs from Kafka (right)");
+}
