@@ -275,9 +275,12 @@ fn append_and_subtract_cleanup_policy_with_the_admin_api() {
     );
 }
 
+/// One AlterConfigs resource: (resource type, name, configs).
+type LegacyResource<'a> = (i8, &'a str, &'a [(&'a str, &'a str)]);
+
 fn legacy_alter(
     conn: &mut Connection,
-    resources: &[(i8, &str, &[(&str, &str)])],
+    resources: &[LegacyResource<'_>],
     validate_only: bool,
 ) -> Vec<(i16, String)> {
     let request = AlterConfigsRequest::default()

@@ -776,13 +776,21 @@ impl PartitionManager {
             }
         }
         let mut checkpoint: Option<HashMap<(String, i32), i64>> = None;
+        // Each topic's effective settings, worked out once for all its partitions.
+        let mut topic_configs: HashMap<Uuid, (LogConfig, RecordRules)> = HashMap::new();
         for (key, (topic, leader_epoch)) in wanted {
-            if existing.contains(&key) {
-                if let Some(partition) = self.get(key.0, key.1) {
-                    partition.update_config(
+            let (log_config, record_rules) = topic_configs
+                .entry(topic.topic_id)
+                .or_insert_with(|| {
+                    (
                         config.topic_log_config(&topic.configs),
                         config.topic_record_rules(&topic.configs),
-                    );
+                    )
+                })
+                .clone();
+            if existing.contains(&key) {
+                if let Some(partition) = self.get(key.0, key.1) {
+                    partition.update_config(log_config, record_rules);
                 }
                 continue;
             }
@@ -822,8 +830,8 @@ impl PartitionManager {
                 topic,
                 key.1,
                 leader_epoch,
-                config.topic_log_config(&topic.configs),
-                config.topic_record_rules(&topic.configs),
+                log_config,
+                record_rules,
                 self.config.producer_id_expiration_ms,
                 self.health.clone(),
                 checkpointed_log_start,

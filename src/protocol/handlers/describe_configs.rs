@@ -357,9 +357,13 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut image = MetadataImage::default();
-        image.default_broker_configs =
-            BTreeMap::from([("log.retention.ms".to_string(), "2000".to_string())]);
+        let mut image = MetadataImage {
+            default_broker_configs: BTreeMap::from([(
+                "log.retention.ms".to_string(),
+                "2000".to_string(),
+            )]),
+            ..MetadataImage::default()
+        };
         image.broker_configs.insert(
             1,
             BTreeMap::from([("log.retention.ms".to_string(), "3000".to_string())]),
