@@ -219,7 +219,7 @@ pub fn validate_broker_overrides(
         .collect();
     if !not_dynamic.is_empty() {
         return Err(invalid_request(format!(
-            "Cannot update these configs dynamically: Set({})",
+            "Cannot update these configs dynamically: [{}]",
             not_dynamic.join(", ")
         )));
     }
@@ -251,7 +251,7 @@ pub fn plan(
                 Resource::Topic(name) => {
                     let topic = image.topics.get(name).ok_or_else(|| ApiError {
                         code: errors::UNKNOWN_TOPIC_OR_PARTITION,
-                        message: format!("Topic {name} does not exist"),
+                        message: format!("The topic '{name}' does not exist."),
                     })?;
                     (
                         ConfigTarget::Topic {
@@ -493,7 +493,7 @@ mod tests {
         assert_eq!(err.code, errors::INVALID_REQUEST);
         assert_eq!(
             err.message,
-            "Cannot update these configs dynamically: Set(log.dirs, node.id)"
+            "Cannot update these configs dynamically: [log.dirs, node.id]"
         );
         for bad in [
             ("log.segment.bytes", "10"),

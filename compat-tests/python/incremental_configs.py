@@ -8,6 +8,7 @@ after each step and the outcome of each alter call.
 """
 import json
 import sys
+import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, NewTopic
@@ -28,22 +29,29 @@ def main():
         # Errors come back as exception text: keep the class name (the error code).
         summary[step] = outcome if outcome == "OK" else outcome.split("(")[0].split(":")[0]
 
-    def policy(step):
-        described = admin.describe_configs(
-            [ConfigResource("TOPIC", topic, configs=["cleanup.policy", "retention.ms"])],
-            config_filter="all")
-        configs = described["topic"][topic]
+    def policy(step, expected):
+        # Kafka's brokers apply a committed change asynchronously: poll (bounded) until
+        # cleanup.policy shows the expected value, then record what is described.
+        deadline = time.monotonic() + 30
+        while True:
+            described = admin.describe_configs(
+                [ConfigResource("TOPIC", topic, configs=["cleanup.policy", "retention.ms"])],
+                config_filter="all")
+            configs = described["topic"][topic]
+            if configs["cleanup.policy"]["value"] == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         summary[step] = {name: [c["value"], c["config_source"]] for name, c in configs.items()}
 
     alter("append", {"cleanup.policy": ("APPEND", "compact")})
-    policy("after_append")
+    policy("after_append", "delete,compact")
     alter("append_again", {"cleanup.policy": ("APPEND", "compact,delete")})
-    policy("after_append_again")
+    policy("after_append_again", "delete,compact")
     alter("subtract", {"cleanup.policy": ("SUBTRACT", "delete")})
-    policy("after_subtract")
+    policy("after_subtract", "compact")
     alter("validate_only", {"retention.ms": ("SET", "1000")}, validate_only=True)
     alter("append_not_list", {"retention.ms": ("APPEND", "1000")})
-    policy("at_end")
+    policy("at_end", "compact")
     admin.close()
     print(json.dumps(summary, sort_keys=True))
 
