@@ -11,8 +11,8 @@ use std::time::Duration;
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, ApiKey, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, FindCoordinatorRequest,
+    FindCoordinatorResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use millrace_compat_tests::wire::{api_versions_probe, Connection};
@@ -455,21 +455,81 @@ fn legacy_alter_configs_replaces_and_answers_kafkas_error_codes() {
     assert_eq!(dynamic.keys().collect::<Vec<_>>(), vec!["retention.ms"]);
 }
 
-/// IncrementalAlterConfigs of one key on this broker (`1`): SET with a value, else DELETE.
-fn set_broker_config(conn: &mut Connection, key: &str, value: Option<&str>) {
+/// IncrementalAlterConfigs of one key of one resource: SET with a value, else DELETE;
+/// the resource's (error code, message).
+fn incremental_set(
+    conn: &mut Connection,
+    resource: (i8, &str),
+    key: &str,
+    value: Option<&str>,
+) -> (i16, String) {
     let config = incremental::AlterableConfig::default()
         .with_name(StrBytes::from_string(key.to_string()))
         .with_config_operation(if value.is_some() { 0 } else { 1 })
         .with_value(value.map(|v| StrBytes::from_string(v.to_string())));
     let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
         incremental::AlterConfigsResource::default()
-            .with_resource_type(4)
-            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_resource_type(resource.0)
+            .with_resource_name(StrBytes::from_string(resource.1.to_string()))
             .with_configs(vec![config]),
     ]);
     let response: IncrementalAlterConfigsResponse =
         conn.call(ApiKey::IncrementalAlterConfigs, &request, 1);
-    assert_eq!(response.responses[0].error_code, 0, "{response:?}");
+    let result = &response.responses[0];
+    let message = result.error_message.as_ref().map(|m| m.to_string());
+    (result.error_code, message.unwrap_or_default())
+}
+
+/// The same on this broker (`1`), which must accept it.
+fn set_broker_config(conn: &mut Connection, key: &str, value: Option<&str>) {
+    let result = incremental_set(conn, (4, "1"), key, value);
+    assert_eq!(result.0, 0, "{key}: {result:?}");
+}
+
+/// Millrace keeps `__consumer_offsets` compacted (Kafka would let it be changed to
+/// `delete`, and its retention would then drop committed offsets); other changes to it
+/// are accepted.
+#[test]
+fn the_offsets_topic_stays_compacted() {
+    let broker = TestBroker::start_millrace(BrokerOpts::default());
+    let b = broker.bootstrap();
+    let mut conn = Connection::connect(&b, Duration::from_secs(30));
+    // FindCoordinator creates __consumer_offsets.
+    wait_until(
+        "__consumer_offsets to exist",
+        Duration::from_secs(30),
+        || {
+            let found: FindCoordinatorResponse = conn.call(
+                ApiKey::FindCoordinator,
+                &FindCoordinatorRequest::default()
+                    .with_key_type(0)
+                    .with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
+                4,
+            );
+            match found.coordinators[0].error_code {
+                0 => Ok(()),
+                code => Err(format!("FindCoordinator error {code}")),
+            }
+        },
+    );
+    let offsets = (2, "__consumer_offsets");
+    let refused = incremental_set(&mut conn, offsets, "cleanup.policy", Some("delete"));
+    assert_eq!(refused.0, 40, "INVALID_CONFIG: {refused:?}");
+    let refused = incremental_set(&mut conn, offsets, "cleanup.policy", None);
+    assert_eq!(refused.0, 40, "INVALID_CONFIG: {refused:?}");
+    let accepted = incremental_set(&mut conn, offsets, "segment.ms", Some("3600000"));
+    assert_eq!(accepted.0, 0, "{accepted:?}");
+    let dynamic = describe(
+        &b,
+        "topics",
+        &["--entity-name", "__consumer_offsets"],
+        false,
+    );
+    assert!(
+        dynamic["cleanup.policy"].starts_with("compact "),
+        "{dynamic:?}"
+    );
+    assert!(dynamic["segment.ms"].starts_with("3600000 "), "{dynamic:?}");
 }
 
 #[test]
