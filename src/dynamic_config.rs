@@ -166,9 +166,15 @@ pub fn apply_ops(
                     "SUBTRACT"
                 };
                 if !is_list(topic, key) {
-                    return Err(invalid_config(format!(
-                        "Can't {name} to key {key} because its type is not LIST."
-                    )));
+                    // The controller's words for topics, the broker's for broker configs.
+                    return Err(invalid_config(if topic {
+                        format!("Can't {name} to key {key} because its type is not LIST.")
+                    } else {
+                        format!(
+                            "Config value {} is not allowed for config key: {key}",
+                            name.to_ascii_lowercase()
+                        )
+                    }));
                 }
                 let old = next
                     .get(key)
@@ -427,6 +433,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.code, errors::INVALID_CONFIG);
         assert!(err.message.contains("not LIST"), "{}", err.message);
+        let err = apply_ops(
+            false,
+            &BTreeMap::new(),
+            &[(
+                "log.retention.ms".to_string(),
+                AlterOp::Subtract("1".into()),
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                errors::INVALID_CONFIG,
+                "Config value subtract is not allowed for config key: log.retention.ms"
+            )
+        );
         assert_eq!(
             AlterOp::from_wire("k", 7, None).unwrap_err().code,
             errors::INVALID_REQUEST
