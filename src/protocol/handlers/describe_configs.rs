@@ -185,7 +185,7 @@ fn broker_entry(
         name,
         value,
         source,
-        config_type: topic_def.map_or(ConfigType::String, |d| d.config_type),
+        config_type: topic_def.map_or_else(|| broker_config_type(name), |d| d.config_type),
         read_only: !is_dynamic_broker_key(name),
         synonyms,
         documentation: match topic_def {
@@ -193,6 +193,43 @@ fn broker_entry(
                 .map(|doc| format!("{doc} The broker-wide default of `{}`.", def.name)),
             None => documentation(name).map(str::to_string),
         },
+    }
+}
+
+/// The type Kafka 4.4.0 reports for a broker key without a topic synonym (read from its
+/// DescribeConfigs); Millrace's own keys by their values; STRING for any other.
+fn broker_config_type(name: &str) -> ConfigType {
+    match name {
+        "auto.create.topics.enable" => ConfigType::Boolean,
+        "listeners" | "advertised.listeners" | "log.dirs" | "log.dir" => ConfigType::List,
+        "offsets.topic.replication.factor" => ConfigType::Short,
+        "queued.max.request.bytes"
+        | "millrace.queued.max.response.bytes"
+        | "min.incremental.fetch.session.eviction.ms"
+        | "millrace.incremental.fetch.session.cache.max.bytes"
+        | "log.flush.scheduler.interval.ms"
+        | "connections.max.idle.ms" => ConfigType::Long,
+        "node.id"
+        | "broker.id"
+        | "num.partitions"
+        | "default.replication.factor"
+        | "socket.request.max.bytes"
+        | "queued.max.requests"
+        | "max.connections"
+        | "max.connections.per.ip"
+        | "fetch.max.bytes"
+        | "max.incremental.fetch.session.cache.slots"
+        | "max.request.partition.size.limit"
+        | "producer.id.expiration.ms"
+        | "offsets.topic.num.partitions"
+        | "offsets.topic.segment.bytes"
+        | "group.min.session.timeout.ms"
+        | "group.max.session.timeout.ms"
+        | "group.initial.rebalance.delay.ms"
+        | "group.max.size"
+        | "offsets.retention.minutes"
+        | "offset.metadata.max.bytes" => ConfigType::Int,
+        _ => ConfigType::String,
     }
 }
 
@@ -413,6 +450,9 @@ mod tests {
         assert_eq!(retention.value, "3000");
         assert!(!retention.read_only);
         assert!(entry(&broker, "node.id").read_only);
+        assert_eq!(entry(&broker, "node.id").config_type, ConfigType::Int);
+        assert_eq!(entry(&broker, "log.dirs").config_type, ConfigType::List);
+        assert_eq!(entry(&broker, "log.roll.ms").config_type, ConfigType::Long);
         let default = sources.default_entries();
         assert_eq!(default.len(), 1);
         assert_eq!(default[0].source, SOURCE_DYNAMIC_DEFAULT_BROKER);
