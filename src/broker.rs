@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
+use crate::dynamic_config::LiveConfig;
 use crate::group::runtime::GroupRuntime;
 use crate::log::dir::{self, MetaPropertiesError};
 use crate::metadata::{MetadataError, MetadataQuorum, QuorumConfig};
@@ -44,7 +45,10 @@ pub enum BrokerError {
 
 /// What every request handler can reach.
 pub struct Broker {
+    /// The static config (file, env, flags). Settings that AlterConfigs can change are
+    /// read through [`Broker::effective_config`].
     pub config: BrokerConfig,
+    pub live_config: Arc<LiveConfig>,
     pub metadata: MetadataQuorum,
     pub partitions: Arc<PartitionManager>,
     pub groups: GroupRuntime,
@@ -53,6 +57,12 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The config in force now: the static one with the latest image's dynamic broker
+    /// configs over it (cheap when they did not change).
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        self.live_config.effective(&self.metadata.image())
+    }
+
     /// Hands out one producer id for InitProducerId, reserving a new block when needed.
     pub async fn next_producer_id(&self) -> Result<i64, MetadataError> {
         let mut block = self.producer_ids.lock().await;
@@ -109,7 +119,8 @@ pub async fn serve(
         metadata.shutdown().await;
         return Err(error.into());
     }
-    let partitions = Arc::new(PartitionManager::new(config.clone()));
+    let live_config = Arc::new(LiveConfig::new(config.clone()));
+    let partitions = Arc::new(PartitionManager::new(live_config.clone()));
     partitions.reconcile_blocking(metadata.image()).await;
     let background = CancellationToken::new();
     let (groups, group_task) = GroupRuntime::start(
@@ -119,6 +130,7 @@ pub async fn serve(
         background.clone(),
     );
     let broker = Arc::new(Broker {
+        live_config,
         partitions,
         groups,
         metadata,
@@ -195,7 +207,7 @@ pub async fn serve(
 }
 
 /// Applies every new metadata image to the local partitions (topics created or
-/// deleted through any path).
+/// deleted through any path, config changes).
 async fn watch_metadata(broker: Arc<Broker>, stop: CancellationToken) {
     let mut images = broker.metadata.watch();
     loop {

@@ -341,10 +341,40 @@ impl BrokerConfig {
                 .ok_or_else(|| ConfigError::Override(item.clone()))?;
             explicit.insert(key.trim().to_string(), value.trim().to_string());
         }
-        BrokerConfig::from_map(explicit)
+        BrokerConfig::from_map(explicit, None)
     }
 
-    fn from_map(explicit: BTreeMap<String, String>) -> Result<BrokerConfig, ConfigError> {
+    /// The effective config once the dynamic broker configs (Kafka's precedence: per
+    /// broker over cluster default over static) are layered over this static one. The
+    /// result's `explicit` holds the merged keys, so `broker_value` answers effective
+    /// values; the static config stays the source of STATIC_BROKER_CONFIG.
+    pub fn with_dynamic(
+        &self,
+        cluster_default: &BTreeMap<String, String>,
+        per_broker: &BTreeMap<String, String>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut merged = self.explicit.clone();
+        for (key, value) in cluster_default.iter().chain(per_broker) {
+            merged.insert(key.clone(), value.clone());
+        }
+        // The per-ip overrides are static: reuse what start-up resolved.
+        BrokerConfig::from_map(merged, Some(self.max_connections_per_ip_overrides.clone()))
+    }
+
+    /// Kafka's built-in value of a broker key (DescribeConfigs' DEFAULT_CONFIG synonym).
+    pub fn default_value(key: &str) -> Option<String> {
+        static DEFAULTS: std::sync::OnceLock<Option<BrokerConfig>> = std::sync::OnceLock::new();
+        DEFAULTS
+            .get_or_init(|| BrokerConfig::from_map(BTreeMap::new(), None).ok())
+            .as_ref()?
+            .broker_value(key)
+            .map(|(value, _)| value)
+    }
+
+    fn from_map(
+        explicit: BTreeMap<String, String>,
+        resolved_per_ip_overrides: Option<HashMap<IpAddr, usize>>,
+    ) -> Result<BrokerConfig, ConfigError> {
         let map = &explicit;
         let get = |key: &str| map.get(key).map(String::as_str);
         let listener_text = get("listeners").unwrap_or("PLAINTEXT://127.0.0.1:9092");
@@ -387,9 +417,10 @@ impl BrokerConfig {
             max_connections: number::<u32>(map, "max.connections", i32::MAX as u32)? as usize,
             max_connections_per_ip: number::<u32>(map, "max.connections.per.ip", i32::MAX as u32)?
                 as usize,
-            max_connections_per_ip_overrides: per_ip_overrides(
-                get("max.connections.per.ip.overrides").unwrap_or(""),
-            )?,
+            max_connections_per_ip_overrides: match resolved_per_ip_overrides {
+                Some(resolved) => resolved,
+                None => per_ip_overrides(get("max.connections.per.ip.overrides").unwrap_or(""))?,
+            },
             fetch_max_bytes: number(map, "fetch.max.bytes", 57_671_680)?,
             fetch_sessions: crate::protocol::fetch_session::SessionCacheConfig {
                 max_slots: number(map, "max.incremental.fetch.session.cache.slots", 1000)?,

@@ -2,6 +2,8 @@
 //!
 //! Module map (see docs/ARCHITECTURE.md for the data flow):
 //! - [`config`]: broker configuration (TOML file, `MILLRACE_*` env, flags) under Kafka's names.
+//! - [`dynamic_config`]: live configuration: AlterConfigs planning and the effective
+//!   broker config (static ⊕ dynamic broker configs from the metadata image).
 //! - [`server`]: listener, one task per connection, framing, in-order pipelined responses.
 //! - [`protocol`]: request dispatch and one handler file per Kafka API.
 //! - [`partition`]: the local replicas: produce validation, offset assignment, idempotent
@@ -11,6 +13,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod dynamic_config;
 pub mod group;
 pub mod log;
 pub mod metadata;

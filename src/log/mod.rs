@@ -123,6 +123,18 @@ pub struct Log {
 }
 
 impl Log {
+    /// Replaces the log's settings (a config change reached it, see `dynamic_config`):
+    /// later appends, rolls and flush checks follow the new values; nothing already
+    /// written changes.
+    pub fn set_config(&mut self, config: LogConfig) {
+        debug_assert!(config.segment_bytes > 0);
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
     /// Opens the log in `dir` (created if missing), recovering the active segment.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
         debug_assert!(config.segment_bytes > 0);

@@ -9,6 +9,8 @@
 //! refuses client-side); Millrace refuses it in the broker, with the same error code as a
 //! produce, because a deleted offsets topic silently loses every group's commits.
 
+use std::collections::BTreeMap;
+
 use super::{ApiError, CreateTopicRequest, MetadataImage};
 use crate::config::BrokerConfig;
 use crate::protocol::errors;
@@ -61,6 +63,27 @@ pub fn check_client_create_partitions(topic: &str) -> Result<(), ApiError> {
         return Err(ApiError {
             code: errors::INVALID_TOPIC_EXCEPTION,
             message: format!("Cannot add partitions to internal topic {topic}"),
+        });
+    }
+    Ok(())
+}
+
+/// Why a client's AlterConfigs leaving `topic` with the overrides `configs` is refused,
+/// if it is: the group coordinator keeps offsets and group state in `__consumer_offsets`
+/// and relies on compaction, never on time or size retention, to keep the latest of
+/// each, so its `cleanup.policy` override must stay and keep `compact` (without it the
+/// broker's `log.cleanup.policy` would apply). Kafka does not check this.
+pub fn check_client_config_change(
+    topic: &str,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let compacted = configs
+        .get("cleanup.policy")
+        .is_some_and(|policy| policy.split(',').any(|p| p.trim() == "compact"));
+    if topic == OFFSETS_TOPIC && !compacted {
+        return Err(ApiError {
+            code: errors::INVALID_CONFIG,
+            message: format!("Internal topic {OFFSETS_TOPIC} must keep cleanup.policy compact."),
         });
     }
     Ok(())

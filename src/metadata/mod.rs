@@ -41,6 +41,9 @@ pub(crate) use controller::validate_topic_name;
 pub use controller::{MAX_PARTITIONS_PER_BATCH, MAX_PRODUCER_ID_BLOCK};
 pub use records::{apply_batch, BatchOutcome, MetadataRecord, RecordBatch};
 
+/// One resource's planned config change: its whole new override map.
+pub type ConfigChange = (ConfigTarget, BTreeMap<String, String>);
+
 use controller::codes;
 use network::NoPeers;
 use state_machine::StateMachine;
@@ -128,6 +131,38 @@ pub struct MetadataImage {
     pub topic_names_by_id: BTreeMap<Uuid, String>,
     /// First producer id not yet handed out to any broker.
     pub next_producer_id: i64,
+    /// Dynamic broker configs (AlterConfigs on a BROKER resource): the cluster-wide
+    /// default (`--entity-default`) and per node id. Absent from images written before
+    /// they existed, hence the serde defaults.
+    #[serde(default)]
+    pub default_broker_configs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+}
+
+impl MetadataImage {
+    /// The dynamic configs of node `node_id`: (cluster default, per broker).
+    pub fn dynamic_broker_configs(
+        &self,
+        node_id: i32,
+    ) -> (&BTreeMap<String, String>, &BTreeMap<String, String>) {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        (
+            &self.default_broker_configs,
+            self.broker_configs.get(&node_id).unwrap_or(&EMPTY),
+        )
+    }
+}
+
+/// Whose config overrides a [`MetadataRecord::SetConfigs`] replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConfigTarget {
+    /// A topic, by id (a new topic of the same name is another resource).
+    Topic { topic_id: Uuid },
+    /// The cluster-wide dynamic broker default (Kafka's empty broker name).
+    BrokerDefault,
+    /// One broker's dynamic config.
+    Broker { node_id: i32 },
 }
 
 pub struct QuorumConfig {
@@ -448,6 +483,50 @@ impl MetadataQuorum {
             )));
         }
         Ok(first_id)
+    }
+
+    /// AlterConfigs / IncrementalAlterConfigs: `plan` computes, against the current image
+    /// and under the operation lock (so concurrent incremental changes compose), each
+    /// resource's new override map or its error. Every planned change is written in one
+    /// log entry (unless `validate_only`); one result per planned resource, in order.
+    pub async fn alter_configs<F>(
+        &self,
+        plan: F,
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), ApiError>>, MetadataError>
+    where
+        F: FnOnce(&MetadataImage) -> Vec<Result<ConfigChange, ApiError>>,
+    {
+        let _op = self.begin_op().await?;
+        let planned = plan(&self.image());
+        let records: Vec<MetadataRecord> = planned
+            .iter()
+            .flatten()
+            .map(|(target, configs)| MetadataRecord::SetConfigs {
+                target: target.clone(),
+                configs: configs.clone(),
+            })
+            .collect();
+        let outcome = if validate_only || records.is_empty() {
+            None
+        } else {
+            Some(self.write(records).await?)
+        };
+        let mut accepted = outcome.iter().flat_map(|o| o.accepted.iter().copied());
+        Ok(planned
+            .into_iter()
+            .map(|result| {
+                let (target, _) = result?;
+                // Under the lock apply can only refuse if the image moved (a topic deleted).
+                if outcome.is_some() && accepted.next() != Some(true) {
+                    return Err(ApiError {
+                        code: codes::UNKNOWN_SERVER_ERROR,
+                        message: format!("The config change of {target:?} was not applied."),
+                    });
+                }
+                Ok(())
+            })
+            .collect())
     }
 
     /// Stops openraft and closes RocksDB. Idempotent; later operations fail with

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{BrokerRegistration, MetadataImage, PartitionRecord, TopicImage};
+use std::collections::BTreeMap;
+
+use super::{BrokerRegistration, ConfigTarget, MetadataImage, PartitionRecord, TopicImage};
 
 /// One change to the cluster metadata.
 ///
@@ -40,6 +42,13 @@ pub enum MetadataRecord {
         broker_id: i32,
         first_id: i64,
         count: i64,
+    },
+    /// Replaces the whole config override set of `target` (AlterConfigs and
+    /// IncrementalAlterConfigs both resolve to the new set before writing, so apply is a
+    /// plain replace). An empty set removes every override.
+    SetConfigs {
+        target: ConfigTarget,
+        configs: BTreeMap<String, String>,
     },
 }
 
@@ -155,6 +164,34 @@ fn apply_record(image: &mut MetadataImage, record: &MetadataRecord) -> bool {
                 None => false,
             }
         }
+        MetadataRecord::SetConfigs { target, configs } => match target {
+            ConfigTarget::Topic { topic_id } => {
+                let Some(topic) = image
+                    .topic_names_by_id
+                    .get(topic_id)
+                    .and_then(|name| image.topics.get_mut(name))
+                else {
+                    return false;
+                };
+                Arc::make_mut(topic).configs = configs.clone();
+                true
+            }
+            ConfigTarget::BrokerDefault => {
+                image.default_broker_configs = configs.clone();
+                true
+            }
+            ConfigTarget::Broker { node_id } => {
+                if *node_id < 0 {
+                    return false;
+                }
+                if configs.is_empty() {
+                    image.broker_configs.remove(node_id);
+                } else {
+                    image.broker_configs.insert(*node_id, configs.clone());
+                }
+                true
+            }
+        },
     }
 }
 
@@ -173,8 +210,6 @@ fn is_well_formed(topic: &TopicImage) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn topic(name: &str, partitions: i32) -> TopicImage {
@@ -394,6 +429,95 @@ mod tests {
     }
 
     #[test]
+    fn set_configs_replaces_the_whole_override_set() {
+        let t = topic("orders", 1);
+        let (image, _) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[MetadataRecord::CreateTopic(t.clone())],
+        );
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let set = |target, configs| MetadataRecord::SetConfigs { target, configs };
+        let (after, out) = apply_batch(
+            &image,
+            1,
+            &[
+                set(
+                    ConfigTarget::Topic {
+                        topic_id: t.topic_id,
+                    },
+                    map(&[("retention.ms", "1000")]),
+                ),
+                set(
+                    ConfigTarget::BrokerDefault,
+                    map(&[("log.retention.ms", "5")]),
+                ),
+                set(
+                    ConfigTarget::Broker { node_id: 1 },
+                    map(&[("message.max.bytes", "77")]),
+                ),
+                set(
+                    ConfigTarget::Topic {
+                        topic_id: Uuid::new_v4(),
+                    },
+                    map(&[("retention.ms", "1")]),
+                ),
+                set(ConfigTarget::Broker { node_id: -1 }, map(&[])),
+            ],
+        );
+        assert_eq!(out.accepted, vec![true, true, true, false, false]);
+        // Replaced, not merged: cleanup.policy=compact from creation is gone.
+        assert_eq!(
+            after.topics["orders"].configs,
+            map(&[("retention.ms", "1000")])
+        );
+        assert_eq!(
+            after.dynamic_broker_configs(1),
+            (
+                &map(&[("log.retention.ms", "5")]),
+                &map(&[("message.max.bytes", "77")])
+            )
+        );
+        assert!(after.dynamic_broker_configs(2).1.is_empty());
+        // Pure: the input image keeps its configs.
+        assert_eq!(image.topics["orders"].configs, t.configs);
+
+        // An empty set removes the overrides (and the broker's entry).
+        let (cleared, out) = apply_batch(
+            &after,
+            1,
+            &[
+                set(
+                    ConfigTarget::Topic {
+                        topic_id: t.topic_id,
+                    },
+                    map(&[]),
+                ),
+                set(ConfigTarget::Broker { node_id: 1 }, map(&[])),
+            ],
+        );
+        assert_eq!(out.accepted, vec![true, true]);
+        assert!(cleared.topics["orders"].configs.is_empty());
+        assert!(cleared.broker_configs.is_empty());
+        assert_eq!(cleared.default_broker_configs, after.default_broker_configs);
+    }
+
+    #[test]
+    fn images_without_broker_configs_still_decode() {
+        let mut json = serde_json::to_value(MetadataImage::default()).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("default_broker_configs");
+        object.remove("broker_configs");
+        let image: MetadataImage = serde_json::from_value(json).unwrap();
+        assert!(image.broker_configs.is_empty());
+    }
+
+    #[test]
     fn blank_batch_moves_controller_only() {
         let (image, _) = apply_batch(
             &MetadataImage::default(),
@@ -428,6 +552,10 @@ mod tests {
                     broker_id: 1,
                     first_id: 0,
                     count: 10,
+                },
+                MetadataRecord::SetConfigs {
+                    target: ConfigTarget::Broker { node_id: 1 },
+                    configs: BTreeMap::from([("log.retention.ms".into(), "1".into())]),
                 },
             ],
         };

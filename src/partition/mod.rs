@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::dynamic_config::LiveConfig;
 use crate::log::batch::{self, BatchError, BatchHeader};
 use crate::log::dir::{self, LogDirHealth};
 use crate::log::validator::{self, RecordError, RecordRules, RejectKind, Rejection};
@@ -174,7 +175,11 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     leader_epoch: i32,
-    record_rules: RecordRules,
+    /// The topic's effective produce rules, read on every append; swapped by
+    /// [`Partition::update_config`] (an uncontended read lock, no crate needed).
+    record_rules: RwLock<RecordRules>,
+    /// What the log was last given, so an unchanged config does not take the append lock.
+    log_config: Mutex<LogConfig>,
     producer_id_expiration_ms: i64,
     /// The append lock: held across file IO, so only ever taken on blocking threads.
     state: Mutex<PartitionState>,
@@ -209,7 +214,7 @@ impl Partition {
     ) -> Result<Partition, PartitionError> {
         std::fs::create_dir_all(dir).map_err(LogError::from)?;
         write_partition_metadata(dir, topic.topic_id)?;
-        let mut log = Log::open(dir, log_config)?;
+        let mut log = Log::open(dir, log_config.clone())?;
         if let Some(offset) = checkpointed_log_start {
             // Segments whose removal a crash interrupted go now.
             log.advance_log_start_offset(offset.clamp(0, log.log_end_offset()))?;
@@ -222,7 +227,8 @@ impl Partition {
             topic_id: topic.topic_id,
             index,
             leader_epoch,
-            record_rules,
+            record_rules: RwLock::new(record_rules),
+            log_config: Mutex::new(log_config),
             producer_id_expiration_ms,
             log_start_offset: AtomicI64::new(log.log_start_offset()),
             high_watermark: AtomicI64::new(log.log_end_offset()),
@@ -269,11 +275,34 @@ impl Partition {
         self.leader_epoch
     }
 
+    /// Hands the topic's new effective settings to the running partition: the next
+    /// append validates against `record_rules`; the log rolls, indexes and flushes by
+    /// `log_config` from then on. Blocking when the log config changed (it takes the
+    /// append lock).
+    pub fn update_config(&self, log_config: LogConfig, record_rules: RecordRules) {
+        {
+            let mut rules = self.record_rules.write().unwrap_or_else(|p| p.into_inner());
+            if *rules != record_rules {
+                *rules = record_rules;
+            }
+        }
+        let mut applied = self.log_config.lock().unwrap_or_else(|p| p.into_inner());
+        if *applied != log_config {
+            self.lock().log.set_config(log_config.clone());
+            *applied = log_config;
+        }
+    }
+
+    /// The rules the next append is validated against.
+    pub fn record_rules(&self) -> RecordRules {
+        *self.record_rules.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Validates and appends the record set of one produce request for this partition.
     /// Blocking: call it on a blocking thread (async code uses [`AppendSubmission`]).
     pub fn append(&self, records: &[u8]) -> Result<AppendResult, AppendError> {
         let now = now_ms();
-        let valid = validator::validate_produce(records, now, &self.record_rules)?;
+        let valid = validator::validate_produce(records, now, &self.record_rules())?;
         let header = valid.header;
         if header.is_transactional() {
             return Err(PartitionError::new(
@@ -627,7 +656,9 @@ type PartitionKey = (Uuid, i32);
 
 /// All partitions hosted here, reconciled with the metadata image.
 pub struct PartitionManager {
+    /// The static config (data dir, node id); topic settings come from `live`.
     config: BrokerConfig,
+    live: Arc<LiveConfig>,
     /// The (single) log directory's health, shared by all its partitions.
     health: Arc<LogDirHealth>,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
@@ -638,10 +669,12 @@ pub struct PartitionManager {
 }
 
 impl PartitionManager {
-    pub fn new(config: BrokerConfig) -> PartitionManager {
+    pub fn new(live: Arc<LiveConfig>) -> PartitionManager {
+        let config = live.static_config().clone();
         PartitionManager {
             health: Arc::new(LogDirHealth::new(&config.data_dir)),
             config,
+            live,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
@@ -724,8 +757,9 @@ impl PartitionManager {
         }
     }
 
-    /// Opens the partitions the image assigns to this node and deletes those whose topic
-    /// is gone. Idempotent. Blocking (opens and recovers logs, removes directories). A partition that fails to open is logged and left out
+    /// Opens the partitions the image assigns to this node, deletes those whose topic
+    /// is gone, and hands every hosted partition its topic's effective config (static ⊕
+    /// dynamic broker configs ⊕ topic overrides, as of this image). Idempotent. Blocking (opens and recovers logs, removes directories). A partition that fails to open is logged and left out
     /// (its produce and fetch requests get KAFKA_STORAGE_ERROR).
     pub fn reconcile(&self, image: &MetadataImage) {
         let _guard = self
@@ -733,6 +767,7 @@ impl PartitionManager {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let node_id = self.config.node_id;
+        let config = self.live.effective(image);
         let mut wanted: BTreeMap<PartitionKey, (&Arc<TopicImage>, i32)> = BTreeMap::new();
         for topic in image.topics.values() {
             for p in &topic.partitions {
@@ -773,8 +808,22 @@ impl PartitionManager {
             }
         }
         let mut checkpoint: Option<HashMap<(String, i32), i64>> = None;
+        // Each topic's effective settings, worked out once for all its partitions.
+        let mut topic_configs: HashMap<Uuid, (LogConfig, RecordRules)> = HashMap::new();
         for (key, (topic, leader_epoch)) in wanted {
+            let (log_config, record_rules) = topic_configs
+                .entry(topic.topic_id)
+                .or_insert_with(|| {
+                    (
+                        config.topic_log_config(&topic.configs),
+                        config.topic_record_rules(&topic.configs),
+                    )
+                })
+                .clone();
             if existing.contains(&key) {
+                if let Some(partition) = self.get(key.0, key.1) {
+                    partition.update_config(log_config, record_rules);
+                }
                 continue;
             }
             let dir = self.dir_for(&topic.name, key.1);
@@ -813,8 +862,8 @@ impl PartitionManager {
                 topic,
                 key.1,
                 leader_epoch,
-                self.config.topic_log_config(&topic.configs),
-                self.config.topic_record_rules(&topic.configs),
+                log_config,
+                record_rules,
                 self.config.producer_id_expiration_ms,
                 self.health.clone(),
                 checkpointed_log_start,
@@ -911,7 +960,43 @@ mod delete_records_tests {
 
     fn open_manager(dir: &Path) -> PartitionManager {
         let log_dirs = format!("log.dirs={}", dir.display());
-        PartitionManager::new(BrokerConfig::load(None, std::iter::empty(), &[log_dirs]).unwrap())
+        let config = BrokerConfig::load(None, std::iter::empty(), &[log_dirs]).unwrap();
+        PartitionManager::new(Arc::new(LiveConfig::new(config)))
+    }
+
+    #[test]
+    fn a_config_change_reaches_the_running_partition() {
+        let tmp = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::from_u128(11);
+        let manager = open_manager(tmp.path());
+        let mut image = image(manager.config.node_id, topic_id);
+        manager.reconcile(&image);
+        let partition = manager.get(topic_id, 0).unwrap();
+        let value = [7u8; 500];
+        partition
+            .append(&batch_with(&[&value], now_ms(), 1, 0, 0))
+            .unwrap();
+
+        // A topic override lowers max.message.bytes: the next append is refused.
+        let mut topic = (*image.topics["t"]).clone();
+        topic
+            .configs
+            .insert("max.message.bytes".to_string(), "100".to_string());
+        image.topics.insert("t".to_string(), Arc::new(topic));
+        manager.reconcile(&image);
+        assert!(Arc::ptr_eq(&partition, &manager.get(topic_id, 0).unwrap()));
+        let refused = partition
+            .append(&batch_with(&[&value], now_ms(), 1, 0, 1))
+            .unwrap_err();
+        assert_eq!(refused.error.code, error_code::MESSAGE_TOO_LARGE);
+
+        // A dynamic broker default reaches the log of a topic without that override.
+        image
+            .default_broker_configs
+            .insert("log.segment.bytes".to_string(), "2097152".to_string());
+        manager.reconcile(&image);
+        assert_eq!(partition.lock().log.config().segment_bytes, 2_097_152);
+        assert_eq!(partition.record_rules().max_message_bytes, 100);
     }
 
     #[test]
@@ -1158,7 +1243,7 @@ mod fault_tests {
         let tmp = tempfile::tempdir().unwrap();
         let log_dirs = format!("log.dirs={}", tmp.path().display());
         let config = BrokerConfig::load(None, std::iter::empty(), &[log_dirs]).unwrap();
-        let manager = PartitionManager::new(config);
+        let manager = PartitionManager::new(Arc::new(LiveConfig::new(config)));
         armed.set("fs::rename", "return(ENOSPC)");
         let mut image = MetadataImage::default();
         let mut topic = topic();

@@ -113,6 +113,7 @@ mod tests {
 
     use super::super::{error_code, now_ms, PartitionManager, LOG_START_OFFSET_CHECKPOINT_FILE};
     use crate::config::BrokerConfig;
+    use crate::dynamic_config::LiveConfig;
     use crate::log::batch::test_support::batch_with;
     use crate::metadata::{MetadataImage, PartitionRecord, TopicImage};
 
@@ -147,9 +148,9 @@ mod tests {
 
     fn open_manager(dir: &Path) -> PartitionManager {
         let log_dirs = format!("log.dirs={}", dir.display());
-        let manager = PartitionManager::new(
+        let manager = PartitionManager::new(Arc::new(LiveConfig::new(
             BrokerConfig::load(None, std::iter::empty(), &[log_dirs]).unwrap(),
-        );
+        )));
         manager.reconcile(&image(manager.config.node_id));
         manager
     }

@@ -38,12 +38,17 @@ const ACCEPT_BACKOFF_MAX_MS: u64 = 1_000;
 /// Accepts connections until `shutdown` is cancelled, then drains them.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
     let config = &broker.config;
-    let max_connections = effective_max_connections(config.max_connections);
+    // The effective values: a dynamic change made before a restart still holds.
+    let bounds = {
+        let effective = broker.effective_config();
+        (effective.max_connections, effective.max_connections_per_ip)
+    };
     let quotas = ConnectionQuotas::new(
-        max_connections,
-        config.max_connections_per_ip,
+        effective_max_connections(bounds.0),
+        bounds.1,
         config.max_connections_per_ip_overrides.clone(),
     );
+    let quota_updates = tokio::spawn(follow_quota_changes(broker.clone(), quotas.clone(), bounds));
     let budget = RequestBudget::new(config.queued_max_request_bytes);
     let connections = TaskTracker::new();
     let mut accept_errors = AcceptErrors::default();
@@ -89,6 +94,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
         }
     }
     drop(listener);
+    quota_updates.abort();
     connections.close();
     if tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_MS), connections.wait())
         .await
@@ -98,6 +104,24 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
             remaining = connections.len(),
             "connections still open after the shutdown drain deadline"
         );
+    }
+}
+
+/// Applies dynamic `max.connections` / `max.connections.per.ip` changes (AlterConfigs on
+/// a broker resource) as metadata images arrive.
+async fn follow_quota_changes(
+    broker: Arc<Broker>,
+    quotas: Arc<ConnectionQuotas>,
+    mut applied: (usize, usize),
+) {
+    let mut images = broker.metadata.watch();
+    while images.changed().await.is_ok() {
+        let config = broker.effective_config();
+        let wanted = (config.max_connections, config.max_connections_per_ip);
+        if wanted != applied {
+            applied = wanted;
+            quotas.set_bounds(effective_max_connections(wanted.0), wanted.1);
+        }
     }
 }
 

@@ -1,18 +1,19 @@
 //! Connection counts, as Kafka's `ConnectionQuotas`: at `max.connections` the acceptor
 //! waits for a connection to close (the new one stays in the kernel's backlog); over
 //! `max.connections.per.ip` (or its override for that address) a new connection is
-//! closed at once.
+//! closed at once. Both bounds can change at runtime (dynamic broker configs).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
 #[derive(Debug)]
 pub struct ConnectionQuotas {
-    max_total: usize,
-    default_per_ip: usize,
+    max_total: AtomicUsize,
+    default_per_ip: AtomicUsize,
     per_ip_overrides: HashMap<IpAddr, usize>,
     counts: Mutex<Counts>,
     /// One waiter (the acceptor); `notify_one` keeps a permit if it is not waiting yet.
@@ -38,12 +39,20 @@ impl ConnectionQuotas {
         per_ip_overrides: HashMap<IpAddr, usize>,
     ) -> Arc<ConnectionQuotas> {
         Arc::new(ConnectionQuotas {
-            max_total,
-            default_per_ip,
+            max_total: AtomicUsize::new(max_total),
+            default_per_ip: AtomicUsize::new(default_per_ip),
             per_ip_overrides,
             counts: Mutex::new(Counts::default()),
             slot_freed: Notify::new(),
         })
+    }
+
+    /// New bounds from a config change: later accepts and registrations follow them;
+    /// connections already open stay (as in Kafka). A raised bound wakes the acceptor.
+    pub fn set_bounds(&self, max_total: usize, default_per_ip: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.default_per_ip.store(default_per_ip, Ordering::Relaxed);
+        self.slot_freed.notify_one();
     }
 
     fn counts(&self) -> MutexGuard<'_, Counts> {
@@ -53,7 +62,7 @@ impl ConnectionQuotas {
 
     /// Waits until fewer than `max.connections` are open. Cancel-safe.
     pub async fn wait_for_slot(&self) {
-        while self.counts().total >= self.max_total {
+        while self.counts().total >= self.max_total.load(Ordering::Relaxed) {
             self.slot_freed.notified().await;
         }
     }
@@ -64,7 +73,7 @@ impl ConnectionQuotas {
             .per_ip_overrides
             .get(&ip)
             .copied()
-            .unwrap_or(self.default_per_ip);
+            .unwrap_or_else(|| self.default_per_ip.load(Ordering::Relaxed));
         let mut counts = self.counts();
         let count = counts.per_ip.entry(ip).or_default();
         if *count >= max {
@@ -147,5 +156,24 @@ mod tests {
             .await
             .expect("a closed connection frees a slot")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn changed_bounds_apply_to_later_connections() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let quotas = ConnectionQuotas::new(1, 1, HashMap::new());
+        let _first = quotas.register(ip).unwrap();
+        assert_eq!(quotas.register(ip).unwrap_err().max, 1);
+        let waiting = tokio::spawn({
+            let quotas = quotas.clone();
+            async move { quotas.wait_for_slot().await }
+        });
+        quotas.set_bounds(3, 2);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("a raised max.connections wakes the acceptor")
+            .unwrap();
+        let _second = quotas.register(ip).unwrap();
+        assert_eq!(quotas.register(ip).unwrap_err().max, 2);
     }
 }

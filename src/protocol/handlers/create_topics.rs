@@ -9,7 +9,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::describe_configs::topic_config_entries;
+use super::describe_configs::ConfigSources;
 use crate::config::validate_topic_config;
 use crate::metadata::internal_topics::vet_client_creation;
 use crate::metadata::{ApiError, CreateTopicRequest, TopicDefaults};
@@ -102,7 +102,8 @@ pub async fn handle(ctx: &RequestContext, request: CreateTopicsRequest) -> Creat
                             );
                         if version >= 5 {
                             result = result.with_configs(Some(
-                                topic_config_entries(config, &topic.configs)
+                                ConfigSources::new(config, &ctx.broker.metadata.image())
+                                    .topic_entries(&topic.configs)
                                     .into_iter()
                                     .map(|entry| {
                                         CreatableTopicConfigs::default()

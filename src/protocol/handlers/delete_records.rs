@@ -73,7 +73,7 @@ fn deletes(ctx: &RequestContext, topic: &TopicImage) -> bool {
     topic
         .configs
         .get("cleanup.policy")
-        .unwrap_or(&ctx.broker.config.log_cleanup_policy)
+        .unwrap_or(&ctx.broker.effective_config().log_cleanup_policy)
         .split(',')
         .any(|policy| policy.trim() == "delete")
 }
