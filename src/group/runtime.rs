@@ -34,7 +34,7 @@ use super::{
     partition_for_group, Effects, GroupCoordinator, GroupRequest, RequestId, RequestMeta, TimerKey,
 };
 use crate::config::BrokerConfig;
-use crate::log::batch::{encode_uncompressed, PlainRecord, ProducerIdentity};
+use crate::log::batch::{encode_uncompressed, BatchHeader, PlainRecord, ProducerIdentity};
 use crate::metadata::internal_topics::offsets_topic_request;
 use crate::metadata::{MetadataQuorum, TopicDefaults};
 use crate::partition::{error_code, now_ms, Partition, PartitionError, PartitionManager};
@@ -679,6 +679,7 @@ fn replay_partition(partition: &Partition, core: &mut GroupCoordinator) -> Resul
         if read.records.is_empty() {
             break;
         }
+        let batches_end = batches_end_offset(&read.records);
         let mut bytes = read.records;
         let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| e.to_string())?;
         let before = offset;
@@ -696,11 +697,26 @@ fn replay_partition(partition: &Partition, core: &mut GroupCoordinator) -> Resul
                 offset = record.offset + 1;
             }
         }
+        // Compaction leaves gaps, and empty batches: go on after the last batch read.
+        offset = offset.max(batches_end);
         if offset == before {
             return Err(format!("no progress replaying at offset {offset}"));
         }
     }
     Ok(count)
+}
+
+/// One past the last offset of the whole batches in `bytes` (0 if none parse).
+fn batches_end_offset(mut bytes: &[u8]) -> i64 {
+    let mut end = 0;
+    while let Ok(header) = BatchHeader::parse(bytes) {
+        if header.total_size() > bytes.len() {
+            break;
+        }
+        end = header.last_offset() + 1;
+        bytes = &bytes[header.total_size()..];
+    }
+    end
 }
 
 /// Encodes the records as one uncompressed batch for the shard's partition.

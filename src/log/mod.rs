@@ -13,6 +13,7 @@
 //! its indexes in memory; see `segment.rs` for the per-segment entry bound.
 
 pub mod batch;
+pub mod cleaner;
 pub mod dir;
 pub mod epochs;
 mod segment;
@@ -31,8 +32,15 @@ use batch::BatchHeader;
 use epochs::{EpochEntry, LeaderEpochCache};
 use segment::{Segment, SegmentView, MAX_RELATIVE_OFFSET, MAX_SEGMENT_BYTES};
 
+/// `cleanup.policy` / `log.cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
 /// Per-log settings, under Kafka's topic-level names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes` / `log.segment.bytes`: roll once the active segment reaches this.
     pub segment_bytes: u64,
@@ -44,6 +52,19 @@ pub struct LogConfig {
     pub flush_interval_messages: u64,
     /// `flush.ms` / `log.flush.interval.ms`: fsync once the oldest unflushed append is this old.
     pub flush_interval_ms: u64,
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms` / `log.cleaner.delete.retention.ms`: how long a tombstone
+    /// outlives the clean that first kept it (its batch's delete horizon).
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio` / `log.cleaner.min.cleanable.ratio`: the dirty share of
+    /// the log above which it is cleaned.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms` / `log.cleaner.min.compaction.lag.ms`: segments holding a
+    /// record younger than this are not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` / `log.cleaner.max.compaction.lag.ms`: a dirty segment older
+    /// than this is cleaned whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -54,6 +75,14 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             flush_interval_messages: u64::MAX,
             flush_interval_ms: u64::MAX,
+            cleanup_policy: CleanupPolicy {
+                delete: true,
+                compact: false,
+            },
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -98,6 +127,7 @@ impl Log {
         debug_assert!(config.segment_bytes > 0);
         let created = !dir.exists();
         fs::create_dir_all(dir)?;
+        cleaner::recover_interrupted_swaps(dir)?;
         let bases = segment_base_offsets(dir)?;
         let mut segments = BTreeMap::new();
         for (i, &base_offset) in bases.iter().enumerate() {
