@@ -333,6 +333,8 @@ impl Cleaner {
                 Ok(true)
             }
             Ok(None) => Ok(false),
+            // The topic was deleted under the clean: nothing left to clean or to fail.
+            Err(LogError::Io(_)) if !candidate.dir.exists() => Ok(false),
             Err(error) => {
                 self.give_up_on(&key, error)?;
                 Ok(false)

@@ -545,3 +545,17 @@ fn the_checkpoint_uses_kafkas_format() {
     assert!(parse_checkpoint("1\n0\n").is_none());
     assert!(parse_checkpoint("0\n2\nt 0 5\n").is_none());
 }
+
+#[test]
+fn a_log_deleted_under_the_cleaner_is_not_a_storage_error() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = open(&dir);
+    append(&log, &[("k", Some("1"))], T0);
+    append(&log, &[("k", Some("2"))], T0);
+    append(&log, &[("active", Some("v"))], T0);
+    // As DeleteTopics removes a partition's directory while its log is still open.
+    fs::remove_dir_all(&dir).unwrap();
+    let mut cleaner = Cleaner::new(cleaner_config(), tmp.path());
+    assert!(!cleaner.clean_filthiest(&logs(&log), T0).unwrap());
+}
