@@ -1,7 +1,8 @@
 //! Log cleaner throughput against the machine's physical limit.
 //!
 //! `cargo bench --bench cleaner` writes a compacted log of `MILLRACE_BENCH_CLEANER_MB`
-//! (default 256) MB of 1 KiB values over 10,000 keys (each key overwritten ~25 times),
+//! (default 256) MB of 1 KiB values over `MILLRACE_BENCH_CLEANER_KEYS` keys (default
+//! 10,000: each key overwritten ~25 times; 1,000,000: nearly every record survives),
 //! seals it, then measures (1) a plain copy of its segment files (sequential read +
 //! write + fsync: what any rewrite of these bytes must at least cost) and (2) one clean
 //! by `millrace::log::cleaner::Cleaner`, which reads the bytes twice (offset map, then
@@ -22,7 +23,6 @@ use millrace::log::batch::{self, PlainRecord, ProducerIdentity};
 use millrace::log::cleaner::{CleanableLog, Cleaner, CleanerConfig};
 use millrace::log::{CleanupPolicy, Log, LogConfig};
 
-const KEYS: usize = 10_000;
 const VALUE_BYTES: usize = 1024;
 const RECORDS_PER_BATCH: usize = 10;
 
@@ -65,12 +65,16 @@ fn drop_cache(files: &[std::path::PathBuf]) {
 }
 
 fn main() {
-    let megabytes: u64 = std::env::var("MILLRACE_BENCH_CLEANER_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    let tmp = tempfile::tempdir_in(std::env::var("MILLRACE_BENCH_DIR").unwrap_or("/tmp".into()))
-        .unwrap();
+    let setting = |name: &str, default: u64| -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let megabytes = setting("MILLRACE_BENCH_CLEANER_MB", 256);
+    let keys = setting("MILLRACE_BENCH_CLEANER_KEYS", 10_000) as usize;
+    let tmp =
+        tempfile::tempdir_in(std::env::var("MILLRACE_BENCH_DIR").unwrap_or("/tmp".into())).unwrap();
     let dir = tmp.path().join("bench-0");
     let config = LogConfig {
         segment_bytes: 64 << 20,
@@ -89,7 +93,7 @@ fn main() {
             .map(|_| {
                 n += 1;
                 PlainRecord {
-                    key: Some(Bytes::from(format!("key-{:06}", (n * 7919) % KEYS))),
+                    key: Some(Bytes::from(format!("key-{:07}", (n * 7919) % keys))),
                     value: Some(value.clone()),
                     timestamp_ms: 1_700_000_000_000,
                 }
