@@ -559,3 +559,20 @@ fn a_log_deleted_under_the_cleaner_is_not_a_storage_error() {
     let mut cleaner = Cleaner::new(cleaner_config(), tmp.path());
     assert!(!cleaner.clean_filthiest(&logs(&log), T0).unwrap());
 }
+
+#[test]
+fn the_throttler_sleeps_off_excess_io_and_a_stop_cuts_the_sleep_short() {
+    let stop = Arc::new(Stop::default());
+    let mut unbounded = Throttler::new(f64::MAX);
+    unbounded.period_start -= THROTTLE_CHECK_INTERVAL;
+    assert!(unbounded.throttle(1 << 30, &stop));
+    // 1,000 bytes at 1 byte/s: a sleep of many minutes, which only the stop ends.
+    let mut slow = Throttler::new(1.0);
+    slow.period_start -= THROTTLE_CHECK_INTERVAL;
+    let stopper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || stop.stop())
+    };
+    assert!(!slow.throttle(1_000, &stop));
+    stopper.join().unwrap();
+}
