@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::BrokerConfig;
 use crate::dynamic_config::LiveConfig;
 use crate::group::runtime::GroupRuntime;
+use crate::log::cleaner::LogCleaner;
 use crate::log::dir::{self, MetaPropertiesError};
 use crate::metadata::{MetadataError, MetadataQuorum, QuorumConfig};
 use crate::partition::PartitionManager;
@@ -122,6 +123,19 @@ pub async fn serve(
     let live_config = Arc::new(LiveConfig::new(config.clone()));
     let partitions = Arc::new(PartitionManager::new(live_config.clone()));
     partitions.reconcile_blocking(metadata.image()).await;
+    let cleaner = LogCleaner::start(
+        config.cleaner.clone(),
+        &config.data_dir,
+        partitions.health().clone(),
+        {
+            let partitions = partitions.clone();
+            move || partitions.cleanable_logs()
+        },
+    )
+    .map_err(|source| BrokerError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
     let background = CancellationToken::new();
     let (groups, group_task) = GroupRuntime::start(
         config.clone(),
@@ -144,6 +158,7 @@ pub async fn serve(
         Err(source) => {
             background.cancel();
             let _ = group_task.await;
+            let _ = tokio::task::spawn_blocking(move || cleaner.shutdown()).await;
             broker.metadata.shutdown().await;
             return Err(BrokerError::Listen {
                 address: broker.config.listener.to_string(),
@@ -184,6 +199,10 @@ pub async fn serve(
     let _ = flusher.await;
     let _ = retention.await;
     let _ = group_task.await;
+    // Before the logs are closed; a clean in progress is abandoned.
+    if let Err(error) = tokio::task::spawn_blocking(move || cleaner.shutdown()).await {
+        tracing::error!(%error, "stopping the log cleaner failed");
+    }
     let health = broker.partitions.health();
     if let Some(cause) = health.cause() {
         // Like Kafka, which halts when its last log dir fails: no flush, no snapshot, and

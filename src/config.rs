@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::log::cleaner::CleanerConfig;
 use crate::log::validator::RecordRules;
 use crate::log::{CleanupPolicy, LogConfig};
 
@@ -85,7 +86,12 @@ pub struct BrokerConfig {
     /// `log.flush.interval.messages`, `log.flush.interval.ms`, `log.cleanup.policy`,
     /// `log.retention.ms` (else `.minutes`, else `.hours`), `log.retention.bytes`,
     /// `log.segment.delete.delay.ms`: the topic defaults.
+    /// `log.cleaner.delete.retention.ms`, `log.cleaner.min.cleanable.ratio`,
+    /// `log.cleaner.min.compaction.lag.ms`, `log.cleaner.max.compaction.lag.ms`.
     pub log: LogConfig,
+    /// `log.cleaner.enable`, `log.cleaner.threads`, `log.cleaner.io.max.bytes.per.second`,
+    /// `log.cleaner.dedupe.buffer.size`, `log.cleaner.backoff.ms`.
+    pub cleaner: CleanerConfig,
     /// `log.flush.scheduler.interval.ms`: how often `log.flush.interval.ms` is checked.
     pub log_flush_scheduler_interval_ms: u64,
     /// `log.retention.check.interval.ms`: how often retention is enforced.
@@ -128,6 +134,7 @@ pub enum ConfigType {
     Int = 3,
     Short = 4,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -180,6 +187,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigType::Long,
         None,
     ),
+    topic_config(
+        "delete.retention.ms",
+        "log.cleaner.delete.retention.ms",
+        ConfigType::Long,
+        None,
+    ),
     topic_config("flush.ms", "log.flush.interval.ms", ConfigType::Long, None),
     topic_config(
         "index.interval.bytes",
@@ -191,6 +204,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "max.message.bytes",
         "message.max.bytes",
         ConfigType::Int,
+        None,
+    ),
+    topic_config(
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        ConfigType::Long,
         None,
     ),
     topic_config(
@@ -210,6 +229,18 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "log.message.timestamp.type",
         ConfigType::String,
         Some(&["CreateTime", "LogAppendTime"]),
+    ),
+    topic_config(
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        ConfigType::Double,
+        None,
+    ),
+    topic_config(
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        ConfigType::Long,
+        None,
     ),
     topic_config(
         "min.insync.replicas",
@@ -271,15 +302,40 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
         }
         return Ok(());
     }
+    if def.config_type == ConfigType::Double {
+        return validate_ratio(name, value);
+    }
     let min = match name {
         "segment.bytes" => MIN_SEGMENT_BYTES,
         "retention.ms" => -1,
         // Kafka gives `retention.bytes` no bound: any negative value is unbounded.
         "retention.bytes" => i64::MIN,
-        "min.insync.replicas" | "flush.messages" | "segment.ms" => 1,
+        "min.insync.replicas" | "flush.messages" | "segment.ms" | "max.compaction.lag.ms" => 1,
         _ => 0,
     };
     validate_number(name, value, min, def.config_type)
+}
+
+/// A Double between 0 and 1 (Kafka's `between(0, 1)`).
+fn validate_ratio(name: &str, value: &str) -> Result<(), String> {
+    match value.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
+        Ok(_) => Err(format!(
+            "Invalid value {value} for configuration {name}: Value must be between 0 and 1"
+        )),
+        Err(_) => Err(format!(
+            "Invalid value {value} for configuration {name}: Not a number"
+        )),
+    }
+}
+
+/// Parses `cleanup.policy` (already validated against the allowed lists).
+pub fn parse_cleanup_policy(value: &str) -> CleanupPolicy {
+    let has = |name: &str| value.split(',').any(|policy| policy.trim() == name);
+    CleanupPolicy {
+        delete: has("delete"),
+        compact: has("compact"),
+    }
 }
 
 fn validate_number(
@@ -454,6 +510,37 @@ impl BrokerConfig {
                     "log.segment.delete.delay.ms",
                     defaults.file_delete_delay_ms,
                 )?,
+                delete_retention_ms: number(
+                    map,
+                    "log.cleaner.delete.retention.ms",
+                    defaults.delete_retention_ms,
+                )?,
+                min_cleanable_dirty_ratio: number(
+                    map,
+                    "log.cleaner.min.cleanable.ratio",
+                    defaults.min_cleanable_dirty_ratio,
+                )?,
+                min_compaction_lag_ms: number(
+                    map,
+                    "log.cleaner.min.compaction.lag.ms",
+                    defaults.min_compaction_lag_ms,
+                )?,
+                max_compaction_lag_ms: number(
+                    map,
+                    "log.cleaner.max.compaction.lag.ms",
+                    defaults.max_compaction_lag_ms,
+                )?,
+            },
+            cleaner: CleanerConfig {
+                enable: boolean(map, "log.cleaner.enable", true)?,
+                threads: number(map, "log.cleaner.threads", 1)?,
+                io_max_bytes_per_second: number(
+                    map,
+                    "log.cleaner.io.max.bytes.per.second",
+                    f64::MAX,
+                )?,
+                dedupe_buffer_bytes: number(map, "log.cleaner.dedupe.buffer.size", 134_217_728)?,
+                backoff_ms: number(map, "log.cleaner.backoff.ms", 15_000)?,
             },
             log_flush_scheduler_interval_ms: number(map, "log.flush.scheduler.interval.ms", 1_000)?,
             log_retention_check_interval_ms: number(
@@ -608,6 +695,7 @@ impl BrokerConfig {
                 "String must be one of: CreateTime, LogAppendTime",
             ));
         }
+        self.check_cleaner()?;
         for (name, value) in [
             ("log.cleanup.policy", &self.log_cleanup_policy),
             ("compression.type", &self.compression_type),
@@ -619,6 +707,71 @@ impl BrokerConfig {
                 .unwrap_or(name);
             validate_topic_config(topic_name, value)
                 .map_err(|reason| invalid(name, value.clone(), &reason))?;
+        }
+        Ok(())
+    }
+
+    /// The log cleaner's bounds, as Kafka's validators have them (one thread only).
+    fn check_cleaner(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, reason: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            value,
+            reason: reason.to_string(),
+        };
+        let log = &self.log;
+        for (key, value, min) in [
+            (
+                "log.cleaner.delete.retention.ms",
+                log.delete_retention_ms,
+                0,
+            ),
+            (
+                "log.cleaner.min.compaction.lag.ms",
+                log.min_compaction_lag_ms,
+                0,
+            ),
+            (
+                "log.cleaner.max.compaction.lag.ms",
+                log.max_compaction_lag_ms,
+                1,
+            ),
+        ] {
+            if value < min {
+                return Err(invalid(
+                    key,
+                    value.to_string(),
+                    &format!("must be >= {min}"),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&log.min_cleanable_dirty_ratio) {
+            return Err(invalid(
+                "log.cleaner.min.cleanable.ratio",
+                log.min_cleanable_dirty_ratio.to_string(),
+                "must be between 0 and 1",
+            ));
+        }
+        let cleaner = &self.cleaner;
+        if cleaner.threads != 1 {
+            return Err(invalid(
+                "log.cleaner.threads",
+                cleaner.threads.to_string(),
+                "Millrace runs exactly one cleaner thread",
+            ));
+        }
+        if cleaner.io_max_bytes_per_second.is_nan() || cleaner.io_max_bytes_per_second <= 0.0 {
+            return Err(invalid(
+                "log.cleaner.io.max.bytes.per.second",
+                cleaner.io_max_bytes_per_second.to_string(),
+                "must be > 0",
+            ));
+        }
+        if cleaner.dedupe_buffer_bytes < crate::log::cleaner::MIN_DEDUPE_BUFFER_BYTES {
+            return Err(invalid(
+                "log.cleaner.dedupe.buffer.size",
+                cleaner.dedupe_buffer_bytes.to_string(),
+                "too small to hold even one key",
+            ));
         }
         Ok(())
     }
@@ -678,6 +831,17 @@ impl BrokerConfig {
             "log.initial.task.delay.ms" => return None,
             "log.segment.delete.delay.ms" => self.log.file_delete_delay_ms.to_string(),
             "log.cleanup.policy" => self.log_cleanup_policy.clone(),
+            "log.cleaner.delete.retention.ms" => self.log.delete_retention_ms.to_string(),
+            "log.cleaner.min.cleanable.ratio" => java_double(self.log.min_cleanable_dirty_ratio),
+            "log.cleaner.min.compaction.lag.ms" => self.log.min_compaction_lag_ms.to_string(),
+            "log.cleaner.max.compaction.lag.ms" => self.log.max_compaction_lag_ms.to_string(),
+            "log.cleaner.enable" => self.cleaner.enable.to_string(),
+            "log.cleaner.threads" => self.cleaner.threads.to_string(),
+            "log.cleaner.io.max.bytes.per.second" => {
+                java_double(self.cleaner.io_max_bytes_per_second)
+            }
+            "log.cleaner.dedupe.buffer.size" => self.cleaner.dedupe_buffer_bytes.to_string(),
+            "log.cleaner.backoff.ms" => self.cleaner.backoff_ms.to_string(),
             "compression.type" => self.compression_type.clone(),
             "log.message.timestamp.type" => self.log_message_timestamp_type.clone(),
             "log.message.timestamp.before.max.ms" => {
@@ -740,6 +904,16 @@ impl BrokerConfig {
             file_delete_delay_ms: parsed("file.delete.delay.ms")
                 .map(|ms| ms.max(0) as u64)
                 .unwrap_or(self.log.file_delete_delay_ms),
+            delete_retention_ms: parsed("delete.retention.ms")
+                .unwrap_or(self.log.delete_retention_ms),
+            min_cleanable_dirty_ratio: overrides
+                .get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(self.log.min_cleanable_dirty_ratio),
+            min_compaction_lag_ms: parsed("min.compaction.lag.ms")
+                .unwrap_or(self.log.min_compaction_lag_ms),
+            max_compaction_lag_ms: parsed("max.compaction.lag.ms")
+                .unwrap_or(self.log.max_compaction_lag_ms),
         }
     }
 
@@ -753,11 +927,12 @@ impl BrokerConfig {
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .unwrap_or(default)
         };
-        let compacted = overrides
-            .get("cleanup.policy")
-            .unwrap_or(&self.log_cleanup_policy)
-            .split(',')
-            .any(|policy| policy.trim() == "compact");
+        let compacted = parse_cleanup_policy(
+            overrides
+                .get("cleanup.policy")
+                .unwrap_or(&self.log_cleanup_policy),
+        )
+        .compact;
         let max_message_bytes = self.topic_max_message_bytes(overrides).max(0) as u64;
         RecordRules {
             max_message_bytes: max_message_bytes as usize,
@@ -826,6 +1001,15 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "log.initial.task.delay.ms",
     "log.segment.delete.delay.ms",
     "log.cleanup.policy",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms",
+    "log.cleaner.enable",
+    "log.cleaner.threads",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.backoff.ms",
     "compression.type",
     "log.message.timestamp.type",
     "log.message.timestamp.before.max.ms",
@@ -843,15 +1027,6 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "offsets.retention.minutes",
     "offset.metadata.max.bytes",
 ];
-
-/// `delete`, `compact` or both, comma-separated (validated against [`TOPIC_CONFIGS`]).
-fn parse_cleanup_policy(text: &str) -> CleanupPolicy {
-    let has = |wanted: &str| text.split(',').any(|policy| policy.trim() == wanted);
-    CleanupPolicy {
-        delete: has("delete"),
-        compact: has("compact"),
-    }
-}
 
 /// Kafka's precedence: `log.retention.ms`, else `log.retention.minutes`, else
 /// `log.retention.hours` (168); any negative result is -1 (forever).
@@ -906,6 +1081,18 @@ fn per_ip_overrides(text: &str) -> Result<HashMap<IpAddr, usize>, ConfigError> {
         out.insert(ip, count as usize);
     }
     Ok(out)
+}
+
+/// A Double as Java's `Double.toString` prints it (`0.5`, `1.0`, `1.7976931348623157E308`),
+/// which is how Kafka reports Double configs.
+fn java_double(value: f64) -> String {
+    if value.abs() >= 1e7 {
+        format!("{value:E}")
+    } else if value.fract() == 0.0 {
+        format!("{value:.1}")
+    } else {
+        value.to_string()
+    }
 }
 
 fn never_as_kafka(value: u64) -> String {
@@ -1282,6 +1469,58 @@ mod tests {
                 compact: true
             }
         );
+    }
+
+    #[test]
+    fn compaction_configs_validate_default_and_override_like_kafka() {
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "0.01").is_ok());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "half").is_err());
+        assert!(validate_topic_config("delete.retention.ms", "0").is_ok());
+        assert!(validate_topic_config("delete.retention.ms", "-1").is_err());
+        assert!(validate_topic_config("max.compaction.lag.ms", "0").is_err());
+        assert!(validate_topic_config("min.compaction.lag.ms", "0").is_ok());
+        let c = load(&[], &[]).unwrap();
+        let defaults = c.topic_log_config(&BTreeMap::new());
+        assert!(defaults.cleanup_policy.delete && !defaults.cleanup_policy.compact);
+        assert_eq!(defaults.delete_retention_ms, 86_400_000);
+        assert_eq!(defaults.min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(defaults.max_compaction_lag_ms, i64::MAX);
+        assert!(c.cleaner.enable);
+        assert_eq!(c.cleaner.dedupe_buffer_bytes, 134_217_728);
+        assert_eq!(
+            c.broker_value("log.cleaner.min.cleanable.ratio"),
+            Some(("0.5".to_string(), false))
+        );
+        assert_eq!(
+            c.broker_value("log.cleaner.io.max.bytes.per.second"),
+            Some(("1.7976931348623157E308".to_string(), false))
+        );
+        let mut overrides = BTreeMap::new();
+        overrides.insert("cleanup.policy".to_string(), "compact".to_string());
+        overrides.insert("min.cleanable.dirty.ratio".to_string(), "0.01".to_string());
+        overrides.insert("delete.retention.ms".to_string(), "100".to_string());
+        let log = c.topic_log_config(&overrides);
+        assert!(log.cleanup_policy.compact && !log.cleanup_policy.delete);
+        assert_eq!(log.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!(log.delete_retention_ms, 100);
+        let c = load(
+            &[],
+            &[
+                "log.cleanup.policy=compact,delete",
+                "log.cleaner.delete.retention.ms=5",
+            ],
+        )
+        .unwrap();
+        let log = c.topic_log_config(&BTreeMap::new());
+        assert!(log.cleanup_policy.compact && log.cleanup_policy.delete);
+        assert_eq!(log.delete_retention_ms, 5);
+        assert!(c.unknown_keys().is_empty());
+        assert!(load(&[], &["log.cleaner.threads=2"]).is_err());
+        assert!(load(&[], &["log.cleaner.dedupe.buffer.size=10"]).is_err());
+        assert!(load(&[], &["log.cleaner.io.max.bytes.per.second=0"]).is_err());
+        assert!(load(&[], &["log.cleaner.min.cleanable.ratio=2"]).is_err());
+        assert!(load(&[], &["log.cleaner.max.compaction.lag.ms=0"]).is_err());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use super::{
     partition_for_group, Effects, GroupCoordinator, GroupRequest, RequestId, RequestMeta, TimerKey,
 };
 use crate::config::BrokerConfig;
-use crate::log::batch::{encode_uncompressed, PlainRecord, ProducerIdentity};
+use crate::log::batch::{encode_uncompressed, BatchHeader, PlainRecord, ProducerIdentity};
 use crate::metadata::internal_topics::offsets_topic_request;
 use crate::metadata::{MetadataQuorum, TopicDefaults};
 use crate::partition::{error_code, now_ms, Partition, PartitionError, PartitionManager};
@@ -679,6 +679,7 @@ fn replay_partition(partition: &Partition, core: &mut GroupCoordinator) -> Resul
         if read.records.is_empty() {
             break;
         }
+        let batches_end = batches_end_offset(&read.records);
         let mut bytes = read.records;
         let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| e.to_string())?;
         let before = offset;
@@ -696,11 +697,26 @@ fn replay_partition(partition: &Partition, core: &mut GroupCoordinator) -> Resul
                 offset = record.offset + 1;
             }
         }
+        // Compaction leaves gaps, and empty batches: go on after the last batch read.
+        offset = offset.max(batches_end);
         if offset == before {
             return Err(format!("no progress replaying at offset {offset}"));
         }
     }
     Ok(count)
+}
+
+/// One past the last offset of the whole batches in `bytes` (0 if none parse).
+fn batches_end_offset(mut bytes: &[u8]) -> i64 {
+    let mut end = 0;
+    while let Ok(header) = BatchHeader::parse(bytes) {
+        if header.total_size() > bytes.len() {
+            break;
+        }
+        end = header.last_offset() + 1;
+        bytes = &bytes[header.total_size()..];
+    }
+    end
 }
 
 /// Encodes the records as one uncompressed batch for the shard's partition.
@@ -718,4 +734,133 @@ fn encode_records(records: &[super::Record]) -> Result<Bytes, PartitionError> {
         code: error_code::KAFKA_STORAGE_ERROR,
         message: e.to_string(),
     })
+}
+
+/// Start-up replay of `__consumer_offsets` before and after compaction (issue 9's
+/// measurement): 1M offset commits of 100 groups, as 100k OffsetCommit batches of 10
+/// partitions each, written to one shard, replayed as the runtime replays a shard at
+/// start, then the cleaner runs and the shard is replayed again. Timing is printed, not
+/// asserted; run with
+/// `cargo test --release --lib replay_before_and_after_compaction -- --ignored --nocapture`.
+#[cfg(test)]
+mod replay_measurement {
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::group::records::{offset_key, offset_value, OffsetValue};
+    use crate::log::cleaner::Cleaner;
+    use crate::metadata::{MetadataImage, PartitionRecord, TopicImage};
+
+    const GROUPS: usize = 100;
+    const PARTITIONS_PER_GROUP: usize = 10;
+    const COMMITS: usize = 1_000_000;
+
+    /// Returns the records replayed after compaction.
+    fn measure(segment_bytes: u64) -> usize {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::load(
+            None,
+            std::iter::empty(),
+            &[
+                format!("log.dirs={}", tmp.path().display()),
+                format!("offsets.topic.segment.bytes={segment_bytes}"),
+            ],
+        )
+        .unwrap();
+        let manager = PartitionManager::new(Arc::new(crate::dynamic_config::LiveConfig::new(
+            config.clone(),
+        )));
+        let topic_id = Uuid::from_u128(1);
+        let mut image = MetadataImage::default();
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), segment_bytes.to_string()),
+        ]);
+        image.topics.insert(
+            OFFSETS_TOPIC.to_string(),
+            Arc::new(TopicImage {
+                name: OFFSETS_TOPIC.to_string(),
+                topic_id,
+                partitions: vec![PartitionRecord {
+                    partition: 0,
+                    leader: config.node_id,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    replicas: vec![config.node_id],
+                    isr: vec![config.node_id],
+                }],
+                configs,
+            }),
+        );
+        manager.reconcile(&image);
+        let partition = manager.get(topic_id, 0).unwrap();
+        let started = Instant::now();
+        for commit in 0..COMMITS / PARTITIONS_PER_GROUP {
+            let group = format!("group-{}", commit % GROUPS);
+            let records: Vec<PlainRecord> = (0..PARTITIONS_PER_GROUP)
+                .map(|p| PlainRecord {
+                    key: Some(offset_key(&group, "orders", p as i32)),
+                    value: Some(offset_value(&OffsetValue {
+                        offset: commit as i64,
+                        leader_epoch: 0,
+                        metadata: String::new(),
+                        commit_timestamp: now_ms(),
+                        expire_timestamp: None,
+                    })),
+                    timestamp_ms: now_ms(),
+                })
+                .collect();
+            let batch = encode_uncompressed(&records, ProducerIdentity::NONE).unwrap();
+            partition.append(&batch).unwrap();
+        }
+        let write_ms = started.elapsed().as_millis();
+        let replay = |what: &str| {
+            let started = Instant::now();
+            let mut core = GroupCoordinator::new(config.group.clone());
+            let count = replay_partition(&partition, &mut core).unwrap();
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            println!("segment.bytes {segment_bytes}: replay {what}: {count} records in {elapsed_ms:.0} ms");
+            count
+        };
+        let before = replay("before compaction");
+        let log_bytes = || -> u64 {
+            std::fs::read_dir(tmp.path().join(format!("{OFFSETS_TOPIC}-0")))
+                .unwrap()
+                .map(|e| e.unwrap())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .map(|e| e.metadata().unwrap().len())
+                .sum()
+        };
+        let bytes_before = log_bytes();
+        let mut cleaner = Cleaner::new(config.cleaner.clone(), tmp.path());
+        let started = Instant::now();
+        let mut cleans = 0;
+        while cleaner
+            .clean_filthiest(&manager.cleanable_logs(), now_ms())
+            .unwrap()
+        {
+            cleans += 1;
+        }
+        let clean_s = started.elapsed().as_secs_f64();
+        let after = replay("after compaction");
+        println!(
+            "segment.bytes {segment_bytes}: wrote {COMMITS} commits in {write_ms} ms; {cleans} cleans in {clean_s:.2} s; log {bytes_before} -> {} bytes",
+            log_bytes()
+        );
+        assert_eq!(before, COMMITS);
+        after
+    }
+
+    #[test]
+    #[ignore = "a measurement: 1M commits, seconds to minutes"]
+    fn replay_before_and_after_compaction() {
+        // Kafka's default offsets.topic.segment.bytes (100 MiB): the 61 MB of commits stay
+        // in the active segment, which is never cleaned.
+        assert_eq!(measure(104_857_600), COMMITS);
+        // The smallest allowed: all but the last MiB is cleaned down to the live keys.
+        assert!(measure(1_048_576) < COMMITS / 10);
+    }
 }

@@ -33,6 +33,9 @@ const ATTR_COMPRESSION_MASK: i16 = 0x07;
 pub(crate) const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
+/// The batch's baseTimestamp is its delete horizon (KIP-534): set by the log cleaner on a
+/// batch that keeps tombstones, which later cleans drop once the horizon has passed.
+pub(crate) const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 pub const NO_PRODUCER_ID: i64 = -1;
 pub const NO_SEQUENCE: i32 = -1;
@@ -137,6 +140,11 @@ impl BatchHeader {
         self.attributes & ATTR_CONTROL != 0
     }
 
+    /// The delete horizon the log cleaner set on this batch, if any.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)
+    }
+
     pub fn has_producer_id(&self) -> bool {
         self.producer_id != NO_PRODUCER_ID
     }
@@ -166,6 +174,41 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// walks every record with [`super::validator`]).
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = validate_header(batch)?;
+    if header.compression_codec() == 0 {
+        check_uncompressed_records(&batch[HEADER_SIZE..], header.record_count)?;
+    }
+    Ok(header)
+}
+
+/// [`validate`] for a batch as the log may hold it after compaction: the cleaner keeps a
+/// batch's base offset and lastOffsetDelta (so its producer's last sequence stays right)
+/// while dropping records, so it may carry fewer records than offsets, even none.
+pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let compacted = header.record_count >= 0
+        && header.last_offset_delta >= 0
+        && (header.record_count as i64) < header.last_offset_delta as i64 + 1;
+    if !compacted {
+        return validate(batch);
+    }
+    if header.total_size() != batch.len() {
+        return Err(BatchError::Corrupt("batch length does not match its bytes"));
+    }
+    if header.magic != MAGIC_V2 {
+        return Err(BatchError::Invalid(
+            "only record batch magic v2 is supported",
+        ));
+    }
+    let computed = compute_crc(batch);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    if header.compression_codec() > 4 {
+        return Err(BatchError::Invalid("unknown compression codec"));
+    }
     if header.compression_codec() == 0 {
         check_uncompressed_records(&batch[HEADER_SIZE..], header.record_count)?;
     }
@@ -284,6 +327,31 @@ pub fn set_max_timestamp(batch: &mut [u8], log_append_time: bool, max_timestamp:
         .copy_from_slice(&max_timestamp.to_be_bytes());
     let crc = compute_crc(batch);
     batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// One whole batch from `header` and its record bytes (as stored: compressed if the
+/// header says so): batchLength and magic are set from them and the CRC computed.
+pub fn assemble(header: &BatchHeader, records: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_SIZE + records.len());
+    out.extend_from_slice(&header.base_offset.to_be_bytes());
+    let batch_length = (HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32;
+    out.extend_from_slice(&batch_length.to_be_bytes());
+    out.extend_from_slice(&header.partition_leader_epoch.to_be_bytes());
+    out.push(MAGIC_V2 as u8);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&header.attributes.to_be_bytes());
+    out.extend_from_slice(&header.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&header.base_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.producer_id.to_be_bytes());
+    out.extend_from_slice(&header.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&header.base_sequence.to_be_bytes());
+    out.extend_from_slice(&header.record_count.to_be_bytes());
+    debug_assert_eq!(out.len(), HEADER_SIZE);
+    out.extend_from_slice(records);
+    let crc = compute_crc(&out);
+    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
 }
 
 /// A record for [`encode_uncompressed`].

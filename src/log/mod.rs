@@ -16,6 +16,7 @@
 //! its indexes in memory; see `segment.rs` for the per-segment entry bound.
 
 pub mod batch;
+pub mod cleaner;
 pub mod dir;
 pub mod epochs;
 mod retention;
@@ -36,8 +37,15 @@ use epochs::{EpochEntry, LeaderEpochCache};
 pub use retention::{delete_retired_files, RetentionBreach, RetiredSegment};
 use segment::{Segment, SegmentView, MAX_RELATIVE_OFFSET, MAX_SEGMENT_BYTES};
 
+/// `cleanup.policy` / `log.cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
 /// Per-log settings, under Kafka's topic-level names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes` / `log.segment.bytes`: roll once the active segment reaches this.
     pub segment_bytes: u64,
@@ -60,13 +68,18 @@ pub struct LogConfig {
     /// `file.delete.delay.ms` / `log.segment.delete.delay.ms`: how long a segment removed
     /// by retention stays on disk as `*.deleted` before its files are unlinked.
     pub file_delete_delay_ms: u64,
-}
-
-/// `cleanup.policy` / `log.cleanup.policy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CleanupPolicy {
-    pub delete: bool,
-    pub compact: bool,
+    /// `delete.retention.ms` / `log.cleaner.delete.retention.ms`: how long a tombstone
+    /// outlives the clean that first kept it (its batch's delete horizon).
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio` / `log.cleaner.min.cleanable.ratio`: the dirty share of
+    /// the log above which it is cleaned.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms` / `log.cleaner.min.compaction.lag.ms`: segments holding a
+    /// record younger than this are not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` / `log.cleaner.max.compaction.lag.ms`: a dirty segment older
+    /// than this is cleaned whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -84,6 +97,10 @@ impl Default for LogConfig {
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_bytes: -1,
             file_delete_delay_ms: 60_000,
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -141,6 +158,7 @@ impl Log {
         let created = !dir.exists();
         fs::create_dir_all(dir)?;
         retention::remove_leftover_deleted_files(dir)?;
+        cleaner::recover_interrupted_swaps(dir)?;
         let bases = segment_base_offsets(dir)?;
         let mut segments = BTreeMap::new();
         for (i, &base_offset) in bases.iter().enumerate() {

@@ -192,12 +192,14 @@ struct Scan {
 
 /// Reads every batch of the file, checking completeness, CRC and offset contiguity, and
 /// rebuilds the indexes. Stops at the first bad batch; never trusts a length field
-/// beyond the bytes actually present.
+/// beyond the bytes actually present. A `sealed` segment may have been compacted: its
+/// batches may have fewer records than offsets, and offsets between batches may be gone.
 fn scan(
     file: &File,
     file_bytes: u64,
     base_offset: i64,
     index_interval_bytes: u64,
+    sealed: bool,
 ) -> Result<Scan, LogError> {
     let mut result = Scan {
         valid_bytes: 0,
@@ -234,11 +236,21 @@ fn scan(
         }
         buf.resize(size_bytes as usize, 0);
         file.read_exact_at(&mut buf, position)?;
-        if let Err(e) = batch::validate(&buf) {
+        let valid = if sealed {
+            batch::validate_stored(&buf)
+        } else {
+            batch::validate(&buf)
+        };
+        if let Err(e) = valid {
             result.stop_reason = Some(e.to_string());
             break;
         }
-        if header.base_offset != result.next_offset {
+        let in_order = if sealed {
+            header.base_offset >= result.next_offset
+        } else {
+            header.base_offset == result.next_offset
+        };
+        if !in_order {
             result.stop_reason = Some(format!(
                 "batch base offset {} is not the expected {}",
                 header.base_offset, result.next_offset
@@ -353,6 +365,7 @@ impl Segment {
             file_bytes,
             base_offset,
             index_interval_bytes,
+            false,
         )?;
         if let Some(reason) = &scan.stop_reason {
             tracing::warn!(
@@ -396,6 +409,7 @@ impl Segment {
             segment.size_bytes,
             base_offset,
             index_interval_bytes,
+            true,
         )?;
         if let Some(reason) = &scan.stop_reason {
             tracing::warn!(
@@ -413,6 +427,32 @@ impl Segment {
         segment.index.maybe_time_entry();
         segment.rewrite_index_files()?;
         Ok(segment)
+    }
+
+    /// The sealed segment the cleaner wrote (see [`CleanedSegment`]), once its file has been
+    /// renamed to `<base>.log`: its indexes come from memory and are written and fsynced
+    /// here, so that swapping it in reads nothing.
+    pub(super) fn from_cleaned(
+        dir: &Path,
+        cleaned: CleanedSegment,
+        next_offset: i64,
+    ) -> Result<Segment, LogError> {
+        debug_assert!(cleaned.next_offset <= next_offset);
+        let mut segment = Self::open_files(dir, cleaned.base_offset)?;
+        segment.size_bytes = cleaned.size_bytes;
+        segment.next_offset = next_offset;
+        segment.index = cleaned.index;
+        segment.index.maybe_time_entry();
+        segment.rewrite_index_files()?;
+        failpoint("log::segment::fsync")?;
+        segment.offset_index_file.sync_all()?;
+        segment.time_index_file.sync_all()?;
+        Ok(segment)
+    }
+
+    /// Whether `view` was taken of this very segment (not of one since replaced).
+    pub(super) fn is_viewed_by(&self, view: &SegmentView) -> bool {
+        Arc::ptr_eq(&self.log_file, &view.log_file) && self.size_bytes == view.size_bytes
     }
 
     fn open_files(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
@@ -770,6 +810,67 @@ impl Segment {
     }
 }
 
+/// A new segment file being written by the log cleaner (`<base>.log.cleaned`): batches
+/// appended in offset order, indexed as `Segment::append` indexes them.
+pub(super) struct CleanedSegment {
+    file: File,
+    base_offset: i64,
+    size_bytes: u64,
+    next_offset: i64,
+    index: SegmentIndex,
+    index_interval_bytes: u64,
+}
+
+impl CleanedSegment {
+    /// Creates (truncating any leftover) the file at `path`.
+    pub(super) fn create(
+        path: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+    ) -> Result<CleanedSegment, LogError> {
+        let file = open_file(path)?;
+        file.set_len(0)?;
+        Ok(CleanedSegment {
+            file,
+            base_offset,
+            size_bytes: 0,
+            next_offset: base_offset,
+            index: SegmentIndex::default(),
+            index_interval_bytes,
+        })
+    }
+
+    /// Whether a batch of `batch_bytes` ending at `last_offset` still fits the segment
+    /// format (positions and relative offsets are u32 in the indexes).
+    pub(super) fn fits(&self, batch_bytes: u64, last_offset: i64) -> bool {
+        (self.size_bytes == 0 || self.size_bytes + batch_bytes <= MAX_SEGMENT_BYTES)
+            && last_offset - self.base_offset <= MAX_RELATIVE_OFFSET
+    }
+
+    pub(super) fn append(&mut self, batch: &[u8], header: &BatchHeader) -> Result<(), LogError> {
+        debug_assert!(header.base_offset >= self.next_offset);
+        debug_assert!(self.fits(batch.len() as u64, header.last_offset()));
+        failpoint("log::segment::write")?;
+        self.file.write_all_at(batch, self.size_bytes)?;
+        self.index.observe(
+            self.base_offset,
+            header,
+            self.size_bytes as u32,
+            self.index_interval_bytes,
+        );
+        self.size_bytes += batch.len() as u64;
+        self.next_offset = header.last_offset() + 1;
+        Ok(())
+    }
+
+    /// fsyncs the file: it must be durable before it is renamed into the log.
+    pub(super) fn flush(&self) -> Result<(), LogError> {
+        failpoint("log::segment::fsync")?;
+        self.file.sync_all()?;
+        Ok(())
+    }
+}
+
 /// An immutable prefix of a segment: whole batches up to `size_bytes`, read by pread on a
 /// shared file handle. Taken under the log lock, read without it.
 #[derive(Clone)]
@@ -781,6 +882,11 @@ pub(super) struct SegmentView {
 }
 
 impl SegmentView {
+    /// One past the last offset the segment covers (the next segment's base once sealed).
+    pub(super) fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
     pub(super) fn size_bytes(&self) -> u64 {
         self.size_bytes
     }

@@ -220,26 +220,46 @@ fn walk_compressed(
     body: &[u8],
     max_bytes: u64,
 ) -> Result<(), Rejection> {
+    let decoder = open_decoder(codec, body, max_bytes).map_err(decompress_failed)?;
+    let mut input = StreamSource::new(decoder);
+    walk.records(&mut input)
+}
+
+/// The decompressed records of a stored batch's `body`, whole (the log cleaner rewrites
+/// them); at most `max_bytes`, else an error of kind `FileTooLarge`.
+pub(crate) fn decompress(codec: i16, body: &[u8], max_bytes: u64) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    open_decoder(codec, body, max_bytes)?.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A reader of the decompressed bytes of `body`, failing past `max_bytes`.
+fn open_decoder(
+    codec: i16,
+    body: &[u8],
+    max_bytes: u64,
+) -> io::Result<Bounded<Box<dyn Read + '_>>> {
     let decoder: Box<dyn Read + '_> = match codec {
         CODEC_GZIP => Box::new(flate2::bufread::MultiGzDecoder::new(body)),
         CODEC_SNAPPY => Box::new(SnappyReader::new(body, max_bytes)),
-        CODEC_LZ4 => Box::new(Lz4Reader::new(body).map_err(decompress_failed)?),
+        CODEC_LZ4 => Box::new(Lz4Reader::new(body)?),
         CODEC_ZSTD => {
-            let mut decoder =
-                zstd::stream::read::Decoder::with_buffer(body).map_err(decompress_failed)?;
-            decoder
-                .window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(decompress_failed)?;
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(body)?;
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
             Box::new(decoder)
         }
-        _ => return Err(Rejection::invalid("unknown compression codec")),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unknown compression codec",
+            ))
+        }
     };
-    let mut input = StreamSource::new(Bounded {
+    Ok(Bounded {
         inner: decoder,
         left_bytes: max_bytes,
         max_bytes,
-    });
-    walk.records(&mut input)
+    })
 }
 
 fn decompress_failed(error: io::Error) -> Rejection {

@@ -34,6 +34,7 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::dynamic_config::LiveConfig;
 use crate::log::batch::{self, BatchError, BatchHeader};
+use crate::log::cleaner::CleanableLog;
 use crate::log::dir::{self, LogDirHealth};
 use crate::log::validator::{self, RecordError, RecordRules, RejectKind, Rejection};
 use crate::log::{Log, LogConfig, LogError, ReadPlan};
@@ -652,6 +653,23 @@ fn parse_log_start_checkpoint(text: &str) -> Option<HashMap<(String, i32), i64>>
     (entries.len() == count && lines.next().is_none()).then_some(entries)
 }
 
+impl CleanableLog for Partition {
+    fn topic_partition(&self) -> (String, i32) {
+        (self.topic.clone(), self.index)
+    }
+
+    fn with_log(&self, f: &mut dyn FnMut(&mut Log)) {
+        let mut state = self.lock();
+        if !self.is_offline() {
+            f(&mut state.log);
+        }
+    }
+
+    fn producer_last_offsets(&self) -> HashMap<i64, i64> {
+        self.lock().producers.last_offsets()
+    }
+}
+
 type PartitionKey = (Uuid, i32);
 
 /// All partitions hosted here, reconciled with the metadata image.
@@ -901,6 +919,14 @@ impl PartitionManager {
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
+            .collect()
+    }
+
+    /// Every hosted log, for the log cleaner (which compacts those whose policy says so).
+    pub fn cleanable_logs(&self) -> Vec<Arc<dyn CleanableLog>> {
+        self.all()
+            .into_iter()
+            .map(|partition| partition as Arc<dyn CleanableLog>)
             .collect()
     }
 

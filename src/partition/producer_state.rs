@@ -108,6 +108,15 @@ impl ProducerStateTable {
         self.producers.get(&producer_id)
     }
 
+    /// The last offset written by each producer tracked here (the log cleaner keeps
+    /// those batches, so that a producer's last sequence survives compaction).
+    pub fn last_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(&id, entry)| Some((id, entry.batches.back()?.last_offset)))
+            .collect()
+    }
+
     /// Decides whether a batch from a client may be appended.
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
         if !header.has_producer_id() {
