@@ -11,11 +11,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{consume_all, delivered_positions, flush_all_ok, producer, send, Msg};
+use common::{
+    admin_create_with_configs, consume_all, delivered_positions, flush_all_ok, producer, send, Msg,
+};
 use millrace_compat_tests::{millrace_bin, unique_topic, wait_until, BrokerOpts, TestBroker};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, Producer};
 
 /// Keys written every round; the first `TOMBSTONED` are deleted in the last round.
@@ -32,25 +31,19 @@ fn opts() -> BrokerOpts {
 }
 
 fn create_compacted(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        // Kafka's test-only override: segments far below segment.bytes' 1 MiB floor.
-        .set("internal.segment.bytes", "2048")
-        .set("segment.ms", "100")
-        .set("min.cleanable.dirty.ratio", "0.01")
-        .set("delete.retention.ms", "500");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let created = rt
-        .block_on(admin.create_topics(&[new_topic], &AdminOptions::new()))
-        .expect("CreateTopics");
-    assert_eq!(created, vec![Ok(topic.to_string())]);
+    admin_create_with_configs(
+        bootstrap,
+        topic,
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            // Kafka's test-only override: segments far below segment.bytes' 1 MiB floor.
+            ("internal.segment.bytes", "2048"),
+            ("segment.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "500"),
+        ],
+    );
 }
 
 fn key(i: usize) -> String {

@@ -9,9 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::consumer;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use common::{admin_create_with_configs, consumer};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
@@ -43,33 +41,17 @@ impl ProducerContext for Stamps {
     }
 }
 
-fn create_log_append_time_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let results = rt
-        .block_on(
-            admin.create_topics(
-                &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))
-                    .set("message.timestamp.type", "LogAppendTime")],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            ),
-        )
-        .expect("CreateTopics request");
-    assert_eq!(results, vec![Ok(topic.to_string())], "CreateTopics result");
-}
-
 #[test]
 fn log_append_time_topics_stamp_batches_with_the_append_time() {
     let broker = TestBroker::start(BrokerOpts::default());
     let b = broker.bootstrap();
     let topic = unique_topic("lat");
-    create_log_append_time_topic(&b, &topic);
+    admin_create_with_configs(
+        &b,
+        &topic,
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
 
     let stamps = Stamps::default();
     let producer: ThreadedProducer<Stamps> = ClientConfig::new()

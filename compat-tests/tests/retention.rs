@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{consumer, flush_all_ok, producer, send, watermarks};
+use common::{admin_create_with_configs, consumer, flush_all_ok, producer, send, watermarks};
 use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestBroker};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -28,25 +26,6 @@ fn broker_opts() -> BrokerOpts {
         .set("log.retention.check.interval.ms", "100")
         .set("log.segment.delete.delay.ms", "100")
         .set("log.initial.task.delay.ms", "0")
-}
-
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    for (key, value) in configs {
-        new_topic = new_topic.set(key, value);
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let created = runtime
-        .block_on(admin.create_topics(&[new_topic], &AdminOptions::new()))
-        .expect("CreateTopics");
-    assert_eq!(created, vec![Ok(topic.to_string())]);
 }
 
 /// (`.log` base offsets in order, how many `*.deleted` files) of a partition directory.
@@ -119,7 +98,7 @@ fn time_retention_removes_expired_segments() {
     let b = broker.bootstrap();
     let topic = unique_topic("retention-time");
     // About three 1.1 KiB batches per segment; one hour of retention.
-    create_topic(
+    admin_create_with_configs(
         &b,
         &topic,
         2,
@@ -214,7 +193,7 @@ fn size_retention_bounds_the_disk_while_a_consumer_keeps_up() {
     let broker = TestBroker::start(broker_opts());
     let b = broker.bootstrap();
     let topic = unique_topic("retention-size");
-    create_topic(
+    admin_create_with_configs(
         &b,
         &topic,
         1,

@@ -191,24 +191,8 @@ pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     if !compacted {
         return validate(batch);
     }
-    if header.total_size() != batch.len() {
-        return Err(BatchError::Corrupt("batch length does not match its bytes"));
-    }
-    if header.magic != MAGIC_V2 {
-        return Err(BatchError::Invalid(
-            "only record batch magic v2 is supported",
-        ));
-    }
-    let computed = compute_crc(batch);
-    if computed != header.crc {
-        return Err(BatchError::CrcMismatch {
-            stored: header.crc,
-            computed,
-        });
-    }
-    if header.compression_codec() > 4 {
-        return Err(BatchError::Invalid("unknown compression codec"));
-    }
+    check_frame(batch, &header)?;
+    check_codec(&header)?;
     if header.compression_codec() == 0 {
         check_uncompressed_records(&batch[HEADER_SIZE..], header.record_count)?;
     }
@@ -218,6 +202,21 @@ pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 /// [`validate`] without the record framing: header, magic, CRC and counts.
 fn validate_header(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
+    check_frame(batch, &header)?;
+    if header.record_count <= 0 || header.last_offset_delta < 0 {
+        return Err(BatchError::Invalid("batch has no records"));
+    }
+    if header.last_offset_delta as i64 + 1 != header.record_count as i64 {
+        return Err(BatchError::Invalid(
+            "record count does not match lastOffsetDelta",
+        ));
+    }
+    check_codec(&header)?;
+    Ok(header)
+}
+
+/// Length, magic and CRC: what every batch must pass, produced or stored.
+fn check_frame(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     if header.total_size() != batch.len() {
         return Err(BatchError::Corrupt("batch length does not match its bytes"));
     }
@@ -233,18 +232,14 @@ fn validate_header(batch: &[u8]) -> Result<BatchHeader, BatchError> {
             computed,
         });
     }
-    if header.record_count <= 0 || header.last_offset_delta < 0 {
-        return Err(BatchError::Invalid("batch has no records"));
-    }
-    if header.last_offset_delta as i64 + 1 != header.record_count as i64 {
-        return Err(BatchError::Invalid(
-            "record count does not match lastOffsetDelta",
-        ));
-    }
+    Ok(())
+}
+
+fn check_codec(header: &BatchHeader) -> Result<(), BatchError> {
     if header.compression_codec() > 4 {
         return Err(BatchError::Invalid("unknown compression codec"));
     }
-    Ok(header)
+    Ok(())
 }
 
 /// Walks the record framing of an uncompressed batch (each record is a varint length
@@ -383,6 +378,15 @@ pub fn encode_uncompressed(
     records: &[PlainRecord],
     producer: ProducerIdentity,
 ) -> Result<Bytes, BatchError> {
+    encode(records, producer, Compression::None)
+}
+
+/// [`encode_uncompressed`] with a codec.
+pub fn encode(
+    records: &[PlainRecord],
+    producer: ProducerIdentity,
+    compression: Compression,
+) -> Result<Bytes, BatchError> {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -410,7 +414,7 @@ pub fn encode_uncompressed(
         &records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
     .map_err(|e| BatchError::Encode(e.to_string()))?;

@@ -2,14 +2,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use tempfile::TempDir;
 
 use super::*;
-use crate::log::batch::{patch_offset_and_epoch, validate};
+use crate::log::batch::{self, patch_offset_and_epoch, validate, PlainRecord, ProducerIdentity};
 use crate::log::CleanupPolicy;
 
 const T0: i64 = 1_700_000_000_000;
@@ -72,37 +70,23 @@ fn encode(
     compression: Compression,
     producer: (i64, i16, i32),
 ) -> Vec<u8> {
-    let records: Vec<Record> = records
+    let records: Vec<PlainRecord> = records
         .iter()
         .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: producer.0,
-            producer_epoch: producer.1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder splits batches where offset - sequence changes.
-            sequence: producer.2.wrapping_add(i as i32),
-            timestamp: timestamp_ms + i as i64,
+        .map(|(i, (key, value))| PlainRecord {
             key: Some(Bytes::copy_from_slice(key.as_bytes())),
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-            headers: Default::default(),
-            delete_horizon: false,
+            timestamp_ms: timestamp_ms + i as i64,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
+    let producer = ProducerIdentity {
+        producer_id: producer.0,
+        producer_epoch: producer.1,
+        base_sequence: producer.2,
+    };
+    batch::encode(&records, producer, compression)
+        .unwrap()
+        .to_vec()
 }
 
 fn append_with(

@@ -155,6 +155,20 @@ mod tests {
         manager
     }
 
+    /// A partition holding two expired batches (timestamp 1 s after the epoch), each in
+    /// its own segment (for the failpoint tests).
+    #[cfg(feature = "failpoints")]
+    fn two_old_batches(dir: &Path) -> (PartitionManager, Arc<super::super::Partition>) {
+        let manager = open_manager(dir);
+        let partition = manager.get(TOPIC_ID, 0).unwrap();
+        for sequence in 0..2 {
+            partition
+                .append(&batch_with(&[b"v"], 1_000, 1, 0, sequence))
+                .unwrap();
+        }
+        (manager, partition)
+    }
+
     fn deleted_files(dir: &Path) -> usize {
         std::fs::read_dir(dir.join("t-0"))
             .unwrap()
@@ -212,13 +226,7 @@ mod tests {
         use crate::log::dir::test_support::ArmedFailpoints;
         let armed = ArmedFailpoints::new();
         let tmp = tempfile::tempdir().unwrap();
-        let manager = open_manager(tmp.path());
-        let partition = manager.get(TOPIC_ID, 0).unwrap();
-        for sequence in 0..2 {
-            partition
-                .append(&batch_with(&[b"v"], 1_000, 1, 0, sequence))
-                .unwrap();
-        }
+        let (manager, partition) = two_old_batches(tmp.path());
         armed.set("log::segment::retire", "1*return(EIO)");
         assert!(manager.enforce_retention(now_ms()).is_empty());
         assert!(manager.health().is_offline());
@@ -231,13 +239,7 @@ mod tests {
         use crate::log::dir::test_support::ArmedFailpoints;
         let armed = ArmedFailpoints::new();
         let tmp = tempfile::tempdir().unwrap();
-        let manager = open_manager(tmp.path());
-        let partition = manager.get(TOPIC_ID, 0).unwrap();
-        for sequence in 0..2 {
-            partition
-                .append(&batch_with(&[b"v"], 1_000, 1, 0, sequence))
-                .unwrap();
-        }
+        let (manager, _) = two_old_batches(tmp.path());
         let retired = manager.enforce_retention(now_ms());
         assert_eq!(retired.len(), 2);
         assert!(!manager.health().is_offline());

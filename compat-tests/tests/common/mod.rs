@@ -241,6 +241,16 @@ pub fn delivered_positions(d: &[Delivery]) -> HashMap<usize, (i32, i64)> {
 /// Create `topic` with `partitions` partitions through the Admin API (CreateTopics) and
 /// wait until Metadata shows all partitions with a leader.
 pub fn admin_create(bootstrap: &str, topic: &str, partitions: i32) {
+    admin_create_with_configs(bootstrap, topic, partitions, &[]);
+}
+
+/// [`admin_create`] with topic-level configs.
+pub fn admin_create_with_configs(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -249,9 +259,13 @@ pub fn admin_create(bootstrap: &str, topic: &str, partitions: i32) {
         .enable_all()
         .build()
         .unwrap();
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        new_topic = new_topic.set(key, value);
+    }
     let results = rt
         .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &[new_topic],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         ))
         .expect("CreateTopics request");
