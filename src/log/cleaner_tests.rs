@@ -206,6 +206,54 @@ fn overwrites_keep_the_latest_value_per_key_and_tombstones_last_delete_retention
     );
 }
 
+/// (offset, timestamp) of every record in `bytes`.
+fn record_times(bytes: Bytes) -> Vec<(i64, i64)> {
+    let mut bytes = bytes;
+    RecordBatchDecoder::decode_all(&mut bytes)
+        .unwrap()
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|record| (record.offset, record.timestamp))
+        .collect()
+}
+
+#[test]
+fn timestamp_lookups_stay_right_after_a_clean() {
+    let tmp = TempDir::new().unwrap();
+    let log = open(&tmp.path().join("t-0"));
+    // Offsets 0..5, one batch each, at T0 + 100 * offset; k1 overwritten, k2 deleted.
+    append(&log, &[("k1", Some("v1"))], T0);
+    append(&log, &[("k2", Some("v1"))], T0 + 100);
+    append(&log, &[("k1", Some("v2"))], T0 + 200);
+    append(&log, &[("k2", None)], T0 + 300);
+    append(&log, &[("k3", Some("v1"))], T0 + 400);
+    log.log.lock().unwrap().config.min_cleanable_dirty_ratio = 0.01;
+    let mut cleaner = Cleaner::new(cleaner_config(), tmp.path());
+    // Before the tombstone's horizon: it stays, and its batch now carries the horizon.
+    assert!(cleaner.clean_filthiest(&logs(&log), T0 + 500).unwrap());
+    let guard = log.log.lock().unwrap();
+    let all = guard.read(0, usize::MAX, true).unwrap();
+    // Every survivor keeps its timestamp, the tombstone's included.
+    assert_eq!(
+        record_times(all),
+        vec![(2, T0 + 200), (3, T0 + 300), (4, T0 + 400)]
+    );
+    // ListOffsets by timestamp: the first surviving record at or after the target.
+    let first_at = |target: i64| {
+        guard
+            .first_batch_at_or_after_timestamp(target)
+            .unwrap()
+            .map(|batch| record_times(batch)[0])
+    };
+    assert_eq!(first_at(T0), Some((2, T0 + 200)));
+    assert_eq!(first_at(T0 + 201), Some((3, T0 + 300)));
+    assert_eq!(first_at(T0 + 301), Some((4, T0 + 400)));
+    assert_eq!(first_at(T0 + 401), None);
+    // ListOffsets MAX_TIMESTAMP: the time index and the batches agree after the swap.
+    let max = guard.batch_with_max_timestamp().unwrap().unwrap();
+    assert_eq!(record_times(max), vec![(4, T0 + 400)]);
+}
+
 #[test]
 fn a_cleaned_log_reopens_the_same_with_or_without_its_indexes() {
     let tmp = TempDir::new().unwrap();
