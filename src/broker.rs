@@ -124,7 +124,10 @@ pub async fn serve(
     let partitions = Arc::new(PartitionManager::new(live_config.clone()));
     partitions.reconcile_blocking(metadata.image()).await;
     let cleaner = LogCleaner::start(
-        config.cleaner.clone(),
+        {
+            let (live_config, metadata) = (live_config.clone(), metadata.clone());
+            move || live_config.effective(&metadata.image()).cleaner.clone()
+        },
         &config.data_dir,
         partitions.health().clone(),
         {

@@ -21,8 +21,17 @@ pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 
 /// Broker configs without a topic synonym that Millrace applies live: the listener's
-/// connection quotas (Kafka's `SocketServer` reconfigurables).
-const DYNAMIC_SERVER_KEYS: &[&str] = &["max.connections", "max.connections.per.ip"];
+/// connection quotas (Kafka's `SocketServer` reconfigurables) and the log cleaner's
+/// settings (`LogCleaner`'s).
+const DYNAMIC_SERVER_KEYS: &[&str] = &[
+    "max.connections",
+    "max.connections.per.ip",
+    // The cleaner reads these every round (Kafka's LogCleaner reconfigurable configs).
+    "log.cleaner.threads",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.backoff.ms",
+];
 
 /// Whether a broker config may be set dynamically: the topic configs' broker synonyms
 /// (Kafka's `DynamicLogConfig.ReconfigurableConfigs`) and the connection quotas.
@@ -509,6 +518,9 @@ mod tests {
             ("message.max.bytes", "2000"),
             ("log.cleanup.policy", "compact"),
             ("max.connections", "10"),
+            ("log.cleaner.io.max.bytes.per.second", "1048576"),
+            ("log.cleaner.dedupe.buffer.size", "1048576"),
+            ("log.cleaner.backoff.ms", "100"),
         ]))
         .is_ok());
         let err = check(map(&[("node.id", "7"), ("log.dirs", "/x")])).unwrap_err();
@@ -522,6 +534,9 @@ mod tests {
             ("log.retention.ms", "soon"),
             ("log.cleanup.policy", "shred"),
             ("max.connections", "-1"),
+            // One cleaner thread is all Millrace runs.
+            ("log.cleaner.threads", "2"),
+            ("log.cleaner.io.max.bytes.per.second", "0"),
         ] {
             let err = check(map(&[bad])).unwrap_err();
             assert_eq!(err.code, errors::INVALID_REQUEST, "{bad:?}");

@@ -140,30 +140,34 @@ pub struct LogCleaner {
 }
 
 impl LogCleaner {
-    /// Starts the cleaner thread (none when `log.cleaner.enable` is false). `logs` lists
-    /// the hosted logs each round; the cleaner picks the compacted ones. An IO error
-    /// trips `health` and ends the thread.
+    /// Starts the cleaner thread (none when `log.cleaner.enable` is false). `config`
+    /// gives the current settings, read again every round (Kafka changes the cleaner's
+    /// throttle, dedupe buffer and back-off live); `logs` lists the hosted logs each
+    /// round; the cleaner picks the compacted ones. An IO error trips `health` and ends
+    /// the thread.
     pub fn start(
-        config: CleanerConfig,
+        config: impl Fn() -> CleanerConfig + Send + 'static,
         data_dir: &Path,
         health: Arc<LogDirHealth>,
         logs: impl Fn() -> Vec<Arc<dyn CleanableLog>> + Send + 'static,
     ) -> io::Result<LogCleaner> {
         let stop = Arc::new(Stop::default());
-        if !config.enable {
+        let initial = config();
+        if !initial.enable {
             return Ok(LogCleaner { stop, thread: None });
         }
-        let backoff = Duration::from_millis(config.backoff_ms.max(1));
-        let mut cleaner = Cleaner::with_stop(config, data_dir, stop.clone());
+        let mut cleaner = Cleaner::with_stop(initial, data_dir, stop.clone());
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name("log-cleaner-0".to_string())
             .spawn(move || {
                 while !thread_stop.is_stopped() && !health.is_offline() {
+                    cleaner.set_config(config());
                     match cleaner.clean_filthiest(&logs(), now_ms()) {
                         Ok(true) => {}
                         Ok(false) => {
-                            thread_stop.sleep(backoff);
+                            thread_stop
+                                .sleep(Duration::from_millis(cleaner.config.backoff_ms.max(1)));
                         }
                         Err(error) => {
                             health.trip(&format_args!("log cleaner: {error}"));
@@ -256,6 +260,20 @@ impl Cleaner {
     /// lives in `data_dir`.
     pub fn new(config: CleanerConfig, data_dir: &Path) -> Cleaner {
         Cleaner::with_stop(config, data_dir, Arc::new(Stop::default()))
+    }
+
+    /// Takes new settings between cleans: the throttle's rate at once, a new dedupe
+    /// buffer size from the next clean on.
+    pub fn set_config(&mut self, config: CleanerConfig) {
+        if config == self.config {
+            return;
+        }
+        if config.dedupe_buffer_bytes != self.config.dedupe_buffer_bytes {
+            self.map = OffsetMap::new(config.dedupe_buffer_bytes.min(MAX_DEDUPE_BUFFER_BYTES));
+        }
+        self.throttler.bytes_per_second = config.io_max_bytes_per_second;
+        tracing::info!(?config, "log cleaner settings changed");
+        self.config = config;
     }
 
     fn with_stop(config: CleanerConfig, data_dir: &Path, stop: Arc<Stop>) -> Cleaner {

@@ -337,7 +337,7 @@ fn the_dirty_ratio_and_the_compaction_lags_gate_cleaning() {
 }
 
 #[test]
-fn a_full_dedupe_buffer_cleans_part_of_the_dirty_section() {
+fn a_full_dedupe_buffer_cleans_part_of_the_dirty_section_and_its_size_changes_live() {
     let tmp = TempDir::new().unwrap();
     let log = open(&tmp.path().join("t-0"));
     for key in ["a", "b", "c", "d", "a", "b"] {
@@ -345,12 +345,16 @@ fn a_full_dedupe_buffer_cleans_part_of_the_dirty_section() {
     }
     append(&log, &[("active", Some("v"))], T0);
     log.log.lock().unwrap().config.min_cleanable_dirty_ratio = 0.01;
-    // Four slots: room for three keys.
+    // Started with room for every key, then (a live config change) four slots: room
+    // for three keys.
+    let mut cleaner = Cleaner::new(cleaner_config(), tmp.path());
     let config = CleanerConfig {
         dedupe_buffer_bytes: 4 * MAP_SLOT_BYTES,
+        io_max_bytes_per_second: 1e9,
         ..cleaner_config()
     };
-    let mut cleaner = Cleaner::new(config, tmp.path());
+    cleaner.set_config(config);
+    assert_eq!(cleaner.throttler.bytes_per_second, 1e9);
     let before = contents(&log);
     assert!(cleaner.clean_filthiest(&logs(&log), T0).unwrap());
     assert_eq!(cleaner.last_stats.end_offset, 3);
