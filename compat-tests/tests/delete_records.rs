@@ -10,14 +10,12 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{consumer, flush_all_ok, producer, send, watermarks};
-use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, Target, TestBroker};
+use common::{consumer, first_record_from, flush_all_ok, producer, send, watermarks};
+use millrace_compat_tests::{unique_topic, BrokerOpts, Target, TestBroker};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::Consumer;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::Message;
 use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -88,21 +86,6 @@ fn segment_bases(dir: &Path) -> Vec<i64> {
     bases
 }
 
-/// The first record a consumer gets from `offset` of partition 0, or its error.
-fn first_from(bootstrap: &str, topic: &str, offset: Offset) -> Result<i64, String> {
-    let c = consumer(bootstrap);
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, offset).unwrap();
-    c.assign(&tpl).expect("assign");
-    wait_until("a record or an error", Duration::from_secs(20), || match c
-        .poll(Duration::from_millis(200))
-    {
-        None => Err("nothing yet".to_string()),
-        Some(Ok(m)) => Ok(Ok(m.offset())),
-        Some(Err(e)) => Ok(Err(e.to_string())),
-    })
-}
-
 #[test]
 fn delete_records_moves_the_log_start_durably() {
     let mut broker = TestBroker::start(BrokerOpts::default());
@@ -152,10 +135,13 @@ fn delete_records_moves_the_log_start_durably() {
     let check = |b: &str, low: i64| {
         let c = consumer(b);
         assert_eq!(watermarks(&c, &topic), vec![(low, 100), (1, 1)]);
-        assert_eq!(first_from(b, &topic, Offset::Beginning), Ok(low));
+        assert_eq!(
+            first_record_from(b, &topic, 0, Offset::Beginning, "error"),
+            Ok(low)
+        );
         // librdkafka reports the broker's OFFSET_OUT_OF_RANGE, with
         // auto.offset.reset=error, as "no offset to automatically reset to".
-        let below = first_from(b, &topic, Offset::Offset(low - 1)).unwrap_err();
+        let below = first_record_from(b, &topic, 0, Offset::Offset(low - 1), "error").unwrap_err();
         assert!(
             below.contains("AutoOffsetReset"),
             "read below the start: {below}"

@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{admin_create_with_configs, consumer, flush_all_ok, producer, send, watermarks};
+use common::{
+    admin_create_with_configs, consumer, first_record_from, flush_all_ok, producer, send,
+    watermarks,
+};
 use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestBroker};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -58,35 +61,6 @@ fn dir_bytes(dir: &Path, suffix: &str) -> u64 {
             named.then_some(e.metadata().ok()?.len())
         })
         .sum()
-}
-
-/// The first record a consumer with `auto.offset.reset=reset` gets when it starts at
-/// `offset` of partition `partition`, or its error.
-fn first_from(
-    bootstrap: &str,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    reset: &str,
-) -> Result<i64, String> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "millrace-compat-unused")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", reset)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-        .unwrap();
-    c.assign(&tpl).expect("assign");
-    wait_until("a record or an error", Duration::from_secs(20), || match c
-        .poll(Duration::from_millis(200))
-    {
-        None => Err("nothing yet".to_string()),
-        Some(Ok(m)) => Ok(Ok(m.offset())),
-        Some(Err(e)) => Ok(Err(e.to_string())),
-    })
 }
 
 /// Records two hours old fill a few small segments, then current ones follow: the old
@@ -166,13 +140,19 @@ fn time_retention_removes_expired_segments() {
     );
     assert_eq!(watermarks(&c, &topic), vec![(low, 130), (30, 30)]);
     // From a removed offset: OFFSET_OUT_OF_RANGE, then the reset policy.
-    assert_eq!(first_from(&b, &topic, 0, 0, "earliest"), Ok(low));
-    let error = first_from(&b, &topic, 0, 0, "error").unwrap_err();
+    assert_eq!(
+        first_record_from(&b, &topic, 0, Offset::Offset(0), "earliest"),
+        Ok(low)
+    );
+    let error = first_record_from(&b, &topic, 0, Offset::Offset(0), "error").unwrap_err();
     assert!(
         error.contains("AutoOffsetReset"),
         "read below the start: {error}"
     );
-    assert_eq!(first_from(&b, &topic, 0, low, "error"), Ok(low));
+    assert_eq!(
+        first_record_from(&b, &topic, 0, Offset::Offset(low), "error"),
+        Ok(low)
+    );
 }
 
 const MIB: u64 = 1 << 20;

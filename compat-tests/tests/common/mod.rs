@@ -127,16 +127,43 @@ pub struct Msg {
 
 /// A manual-assign consumer: no group commits, CRC checks on.
 pub fn consumer(bootstrap: &str) -> BaseConsumer {
+    consumer_with_reset(bootstrap, "error")
+}
+
+/// [`consumer`] with `auto.offset.reset` = `reset`.
+pub fn consumer_with_reset(bootstrap: &str, reset: &str) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "millrace-compat-unused")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("check.crcs", "true")
-        .set("auto.offset.reset", "error")
+        .set("auto.offset.reset", reset)
         .set("enable.partition.eof", "false")
         .create()
         .expect("create rdkafka consumer")
+}
+
+/// The first record's offset a consumer with `auto.offset.reset` = `reset` gets when it
+/// starts at `offset` of `partition`, or its error.
+pub fn first_record_from(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offset: Offset,
+    reset: &str,
+) -> Result<i64, String> {
+    let c = consumer_with_reset(bootstrap, reset);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, offset).unwrap();
+    c.assign(&tpl).expect("assign");
+    millrace_compat_tests::wait_until("a record or an error", Duration::from_secs(20), || match c
+        .poll(Duration::from_millis(200))
+    {
+        None => Err("nothing yet".to_string()),
+        Some(Ok(m)) => Ok(Ok(m.offset())),
+        Some(Err(e)) => Ok(Err(e.to_string())),
+    })
 }
 
 /// Partition count of `topic` from the broker's metadata.
