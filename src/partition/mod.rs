@@ -281,11 +281,10 @@ impl Partition {
     /// `log_config` from then on. Blocking when the log config changed (it takes the
     /// append lock).
     pub fn update_config(&self, log_config: LogConfig, record_rules: RecordRules) {
-        {
-            let mut rules = self.record_rules.write().unwrap_or_else(|p| p.into_inner());
-            if *rules != record_rules {
-                *rules = record_rules;
-            }
+        // Checked under the read lock first: every metadata image comes through here, and
+        // a write lock would stall this partition's appends for nothing.
+        if self.record_rules() != record_rules {
+            *self.record_rules.write().unwrap_or_else(|p| p.into_inner()) = record_rules;
         }
         let mut applied = self.log_config.lock().unwrap_or_else(|p| p.into_inner());
         if *applied != log_config {
