@@ -37,7 +37,7 @@ use crate::config::BrokerConfig;
 use crate::log::batch::{encode_uncompressed, BatchHeader, PlainRecord, ProducerIdentity};
 use crate::metadata::internal_topics::offsets_topic_request;
 use crate::metadata::{MetadataQuorum, TopicDefaults};
-use crate::partition::{error_code, now_ms, Partition, PartitionError, PartitionManager};
+use crate::partition::{error_code, now_ms, Partition, PartitionError, PartitionManager, Reader};
 
 /// Kafka's answer to offsets whose records exceed the offsets topic's batch limit.
 const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
@@ -674,7 +674,7 @@ fn replay_partition(partition: &Partition, core: &mut GroupCoordinator) -> Resul
     let mut count = 0usize;
     while offset < end {
         let read = partition
-            .read(offset, LOAD_READ_BYTES, true)
+            .read(offset, LOAD_READ_BYTES, true, Reader::Local)
             .map_err(|e| e.message)?;
         if read.records.is_empty() {
             break;

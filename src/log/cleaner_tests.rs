@@ -385,7 +385,7 @@ fn a_fetch_planned_before_a_swap_reads_the_old_segments() {
         .log
         .lock()
         .unwrap()
-        .read_plan(0, usize::MAX, true)
+        .read_plan(0, i64::MAX, usize::MAX, true)
         .unwrap();
     let mut cleaner = Cleaner::new(cleaner_config(), tmp.path());
     assert!(cleaner.clean_filthiest(&logs(&log), T0).unwrap());

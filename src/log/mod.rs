@@ -389,26 +389,31 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<Bytes, LogError> {
-        self.read_plan(offset, max_bytes, min_one_batch)?.read()
+        self.read_plan(offset, self.log_end_offset(), max_bytes, min_one_batch)?
+            .read()
     }
 
     /// Everything [`Log::read`] needs, taken from memory without any IO, so that the
-    /// caller can drop the log lock before [`ReadPlan::read`] does the preads.
+    /// caller can drop the log lock before [`ReadPlan::read`] does the preads. Batches
+    /// from `max_offset` on are left out (consumers read below the high watermark, a batch
+    /// boundary); `offset` may be anywhere in the log.
     pub fn read_plan(
         &self,
         offset: i64,
+        max_offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadPlan, LogError> {
         self.check_offset(offset)?;
         let mut plan = ReadPlan {
             offset,
+            max_offset,
             start_position: 0,
             segments: Vec::new(),
             max_bytes,
             min_one_batch,
         };
-        if offset == self.log_end_offset() {
+        if offset >= max_offset.min(self.log_end_offset()) {
             return Ok(plan);
         }
         let Some((&first_base, first)) = self.segments.range(..=offset).next_back() else {
@@ -534,6 +539,8 @@ impl Log {
 /// appends that land meanwhile are past the views and not seen.
 pub struct ReadPlan {
     offset: i64,
+    /// Exclusive: the read stops at the batch starting here.
+    max_offset: i64,
     /// Where in the first segment the scan for `offset` starts (from its offset index).
     start_position: u64,
     /// The segment holding `offset` and every later one; empty at the log end.
@@ -555,7 +562,12 @@ impl ReadPlan {
             let mut position = run_start;
             let mut full = false;
             while position < segment.size_bytes() {
-                let batch_bytes = segment.header_at(position)?.total_size() as u64;
+                let header = segment.header_at(position)?;
+                if header.base_offset >= self.max_offset {
+                    full = true;
+                    break;
+                }
+                let batch_bytes = header.total_size() as u64;
                 let taken_bytes = out.len() as u64 + (position - run_start);
                 if taken_bytes + batch_bytes > max_bytes {
                     if taken_bytes == 0 && self.min_one_batch {

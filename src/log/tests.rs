@@ -875,7 +875,7 @@ fn a_read_plan_sees_exactly_the_log_as_planned() {
     let before: Vec<Bytes> = (0..4)
         .map(|i| append(&mut log, &[format!("before-{i}").as_bytes()], 10, 10))
         .collect();
-    let plan = log.read_plan(1, usize::MAX, true).unwrap();
+    let plan = log.read_plan(1, i64::MAX, usize::MAX, true).unwrap();
     for i in 0..6 {
         append(&mut log, &[format!("after-{i}").as_bytes()], 10, 10);
     }
@@ -917,7 +917,7 @@ fn reads_outside_the_lock_see_whole_batches_while_appends_continue() {
                         let log = log.lock().unwrap();
                         let end = log.log_end_offset();
                         offset = (offset + 7 + r) % (end + 1);
-                        log.read_plan(offset, 1000, true).unwrap()
+                        log.read_plan(offset, i64::MAX, 1000, true).unwrap()
                     };
                     let bytes = plan.read().unwrap();
                     let mut rest = &bytes[..];

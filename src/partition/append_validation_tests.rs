@@ -20,7 +20,7 @@ fn partition(dir: &Path, rules: RecordRules) -> Partition {
         dir,
         &topic,
         0,
-        0,
+        super::replica::ReplicaState::sole_leader(1),
         LogConfig::default(),
         rules,
         86_400_000,
@@ -77,7 +77,10 @@ fn a_wrong_max_timestamp_is_stored_corrected() {
     let crc = batch::compute_crc(&b);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     assert_eq!(p.append(&b).unwrap().base_offset, 0);
-    let stored = p.read(0, 1 << 20, true).unwrap().records;
+    let stored = p
+        .read(0, 1 << 20, true, super::Reader::Consumer)
+        .unwrap()
+        .records;
     let header = batch::validate(&stored).expect("stored batch keeps a valid CRC");
     assert_eq!(header.max_timestamp, ts + 2);
 }

@@ -12,19 +12,24 @@
 //! the log start offset and high watermark are atomics. Everything else that touches
 //! files (open/recovery, flush, close, delete) runs on blocking threads.
 //!
-//! Single node: this broker is the only replica, so the high watermark is the log end
-//! offset and acks=all is satisfied by the local append.
+//! Replicas: each partition knows its role from the metadata image ([`replica`]). The
+//! leader takes produce requests and advances the high watermark to the least log end
+//! offset of its in-sync replicas (followers report theirs by fetching); with only itself
+//! in the ISR that is its own log end. Consumers read below the high watermark; acks=all
+//! answers once it passes the batch.
 
 mod append_queue;
 #[cfg(test)]
 mod append_validation_tests;
 pub mod producer_state;
+pub mod replica;
 mod retention;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -42,6 +47,7 @@ use crate::metadata::{MetadataImage, TopicImage};
 use append_queue::AppendQueue;
 pub use append_queue::AppendSubmission;
 use producer_state::{ProducerSnapshot, ProducerStateTable, SequenceCheck};
+use replica::{Assignment, ReplicaState, Transition};
 
 /// Kafka error codes the partition layer answers with.
 pub mod error_code {
@@ -52,6 +58,10 @@ pub mod error_code {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const INVALID_TXN_STATE: i16 = 48;
     pub const INVALID_RECORD: i16 = 87;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 }
 
 /// An error for one partition of a request: a Kafka error code and a message.
@@ -138,6 +148,8 @@ impl From<Rejection> for AppendError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
     pub base_offset: i64,
+    /// The offset after the batch: acks=all waits for the high watermark to reach it.
+    pub next_offset: i64,
     pub log_start_offset: i64,
     /// The produce answer's logAppendTime: the append time in a LogAppendTime topic, a
     /// retry's stored maxTimestamp (as Kafka), else -1.
@@ -149,6 +161,16 @@ pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+}
+
+/// Who reads: a consumer sees records below the high watermark; a follower replica (by
+/// its node id) everything, and its fetch offset tells the leader what it has; this
+/// node's own readers (a coordinator loading its shard) everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Consumer,
+    Follower(i32),
+    Local,
 }
 
 /// Where a timestamp lookup landed: the first record at or after the target.
@@ -175,7 +197,9 @@ pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
-    leader_epoch: i32,
+    /// Role, leader epoch, ISR and (when leading) the followers' positions. Memory only,
+    /// never held across IO; taken inside the append lock when both are needed.
+    replica: Mutex<ReplicaState>,
     /// The topic's effective produce rules, read on every append; swapped by
     /// [`Partition::update_config`] (an uncontended read lock, no crate needed).
     record_rules: RwLock<RecordRules>,
@@ -186,8 +210,11 @@ pub struct Partition {
     state: Mutex<PartitionState>,
     /// Copies of the log's offsets, published after each append for async readers.
     log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    /// Only grows within a leader epoch; at most `log_end_offset`.
     high_watermark: AtomicI64,
     appends: Mutex<AppendQueue>,
+    /// Woken when the log end or the high watermark moves (fetches park on it).
     data_arrived: Notify,
     health: Arc<LogDirHealth>,
 }
@@ -206,7 +233,7 @@ impl Partition {
         dir: &Path,
         topic: &TopicImage,
         index: i32,
-        leader_epoch: i32,
+        replica: ReplicaState,
         log_config: LogConfig,
         record_rules: RecordRules,
         producer_id_expiration_ms: i64,
@@ -221,18 +248,29 @@ impl Partition {
             log.advance_log_start_offset(offset.clamp(0, log.log_end_offset()))?;
             log.delete_segments_below_start()?;
         }
-        log.assign_leader_epoch(leader_epoch)?;
+        if replica.is_leader() {
+            log.assign_leader_epoch(replica.leader_epoch())?;
+        }
         let producers = load_producer_state(dir, &log)?;
+        // Kafka restores the high watermark from its checkpoint; without one, a lone
+        // replica's whole log is committed, and a replicated one's is recomputed from the
+        // followers' fetches (or the leader's answers), starting from the log start.
+        let high_watermark = if replica.isr_len() <= 1 && replica.is_leader() {
+            log.log_end_offset()
+        } else {
+            log.log_start_offset()
+        };
         Ok(Partition {
             topic: topic.name.clone(),
             topic_id: topic.topic_id,
             index,
-            leader_epoch,
+            replica: Mutex::new(replica),
             record_rules: RwLock::new(record_rules),
             log_config: Mutex::new(log_config),
             producer_id_expiration_ms,
             log_start_offset: AtomicI64::new(log.log_start_offset()),
-            high_watermark: AtomicI64::new(log.log_end_offset()),
+            log_end_offset: AtomicI64::new(log.log_end_offset()),
+            high_watermark: AtomicI64::new(high_watermark),
             state: Mutex::new(PartitionState { log, producers }),
             appends: Mutex::new(AppendQueue::default()),
             data_arrived: Notify::new(),
@@ -272,8 +310,50 @@ impl Partition {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn replica(&self) -> MutexGuard<'_, ReplicaState> {
+        self.replica.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
+        self.replica().leader_epoch()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.replica().is_leader()
+    }
+
+    /// The ISR size as of the last applied image (`min.insync.replicas` checks).
+    pub fn isr_len(&self) -> usize {
+        self.replica().isr_len()
+    }
+
+    /// Takes the image's assignment for this partition. Becoming leader in a new epoch
+    /// records the epoch at the log end (Kafka's makeLeader). Blocking: may take the
+    /// append lock and write the epoch checkpoint.
+    pub fn apply_assignment(&self, assignment: Assignment) -> Result<Transition, PartitionError> {
+        let mut state = self.lock();
+        let transition = self.replica().apply(assignment);
+        match transition {
+            Transition::BecomeLeader { leader_epoch } => {
+                state
+                    .log
+                    .assign_leader_epoch(leader_epoch)
+                    .map_err(|error| self.storage_failed(error))?;
+                tracing::info!(topic = %self.topic, partition = self.index, leader_epoch, "leading");
+            }
+            Transition::BecomeFollower {
+                leader,
+                leader_epoch,
+            } => {
+                tracing::info!(topic = %self.topic, partition = self.index, leader, leader_epoch, "following");
+            }
+            Transition::Unchanged => {}
+        }
+        // A new ISR may commit more (a shrink) or hold the high watermark where it is.
+        self.maybe_advance_high_watermark(&state.log);
+        drop(state);
+        self.data_arrived.notify_waiters();
+        Ok(transition)
     }
 
     /// Hands the topic's new effective settings to the running partition: the next
@@ -315,6 +395,18 @@ impl Partition {
         // Checked under the lock: once a storage error tripped the directory, no append
         // (nor a duplicate's answer, which may name a batch not known durable) is acked.
         self.check_online()?;
+        // Under the append lock, so no append lands after a change of leadership.
+        let leader_epoch = {
+            let replica = self.replica();
+            if !replica.is_leader() {
+                return Err(PartitionError::new(
+                    error_code::NOT_LEADER_OR_FOLLOWER,
+                    format!("this node does not lead; leader {}", replica.leader()),
+                )
+                .into());
+            }
+            replica.leader_epoch()
+        };
         let (base_offset, log_append_time_ms) = match state.producers.check(&header) {
             Ok(SequenceCheck::Duplicate {
                 first_offset,
@@ -323,7 +415,7 @@ impl Partition {
             Ok(SequenceCheck::Append) => {
                 let base_offset = state.log.log_end_offset();
                 let mut owned = records.to_vec();
-                batch::patch_offset_and_epoch(&mut owned, base_offset, self.leader_epoch);
+                batch::patch_offset_and_epoch(&mut owned, base_offset, leader_epoch);
                 if valid.needs_max_timestamp_fix {
                     batch::set_max_timestamp(
                         &mut owned,
@@ -333,7 +425,7 @@ impl Partition {
                 }
                 let stored = BatchHeader {
                     base_offset,
-                    partition_leader_epoch: self.leader_epoch,
+                    partition_leader_epoch: leader_epoch,
                     ..header
                 };
                 #[cfg(feature = "failpoints")]
@@ -367,6 +459,7 @@ impl Partition {
         self.data_arrived.notify_waiters();
         Ok(AppendResult {
             base_offset,
+            next_offset: header.last_offset() - header.base_offset + base_offset + 1,
             log_start_offset,
             log_append_time_ms,
         })
@@ -381,15 +474,27 @@ impl Partition {
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
+        reader: Reader,
     ) -> Result<ReadResult, PartitionError> {
+        if let Reader::Follower(replica_id) = reader {
+            self.record_follower_fetch(replica_id, offset);
+        }
         let (plan, high_watermark, log_start_offset): (ReadPlan, i64, i64) = {
             let state = self.lock();
             // An offline directory serves nothing: its log end may hold a batch whose
             // fsync failed, which was never acknowledged and may not be on disk.
             self.check_online()?;
+            let high_watermark = self.high_watermark.load(Ordering::Acquire);
+            // Consumers see committed records only; followers copy everything.
+            let max_offset = match reader {
+                Reader::Consumer => high_watermark,
+                Reader::Follower(_) | Reader::Local => state.log.log_end_offset(),
+            };
             (
-                state.log.read_plan(offset, max_bytes, min_one_batch)?,
-                state.log.log_end_offset(),
+                state
+                    .log
+                    .read_plan(offset, max_offset, max_bytes, min_one_batch)?,
+                high_watermark,
                 state.log.log_start_offset(),
             )
         };
@@ -411,11 +516,21 @@ impl Partition {
         let moved = {
             let mut state = self.lock();
             self.check_online()?;
+            let high_watermark = self.high_watermark.load(Ordering::Acquire);
             let offset = if offset == HIGH_WATERMARK {
-                state.log.log_end_offset()
+                high_watermark
             } else {
                 offset
             };
+            // Kafka's bound: records not yet committed cannot be deleted.
+            if offset > high_watermark {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: state.log.log_start_offset(),
+                    log_end: high_watermark,
+                }
+                .into());
+            }
             let moved = state.log.advance_log_start_offset(offset)?;
             self.publish_offsets(&state.log);
             moved
@@ -448,11 +563,59 @@ impl Partition {
         (log_start_offset, high_watermark.max(log_start_offset))
     }
 
+    /// Publishes the log's offsets after an append or a start move; the leader may then
+    /// commit more. Call it under the append lock.
     fn publish_offsets(&self, log: &Log) {
-        self.high_watermark
+        self.log_end_offset
             .store(log.log_end_offset(), Ordering::Release);
         self.log_start_offset
             .store(log.log_start_offset(), Ordering::Release);
+        self.maybe_advance_high_watermark(log);
+    }
+
+    /// Leader side: moves the high watermark up to what the ISR has, never back.
+    fn maybe_advance_high_watermark(&self, log: &Log) {
+        let candidate = self
+            .replica()
+            .high_watermark_candidate(log.log_end_offset());
+        if let Some(candidate) = candidate {
+            self.high_watermark.fetch_max(candidate, Ordering::AcqRel);
+        }
+    }
+
+    /// Leader side: a follower fetched from `fetch_offset`, so it holds everything below;
+    /// the high watermark may move, which wakes acks=all waiters and consumers.
+    fn record_follower_fetch(&self, replica_id: i32, fetch_offset: i64) {
+        let local_log_end = self.log_end_offset.load(Ordering::Acquire);
+        let candidate = {
+            let mut replica = self.replica();
+            replica.record_follower_fetch(replica_id, fetch_offset);
+            replica.high_watermark_candidate(local_log_end)
+        };
+        let Some(candidate) = candidate else { return };
+        if self.high_watermark.fetch_max(candidate, Ordering::AcqRel) < candidate {
+            self.data_arrived.notify_waiters();
+        }
+    }
+
+    /// acks=all: waits until the high watermark reaches `next_offset` (true), or
+    /// `timeout` passes or this node stops leading (false).
+    pub async fn wait_for_high_watermark(&self, next_offset: i64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let wakeup = self.data_arrived();
+            tokio::pin!(wakeup);
+            wakeup.as_mut().enable();
+            if self.high_watermark.load(Ordering::Acquire) >= next_offset {
+                return true;
+            }
+            if !self.replica().is_leader() || self.is_offline() {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, wakeup).await.is_err() {
+                return self.high_watermark.load(Ordering::Acquire) >= next_offset;
+            }
+        }
     }
 
     /// A future that completes at the next append; create it before checking for data.
@@ -785,11 +948,11 @@ impl PartitionManager {
             .unwrap_or_else(|p| p.into_inner());
         let node_id = self.config.node_id;
         let config = self.live.effective(image);
-        let mut wanted: BTreeMap<PartitionKey, (&Arc<TopicImage>, i32)> = BTreeMap::new();
+        let mut wanted: BTreeMap<PartitionKey, (&Arc<TopicImage>, Assignment)> = BTreeMap::new();
         for topic in image.topics.values() {
             for p in &topic.partitions {
                 if p.replicas.contains(&node_id) {
-                    wanted.insert((topic.topic_id, p.partition), (topic, p.leader_epoch));
+                    wanted.insert((topic.topic_id, p.partition), (topic, Assignment::from(p)));
                 }
             }
         }
@@ -827,7 +990,7 @@ impl PartitionManager {
         let mut checkpoint: Option<HashMap<(String, i32), i64>> = None;
         // Each topic's effective settings, worked out once for all its partitions.
         let mut topic_configs: HashMap<Uuid, (LogConfig, RecordRules)> = HashMap::new();
-        for (key, (topic, leader_epoch)) in wanted {
+        for (key, (topic, assignment)) in wanted {
             let (log_config, record_rules) = topic_configs
                 .entry(topic.topic_id)
                 .or_insert_with(|| {
@@ -840,6 +1003,8 @@ impl PartitionManager {
             if existing.contains(&key) {
                 if let Some(partition) = self.get(key.0, key.1) {
                     partition.update_config(log_config, record_rules);
+                    // A failure took the log directory offline (and said why).
+                    let _ = partition.apply_assignment(assignment);
                 }
                 continue;
             }
@@ -878,7 +1043,7 @@ impl PartitionManager {
                 &dir,
                 topic,
                 key.1,
-                leader_epoch,
+                ReplicaState::new(node_id, assignment),
                 log_config,
                 record_rules,
                 self.config.producer_id_expiration_ms,
@@ -1041,7 +1206,9 @@ mod delete_records_tests {
         assert_eq!(out_of_range.code, error_code::OFFSET_OUT_OF_RANGE);
         assert_eq!(manager.delete_records(&partition, 2).unwrap(), 2);
         assert_eq!(partition.offsets(), (2, 4));
-        let below = partition.read(1, usize::MAX, true).unwrap_err();
+        let below = partition
+            .read(1, usize::MAX, true, Reader::Consumer)
+            .unwrap_err();
         assert_eq!(below.code, error_code::OFFSET_OUT_OF_RANGE);
         // -1 is the high watermark.
         assert_eq!(
@@ -1177,7 +1344,7 @@ mod fault_tests {
             &dir.join("t-0"),
             &topic(),
             0,
-            0,
+            ReplicaState::sole_leader(1),
             config,
             RecordRules {
                 max_message_bytes: 1 << 20,

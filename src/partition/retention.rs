@@ -204,7 +204,9 @@ mod tests {
             vec![0, 1]
         );
         assert_eq!(partition.offsets(), (2, 4));
-        let below = partition.read(1, usize::MAX, true).unwrap_err();
+        let below = partition
+            .read(1, usize::MAX, true, crate::partition::Reader::Consumer)
+            .unwrap_err();
         assert_eq!(below.code, error_code::OFFSET_OUT_OF_RANGE);
         let checkpoint = std::fs::read_to_string(tmp.path().join(LOG_START_OFFSET_CHECKPOINT_FILE));
         assert_eq!(checkpoint.unwrap(), "0\n1\nt 0 2\n");

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::{find_topic, led_partition};
 use crate::log::batch::{BatchHeader, HEADER_SIZE};
-use crate::partition::{Partition, PartitionError};
+use crate::partition::{Partition, PartitionError, Reader};
 use crate::protocol::fetch_session::{
     FetchContext, FetchSessionCache, PartitionKey, PartitionOutcome, PartitionParams,
     SessionRequest, TopicKey, NO_SESSION,
@@ -131,6 +131,18 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     let deadline = Instant::now() + Duration::from_millis(wait_ms as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let slots = Arc::new(slots);
+    // A follower names itself: in the replica state from v15 (KIP-903), before that in
+    // replica_id. Consumers send -1.
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let reader = if replica_id >= 0 {
+        Reader::Follower(replica_id)
+    } else {
+        Reader::Consumer
+    };
 
     let answers = loop {
         // Register for wake-ups before reading, so an append in between is not missed.
@@ -144,7 +156,8 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         }
         // The preads run on a blocking thread, never on an async worker.
         let reading = slots.clone();
-        let read = tokio::task::spawn_blocking(move || read_all(&reading, max_bytes, version));
+        let read =
+            tokio::task::spawn_blocking(move || read_all(&reading, max_bytes, version, reader));
         let (answers, total_bytes, any_error) = match read.await {
             Ok(read) => read,
             Err(error) => {
@@ -235,7 +248,12 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
 
 /// One pass over every requested partition; returns the partition answers, the record
 /// bytes gathered and whether any partition failed (Kafka answers errors at once).
-fn read_all(slots: &[Slot], max_bytes: usize, version: i16) -> (Vec<PartitionData>, usize, bool) {
+fn read_all(
+    slots: &[Slot],
+    max_bytes: usize,
+    version: i16,
+    reader: Reader,
+) -> (Vec<PartitionData>, usize, bool) {
     let mut total_bytes = 0usize;
     let mut any_error = false;
     let mut answers = Vec::with_capacity(slots.len());
@@ -251,7 +269,7 @@ fn read_all(slots: &[Slot], max_bytes: usize, version: i16) -> (Vec<PartitionDat
                 // Only the first partition with data may exceed the limits (one whole batch),
                 // so that an oversized batch can never stall a consumer.
                 let min_one_batch = total_bytes == 0;
-                partition.read(slot.fetch_offset, budget, min_one_batch)
+                partition.read(slot.fetch_offset, budget, min_one_batch, reader)
             });
         let answer = match result {
             Ok(read) => {

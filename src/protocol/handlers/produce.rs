@@ -1,9 +1,13 @@
 //! Produce: validate each partition's batch, append it, answer with its base offset.
 //! acks=0 gets no answer, and a failure under acks=0 closes the connection (as in Kafka,
-//! so the client notices). acks=-1 on a single replica is satisfied by the local append.
+//! so the client notices). Two stages: every partition's append is queued (its order
+//! fixed) before the first await, then acks=1 answers after the local append and acks=-1
+//! once the high watermark has passed the batch, i.e. every in-sync replica has it
+//! (`min.insync.replicas` checked before the append and again at the end, as Kafka).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -19,12 +23,15 @@ use crate::log::validator::CODEC_ZSTD;
 use crate::metadata::internal_topics::check_client_append;
 use crate::metadata::TopicImage;
 use crate::partition::error_code::INVALID_RECORD;
-use crate::partition::{AppendError, AppendResult, AppendSubmission, PartitionError};
+use crate::partition::{
+    error_code, AppendError, AppendResult, AppendSubmission, Partition, PartitionError,
+};
 use crate::protocol::{errors, Outcome, RequestContext};
 
 pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     let version = ctx.version();
     let acks = request.acks;
+    let ack_timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     let image = ctx.broker.metadata.image();
     // Every partition's append is queued before the first await that can yield (see
     // `led_partition`), so pipelined requests of one connection, whose handlers start in
@@ -56,6 +63,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
                     unknown_code,
                     data.index,
                     data.records,
+                    acks,
                 )
                 .await
             };
@@ -70,7 +78,12 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
         let mut partition_responses = Vec::with_capacity(partitions.len());
         for (index, submitted) in partitions {
             let result = match submitted {
-                Ok(appended) => appended.await,
+                Ok((partition, min_insync, appended)) => match appended.await {
+                    Ok(appended) if acks == -1 => {
+                        replicated(&partition, min_insync, appended, ack_timeout).await
+                    }
+                    other => other,
+                },
                 Err(error) => Err(AppendError::from(error)),
             };
             let response = PartitionProduceResponse::default().with_index(index);
@@ -129,7 +142,9 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     )))
 }
 
-/// Queues the partition's append; the returned future is its result.
+/// Queues the partition's append; returns the partition, its `min.insync.replicas`, and
+/// the append's result to come.
+#[allow(clippy::too_many_arguments)]
 async fn submit(
     ctx: &RequestContext,
     appends: &mut AppendSubmission,
@@ -138,7 +153,15 @@ async fn submit(
     unknown_code: i16,
     index: i32,
     records: Option<Bytes>,
-) -> Result<impl Future<Output = Result<AppendResult, AppendError>>, PartitionError> {
+    acks: i16,
+) -> Result<
+    (
+        Arc<Partition>,
+        usize,
+        impl Future<Output = Result<AppendResult, AppendError>>,
+    ),
+    PartitionError,
+> {
     // Kafka checks this first, by name: an internal topic is refused even before it exists.
     let name = topic.map_or(requested_name, |t| t.name.as_str());
     check_client_append(name, ctx.header.client_id.as_deref()).map_err(|refused| {
@@ -153,7 +176,79 @@ async fn submit(
         message: "records are null".to_string(),
     })?;
     refuse_zstd_before_v7(ctx.version(), &records)?;
-    Ok(appends.submit(&partition, records))
+    let min_insync = topic.map_or(1, |topic| min_insync_replicas(ctx, topic));
+    // Kafka refuses before appending when the ISR is already too small.
+    if acks == -1 && partition.isr_len() < min_insync {
+        return Err(PartitionError {
+            code: error_code::NOT_ENOUGH_REPLICAS,
+            message: format!(
+                "the in-sync replicas ({}) are fewer than min.insync.replicas ({min_insync})",
+                partition.isr_len()
+            ),
+        });
+    }
+    let appended = appends.submit(&partition, records);
+    Ok((partition, min_insync, appended))
+}
+
+/// The topic's `min.insync.replicas` (its override, else the broker's).
+fn min_insync_replicas(ctx: &RequestContext, topic: &TopicImage) -> usize {
+    topic
+        .configs
+        .get("min.insync.replicas")
+        .and_then(|value| value.trim().parse::<i32>().ok())
+        .unwrap_or_else(|| ctx.broker.effective_config().min_insync_replicas)
+        .max(1) as usize
+}
+
+/// acks=all's second stage: the answer once the high watermark passed the batch, with
+/// Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below the minimum
+/// meanwhile, and REQUEST_TIMED_OUT after the request's timeout (the batch stays in the
+/// log: a retry is answered by the sequence check).
+async fn replicated(
+    partition: &Partition,
+    min_insync: usize,
+    appended: AppendResult,
+    timeout: Duration,
+) -> Result<AppendResult, AppendError> {
+    if !partition
+        .wait_for_high_watermark(appended.next_offset, timeout)
+        .await
+    {
+        let (code, message) = if partition.is_offline() {
+            (
+                error_code::KAFKA_STORAGE_ERROR,
+                "the log directory is offline",
+            )
+        } else if !partition.is_leader() {
+            (
+                error_code::NOT_LEADER_OR_FOLLOWER,
+                "leadership moved before the in-sync replicas confirmed the batch",
+            )
+        } else {
+            (
+                error_code::REQUEST_TIMED_OUT,
+                "the in-sync replicas did not confirm the batch in time",
+            )
+        };
+        return Err(PartitionError {
+            code,
+            message: message.to_string(),
+        }
+        .into());
+    }
+    if partition.isr_len() < min_insync {
+        return Err(PartitionError {
+            code: error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+            message: format!(
+                "the batch was written, but the in-sync replicas ({}) are now fewer than \
+                 min.insync.replicas ({min_insync})",
+                partition.isr_len()
+            ),
+        }
+        .into());
+    }
+    Ok(appended)
 }
 
 /// zstd exists from Produce v7 (KIP-110): an older request carrying it is refused whole,
