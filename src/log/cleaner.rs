@@ -470,13 +470,7 @@ impl Cleaner {
                 let mut slot = Some(cleaned);
                 let mut swapped = Ok(false);
                 candidate.log.with_log(&mut |log| {
-                    swapped = swap_in(
-                        log,
-                        &group,
-                        &cleaned_path,
-                        &mut slot,
-                        candidate.truncations,
-                    );
+                    swapped = swap_in(log, &group, &cleaned_path, &mut slot, candidate.truncations);
                 });
                 if swapped? {
                     continue;

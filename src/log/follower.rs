@@ -167,7 +167,8 @@ impl Log {
             .next_back()
             .expect("the log start is in a segment");
         self.truncations += 1;
-        self.truncated_to_for_cleaner = Some(self.truncated_to_for_cleaner.map_or(cut, |t| t.min(cut)));
+        self.truncated_to_for_cleaner =
+            Some(self.truncated_to_for_cleaner.map_or(cut, |t| t.min(cut)));
         self.remove_segments_above(holder)?;
         let index_interval_bytes = self.config.index_interval_bytes;
         let segment = self.active_mut();
