@@ -243,6 +243,19 @@ struct Candidate {
     cleanable_bytes: u64,
     /// The checkpoint was past the log (or before its start) and was reset.
     reset_checkpoint: bool,
+    /// [`Log::truncations`] when the candidate was taken: a truncation since invalidates
+    /// the views (their files may be shorter now), so the clean is abandoned.
+    truncations: u64,
+}
+
+impl Candidate {
+    /// Whether the log was truncated since the candidate was taken.
+    fn truncated_since(&self) -> bool {
+        let mut truncations = self.truncations;
+        self.log
+            .with_log(&mut |log: &mut Log| truncations = log.truncations());
+        truncations != self.truncations
+    }
 }
 
 impl Candidate {
@@ -304,13 +317,25 @@ impl Cleaner {
             if self.uncleanable.contains(&key) {
                 continue;
             }
-            let checkpointed = checkpoint.get(&key).copied();
+            let mut checkpointed = checkpoint.get(&key).copied();
+            // Kafka's maybeTruncateCheckpoint: a follower's truncation below the clean
+            // offset makes what is appended there again dirty.
+            let mut truncated_to = None;
+            log.with_log(&mut |l: &mut Log| truncated_to = l.take_truncation_for_cleaner());
+            if let (Some(clean), Some(truncated)) = (checkpointed, truncated_to) {
+                if truncated < clean {
+                    self.set_checkpoint(&key, truncated, logs)?;
+                    checkpointed = Some(truncated);
+                }
+            }
             let Some(candidate) = candidate(log, key, checkpointed, now_ms) else {
                 continue;
             };
             let ratio = candidate.dirty_ratio();
             let due = match max_compaction_delay_due(&candidate, now_ms) {
                 Ok(due) => due,
+                // Read from a segment a truncation shortened meanwhile.
+                Err(_) if candidate.truncated_since() => continue,
                 Err(error) => {
                     self.give_up_on(&candidate.key, error)?;
                     continue;
@@ -353,6 +378,9 @@ impl Cleaner {
             Ok(None) => Ok(false),
             // The topic was deleted under the clean: nothing left to clean or to fail.
             Err(LogError::Io(_)) if !candidate.dir.exists() => Ok(false),
+            // A follower truncated the log under the clean (its reads may have hit the
+            // shortened files): the next round starts over.
+            Err(_) if candidate.truncated_since() => Ok(false),
             Err(error) => {
                 self.give_up_on(&key, error)?;
                 Ok(false)
@@ -442,7 +470,7 @@ impl Cleaner {
                 let mut slot = Some(cleaned);
                 let mut swapped = Ok(false);
                 candidate.log.with_log(&mut |log| {
-                    swapped = swap_in(log, &group, &cleaned_path, &mut slot);
+                    swapped = swap_in(log, &group, &cleaned_path, &mut slot, candidate.truncations);
                 });
                 if swapped? {
                     continue;
@@ -560,7 +588,11 @@ fn candidate(
     now_ms: i64,
 ) -> Option<Candidate> {
     let mut out = None;
-    log.with_log(&mut |l: &mut Log| out = candidate_of(l, checkpoint, now_ms));
+    let mut truncations = 0;
+    log.with_log(&mut |l: &mut Log| {
+        truncations = l.truncations();
+        out = candidate_of(l, checkpoint, now_ms);
+    });
     let (config, dir, first_dirty, first_uncleanable, segments, reset_checkpoint) = out?;
     let clean_bytes = segments
         .iter()
@@ -586,6 +618,7 @@ fn candidate(
         clean_bytes,
         cleanable_bytes,
         reset_checkpoint,
+        truncations,
     })
 }
 
@@ -713,10 +746,14 @@ fn swap_in(
     group: &[&SegmentView],
     cleaned_path: &Path,
     cleaned: &mut Option<CleanedSegment>,
+    truncations: u64,
 ) -> Result<bool, LogError> {
     let first = group[0].base_offset;
     let last = group[group.len() - 1].base_offset;
-    let unchanged = log.segments.range(first..=last).count() == group.len()
+    // A truncation may have shortened a segment and appends brought it back to the viewed
+    // size: the count tells.
+    let unchanged = log.truncations() == truncations
+        && log.segments.range(first..=last).count() == group.len()
         && group.iter().all(|view| {
             log.segments
                 .get(&view.base_offset)

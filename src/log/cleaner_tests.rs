@@ -612,3 +612,73 @@ fn the_throttler_sleeps_off_excess_io_and_a_stop_cuts_the_sleep_short() {
     assert!(!slow.throttle(1_000, &stop));
     stopper.join().unwrap();
 }
+
+#[test]
+fn a_truncation_below_the_clean_offset_lowers_the_checkpoint() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = open(&dir);
+    append(&log, &[("k1", Some("v1"))], T0);
+    append(&log, &[("k2", Some("v1"))], T0);
+    append(&log, &[("k1", Some("v2")), ("k3", Some("v1"))], T0);
+    append(&log, &[("k2", None)], T0);
+    append(&log, &[("k4", Some("v1"))], T0);
+    let mut cleaner = Cleaner::new(cleaner_config(), tmp.path());
+    assert!(cleaner.clean_filthiest(&logs(&log), T0).unwrap());
+    let checkpoint = || fs::read_to_string(tmp.path().join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!(checkpoint(), "0\n1\nt 0 5\n");
+    // A follower's truncation into the cleaned (compacted, gapped) part: 2 and on go.
+    log.log.lock().unwrap().truncate_to(3).unwrap();
+    assert_eq!(log.log.lock().unwrap().log_end_offset(), 2);
+    append(&log, &[("a", Some("v1"))], T0);
+    append(&log, &[("a", Some("v2"))], T0);
+    append(&log, &[("b", Some("v1"))], T0);
+    append(&log, &[("active", Some("v"))], T0);
+    // No clean (ratio), but the checkpoint already follows the truncation.
+    log.log.lock().unwrap().config.min_cleanable_dirty_ratio = 1.0;
+    assert!(!cleaner.clean_filthiest(&logs(&log), T0).unwrap());
+    assert_eq!(checkpoint(), "0\n1\nt 0 2\n");
+    // So what was appended at 2 and on is dirty: "a" at 2 goes. (With the checkpoint
+    // left at 5, offsets 2-4 would count as clean and never be compacted.)
+    log.log.lock().unwrap().config.min_cleanable_dirty_ratio = 0.01;
+    assert!(cleaner.clean_filthiest(&logs(&log), T0).unwrap());
+    let expected = vec![
+        kv(3, "a", Some("v2")),
+        kv(4, "b", Some("v1")),
+        kv(5, "active", Some("v")),
+    ];
+    assert_eq!(contents(&log), expected);
+    drop(log);
+    assert_eq!(contents(&open(&dir)), expected);
+}
+
+#[test]
+fn a_clean_planned_before_a_truncation_is_abandoned() {
+    let tmp = TempDir::new().unwrap();
+    let log = open(&tmp.path().join("t-0"));
+    for value in ["1", "2", "3", "4"] {
+        append(&log, &[("k", Some(value))], T0);
+    }
+    append(&log, &[("active", Some("v"))], T0);
+    let shared: Arc<dyn CleanableLog> = log.clone();
+    let planned = candidate(&shared, ("t".to_string(), 0), None, T0).unwrap();
+    assert!(!planned.truncated_since());
+    // The follower cuts the log back and the same sizes come back: the views' segments
+    // look unchanged, only the truncation count tells.
+    log.log.lock().unwrap().truncate_to(1).unwrap();
+    for value in ["x", "y", "z"] {
+        append(&log, &[("k", Some(value))], T0);
+    }
+    append(&log, &[("active", Some("v"))], T0);
+    assert!(planned.truncated_since());
+    let before = contents(&log);
+    let mut cleaner = Cleaner::new(cleaner_config(), tmp.path());
+    assert!(matches!(cleaner.clean(&planned, T0), Ok(None)));
+    assert_eq!(contents(&log), before);
+    // The next round plans afresh and cleans the new bytes.
+    assert!(cleaner.clean_filthiest(&logs(&log), T0).unwrap());
+    assert_eq!(
+        contents(&log),
+        vec![kv(3, "k", Some("z")), kv(4, "active", Some("v"))]
+    );
+}

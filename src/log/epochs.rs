@@ -104,6 +104,27 @@ impl LeaderEpochCache {
         Ok(())
     }
 
+    /// Forgets every epoch that starts at or after `offset` (the log was truncated
+    /// there), persisted before returning (Kafka's truncateFromEnd; Kafka flushes it
+    /// asynchronously, here the caller's truncation is complete when this returns).
+    pub fn truncate_from_end(&mut self, offset: i64) -> io::Result<()> {
+        let kept = self.entries.partition_point(|e| e.start_offset < offset);
+        if kept == self.entries.len() {
+            return Ok(());
+        }
+        let removed = self.entries.split_off(kept);
+        if let Err(error) = self.persist() {
+            self.entries.extend(removed);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Forgets every epoch (the log was emptied, Kafka's clearAndFlush), persisted.
+    pub fn clear(&mut self) -> io::Result<()> {
+        self.truncate_from_end(i64::MIN)
+    }
+
     fn push_if_newer(&mut self, entry: EpochEntry) -> bool {
         if entry.epoch < 0
             || self

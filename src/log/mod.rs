@@ -19,6 +19,9 @@ pub mod batch;
 pub mod cleaner;
 pub mod dir;
 pub mod epochs;
+mod follower;
+#[cfg(test)]
+mod follower_tests;
 mod retention;
 mod segment;
 #[cfg(test)]
@@ -34,6 +37,7 @@ use thiserror::Error;
 
 use batch::BatchHeader;
 use epochs::{EpochEntry, LeaderEpochCache};
+pub use follower::AppendedAsFollower;
 pub use retention::{delete_retired_files, RetentionBreach, RetiredSegment};
 use segment::{Segment, SegmentView, MAX_RELATIVE_OFFSET, MAX_SEGMENT_BYTES};
 
@@ -117,6 +121,24 @@ pub enum LogError {
         log_start: i64,
         log_end: i64,
     },
+    /// A follower append whose first batch starts below the log end (Kafka's
+    /// UnexpectedAppendOffsetException): the caller truncates or refetches.
+    #[error("follower append starts at offset {first_offset}, below the log end {log_end}")]
+    UnexpectedAppendOffset { first_offset: i64, log_end: i64 },
+    /// A follower append whose batches' offsets do not increase (Kafka's
+    /// OffsetsOutOfOrderException).
+    #[error("follower append: batch at offset {base_offset} after offset {previous_last_offset}")]
+    OffsetsOutOfOrder {
+        base_offset: i64,
+        previous_last_offset: i64,
+    },
+    /// Bytes from the leader that are not whole valid batches (bad length, magic, CRC;
+    /// Kafka's CorruptRecordException). Nothing was appended.
+    #[error("follower append: corrupt batch at byte {position}: {error}")]
+    CorruptRecords {
+        position: usize,
+        error: batch::BatchError,
+    },
 }
 
 /// One partition's log. Appends take `&mut self`; reads take `&self`.
@@ -137,6 +159,12 @@ pub struct Log {
     log_start_offset: i64,
     /// Which leader epoch wrote from which offset (`leader-epoch-checkpoint`).
     epochs: LeaderEpochCache,
+    /// How many truncations ([`Log::truncate_to`]) this log has seen: a clean planned
+    /// before one is abandoned.
+    truncations: u64,
+    /// The lowest offset the log was truncated to since the cleaner last asked: its
+    /// checkpoint must not stay above it (Kafka's maybeTruncateCheckpoint).
+    truncated_to_for_cleaner: Option<i64>,
 }
 
 impl Log {
@@ -186,6 +214,8 @@ impl Log {
             oldest_unflushed_append_ms: None,
             log_start_offset,
             epochs: LeaderEpochCache::empty(dir),
+            truncations: 0,
+            truncated_to_for_cleaner: None,
         };
         debug_assert!(log.log_start_offset() <= log.log_end_offset());
         log.epochs = match LeaderEpochCache::load(dir, log.log_end_offset())? {
@@ -289,43 +319,80 @@ impl Log {
         debug_assert_eq!(header.base_offset, self.log_end_offset());
         debug_assert_eq!(header.total_size(), batch.len());
         debug_assert!(header.last_offset() >= header.base_offset);
-        if self.should_roll(batch.len() as u64, header, now_ms) {
-            self.roll()?;
+        if self.should_roll(0, batch.len() as u64, header, now_ms) {
+            self.roll(self.log_end_offset())?;
         }
-        // Before the batch: the checkpoint must cover every epoch in the log.
-        self.epochs
-            .assign(header.partition_leader_epoch, header.base_offset)?;
+        self.write_run(batch, std::slice::from_ref(header), now_ms)?;
+        debug_assert_eq!(self.log_end_offset(), header.last_offset() + 1);
+        self.flush_if_many_unflushed()
+    }
+
+    /// Writes whole batches, all going into the active segment, with one write: their
+    /// epochs first (the checkpoint must cover every epoch in the log), then the bytes.
+    fn write_run(
+        &mut self,
+        batches: &[u8],
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        if headers.is_empty() {
+            return Ok(());
+        }
+        for header in headers {
+            self.epochs
+                .assign(header.partition_leader_epoch, header.base_offset)?;
+        }
         let index_interval_bytes = self.config.index_interval_bytes;
         self.active_mut()
-            .append(batch, header, now_ms, index_interval_bytes)?;
-        debug_assert_eq!(self.log_end_offset(), header.last_offset() + 1);
-        self.unflushed_messages += header.record_count.max(0) as u64;
+            .append_run(batches, headers, now_ms, index_interval_bytes)?;
+        let messages: u64 = headers.iter().map(|h| h.record_count.max(0) as u64).sum();
+        self.unflushed_messages += messages;
         self.oldest_unflushed_append_ms.get_or_insert(now_ms);
+        Ok(())
+    }
+
+    /// Applies `flush.messages` after an append.
+    fn flush_if_many_unflushed(&mut self) -> Result<(), LogError> {
         if self.unflushed_messages >= self.config.flush_interval_messages {
             self.flush()?;
         }
         Ok(())
     }
 
-    fn should_roll(&self, batch_bytes: u64, header: &BatchHeader, now_ms: i64) -> bool {
+    /// Whether a batch must go into a new segment, `pending_bytes` being already bound for
+    /// the active one in the same write.
+    fn should_roll(
+        &self,
+        pending_bytes: u64,
+        batch_bytes: u64,
+        header: &BatchHeader,
+        now_ms: i64,
+    ) -> bool {
         let active = self.active();
-        if active.is_empty() {
+        // Kafka rolls before relative offsets overflow an index entry; a follower's batch
+        // may start far past an empty active segment's base.
+        if header.last_offset() - active.base_offset > MAX_RELATIVE_OFFSET {
+            return true;
+        }
+        if active.is_empty() && pending_bytes == 0 {
             // A batch larger than a segment still goes into an empty one.
             return false;
         }
         let segment_bytes = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
-        let too_big = active.size_bytes() + batch_bytes > segment_bytes;
+        let too_big = active.size_bytes() + pending_bytes + batch_bytes > segment_bytes;
         let segment_ms = self.config.segment_ms.min(i64::MAX as u64) as i64;
-        let too_old = active
+        let rolling_base_ms = active
             .rolling_base_ms()
-            .is_some_and(|base_ms| now_ms.saturating_sub(base_ms) >= segment_ms);
-        let offsets_overflow = header.last_offset() - active.base_offset > MAX_RELATIVE_OFFSET;
-        too_big || too_old || offsets_overflow
+            .or((pending_bytes > 0).then_some(now_ms));
+        let too_old =
+            rolling_base_ms.is_some_and(|base_ms| now_ms.saturating_sub(base_ms) >= segment_ms);
+        too_big || too_old
     }
 
-    /// Seals the active segment (fsyncing it) and starts a new one at the log end.
-    fn roll(&mut self) -> Result<(), LogError> {
-        let base_offset = self.log_end_offset();
+    /// Seals the active segment (fsyncing it) and starts a new one at `base_offset`: the
+    /// log end, or (a follower's batch after a gap) the next batch's base offset, as Kafka.
+    fn roll(&mut self, base_offset: i64) -> Result<(), LogError> {
+        debug_assert!(base_offset >= self.log_end_offset());
         self.active_mut().seal()?;
         let segment = Segment::create(&self.dir, base_offset)?;
         // Insert before syncing the directory: the file exists either way, and a retried
@@ -478,13 +545,24 @@ impl Log {
 
     /// Headers of all batches with last offset >= `offset`, in log order.
     pub fn batch_headers_from(&self, offset: i64) -> Result<Vec<BatchHeader>, LogError> {
-        let offset = offset.max(self.log_start_offset());
         let mut headers = Vec::new();
+        self.visit_batch_headers_from(offset, |header| headers.push(*header))?;
+        Ok(headers)
+    }
+
+    /// Calls `visit` with the header of every batch with last offset >= `offset`, in log
+    /// order, one header read at a time (a rebuild over a long log holds no list of them).
+    pub fn visit_batch_headers_from(
+        &self,
+        offset: i64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), LogError> {
+        let offset = offset.max(self.log_start_offset());
         if offset >= self.log_end_offset() {
-            return Ok(headers);
+            return Ok(());
         }
         let Some((start_base, start_position)) = self.locate(offset)? else {
-            return Ok(headers);
+            return Ok(());
         };
         for (&base_offset, segment) in self.segments.range(start_base..) {
             let mut position = if base_offset == start_base {
@@ -495,10 +573,10 @@ impl Log {
             while position < segment.size_bytes() {
                 let header = segment.header_at(position)?;
                 position += header.total_size() as u64;
-                headers.push(header);
+                visit(&header);
             }
         }
-        Ok(headers)
+        Ok(())
     }
 
     /// fsyncs the active segment's data (sealed segments were fsynced when rolled).

@@ -65,7 +65,7 @@ impl Log {
         if self.segments.len() == 1 {
             // Only the active segment is left and it breaches: roll, so that it can go
             // and the log keeps an active segment at its end.
-            self.roll()?;
+            self.roll(self.log_end_offset())?;
         }
         let (&base_offset, oldest) = self
             .segments

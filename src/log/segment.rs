@@ -190,16 +190,17 @@ struct Scan {
     stop_reason: Option<String>,
 }
 
-/// Reads every batch of the file, checking completeness, CRC and offset contiguity, and
-/// rebuilds the indexes. Stops at the first bad batch; never trusts a length field
-/// beyond the bytes actually present. A `sealed` segment may have been compacted: its
-/// batches may have fewer records than offsets, and offsets between batches may be gone.
+/// Reads every batch of the file, checking completeness, CRC and that offsets increase,
+/// and rebuilds the indexes. Stops at the first bad batch; never trusts a length field
+/// beyond the bytes actually present. Any segment may hold compacted batches (fewer
+/// records than offsets) and gaps between batches: a sealed one after a clean, the active
+/// one once a follower copied a compacted leader's log or was truncated into a sealed
+/// segment (Kafka's recovery does not require contiguous offsets either).
 fn scan(
     file: &File,
     file_bytes: u64,
     base_offset: i64,
     index_interval_bytes: u64,
-    sealed: bool,
 ) -> Result<Scan, LogError> {
     let mut result = Scan {
         valid_bytes: 0,
@@ -236,28 +237,22 @@ fn scan(
         }
         buf.resize(size_bytes as usize, 0);
         file.read_exact_at(&mut buf, position)?;
-        let valid = if sealed {
-            batch::validate_stored(&buf)
-        } else {
-            batch::validate(&buf)
-        };
-        if let Err(e) = valid {
+        if let Err(e) = batch::validate_stored(&buf) {
             result.stop_reason = Some(e.to_string());
             break;
         }
-        let in_order = if sealed {
-            header.base_offset >= result.next_offset
-        } else {
-            header.base_offset == result.next_offset
-        };
-        if !in_order {
+        if header.base_offset < result.next_offset {
             result.stop_reason = Some(format!(
-                "batch base offset {} is not the expected {}",
+                "batch base offset {} is below the expected {}",
                 header.base_offset, result.next_offset
             ));
             break;
         }
-        if header.last_offset() - base_offset > MAX_RELATIVE_OFFSET {
+        let fits = header
+            .base_offset
+            .checked_add(header.last_offset_delta as i64)
+            .is_some_and(|last_offset| last_offset - base_offset <= MAX_RELATIVE_OFFSET);
+        if !fits {
             result.stop_reason = Some("relative offset overflows the index format".into());
             break;
         }
@@ -365,7 +360,6 @@ impl Segment {
             file_bytes,
             base_offset,
             index_interval_bytes,
-            false,
         )?;
         if let Some(reason) = &scan.stop_reason {
             tracing::warn!(
@@ -409,7 +403,6 @@ impl Segment {
             segment.size_bytes,
             base_offset,
             index_interval_bytes,
-            true,
         )?;
         if let Some(reason) = &scan.stop_reason {
             tracing::warn!(
@@ -591,48 +584,103 @@ impl Segment {
         self.index.max_timestamp
     }
 
-    /// Writes one batch at the end of the segment (one positional write(2), so it reaches
-    /// the kernel before returning) and indexes it.
-    pub(super) fn append(
+    /// Writes a run of whole, validated batches at the end of the segment (one positional
+    /// write(2), so they reach the kernel before returning) and indexes each. Offsets
+    /// increase from `next_offset` on (a follower's copy of a compacted log may skip some).
+    pub(super) fn append_run(
         &mut self,
-        batch: &[u8],
-        header: &BatchHeader,
+        batches: &[u8],
+        headers: &[BatchHeader],
         now_ms: i64,
         index_interval_bytes: u64,
     ) -> Result<(), LogError> {
-        debug_assert_eq!(header.base_offset, self.next_offset);
-        debug_assert_eq!(header.total_size(), batch.len());
-        debug_assert!(self.is_empty() || self.size_bytes + batch.len() as u64 <= MAX_SEGMENT_BYTES);
-        debug_assert!(header.last_offset() - self.base_offset <= MAX_RELATIVE_OFFSET);
-        let position = self.size_bytes;
+        let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
+            return Ok(());
+        };
+        debug_assert!(first.base_offset >= self.next_offset);
+        debug_assert_eq!(
+            headers.iter().map(BatchHeader::total_size).sum::<usize>(),
+            batches.len()
+        );
+        debug_assert!(
+            self.is_empty() || self.size_bytes + batches.len() as u64 <= MAX_SEGMENT_BYTES
+        );
+        debug_assert!(last.last_offset() - self.base_offset <= MAX_RELATIVE_OFFSET);
+        let run_position = self.size_bytes;
         let written = failpoint("log::segment::write")
-            .and_then(|()| self.log_file.write_all_at(batch, position));
+            .and_then(|()| self.log_file.write_all_at(batches, run_position));
         if let Err(e) = written {
             // Size and offsets stay put. Drop a partial write so recovery does not have to
             // (if this fails too, recovery truncates the torn tail).
-            let _ = self.log_file.set_len(position);
+            let _ = self.log_file.set_len(run_position);
             return Err(e.into());
         }
-        self.size_bytes += batch.len() as u64;
-        self.next_offset = header.last_offset() + 1;
+        self.size_bytes += batches.len() as u64;
+        self.next_offset = last.last_offset() + 1;
         self.rolling_base_ms.get_or_insert(now_ms);
-        let (offset_entry, time_entry) = self.index.observe(
-            self.base_offset,
-            header,
-            position as u32,
-            index_interval_bytes,
-        );
-        // The batch is in the file now, but an index write error is a storage error like
-        // any other (the caller takes the log directory offline); the active segment's
-        // index files are rebuilt by recovery anyway.
-        if let Some(entry) = offset_entry {
-            let at = (self.index.offset_entries.len() - 1) * OFFSET_ENTRY_BYTES;
-            self.write_index_entry(true, &encode_offset_entry(&entry), at as u64)?;
+        let mut position = run_position;
+        for header in headers {
+            let (offset_entry, time_entry) = self.index.observe(
+                self.base_offset,
+                header,
+                position as u32,
+                index_interval_bytes,
+            );
+            position += header.total_size() as u64;
+            // The batches are in the file now, but an index write error is a storage error
+            // like any other (the caller takes the log directory offline); the active
+            // segment's index files are rebuilt by recovery anyway.
+            if let Some(entry) = offset_entry {
+                let at = (self.index.offset_entries.len() - 1) * OFFSET_ENTRY_BYTES;
+                self.write_index_entry(true, &encode_offset_entry(&entry), at as u64)?;
+            }
+            if let Some(entry) = time_entry {
+                let at = (self.index.time_entries.len() - 1) * TIME_ENTRY_BYTES;
+                self.write_index_entry(false, &encode_time_entry(&entry), at as u64)?;
+            }
         }
-        if let Some(entry) = time_entry {
-            let at = (self.index.time_entries.len() - 1) * TIME_ENTRY_BYTES;
-            self.write_index_entry(false, &encode_time_entry(&entry), at as u64)?;
+        Ok(())
+    }
+
+    /// Cuts the segment at `position`, a batch boundary, and makes `next_offset` its end
+    /// (Kafka's LogSegment.truncateTo): the indexes are rebuilt from the headers left
+    /// (one header read per batch kept), the file is shortened and fsynced. The segment is
+    /// the log's active one afterwards (the caller removed every later one).
+    pub(super) fn truncate_at(
+        &mut self,
+        position: u64,
+        next_offset: i64,
+        index_interval_bytes: u64,
+    ) -> Result<(), LogError> {
+        debug_assert!(position <= self.size_bytes);
+        debug_assert!(next_offset >= self.base_offset);
+        let view = self.view();
+        let mut index = SegmentIndex::default();
+        let mut first_max_timestamp_ms = None;
+        let mut at = 0;
+        while at < position {
+            let header = view.header_at(at)?;
+            first_max_timestamp_ms.get_or_insert(header.max_timestamp);
+            index.observe(self.base_offset, &header, at as u32, index_interval_bytes);
+            at += header.total_size() as u64;
         }
+        if at != position {
+            return Err(view.corrupt(position, "truncation point is not a batch boundary"));
+        }
+        failpoint("log::segment::truncate")?;
+        self.log_file.set_len(position)?;
+        self.size_bytes = position;
+        self.next_offset = next_offset;
+        self.index = index;
+        // An active segment keeps its age; a sealed one is aged from its first batch, as
+        // recovery would (see `open_active`).
+        self.rolling_base_ms = match position {
+            0 => None,
+            _ => self.rolling_base_ms.or(first_max_timestamp_ms),
+        };
+        self.rewrite_index_files()?;
+        failpoint("log::segment::fsync")?;
+        self.log_file.sync_all()?;
         Ok(())
     }
 

@@ -326,14 +326,22 @@ fn recovery_survives_a_huge_length_field_and_a_wrong_base_offset() {
     append_raw(&log_path, &huge);
     assert_eq!(Log::open(&dir, config()).unwrap().log_end_offset(), 5);
 
-    // A valid batch whose base offset skips ahead is not contiguous.
-    let mut skipped = batch(&[b"x"], 1).to_vec();
-    patch_offset_and_epoch(&mut skipped, 9, 0);
-    append_raw(&log_path, &skipped);
+    // A valid batch whose base offset goes back overlaps the log: cut.
+    let mut overlapping = batch(&[b"x"], 1).to_vec();
+    patch_offset_and_epoch(&mut overlapping, 4, 0);
+    append_raw(&log_path, &overlapping);
     let mut log = Log::open(&dir, config()).unwrap();
     assert_eq!(log.log_end_offset(), 5);
     append(&mut log, &[b"y"], 2, 0);
     assert_eq!(log.log_end_offset(), 6);
+    drop(log);
+    // One that skips ahead is a gap, as a follower's copy of a compacted log has: kept.
+    let mut skipped = batch(&[b"x"], 1).to_vec();
+    patch_offset_and_epoch(&mut skipped, 9, 0);
+    append_raw(&log_path, &skipped);
+    let log = Log::open(&dir, config()).unwrap();
+    assert_eq!(log.log_end_offset(), 10);
+    assert_eq!(read_all(&log, 6), skipped);
 }
 
 #[test]

@@ -773,25 +773,13 @@ fn load_producer_state(dir: &Path, log: &Log) -> Result<ProducerStateTable, Part
     let path = dir.join(PRODUCER_SNAPSHOT_FILE);
     let snapshot = std::fs::read(&path)
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<ProducerSnapshot>(&bytes).ok())
-        .filter(|s| {
-            s.next_offset <= log.log_end_offset() && s.next_offset >= log.log_start_offset()
-        });
+        .and_then(|bytes| serde_json::from_slice::<ProducerSnapshot>(&bytes).ok());
     // The snapshot describes the log only up to the moment it was written: remove it so
     // that a crash later cannot pair it with a log it does not describe.
     if path.exists() {
         std::fs::remove_file(&path).map_err(LogError::from)?;
     }
-    let (mut table, replay_from) = match snapshot {
-        Some(s) => (s.table, s.next_offset),
-        None => (ProducerStateTable::default(), log.log_start_offset()),
-    };
-    for header in log.batch_headers_from(replay_from)? {
-        if header.base_offset >= replay_from {
-            table.record(&header, header.max_timestamp);
-        }
-    }
-    Ok(table)
+    Ok(producer_state::rebuild_producer_state(log, snapshot)?)
 }
 
 /// Kafka's checkpoint file format, version 0; None when malformed.

@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::log::batch::BatchHeader;
+use crate::log::{Log, LogError};
 
 /// Batches remembered per producer for duplicate detection (Kafka's value).
 pub const MAX_CACHED_BATCHES: usize = 5;
@@ -211,6 +212,31 @@ impl ProducerStateTable {
             self.producers.remove(&oldest);
         }
     }
+}
+
+/// The producer state of `log` as it is now, from the table in `snapshot` if it still
+/// describes a prefix of the log (its offset within [log start, log end]), then every
+/// batch after it replayed from the log; without one, all of the log is replayed. Used at
+/// open after a crash, and by a follower after [`Log::truncate_to`] (Kafka rebuilds
+/// producer state from the log up to the truncation point). Blocking: reads one header
+/// per replayed batch.
+pub fn rebuild_producer_state(
+    log: &Log,
+    snapshot: Option<ProducerSnapshot>,
+) -> Result<ProducerStateTable, LogError> {
+    let snapshot = snapshot.filter(|s| {
+        s.next_offset <= log.log_end_offset() && s.next_offset >= log.log_start_offset()
+    });
+    let (mut table, replay_from) = match snapshot {
+        Some(s) => (s.table, s.next_offset),
+        None => (ProducerStateTable::default(), log.log_start_offset()),
+    };
+    log.visit_batch_headers_from(replay_from, |header| {
+        if header.base_offset >= replay_from {
+            table.record(header, header.max_timestamp);
+        }
+    })?;
+    Ok(table)
 }
 
 #[cfg(test)]
