@@ -18,6 +18,7 @@ use crate::log::dir::{self, MetaPropertiesError};
 use crate::metadata::{MetadataError, MetadataQuorum, QuorumConfig};
 use crate::partition::PartitionManager;
 use crate::protocol::fetch_session::FetchSessionCache;
+use crate::replica_fetcher::ReplicaFetchers;
 use crate::server;
 
 /// Producer ids reserved from the quorum at a time (one metadata write per block).
@@ -54,6 +55,8 @@ pub struct Broker {
     pub partitions: Arc<PartitionManager>,
     pub groups: GroupRuntime,
     pub fetch_sessions: FetchSessionCache,
+    /// This node's followers' fetchers, one task per leader it follows.
+    pub replica_fetchers: ReplicaFetchers,
     producer_ids: tokio::sync::Mutex<Range<i64>>,
 }
 
@@ -82,9 +85,9 @@ impl Broker {
     /// Reconciles the local partitions with the latest metadata image right away, so a
     /// handler that just created a topic can answer with its partitions ready.
     pub async fn reconcile_partitions(&self) {
-        self.partitions
-            .reconcile_blocking(self.metadata.image())
-            .await;
+        let image = self.metadata.image();
+        self.partitions.reconcile_blocking(image.clone()).await;
+        self.replica_fetchers.update(&image, &self.partitions);
     }
 }
 
@@ -153,8 +156,16 @@ pub async fn serve(
         metadata,
         producer_ids: tokio::sync::Mutex::new(0..0),
         fetch_sessions: FetchSessionCache::new(config.fetch_sessions),
+        replica_fetchers: ReplicaFetchers::new(
+            config.node_id,
+            config.replica_fetch.clone(),
+            background.clone(),
+        ),
         config,
     });
+    broker
+        .replica_fetchers
+        .update(&broker.metadata.image(), &broker.partitions);
 
     let listener = match TcpListener::bind(broker.config.listener).await {
         Ok(listener) => listener,
@@ -240,7 +251,8 @@ async fn watch_metadata(broker: Arc<Broker>, stop: CancellationToken) {
                     return;
                 }
                 let image = images.borrow_and_update().clone();
-                broker.partitions.reconcile_blocking(image).await;
+                broker.partitions.reconcile_blocking(image.clone()).await;
+                broker.replica_fetchers.update(&image, &broker.partitions);
             }
         }
     }

@@ -40,6 +40,23 @@ pub enum ConfigError {
 }
 
 /// Broker-level settings, resolved and typed.
+/// Kafka's `replica.*` fetch settings: how a follower fetches from its leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaFetchConfig {
+    /// `replica.fetch.max.bytes`: per partition (the first batch may exceed it).
+    pub max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: per fetch response.
+    pub response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`: how long the leader may hold a fetch with no data.
+    pub wait_max_ms: i32,
+    /// `replica.fetch.min.bytes`
+    pub min_bytes: i32,
+    /// `replica.fetch.backoff.ms`: pause after a failed fetch.
+    pub backoff_ms: u64,
+    /// `replica.socket.timeout.ms`: connect and answer deadline of a follower's fetch.
+    pub socket_timeout_ms: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// `node.id`
@@ -77,6 +94,8 @@ pub struct BrokerConfig {
     pub max_connections_per_ip_overrides: HashMap<IpAddr, usize>,
     /// `fetch.max.bytes`: bound on one fetch response's record bytes.
     pub fetch_max_bytes: i32,
+    /// How followers fetch from leaders: Kafka's `replica.*` keys.
+    pub replica_fetch: ReplicaFetchConfig,
     /// `max.incremental.fetch.session.cache.slots`, `min.incremental.fetch.session.eviction.ms`
     /// and `millrace.incremental.fetch.session.cache.max.bytes`.
     pub fetch_sessions: crate::protocol::fetch_session::SessionCacheConfig,
@@ -478,6 +497,14 @@ impl BrokerConfig {
                 None => per_ip_overrides(get("max.connections.per.ip.overrides").unwrap_or(""))?,
             },
             fetch_max_bytes: number(map, "fetch.max.bytes", 57_671_680)?,
+            replica_fetch: ReplicaFetchConfig {
+                max_bytes: number(map, "replica.fetch.max.bytes", 1_048_576)?,
+                response_max_bytes: number(map, "replica.fetch.response.max.bytes", 10_485_760)?,
+                wait_max_ms: number(map, "replica.fetch.wait.max.ms", 500)?,
+                min_bytes: number(map, "replica.fetch.min.bytes", 1)?,
+                backoff_ms: number(map, "replica.fetch.backoff.ms", 1_000)?,
+                socket_timeout_ms: number(map, "replica.socket.timeout.ms", 30_000)?,
+            },
             fetch_sessions: crate::protocol::fetch_session::SessionCacheConfig {
                 max_slots: number(map, "max.incremental.fetch.session.cache.slots", 1000)?,
                 eviction_ms: number(map, "min.incremental.fetch.session.eviction.ms", 120_000)?,
@@ -815,6 +842,12 @@ impl BrokerConfig {
             "max.connections.per.ip" => self.max_connections_per_ip.to_string(),
             "max.connections.per.ip.overrides" => String::new(),
             "fetch.max.bytes" => self.fetch_max_bytes.to_string(),
+            "replica.fetch.max.bytes" => self.replica_fetch.max_bytes.to_string(),
+            "replica.fetch.response.max.bytes" => self.replica_fetch.response_max_bytes.to_string(),
+            "replica.fetch.wait.max.ms" => self.replica_fetch.wait_max_ms.to_string(),
+            "replica.fetch.min.bytes" => self.replica_fetch.min_bytes.to_string(),
+            "replica.fetch.backoff.ms" => self.replica_fetch.backoff_ms.to_string(),
+            "replica.socket.timeout.ms" => self.replica_fetch.socket_timeout_ms.to_string(),
             "log.segment.bytes" => self.log.segment_bytes.to_string(),
             "log.roll.ms" => self.log.segment_ms.to_string(),
             "log.index.interval.bytes" => self.log.index_interval_bytes.to_string(),
@@ -983,6 +1016,12 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "max.connections.per.ip",
     "max.connections.per.ip.overrides",
     "fetch.max.bytes",
+    "replica.fetch.max.bytes",
+    "replica.fetch.response.max.bytes",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.min.bytes",
+    "replica.fetch.backoff.ms",
+    "replica.socket.timeout.ms",
     "max.incremental.fetch.session.cache.slots",
     "min.incremental.fetch.session.eviction.ms",
     "millrace.incremental.fetch.session.cache.max.bytes",

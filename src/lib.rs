@@ -19,4 +19,5 @@ pub mod log;
 pub mod metadata;
 pub mod partition;
 pub mod protocol;
+pub mod replica_fetcher;
 pub mod server;

@@ -442,6 +442,11 @@ impl Log {
         Ok(self.epochs.assign(epoch, log_end_offset)?)
     }
 
+    /// The latest leader epoch that wrote (or, leading, will write) to this log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
     /// OffsetForLeaderEpoch's answer for `epoch`: (the largest known epoch <= it, the
     /// offset where that epoch's writes end), Kafka's (-1, -1) when there is none.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {

@@ -27,7 +27,7 @@ mod retention;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -161,6 +161,8 @@ pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// For a follower whose log diverged: (epoch, end offset) to truncate by (KIP-320).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// Who reads: a consumer sees records below the high watermark; a follower replica (by
@@ -169,8 +171,21 @@ pub struct ReadResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reader {
     Consumer,
-    Follower(i32),
+    Follower {
+        replica_id: i32,
+        /// The epoch of the follower's last batch (-1: none), to find divergence.
+        last_fetched_epoch: i32,
+    },
     Local,
+}
+
+/// Where a follower stands, for its next fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerPosition {
+    pub log_end_offset: i64,
+    pub log_start_offset: i64,
+    /// The epoch of the last batch in the log (-1: none).
+    pub last_fetched_epoch: i32,
 }
 
 /// Where a timestamp lookup landed: the first record at or after the target.
@@ -211,6 +226,8 @@ pub struct Partition {
     /// Copies of the log's offsets, published after each append for async readers.
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
+    /// The epoch of the log's last batch (-1: none): a follower's `last_fetched_epoch`.
+    last_epoch: AtomicI32,
     /// Only grows within a leader epoch; at most `log_end_offset`.
     high_watermark: AtomicI64,
     appends: Mutex<AppendQueue>,
@@ -270,6 +287,7 @@ impl Partition {
             producer_id_expiration_ms,
             log_start_offset: AtomicI64::new(log.log_start_offset()),
             log_end_offset: AtomicI64::new(log.log_end_offset()),
+            last_epoch: AtomicI32::new(log.latest_epoch().unwrap_or(-1)),
             high_watermark: AtomicI64::new(high_watermark),
             state: Mutex::new(PartitionState { log, producers }),
             appends: Mutex::new(AppendQueue::default()),
@@ -476,19 +494,39 @@ impl Partition {
         min_one_batch: bool,
         reader: Reader,
     ) -> Result<ReadResult, PartitionError> {
-        if let Reader::Follower(replica_id) = reader {
-            self.record_follower_fetch(replica_id, offset);
-        }
         let (plan, high_watermark, log_start_offset): (ReadPlan, i64, i64) = {
             let state = self.lock();
             // An offline directory serves nothing: its log end may hold a batch whose
             // fsync failed, which was never acknowledged and may not be on disk.
             self.check_online()?;
+            if let Reader::Follower {
+                replica_id,
+                last_fetched_epoch,
+            } = reader
+            {
+                // KIP-320: a follower whose last epoch ends earlier here (or is unknown)
+                // holds records this log does not; it must truncate before it fetches.
+                if last_fetched_epoch >= 0 {
+                    let (epoch, end_offset) = state.log.end_offset_for_epoch(last_fetched_epoch);
+                    if epoch < last_fetched_epoch || end_offset < offset {
+                        return Ok(ReadResult {
+                            records: Bytes::new(),
+                            high_watermark: self.high_watermark.load(Ordering::Acquire),
+                            log_start_offset: state.log.log_start_offset(),
+                            diverging_epoch: Some((epoch, end_offset)),
+                        });
+                    }
+                }
+                // A position past this log's end is not one it can vouch for.
+                if offset <= state.log.log_end_offset() {
+                    self.record_follower_fetch(replica_id, offset);
+                }
+            }
             let high_watermark = self.high_watermark.load(Ordering::Acquire);
             // Consumers see committed records only; followers copy everything.
             let max_offset = match reader {
                 Reader::Consumer => high_watermark,
-                Reader::Follower(_) | Reader::Local => state.log.log_end_offset(),
+                Reader::Follower { .. } | Reader::Local => state.log.log_end_offset(),
             };
             (
                 state
@@ -502,6 +540,7 @@ impl Partition {
             records: plan.read()?,
             high_watermark,
             log_start_offset,
+            diverging_epoch: None,
         })
     }
 
@@ -568,6 +607,8 @@ impl Partition {
     fn publish_offsets(&self, log: &Log) {
         self.log_end_offset
             .store(log.log_end_offset(), Ordering::Release);
+        self.last_epoch
+            .store(log.latest_epoch().unwrap_or(-1), Ordering::Release);
         self.log_start_offset
             .store(log.log_start_offset(), Ordering::Release);
         self.maybe_advance_high_watermark(log);
@@ -595,6 +636,154 @@ impl Partition {
         let Some(candidate) = candidate else { return };
         if self.high_watermark.fetch_max(candidate, Ordering::AcqRel) < candidate {
             self.data_arrived.notify_waiters();
+        }
+    }
+
+    /// Follower side: where the next fetch starts. Lock-free (async callers).
+    pub fn follower_position(&self) -> FollowerPosition {
+        FollowerPosition {
+            log_end_offset: self.log_end_offset.load(Ordering::Acquire),
+            log_start_offset: self.log_start_offset.load(Ordering::Acquire),
+            last_fetched_epoch: self.last_epoch.load(Ordering::Acquire),
+        }
+    }
+
+    /// Follower side: appends batches fetched from the leader of `leader_epoch` as they
+    /// are (offsets and epochs assigned by the leader). Returns whether the log grew.
+    /// Refused once this node is no longer a follower in that epoch. Blocking.
+    pub fn append_as_follower(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+    ) -> Result<bool, PartitionError> {
+        let mut state = self.lock();
+        self.check_online()?;
+        self.check_following(leader_epoch)?;
+        let now = now_ms();
+        let appended = state
+            .log
+            .append_as_follower(records, now)
+            .map_err(|error| match error {
+                LogError::Io(_) => self.storage_failed(error),
+                other => other.into(),
+            })?;
+        for header in &appended.headers {
+            state.producers.record(header, now);
+        }
+        self.publish_offsets(&state.log);
+        Ok(!appended.headers.is_empty())
+    }
+
+    fn check_following(&self, leader_epoch: i32) -> Result<(), PartitionError> {
+        let replica = self.replica();
+        if replica.is_leader() || replica.leader_epoch() != leader_epoch {
+            return Err(PartitionError::new(
+                error_code::NOT_LEADER_OR_FOLLOWER,
+                format!(
+                    "no longer following in leader epoch {leader_epoch} (now {})",
+                    replica.leader_epoch()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Follower side: where to truncate to after the leader answered a diverging epoch
+    /// (Kafka's rules, KIP-320): the leader's end of that epoch, capped by where that
+    /// epoch (or the largest earlier one) ends here; an unknown epoch on the leader
+    /// truncates to the high watermark. Blocking (takes the append lock).
+    pub fn truncation_offset(&self, leader_epoch: i32, leader_end_offset: i64) -> i64 {
+        let state = self.lock();
+        let log_end = state.log.log_end_offset();
+        if leader_epoch < 0 || leader_end_offset < 0 {
+            return self.high_watermark.load(Ordering::Acquire).min(log_end);
+        }
+        let (local_epoch, local_end) = state.log.end_offset_for_epoch(leader_epoch);
+        let target = leader_end_offset.min(log_end);
+        if local_epoch < 0 {
+            target
+        } else {
+            target.min(local_end)
+        }
+    }
+
+    /// Follower side: removes everything from `offset` on (records the leader does not
+    /// have) and rebuilds producer state to match. Blocking.
+    pub fn truncate_as_follower(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut state = self.lock();
+        self.check_online()?;
+        if offset >= state.log.log_end_offset() {
+            return Ok(());
+        }
+        tracing::info!(
+            topic = %self.topic,
+            partition = self.index,
+            from = offset,
+            log_end_offset = state.log.log_end_offset(),
+            "truncating divergent records"
+        );
+        state
+            .log
+            .truncate_to(offset)
+            .map_err(|error| self.storage_failed(error))?;
+        self.after_truncation(&mut state)
+    }
+
+    /// Follower side, on OFFSET_OUT_OF_RANGE: starts the log over at the leader's log
+    /// start (`fully`: our log end is below it), or truncates to `offset`. Blocking.
+    pub fn follower_restart_at(&self, offset: i64, fully: bool) -> Result<(), PartitionError> {
+        if !fully {
+            return self.truncate_as_follower(offset);
+        }
+        let mut state = self.lock();
+        self.check_online()?;
+        tracing::info!(
+            topic = %self.topic,
+            partition = self.index,
+            log_start_offset = offset,
+            "log is behind the leader's log start: starting over there"
+        );
+        state
+            .log
+            .truncate_fully_and_start_at(offset)
+            .map_err(|error| self.storage_failed(error))?;
+        self.after_truncation(&mut state)
+    }
+
+    fn after_truncation(&self, state: &mut PartitionState) -> Result<(), PartitionError> {
+        state.producers = producer_state::rebuild_producer_state(&state.log, None)
+            .map_err(|error| self.storage_failed(error))?;
+        let log_end = state.log.log_end_offset();
+        self.log_end_offset.store(log_end, Ordering::Release);
+        self.log_start_offset
+            .store(state.log.log_start_offset(), Ordering::Release);
+        self.last_epoch
+            .store(state.log.latest_epoch().unwrap_or(-1), Ordering::Release);
+        // The high watermark never passes the log end; a follower's may move back here.
+        self.high_watermark.fetch_min(log_end, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Follower side: takes the leader's high watermark (capped at the local log end) and
+    /// log start offset from a fetch answer.
+    pub fn update_follower_offsets(&self, leader_high_watermark: i64, leader_log_start: i64) {
+        let log_end = self.log_end_offset.load(Ordering::Acquire);
+        let high_watermark = leader_high_watermark.min(log_end);
+        if self
+            .high_watermark
+            .fetch_max(high_watermark, Ordering::AcqRel)
+            < high_watermark
+        {
+            self.data_arrived.notify_waiters();
+        }
+        // Retention and DeleteRecords on the leader move the followers' start too.
+        if leader_log_start > self.log_start_offset.load(Ordering::Acquire) {
+            let mut state = self.lock();
+            let offset = leader_log_start.min(state.log.log_end_offset());
+            if let Ok(true) = state.log.advance_log_start_offset(offset) {
+                self.log_start_offset
+                    .store(state.log.log_start_offset(), Ordering::Release);
+            }
         }
     }
 

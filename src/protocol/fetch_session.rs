@@ -76,6 +76,8 @@ pub struct PartitionParams {
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
     pub current_leader_epoch: i32,
+    /// A follower's epoch of its last fetched batch (-1: none or a consumer), KIP-320.
+    pub last_fetched_epoch: i32,
 }
 
 /// What the broker answered for one partition, as far as a session cares.
@@ -522,6 +524,7 @@ mod tests {
 
     fn params(fetch_offset: i64) -> PartitionParams {
         PartitionParams {
+            last_fetched_epoch: -1,
             fetch_offset,
             partition_max_bytes: 1024,
             current_leader_epoch: -1,

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
@@ -39,6 +41,7 @@ const ZSTD_CODEC: i16 = 4;
 struct Slot {
     partition: i32,
     fetch_offset: i64,
+    last_fetched_epoch: i32,
     partition_max_bytes: i32,
     local: Result<Arc<Partition>, PartitionError>,
 }
@@ -66,6 +69,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
             };
             // A partition named twice is fetched once, with its last parameters (Kafka
             // reads the request into a map).
@@ -109,6 +113,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         slots.push(Slot {
             partition: key.partition,
             fetch_offset: params.fetch_offset,
+            last_fetched_epoch: params.last_fetched_epoch,
             partition_max_bytes: params.partition_max_bytes,
             local: led_partition(
                 ctx,
@@ -138,11 +143,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     } else {
         request.replica_id.0
     };
-    let reader = if replica_id >= 0 {
-        Reader::Follower(replica_id)
-    } else {
-        Reader::Consumer
-    };
+    let follower = (replica_id >= 0).then_some(replica_id);
 
     let answers = loop {
         // Register for wake-ups before reading, so an append in between is not missed.
@@ -157,7 +158,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         // The preads run on a blocking thread, never on an async worker.
         let reading = slots.clone();
         let read =
-            tokio::task::spawn_blocking(move || read_all(&reading, max_bytes, version, reader));
+            tokio::task::spawn_blocking(move || read_all(&reading, max_bytes, version, follower));
         let (answers, total_bytes, any_error) = match read.await {
             Ok(read) => read,
             Err(error) => {
@@ -252,7 +253,7 @@ fn read_all(
     slots: &[Slot],
     max_bytes: usize,
     version: i16,
-    reader: Reader,
+    follower: Option<i32>,
 ) -> (Vec<PartitionData>, usize, bool) {
     let mut total_bytes = 0usize;
     let mut any_error = false;
@@ -269,14 +270,26 @@ fn read_all(
                 // Only the first partition with data may exceed the limits (one whole batch),
                 // so that an oversized batch can never stall a consumer.
                 let min_one_batch = total_bytes == 0;
+                let reader = match follower {
+                    Some(replica_id) => Reader::Follower {
+                        replica_id,
+                        last_fetched_epoch: slot.last_fetched_epoch,
+                    },
+                    None => Reader::Consumer,
+                };
                 partition.read(slot.fetch_offset, budget, min_one_batch, reader)
             });
         let answer = match result {
             Ok(read) => {
-                let answer = answer
+                let mut answer = answer
                     .with_high_watermark(read.high_watermark)
                     .with_last_stable_offset(read.high_watermark)
                     .with_log_start_offset(read.log_start_offset);
+                if let Some((epoch, end_offset)) = read.diverging_epoch {
+                    answer.diverging_epoch = EpochEndOffset::default()
+                        .with_epoch(epoch)
+                        .with_end_offset(end_offset);
+                }
                 if version < 10 && contains_zstd(&read.records) {
                     any_error = true;
                     answer.with_error_code(errors::UNSUPPORTED_COMPRESSION_TYPE)
