@@ -187,6 +187,15 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// The registered brokers clients may use: not fenced.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    pub fn is_live_broker(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
+    }
+
     /// The dynamic configs of node `node_id`: (cluster default, per broker).
     pub fn dynamic_broker_configs(
         &self,
