@@ -7,6 +7,8 @@ cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/millrace-target}
 
 bash scripts/install-deps.sh
+# docker/compose.yaml (no Docker engine here): `docker compose config -q`, or a YAML check.
+bash scripts/check-compose.sh
 # The tests' broker carries fault-injection sites (inert unless FAILPOINTS is set).
 cargo build --bin millrace --features failpoints
 export MILLRACE_BIN="$CARGO_TARGET_DIR/debug/millrace"

@@ -15,7 +15,7 @@ use crate::dynamic_config::LiveConfig;
 use crate::group::runtime::GroupRuntime;
 use crate::log::cleaner::LogCleaner;
 use crate::log::dir::{self, MetaPropertiesError};
-use crate::metadata::{MetadataError, MetadataQuorum, QuorumConfig};
+use crate::metadata::{MetadataError, MetadataQuorum};
 use crate::partition::PartitionManager;
 use crate::protocol::fetch_session::FetchSessionCache;
 use crate::replica_fetcher::ReplicaFetchers;
@@ -38,6 +38,8 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    #[error("{0}")]
+    Unsupported(String),
     #[error(transparent)]
     MetaProperties(#[from] MetaPropertiesError),
     /// A storage error took the log directory offline; already logged when it happened.
@@ -106,13 +108,16 @@ pub async fn serve(
     }
     // Before the metadata store opens: it would create itself empty over old data.
     dir::check_metadata_store_present(&config.data_dir)?;
-    let metadata = MetadataQuorum::start(QuorumConfig {
-        node_id: config.node_id,
-        data_dir: config.data_dir.clone(),
-        advertised: config.listener,
-        advertised_host: config.advertised_host.clone(),
-    })
-    .await?;
+    if !config.cluster.roles.controller {
+        // A broker-only node would follow the metadata log as a non-voting observer,
+        // which the transport does not offer yet: refuse it rather than run half of it.
+        return Err(BrokerError::Unsupported(
+            "process.roles=broker (a broker without the controller role) is not supported \
+             yet; run broker,controller nodes"
+                .to_string(),
+        ));
+    }
+    let metadata = MetadataQuorum::start(&config).await?;
     let checked = dir::check_or_write_meta_properties(
         &config.data_dir,
         &metadata.image().cluster_id,
@@ -167,6 +172,20 @@ pub async fn serve(
         .replica_fetchers
         .update(&broker.metadata.image(), &broker.partitions);
 
+    if !broker.config.cluster.roles.broker {
+        // A controller-only node serves the quorum on its controller listener only.
+        tracing::info!(
+            node_id = broker.config.node_id,
+            cluster_id = %broker.metadata.image().cluster_id,
+            "millrace controller serving"
+        );
+        shutdown.cancelled().await;
+        background.cancel();
+        let _ = group_task.await;
+        let _ = tokio::task::spawn_blocking(move || cleaner.shutdown()).await;
+        broker.metadata.shutdown().await;
+        return Ok(());
+    }
     let listener = match TcpListener::bind(broker.config.listener).await {
         Ok(listener) => listener,
         Err(source) => {

@@ -20,6 +20,8 @@ use crate::log::cleaner::CleanerConfig;
 use crate::log::validator::RecordRules;
 use crate::log::{CleanupPolicy, LogConfig};
 
+pub mod cluster;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -61,11 +63,14 @@ pub struct ReplicaFetchConfig {
 pub struct BrokerConfig {
     /// `node.id`
     pub node_id: i32,
-    /// `listeners`: where the broker accepts Kafka clients.
+    /// The `listeners` entry named by `inter.broker.listener.name`: where the broker
+    /// accepts Kafka clients (a controller-only node serves none).
     pub listener: SocketAddr,
-    /// `advertised.listeners`: host and port returned in Metadata.
+    /// Its `advertised.listeners` entry: host and port returned in Metadata.
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// `process.roles`, the quorum, every listener, rack and broker session timings.
+    pub cluster: cluster::ClusterConfig,
     /// `log.dirs` (first entry): partitions and the metadata store live here.
     pub data_dir: PathBuf,
     /// `num.partitions`: partitions of an auto-created topic or a CreateTopics with -1.
@@ -452,12 +457,9 @@ impl BrokerConfig {
     ) -> Result<BrokerConfig, ConfigError> {
         let map = &explicit;
         let get = |key: &str| map.get(key).map(String::as_str);
-        let listener_text = get("listeners").unwrap_or("PLAINTEXT://127.0.0.1:9092");
-        let listener = parse_listener("listeners", listener_text)?;
-        let (advertised_host, advertised_port) = match get("advertised.listeners") {
-            Some(text) => split_host_port("advertised.listeners", text)?,
-            None => split_host_port("listeners", listener_text)?,
-        };
+        let node_id: i32 = number(map, "node.id", 1)?;
+        let cluster = cluster::parse(map, node_id)?;
+        let (listener, advertised_host, advertised_port) = client_listener(&cluster)?;
         let data_dir = get("log.dirs")
             .or(get("log.dir"))
             .map(|dirs| dirs.split(',').next().unwrap_or(dirs).trim().to_string())
@@ -467,10 +469,11 @@ impl BrokerConfig {
         let flush_ms = number(map, "log.flush.interval.ms", i64::MAX)?;
         let socket_request_max_bytes: usize = number(map, "socket.request.max.bytes", 104_857_600)?;
         let config = BrokerConfig {
-            node_id: number(map, "node.id", 1)?,
+            node_id,
             listener,
             advertised_host,
             advertised_port,
+            cluster,
             data_dir: PathBuf::from(data_dir),
             num_partitions: number(map, "num.partitions", 1)?,
             default_replication_factor: number(map, "default.replication.factor", 1)?,
@@ -820,13 +823,8 @@ impl BrokerConfig {
         }
         let value = match key {
             "node.id" | "broker.id" => self.node_id.to_string(),
-            "listeners" => format!("PLAINTEXT://{}", self.listener),
-            "advertised.listeners" => {
-                format!(
-                    "PLAINTEXT://{}:{}",
-                    self.advertised_host, self.advertised_port
-                )
-            }
+            "listeners" => join_endpoints(&self.cluster.listeners),
+            "advertised.listeners" => join_endpoints(&self.cluster.advertised_listeners),
             "log.dirs" => self.data_dir.display().to_string(),
             "num.partitions" => self.num_partitions.to_string(),
             "default.replication.factor" => self.default_replication_factor.to_string(),
@@ -1002,6 +1000,17 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "broker.id",
     "listeners",
     "advertised.listeners",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "listener.security.protocol.map",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "broker.rack",
+    "broker.session.timeout.ms",
+    "broker.heartbeat.interval.ms",
+    "controller.quorum.request.timeout.ms",
+    "controller.socket.timeout.ms",
     "log.dirs",
     "log.dir",
     "num.partitions",
@@ -1212,43 +1221,41 @@ fn boolean(map: &BTreeMap<String, String>, key: &str, default: bool) -> Result<b
     }
 }
 
-/// `PLAINTEXT://host:port` (only the first listener; only PLAINTEXT is served) or `host:port`.
-fn split_host_port(key: &str, text: &str) -> Result<(String, u16), ConfigError> {
-    let first = text.split(',').next().unwrap_or(text).trim();
-    let invalid = |reason: &str| ConfigError::Invalid {
-        key: key.to_string(),
-        value: text.to_string(),
-        reason: reason.to_string(),
+/// The served client listener (`inter.broker.listener.name`) as (bind address,
+/// advertised host, advertised port); a controller-only node has none and reports its
+/// controller listener, which it never serves Kafka clients on.
+fn client_listener(cluster: &cluster::ClusterConfig) -> Result<(SocketAddr, String, u16), ConfigError> {
+    let name = &cluster.inter_broker_listener_name;
+    let endpoint = cluster
+        .listeners
+        .iter()
+        .find(|l| &l.name == name)
+        .or_else(|| cluster.listeners.first())
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "listeners".to_string(),
+            value: String::new(),
+            reason: "no listener given".to_string(),
+        })?;
+    let bind = cluster::resolve("listeners", &endpoint.host, endpoint.port)?;
+    let advertised = cluster
+        .advertised_listeners
+        .iter()
+        .find(|a| a.name == endpoint.name)
+        .unwrap_or(endpoint);
+    let host = if advertised.host.is_empty() {
+        "0.0.0.0".to_string()
+    } else {
+        advertised.host.clone()
     };
-    let address = match first.split_once("://") {
-        Some((protocol, rest)) => {
-            if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
-                return Err(invalid("only PLAINTEXT listeners are supported"));
-            }
-            rest
-        }
-        None => first,
-    };
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| invalid("expected host:port"))?;
-    let port: u16 = port.parse().map_err(|_| invalid("bad port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    Ok((host.to_string(), port))
+    Ok((bind, host, advertised.port))
 }
 
-fn parse_listener(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
-    let (host, port) = split_host_port(key, text)?;
-    (host.as_str(), port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| ConfigError::Invalid {
-            key: key.to_string(),
-            value: text.to_string(),
-            reason: "cannot resolve host".to_string(),
-        })
+fn join_endpoints(endpoints: &[cluster::Endpoint]) -> String {
+    endpoints
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -1346,8 +1353,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_listed_not_fatal() {
-        let c = load(&[], &["controller.quorum.voters=1@x:1"]).unwrap();
-        assert_eq!(c.unknown_keys(), vec!["controller.quorum.voters"]);
+        let c = load(&[], &["controller.quorum.votes=1@x:1"]).unwrap();
+        assert_eq!(c.unknown_keys(), vec!["controller.quorum.votes"]);
     }
 
     #[test]

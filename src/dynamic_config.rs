@@ -40,7 +40,7 @@ pub fn is_dynamic_broker_key(key: &str) -> bool {
 }
 
 /// The config resource an alter request names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Resource {
     Topic(String),
     /// The cluster-wide dynamic default (`--entity-default`, the empty broker name).
@@ -50,7 +50,7 @@ pub enum Resource {
 }
 
 /// What one resource of a request asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Alteration {
     /// Legacy AlterConfigs: the given set replaces every override.
     Replace(BTreeMap<String, String>),
@@ -58,7 +58,7 @@ pub enum Alteration {
     Incremental(Vec<(String, AlterOp)>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AlterOp {
     Set(String),
     Delete,

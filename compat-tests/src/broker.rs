@@ -87,7 +87,7 @@ pub struct TestBroker {
     target: Target,
     opts: BrokerOpts,
     port: u16,
-    /// Kafka's KRaft controller listener (unused for millrace).
+    /// Kafka's KRaft controller listener; for millrace only as a `TestCluster` member.
     controller_port: u16,
     dir: TempDir,
     child: Option<Child>,
@@ -275,6 +275,11 @@ impl TestBroker {
     }
 
     fn spawn_and_wait(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    fn spawn(&mut self) {
         self.starts += 1;
         self.log_marker(&format!("start #{} on port {}", self.starts, self.port));
         let log = OpenOptions::new()
@@ -298,7 +303,6 @@ impl TestBroker {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn broker {cmd:?}: {e}"));
         self.child = Some(child);
-        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -336,10 +340,18 @@ impl TestBroker {
     }
 
     fn millrace_command(&self) -> Command {
+        let listeners = if self.controller_port == 0 {
+            format!("PLAINTEXT://127.0.0.1:{}", self.port)
+        } else {
+            format!(
+                "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                self.port, self.controller_port
+            )
+        };
         let mut cmd = Command::new(millrace_bin());
         cmd.arg("serve")
             .arg("--override")
-            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
+            .arg(format!("listeners={listeners}"))
             .arg("--override")
             .arg(format!("log.dirs={}", self.data_dir().display()));
         for (k, v) in self.opts.config_pairs() {
@@ -434,6 +446,83 @@ impl TestBroker {
             .arg("kafka.Kafka")
             .arg(self.kafka_properties_path());
         cmd
+    }
+}
+
+/// Several millrace processes forming one cluster: combined (broker,controller) nodes
+/// 1..=n, each with its own free client and controller ports and temp dir, the quorum
+/// made of all of them. Dropping it kills every node and removes the dirs.
+pub struct TestCluster {
+    pub nodes: Vec<TestBroker>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes at once (a fresh quorum needs a majority up before any node is
+    /// ready) and waits until each serves and lists itself. `opts` apply to every node.
+    pub fn start_millrace(n: usize, opts: BrokerOpts) -> TestCluster {
+        millrace_bin();
+        let mut ports = std::collections::BTreeSet::new();
+        while ports.len() < 2 * n {
+            ports.insert(free_port());
+        }
+        let ports: Vec<u16> = ports.into_iter().collect();
+        let voters = (0..n)
+            .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[2 * i + 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<TestBroker> = (0..n)
+            .map(|i| {
+                let dir = tempfile::Builder::new()
+                    .prefix(&format!("millrace-cluster-node{}-", i + 1))
+                    .tempdir()
+                    .expect("create temp dir");
+                std::fs::create_dir_all(dir.path().join("data")).expect("create data dir");
+                let mut node_opts = opts.clone();
+                let node = [
+                    ("node.id", (i + 1).to_string()),
+                    ("process.roles", "broker,controller".to_string()),
+                    ("controller.quorum.voters", voters.clone()),
+                    ("controller.listener.names", "CONTROLLER".to_string()),
+                ];
+                // The node's identity first: the caller's overrides (timings) come after.
+                node_opts.overrides = node
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .chain(opts.overrides.iter().cloned())
+                    .collect();
+                TestBroker {
+                    target: Target::Millrace,
+                    opts: node_opts,
+                    port: ports[2 * i],
+                    controller_port: ports[2 * i + 1],
+                    dir,
+                    child: None,
+                    starts: 0,
+                }
+            })
+            .collect();
+        for node in &mut nodes {
+            node.spawn();
+        }
+        for node in &mut nodes {
+            node.wait_ready();
+        }
+        TestCluster { nodes }
+    }
+
+    /// Every node's client address, comma-separated, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(TestBroker::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `id` (node ids are 1..=n).
+    pub fn node(&mut self, id: i32) -> &mut TestBroker {
+        let index = usize::try_from(id - 1).expect("node ids start at 1");
+        &mut self.nodes[index]
     }
 }
 

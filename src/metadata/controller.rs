@@ -35,6 +35,7 @@ pub(crate) mod codes {
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_REQUEST: i16 = 42;
     pub const POLICY_VIOLATION: i16 = 44;
+    pub const STALE_BROKER_EPOCH: i16 = 77;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
@@ -99,7 +100,8 @@ pub(crate) fn plan_create_topics(
         .keys()
         .map(|name| (collision_key(name), name.clone()))
         .collect();
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let brokers = placement_brokers(image);
+    let mut start = image.topics.len();
 
     requests
         .iter()
@@ -131,7 +133,8 @@ pub(crate) fn plan_create_topics(
                 ));
             }
             let replicas = if request.assignments.is_empty() {
-                automatic_placement(request, defaults, &brokers)?
+                start += 1;
+                automatic_placement(request, defaults, &brokers, start - 1)?
             } else {
                 manual_placement(request, &image.brokers)?
             };
@@ -185,7 +188,8 @@ fn check_partitions_per_batch(
 fn automatic_placement(
     request: &CreateTopicRequest,
     defaults: &TopicDefaults,
-    brokers: &[i32],
+    brokers: &[(i32, Option<String>)],
+    start: usize,
 ) -> Result<Vec<Vec<i32>>, ApiError> {
     let replication_factor = match request.replication_factor {
         -1 => defaults.replication_factor,
@@ -209,10 +213,13 @@ fn automatic_placement(
     }
     let rf = usize::try_from(replication_factor).unwrap_or(0);
     check_replication_factor(rf, brokers)?;
-    Ok(place_replicas(brokers, 0..num_partitions, rf))
+    Ok(place_replicas(brokers, 0..num_partitions, rf, start))
 }
 
-fn check_replication_factor(replication_factor: usize, brokers: &[i32]) -> Result<(), ApiError> {
+fn check_replication_factor(
+    replication_factor: usize,
+    brokers: &[(i32, Option<String>)],
+) -> Result<(), ApiError> {
     if replication_factor > brokers.len() {
         return Err(err(
             codes::INVALID_REPLICATION_FACTOR,
@@ -227,17 +234,58 @@ fn check_replication_factor(replication_factor: usize, brokers: &[i32]) -> Resul
     Ok(())
 }
 
-/// Round-robin over the sorted brokers, each partition starting one broker further on, so
-/// leaders (first replicas) and followers spread evenly.
-fn place_replicas(brokers: &[i32], partitions: std::ops::Range<i32>, rf: usize) -> Vec<Vec<i32>> {
+/// The brokers new replicas may go to: registered and not fenced, with their racks.
+pub(crate) fn placement_brokers(image: &MetadataImage) -> Vec<(i32, Option<String>)> {
+    image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| (b.node_id, b.rack.clone()))
+        .collect()
+}
+
+/// Orders brokers so that consecutive ones alternate racks (as Kafka's rack-alternated
+/// broker list): rack by rack in name order, taking the next broker of each in turn;
+/// brokers without a rack form one more group.
+fn rack_alternated(brokers: &[(i32, Option<String>)]) -> Vec<i32> {
+    let mut by_rack: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+    for (id, rack) in brokers {
+        by_rack.entry(rack.as_deref()).or_default().push(*id);
+    }
+    let mut out = Vec::with_capacity(brokers.len());
+    let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for ids in by_rack.values() {
+            if let Some(id) = ids.get(i) {
+                out.push(*id);
+            }
+        }
+    }
+    out
+}
+
+/// A simplified rack-aware round robin (after Kafka's StripedReplicaPlacer): over the
+/// rack-alternated brokers, partition p's replicas are the `rf` brokers from position
+/// `start + p` on, so leaders (first replicas) spread evenly and, with racks of equal
+/// size, a partition's first replicas sit on different racks. `start` rotates the
+/// leaders of successive topics.
+fn place_replicas(
+    brokers: &[(i32, Option<String>)],
+    partitions: std::ops::Range<i32>,
+    rf: usize,
+    start: usize,
+) -> Vec<Vec<i32>> {
     assert!(
         rf >= 1 && rf <= brokers.len(),
         "placement checked by caller"
     );
+    let ordered = rack_alternated(brokers);
     partitions
         .map(|p| {
-            let p = p as usize;
-            (0..rf).map(|r| brokers[(p + r) % brokers.len()]).collect()
+            let first = start + p as usize;
+            (0..rf)
+                .map(|r| ordered[(first + r) % ordered.len()])
+                .collect()
         })
         .collect()
 }
@@ -350,7 +398,7 @@ pub(crate) fn plan_create_partitions(
     for request in requests {
         *occurrences.entry(request.name.as_str()).or_default() += 1;
     }
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let brokers = placement_brokers(image);
     requests
         .iter()
         .map(|request| {
@@ -403,7 +451,13 @@ pub(crate) fn plan_create_partitions(
                 }
                 None => {
                     check_replication_factor(rf, &brokers)?;
-                    place_replicas(&brokers, first..request.count, rf)
+                    // Continue the topic's stripe where its last partition left it.
+                    let start = topic.partitions[0]
+                        .replicas
+                        .first()
+                        .and_then(|leader| rack_alternated(&brokers).iter().position(|b| b == leader))
+                        .unwrap_or(0);
+                    place_replicas(&brokers, first..request.count, rf, start)
                 }
             };
             let partitions = replicas
@@ -521,6 +575,10 @@ mod tests {
                             host: "h".into(),
                             port: 9092,
                             rack: None,
+                            broker_epoch: 1,
+                            incarnation_id: Uuid::nil(),
+                            listeners: vec![],
+                            fenced: false,
                         },
                     )
                 })
@@ -717,6 +775,48 @@ mod tests {
             assert_eq!(p.isr, p.replicas);
             assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
         }
+    }
+
+    #[test]
+    fn placement_skips_fenced_brokers_and_counts_only_unfenced() {
+        let mut image = image_with_brokers(&[1, 2, 3]);
+        image.brokers.get_mut(&2).unwrap().fenced = true;
+        let t = plan_create_topics(&image, &[req("t", 3, 2)], &DEFAULTS)
+            .remove(0)
+            .unwrap();
+        for p in &t.partitions {
+            assert!(!p.replicas.contains(&2), "{:?}", p.replicas);
+        }
+        let e = plan_create_topics(&image, &[req("u", 1, 3)], &DEFAULTS)
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(e.code, codes::INVALID_REPLICATION_FACTOR);
+        assert!(e.message.contains("only 2 broker(s)"), "{}", e.message);
+    }
+
+    #[test]
+    fn placement_alternates_racks_and_rotates_leaders_per_topic() {
+        let mut image = image_with_brokers(&[1, 2, 3, 4, 5, 6]);
+        for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")] {
+            image.brokers.get_mut(&id).unwrap().rack = Some(rack.to_string());
+        }
+        let rack_of = |id: &i32| image.brokers[id].rack.clone();
+        let t = plan_create_topics(&image, &[req("t", 6, 3)], &DEFAULTS)
+            .remove(0)
+            .unwrap();
+        let mut leaders = BTreeSet::new();
+        for p in &t.partitions {
+            let racks: BTreeSet<_> = p.replicas.iter().map(rack_of).collect();
+            assert_eq!(racks.len(), 3, "replicas {:?} share a rack", p.replicas);
+            leaders.insert(p.leader);
+        }
+        assert_eq!(leaders.len(), 6, "every broker leads one partition");
+        // The next topic starts one broker further on.
+        let image = with_topic(image, "first");
+        let u = plan_create_topics(&image, &[req("u", 1, 1)], &DEFAULTS)
+            .remove(0)
+            .unwrap();
+        assert_ne!(u.partitions[0].leader, t.partitions[0].leader);
     }
 
     #[test]

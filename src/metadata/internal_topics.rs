@@ -90,10 +90,10 @@ pub fn check_client_config_change(
 }
 
 /// The one shape `__consumer_offsets` is created in: `offsets.topic.num.partitions`
-/// shards, `offsets.topic.replication.factor` capped at the registered brokers, compacted,
+/// shards, `offsets.topic.replication.factor` capped at the unfenced brokers, compacted,
 /// batches stored as the coordinator writes them.
 pub fn offsets_topic_request(config: &BrokerConfig, image: &MetadataImage) -> CreateTopicRequest {
-    let brokers = i16::try_from(image.brokers.len().max(1)).unwrap_or(i16::MAX);
+    let brokers = i16::try_from(image.live_brokers().count().max(1)).unwrap_or(i16::MAX);
     CreateTopicRequest {
         name: OFFSETS_TOPIC.to_string(),
         num_partitions: config.offsets_topic_num_partitions,

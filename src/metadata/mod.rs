@@ -5,24 +5,26 @@
 //! - `records`: the log payload ([`MetadataRecord`] batches) and the pure apply function.
 //! - `controller`: request validation and placement (Kafka's error codes), also pure.
 //! - `store`: the Raft log on RocksDB; `state_machine`: the image and its snapshots.
-//! - `network`: the Raft transport (none yet: a single voter needs no peers).
+//! - `network`: the transport between voters on the controller listener (Raft RPCs and
+//!   forwarded controller calls); `forward`: those calls and their answers.
 //!
-//! [`MetadataQuorum`] ties them together: controller operations run one at a time under an
-//! async lock (plan against the current image, then write), so two concurrent requests can
-//! never both pass validation for the same name.
+//! [`MetadataQuorum`] ties them together: controller operations run on the quorum leader
+//! (a follower forwards them), one at a time under an async lock (plan against the
+//! current image, then write), so two concurrent requests can never both pass validation
+//! for the same name. The leader also keeps the brokers' heartbeat sessions and fences
+//! the brokers whose heartbeats stop.
 
 mod controller;
+mod forward;
 pub mod internal_topics;
 mod network;
 mod records;
 mod state_machine;
 mod store;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,9 +33,15 @@ use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex, MutexGuard};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::config::cluster::{join_host_port, Voter};
+use crate::config::BrokerConfig;
+use crate::dynamic_config::{self, Alteration, Resource};
 
 /// Kafka's `Uuid.randomUuid` text form, also used for `meta.properties` `directory.id`.
 pub(crate) use controller::new_cluster_id as new_kafka_uuid;
@@ -44,8 +52,11 @@ pub use records::{apply_batch, BatchOutcome, MetadataRecord, RecordBatch};
 /// One resource's planned config change: its whole new override map.
 pub type ConfigChange = (ConfigTarget, BTreeMap<String, String>);
 
+pub use forward::{QuorumDescription, ReplicaState};
+
 use controller::codes;
-use network::NoPeers;
+use forward::{ControllerCall, ControllerReply, ReplyBody};
+use network::{CallError, PeerClient, PeerContacts, TcpNetwork, TransportLimits};
 use state_machine::StateMachine;
 use store::LogStore;
 
@@ -70,8 +81,14 @@ const SNAPSHOT_EVERY_LOGS: u64 = 1_000;
 /// Entries kept behind a snapshot, for followers that are only slightly behind.
 const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 100;
 
-/// How long `start` waits for this node to lead and catch up.
+/// How long a single voter's `start` waits for itself to lead and catch up (a cluster
+/// waits for its peers as long as it takes).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a controller call waits for a leader to be known before NOT_CONTROLLER: a
+/// few election timeouts.
+const LEADER_WAIT: Duration = Duration::from_millis(4 * ELECTION_TIMEOUT_MAX_MS);
+/// Idle connections kept per leader address for forwarded calls.
+const MAX_IDLE_FORWARDERS: usize = 4;
 /// How long an operation waits for its write to commit (only a lost quorum makes it slow).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `shutdown` waits for openraft's tasks to release the database.
@@ -85,21 +102,50 @@ pub enum MetadataError {
     Raft(String),
     #[error("metadata quorum is shutting down")]
     ShuttingDown,
+    /// This node does not lead the quorum and the leader could not be reached, or
+    /// leadership moved during the call: clients retry (NOT_CONTROLLER).
+    #[error("not the metadata quorum leader: {0}")]
+    NotController(String),
 }
 
 /// A Kafka error code with its message, as the controller answers a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub code: i16,
     pub message: String,
 }
 
+/// A broker as the controller registered it (KRaft's BrokerRegistrationRecord): `host`
+/// and `port` are its advertised client endpoint (what Metadata lists). Fields after
+/// `rack` are absent from records written before they existed, hence the serde defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub node_id: i32,
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Chosen by the controller at registration, larger than any earlier epoch of any
+    /// broker; heartbeats name it, so a restarted process is told apart from its
+    /// predecessor.
+    #[serde(default)]
+    pub broker_epoch: i64,
+    /// Random per process start.
+    #[serde(default)]
+    pub incarnation_id: Uuid,
+    /// Every advertised listener (name, host, port).
+    #[serde(default)]
+    pub listeners: Vec<ListenerEndpoint>,
+    /// Fenced by the active controller when its heartbeats stopped for
+    /// `broker.session.timeout.ms`: not offered to clients nor given new replicas.
+    #[serde(default)]
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +187,15 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// The registered brokers clients may use: not fenced.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    pub fn is_live_broker(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
+    }
+
     /// The dynamic configs of node `node_id`: (cluster default, per broker).
     pub fn dynamic_broker_configs(
         &self,
@@ -165,16 +220,7 @@ pub enum ConfigTarget {
     Broker { node_id: i32 },
 }
 
-pub struct QuorumConfig {
-    pub node_id: i32,
-    /// The broker's data dir; the quorum keeps its RocksDB under `meta/` inside it.
-    pub data_dir: PathBuf,
-    /// What clients are told to connect to for this node.
-    pub advertised: SocketAddr,
-    pub advertised_host: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateTopicRequest {
     pub name: String,
     /// -1: the broker default (`num.partitions`).
@@ -188,7 +234,7 @@ pub struct CreateTopicRequest {
 }
 
 /// CreatePartitions for one topic: grow it to `count` partitions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatePartitionsRequest {
     pub name: String,
     pub count: i32,
@@ -196,11 +242,13 @@ pub struct CreatePartitionsRequest {
     pub assignments: Option<Vec<Vec<i32>>>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopicDefaults {
     pub num_partitions: i32,
     pub replication_factor: i16,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum TopicRef {
     Name(String),
     Id(Uuid),
@@ -215,6 +263,10 @@ pub struct MetadataQuorum {
 struct Inner {
     node_id: i32,
     raft: Raft<TypeConfig>,
+    /// The static config: roles, voters, listeners, session timings, and the base that
+    /// AlterConfigs plans validate against.
+    config: BrokerConfig,
+    limits: TransportLimits,
     /// Latest applied image, published by the state machine.
     images: watch::Receiver<Arc<MetadataImage>>,
     /// Serializes controller operations: each plans against the image and writes while
@@ -224,12 +276,38 @@ struct Inner {
     /// `None` once shut down; the lock also makes concurrent `shutdown` calls wait for the
     /// first one.
     db: Mutex<Option<Arc<DB>>>,
+    /// Idle connections to the leader(s), by address, for forwarded calls: a call takes
+    /// one (or dials) and puts it back after, so calls never wait for each other.
+    forwarders: std::sync::Mutex<HashMap<String, Vec<PeerClient>>>,
+    contacts: PeerContacts,
+    /// Active controller only: when each broker last heartbeated (monotonic), and the
+    /// term these were collected in (a new term starts every session afresh).
+    sessions: std::sync::Mutex<Sessions>,
+    /// This broker's current registration epoch (-1 before it registered).
+    broker_epoch: AtomicI64,
+    incarnation_id: Uuid,
+    /// Stops the controller listener, the heartbeat task and the controller duties.
+    background: CancellationToken,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    term: Option<u64>,
+    since: Option<Instant>,
+    last_heartbeat: HashMap<i32, Instant>,
+}
+
+enum Route {
+    Local,
+    Leader { id: u64, addr: String },
 }
 
 impl MetadataQuorum {
-    /// Opens RocksDB, starts openraft, initialises a fresh single-voter cluster (cluster
-    /// id, this broker's registration), and returns once this node serves metadata.
-    pub async fn start(config: QuorumConfig) -> Result<MetadataQuorum, MetadataError> {
+    /// Opens RocksDB, starts openraft and the controller listener, forms the cluster on a
+    /// fresh store (the configured voters, or this node alone), waits until a leader is
+    /// known and (a broker) this node registered with its image caught up to that.
+    pub async fn start(config: &BrokerConfig) -> Result<MetadataQuorum, MetadataError> {
         let raft_id = u64::try_from(config.node_id).map_err(|_| {
             MetadataError::Raft(format!("node id {} must not be negative", config.node_id))
         })?;
@@ -244,13 +322,31 @@ impl MetadataQuorum {
         }
         .validate()
         .map_err(|e| MetadataError::Raft(format!("raft config: {e}")))?;
+        let cluster = &config.cluster;
+        let limits = TransportLimits {
+            max_frame_bytes: config.socket_request_max_bytes,
+            connect_timeout: Duration::from_millis(cluster.quorum_request_timeout_ms),
+            call_timeout: Duration::from_millis(cluster.controller_socket_timeout_ms),
+        };
+        // Bound before anything else opens, so a taken port fails start cleanly.
+        let controller_listener = match cluster.controller_bind {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                MetadataError::Raft(format!("cannot listen on controller listener {addr}: {e}"))
+            })?),
+            None => None,
+        };
 
         let db = store::open_db(&config.data_dir.join("meta"))?;
         let (state_machine, images) = StateMachine::open(db.clone())?;
+        let contacts = PeerContacts::default();
+        let network = TcpNetwork {
+            limits,
+            contacts: contacts.clone(),
+        };
         let raft = Raft::new(
             raft_id,
             Arc::new(raft_config),
-            NoPeers,
+            network,
             LogStore::new(db.clone()),
             state_machine,
         )
@@ -260,13 +356,39 @@ impl MetadataQuorum {
             inner: Arc::new(Inner {
                 node_id: config.node_id,
                 raft,
+                config: config.clone(),
+                limits,
                 images,
                 ops: Mutex::new(()),
                 closed: AtomicBool::new(false),
                 db: Mutex::new(Some(db)),
+                forwarders: Default::default(),
+                contacts,
+                sessions: Default::default(),
+                broker_epoch: AtomicI64::new(-1),
+                incarnation_id: Uuid::new_v4(),
+                background: CancellationToken::new(),
+                tasks: Default::default(),
             }),
         };
-        match quorum.bootstrap(&config, raft_id).await {
+        if let Some(listener) = controller_listener {
+            let serving = quorum.clone();
+            let handler = move |call| {
+                let quorum = serving.clone();
+                async move { quorum.serve_call(call).await }
+            };
+            quorum.spawn(network::serve(
+                listener,
+                quorum.inner.raft.clone(),
+                handler,
+                limits,
+                quorum.inner.background.clone(),
+            ));
+        }
+        if cluster.roles.controller {
+            quorum.spawn(quorum.clone().controller_duties());
+        }
+        match quorum.bootstrap(raft_id).await {
             Ok(()) => Ok(quorum),
             Err(e) => {
                 quorum.shutdown().await;
@@ -275,65 +397,222 @@ impl MetadataQuorum {
         }
     }
 
-    /// Forms the cluster on a fresh store, waits until this node leads with everything
-    /// committed applied, then records what a fresh cluster or a moved broker lacks.
-    async fn bootstrap(&self, config: &QuorumConfig, raft_id: u64) -> Result<(), MetadataError> {
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.push(handle);
+        }
+    }
+
+    /// Forms the cluster on a fresh store, waits for a leader and the cluster id, then
+    /// registers this broker and starts its heartbeats.
+    async fn bootstrap(&self, raft_id: u64) -> Result<(), MetadataError> {
         let raft = &self.inner.raft;
-        if !raft.is_initialized().await.map_err(fatal)? {
-            // The node's address is what a future transport dials (see `network`).
-            let addr = format!("{}:{}", config.advertised_host, config.advertised.port());
-            let members = BTreeMap::from([(raft_id, BasicNode::new(addr))]);
+        let config = &self.inner.config;
+        let cluster = &config.cluster;
+        if cluster.roles.controller && !raft.is_initialized().await.map_err(fatal)? {
+            let members: BTreeMap<u64, BasicNode> = if cluster.voters.is_empty() {
+                // The single voter never dials itself; its address is informational.
+                let addr = join_host_port(&config.advertised_host, config.advertised_port);
+                BTreeMap::from([(raft_id, BasicNode::new(addr))])
+            } else {
+                // Every voter initialises with the same membership (openraft allows it);
+                // the first elected leader's blank entry settles it.
+                cluster
+                    .voters
+                    .iter()
+                    .map(|v| (v.id as u64, BasicNode::new(v.address())))
+                    .collect()
+            };
             match raft.initialize(members).await {
                 // Not allowed: the store already holds a cluster, which is what we want.
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(raft_error(e)),
+                Err(RaftError::Fatal(e)) => return Err(fatal(e)),
+                Err(RaftError::APIError(e)) => return Err(MetadataError::Raft(e.to_string())),
             }
         }
 
-        let deadline = Instant::now() + START_TIMEOUT;
-        raft.wait(Some(START_TIMEOUT))
-            .state(ServerState::Leader, "metadata quorum start")
-            .await
-            .map_err(|e| {
-                MetadataError::Raft(format!(
-                    "node {} did not become metadata leader within {START_TIMEOUT:?} (is \
-                     it the node id {} was created with?): {e}",
-                    config.node_id,
-                    config.data_dir.display()
-                ))
-            })?;
-        tokio::time::timeout_at(deadline, raft.ensure_linearizable())
-            .await
-            .map_err(|_| {
-                MetadataError::Raft(format!("metadata log not applied within {START_TIMEOUT:?}"))
-            })?
-            .map_err(raft_error)?;
-
-        let _op = self.inner.ops.lock().await;
-        let image = self.image();
-        let mut records = Vec::new();
-        if image.cluster_id.is_empty() {
-            let cluster_id = controller::new_cluster_id();
-            tracing::info!(%cluster_id, "initialising a new metadata cluster");
-            records.push(MetadataRecord::ClusterInit { cluster_id });
+        // A single voter can only wait for itself; a cluster waits for its peers as long
+        // as it takes (they may start later), saying so now and then.
+        let deadline = (!cluster.is_multi_node()).then(|| Instant::now() + START_TIMEOUT);
+        let stuck = |what: &str| {
+            MetadataError::Raft(format!(
+                "{what} within {START_TIMEOUT:?} (is node {} the node id {} was created with?)",
+                config.node_id,
+                config.data_dir.display()
+            ))
+        };
+        let mut images = self.inner.images.clone();
+        let mut next_note = Instant::now() + Duration::from_secs(10);
+        loop {
+            let leader = raft.metrics().borrow().current_leader;
+            if leader.is_some() && !images.borrow_and_update().cluster_id.is_empty() {
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(stuck("no metadata leader elected"));
+            }
+            if self.inner.background.is_cancelled() {
+                return Err(MetadataError::ShuttingDown);
+            }
+            if Instant::now() >= next_note {
+                tracing::info!(
+                    voters = ?cluster.voters.iter().map(Voter::address).collect::<Vec<_>>(),
+                    "waiting for the metadata quorum to elect a leader"
+                );
+                next_note = Instant::now() + Duration::from_secs(10);
+            }
+            tokio::select! {
+                _ = images.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
         }
+
+        if cluster.roles.broker {
+            loop {
+                match self.register().await {
+                    Ok(()) => break,
+                    Err(e) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                        return Err(stuck(&format!("broker not registered ({e})")));
+                    }
+                    Err(MetadataError::ShuttingDown) => return Err(MetadataError::ShuttingDown),
+                    Err(e) => {
+                        tracing::info!(error = %e, "broker registration failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            self.spawn(self.clone().heartbeats());
+        }
+        Ok(())
+    }
+
+    /// Registers this broker (a new epoch) and waits until its own image holds that.
+    async fn register(&self) -> Result<(), MetadataError> {
+        let config = &self.inner.config;
         let registration = BrokerRegistration {
             node_id: config.node_id,
             host: config.advertised_host.clone(),
-            port: i32::from(config.advertised.port()),
-            rack: None,
+            port: i32::from(config.advertised_port),
+            rack: config.cluster.rack.clone(),
+            broker_epoch: -1,
+            incarnation_id: self.inner.incarnation_id,
+            listeners: config
+                .cluster
+                .advertised_listeners
+                .iter()
+                .map(|e| ListenerEndpoint {
+                    name: e.name.clone(),
+                    host: e.host.clone(),
+                    port: e.port,
+                })
+                .collect(),
+            fenced: false,
         };
-        let registered = image
-            .brokers
-            .get(&config.node_id)
-            .is_some_and(|r| r.host == registration.host && r.port == registration.port);
-        if !registered {
-            records.push(MetadataRecord::RegisterBroker(registration));
+        match self.call(ControllerCall::RegisterBroker(registration)).await? {
+            ReplyBody::Registered { broker_epoch } => {
+                self.inner.broker_epoch.store(broker_epoch, Ordering::SeqCst);
+                tracing::info!(broker_epoch, "broker registered with the metadata quorum");
+                Ok(())
+            }
+            other => Err(mismatched(&other)),
         }
-        if !records.is_empty() {
-            self.write(records).await?;
+    }
+
+    /// Heartbeats every `broker.heartbeat.interval.ms`; registers again when the
+    /// controller no longer knows this registration (STALE_BROKER_EPOCH).
+    async fn heartbeats(self) {
+        let period = Duration::from_millis(self.inner.config.cluster.broker_heartbeat_interval_ms);
+        let stop = self.inner.background.clone();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let call = ControllerCall::BrokerHeartbeat {
+                node_id: self.inner.node_id,
+                broker_epoch: self.inner.broker_epoch.load(Ordering::SeqCst),
+            };
+            match self.call(call).await {
+                Ok(ReplyBody::Heartbeat(Ok(()))) => {}
+                Ok(ReplyBody::Heartbeat(Err(e))) => {
+                    tracing::info!(error = %e.message, "heartbeat refused; registering again");
+                    if let Err(error) = self.register().await {
+                        tracing::warn!(%error, "broker registration failed");
+                    }
+                }
+                Ok(other) => tracing::warn!(error = %mismatched(&other), "heartbeat"),
+                Err(error) => tracing::debug!(%error, "heartbeat not delivered"),
+            }
         }
-        Ok(())
+    }
+
+    /// The active controller's periodic work: write the cluster id on a fresh cluster,
+    /// and fence the brokers whose heartbeats stopped for `broker.session.timeout.ms`
+    /// (counted from this node's election at the earliest).
+    async fn controller_duties(self) {
+        let cluster = &self.inner.config.cluster;
+        let session = Duration::from_millis(cluster.broker_session_timeout_ms);
+        let tick = Duration::from_millis((cluster.broker_heartbeat_interval_ms / 2).clamp(50, 1000));
+        let stop = self.inner.background.clone();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let metrics = self.inner.raft.metrics().borrow().clone();
+            if metrics.state != ServerState::Leader {
+                continue;
+            }
+            let now = Instant::now();
+            let expired: Vec<(i32, i64)> = {
+                let Ok(mut sessions) = self.inner.sessions.lock() else {
+                    continue;
+                };
+                if sessions.term != Some(metrics.current_term) {
+                    *sessions = Sessions {
+                        term: Some(metrics.current_term),
+                        since: Some(now),
+                        last_heartbeat: HashMap::new(),
+                    };
+                }
+                let since = sessions.since.unwrap_or(now);
+                self.image()
+                    .brokers
+                    .values()
+                    .filter(|b| !b.fenced)
+                    .filter(|b| {
+                        let last = sessions.last_heartbeat.get(&b.node_id).copied();
+                        now.duration_since(last.unwrap_or(since).max(since)) > session
+                    })
+                    .map(|b| (b.node_id, b.broker_epoch))
+                    .collect()
+            };
+            let image = self.image();
+            if !image.cluster_id.is_empty() && expired.is_empty() {
+                continue;
+            }
+            let Ok(_op) = self.begin_op().await else {
+                continue;
+            };
+            let image = self.image();
+            let mut records = Vec::new();
+            if image.cluster_id.is_empty() {
+                let cluster_id = controller::new_cluster_id();
+                tracing::info!(%cluster_id, "initialising a new metadata cluster");
+                records.push(MetadataRecord::ClusterInit { cluster_id });
+            }
+            for (node_id, broker_epoch) in expired {
+                tracing::info!(node_id, broker_epoch, "fencing broker: no heartbeat within broker.session.timeout.ms");
+                records.push(MetadataRecord::FenceBroker {
+                    node_id,
+                    broker_epoch,
+                });
+            }
+            if let Err(error) = self.write(records).await {
+                tracing::warn!(%error, "controller write failed");
+            }
+        }
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
@@ -357,6 +636,258 @@ impl MetadataQuorum {
         defaults: &TopicDefaults,
         validate_only: bool,
     ) -> Result<Vec<Result<Arc<TopicImage>, ApiError>>, MetadataError> {
+        let call = ControllerCall::CreateTopics {
+            requests,
+            defaults: defaults.clone(),
+            validate_only,
+        };
+        match self.call(call).await? {
+            ReplyBody::Topics(results) => Ok(results
+                .into_iter()
+                .map(|r| r.map(|topic| self.image_topic(topic)))
+                .collect()),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    /// The image's own copy of a topic a call returned, when it is the same.
+    fn image_topic(&self, topic: TopicImage) -> Arc<TopicImage> {
+        match self.image().topics.get(&topic.name) {
+            Some(known) if **known == topic => known.clone(),
+            _ => Arc::new(topic),
+        }
+    }
+
+    /// Deletes topics by name or id; one result per reference, in order, with the deleted
+    /// topic on success. All deletions are written in one log entry.
+    pub async fn delete_topics(
+        &self,
+        topics: Vec<TopicRef>,
+    ) -> Result<Vec<Result<Arc<TopicImage>, ApiError>>, MetadataError> {
+        match self.call(ControllerCall::DeleteTopics { topics }).await? {
+            ReplyBody::Topics(results) => Ok(results
+                .into_iter()
+                .map(|r| r.map(Arc::new))
+                .collect()),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    /// Grows topics (CreatePartitions); one result per request, in order: the topic's
+    /// partition count after it. All growths that pass validation are written in one log
+    /// entry; with `validate_only` nothing is written.
+    pub async fn create_partitions(
+        &self,
+        requests: Vec<CreatePartitionsRequest>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<usize, ApiError>>, MetadataError> {
+        let call = ControllerCall::CreatePartitions {
+            requests,
+            validate_only,
+        };
+        match self.call(call).await? {
+            ReplyBody::PartitionCounts(results) => Ok(results),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    /// Reserves `count` producer ids for this broker; returns the first one.
+    ///
+    /// `count` must be within `1..=MAX_PRODUCER_ID_BLOCK`; a value outside is a caller bug
+    /// and is refused with `MetadataError::Raft` (the error type has no better variant).
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetadataError> {
+        if !(1..=MAX_PRODUCER_ID_BLOCK).contains(&count) {
+            return Err(MetadataError::Raft(format!(
+                "producer id block of {count} is outside 1..={MAX_PRODUCER_ID_BLOCK}"
+            )));
+        }
+        let call = ControllerCall::AllocateProducerIds {
+            broker_id: self.inner.node_id,
+            count,
+        };
+        match self.call(call).await? {
+            ReplyBody::ProducerIds { first_id } => Ok(first_id),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    /// AlterConfigs / IncrementalAlterConfigs: on the quorum leader, under the operation
+    /// lock (so concurrent incremental changes compose), `dynamic_config::plan` computes
+    /// each resource's new override map or its error against the current image and the
+    /// leader's static config. Every planned change is written in one log entry (unless
+    /// `validate_only`); one result per resource, in order.
+    pub async fn alter_configs(
+        &self,
+        requests: Vec<(Resource, Alteration)>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), ApiError>>, MetadataError> {
+        let call = ControllerCall::AlterConfigs {
+            requests,
+            validate_only,
+        };
+        match self.call(call).await? {
+            ReplyBody::Configs(results) => Ok(results),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    /// DescribeQuorum, answered by the leader.
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription, MetadataError> {
+        match self.call(ControllerCall::DescribeQuorum).await? {
+            ReplyBody::Quorum(description) => Ok(description),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    /// The quorum leader's id, if one is known to this node.
+    pub fn leader_id(&self) -> Option<i32> {
+        let leader = self.inner.raft.metrics().borrow().current_leader;
+        leader.and_then(|id| i32::try_from(id).ok())
+    }
+
+    /// Runs `call` here when this node leads the quorum, else on the leader (waiting a
+    /// moment for one to be elected); a forwarded write is awaited in the local image.
+    async fn call(&self, call: ControllerCall) -> Result<ReplyBody, MetadataError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(MetadataError::ShuttingDown);
+        }
+        match self.route().await? {
+            Route::Local => self.execute(call).await,
+            Route::Leader { id, addr } => {
+                let reply = self.forward(&addr, call).await.map_err(|e| {
+                    MetadataError::NotController(format!("forwarding to leader {id} at {addr}: {e}"))
+                })?;
+                if let Some(index) = reply.applied_index {
+                    // Read-your-writes on this node; a slow follower answers anyway.
+                    let _ = self
+                        .inner
+                        .raft
+                        .wait(Some(self.inner.limits.call_timeout))
+                        .applied_index_at_least(Some(index), "forwarded write applied")
+                        .await;
+                }
+                reply.result.map_err(MetadataError::NotController)
+            }
+        }
+    }
+
+    async fn route(&self) -> Result<Route, MetadataError> {
+        let wait = self.inner.raft.wait(Some(LEADER_WAIT));
+        let metrics = wait
+            .metrics(|m| m.current_leader.is_some(), "metadata leader known")
+            .await
+            .map_err(|_| {
+                MetadataError::NotController(format!("no metadata quorum leader within {LEADER_WAIT:?}"))
+            })?;
+        let Some(leader) = metrics.current_leader else {
+            return Err(MetadataError::NotController("no metadata quorum leader".to_string()));
+        };
+        if leader == metrics.id {
+            return Ok(Route::Local);
+        }
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|node| node.addr.clone())
+            .ok_or_else(|| MetadataError::NotController(format!("leader {leader} has no address")))?;
+        Ok(Route::Leader { id: leader, addr })
+    }
+
+    async fn forward(&self, addr: &str, call: ControllerCall) -> Result<ControllerReply, CallError> {
+        let pooled = self
+            .inner
+            .forwarders
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.get_mut(addr).and_then(Vec::pop));
+        let mut client =
+            pooled.unwrap_or_else(|| PeerClient::new(addr.to_string(), self.inner.limits));
+        let request = network::Request::Controller(call);
+        let response = client.call(&request, self.inner.limits.call_timeout).await?;
+        if let Ok(mut pool) = self.inner.forwarders.lock() {
+            let idle = pool.entry(addr.to_string()).or_default();
+            if idle.len() < MAX_IDLE_FORWARDERS {
+                idle.push(client);
+            }
+        }
+        match response {
+            network::Response::Controller(reply) => Ok(reply),
+            _ => Err(CallError::Network(std::io::Error::other("mismatched response kind"))),
+        }
+    }
+
+    /// A call that arrived on the controller listener: run it if this node leads, never
+    /// forward again (a stale sender retries after NOT_CONTROLLER).
+    async fn serve_call(&self, call: ControllerCall) -> ControllerReply {
+        let result = if self.inner.closed.load(Ordering::SeqCst) {
+            Err(MetadataError::ShuttingDown)
+        } else {
+            self.execute(call).await
+        };
+        ControllerReply {
+            applied_index: self.applied_index(),
+            result: result.map_err(|e| e.to_string()),
+        }
+    }
+
+    fn applied_index(&self) -> Option<u64> {
+        self.inner.raft.metrics().borrow().last_applied.map(|id| id.index)
+    }
+
+    /// Runs a controller call on this node, which must lead the quorum.
+    async fn execute(&self, call: ControllerCall) -> Result<ReplyBody, MetadataError> {
+        match call {
+            ControllerCall::CreateTopics {
+                requests,
+                defaults,
+                validate_only,
+            } => self
+                .create_topics_here(requests, &defaults, validate_only)
+                .await
+                .map(ReplyBody::Topics),
+            ControllerCall::DeleteTopics { topics } => {
+                self.delete_topics_here(topics).await.map(ReplyBody::Topics)
+            }
+            ControllerCall::CreatePartitions {
+                requests,
+                validate_only,
+            } => self
+                .create_partitions_here(requests, validate_only)
+                .await
+                .map(ReplyBody::PartitionCounts),
+            ControllerCall::AllocateProducerIds { broker_id, count } => self
+                .allocate_producer_ids_here(broker_id, count)
+                .await
+                .map(|first_id| ReplyBody::ProducerIds { first_id }),
+            ControllerCall::AlterConfigs {
+                requests,
+                validate_only,
+            } => self
+                .alter_configs_here(requests, validate_only)
+                .await
+                .map(ReplyBody::Configs),
+            ControllerCall::RegisterBroker(registration) => self
+                .register_here(registration)
+                .await
+                .map(|broker_epoch| ReplyBody::Registered { broker_epoch }),
+            ControllerCall::BrokerHeartbeat {
+                node_id,
+                broker_epoch,
+            } => self
+                .heartbeat_here(node_id, broker_epoch)
+                .await
+                .map(ReplyBody::Heartbeat),
+            ControllerCall::DescribeQuorum => self.describe_quorum_here().map(ReplyBody::Quorum),
+        }
+    }
+
+    async fn create_topics_here(
+        &self,
+        requests: Vec<CreateTopicRequest>,
+        defaults: &TopicDefaults,
+        validate_only: bool,
+    ) -> Result<Vec<Result<TopicImage, ApiError>>, MetadataError> {
         let _op = self.begin_op().await?;
         let planned = controller::plan_create_topics(&self.image(), &requests, defaults);
         let records: Vec<MetadataRecord> = planned
@@ -365,7 +896,7 @@ impl MetadataQuorum {
             .map(|topic| MetadataRecord::CreateTopic(topic.clone()))
             .collect();
         if validate_only || records.is_empty() {
-            return Ok(planned.into_iter().map(|r| r.map(Arc::new)).collect());
+            return Ok(planned);
         }
         self.write(records).await?;
         // Answer with the image's own copies; a topic missing there was refused by apply,
@@ -376,23 +907,27 @@ impl MetadataQuorum {
             .map(|result| {
                 let topic = result?;
                 match image.topics.get(&topic.name) {
-                    Some(created) if created.topic_id == topic.topic_id => Ok(created.clone()),
+                    Some(created) if created.topic_id == topic.topic_id => {
+                        Ok(created.as_ref().clone())
+                    }
                     _ => Err(not_applied(&topic.name)),
                 }
             })
             .collect())
     }
 
-    /// Deletes topics by name or id; one result per reference, in order, with the deleted
-    /// topic on success. All deletions are written in one log entry.
-    pub async fn delete_topics(
+    async fn delete_topics_here(
         &self,
         topics: Vec<TopicRef>,
-    ) -> Result<Vec<Result<Arc<TopicImage>, ApiError>>, MetadataError> {
+    ) -> Result<Vec<Result<TopicImage, ApiError>>, MetadataError> {
         let _op = self.begin_op().await?;
         let planned = controller::plan_delete_topics(&self.image(), &topics);
         // A topic named once by name and once by id is deleted once.
         let ids: BTreeSet<Uuid> = planned.iter().flatten().map(|t| t.topic_id).collect();
+        let planned = planned
+            .into_iter()
+            .map(|r| r.map(|topic| topic.as_ref().clone()))
+            .collect::<Vec<_>>();
         if ids.is_empty() {
             return Ok(planned);
         }
@@ -415,10 +950,7 @@ impl MetadataQuorum {
             .collect())
     }
 
-    /// Grows topics (CreatePartitions); one result per request, in order: the topic's
-    /// partition count after it. All growths that pass validation are written in one log
-    /// entry; with `validate_only` nothing is written.
-    pub async fn create_partitions(
+    async fn create_partitions_here(
         &self,
         requests: Vec<CreatePartitionsRequest>,
         validate_only: bool,
@@ -455,11 +987,11 @@ impl MetadataQuorum {
             .collect())
     }
 
-    /// Reserves `count` producer ids for this broker; returns the first one.
-    ///
-    /// `count` must be within `1..=MAX_PRODUCER_ID_BLOCK`; a value outside is a caller bug
-    /// and is refused with `MetadataError::Raft` (the error type has no better variant).
-    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetadataError> {
+    async fn allocate_producer_ids_here(
+        &self,
+        broker_id: i32,
+        count: i64,
+    ) -> Result<i64, MetadataError> {
         if !(1..=MAX_PRODUCER_ID_BLOCK).contains(&count) {
             return Err(MetadataError::Raft(format!(
                 "producer id block of {count} is outside 1..={MAX_PRODUCER_ID_BLOCK}"
@@ -472,7 +1004,7 @@ impl MetadataQuorum {
         }
         let outcome = self
             .write(vec![MetadataRecord::AllocateProducerIds {
-                broker_id: self.inner.node_id,
+                broker_id,
                 first_id,
                 count,
             }])
@@ -485,20 +1017,13 @@ impl MetadataQuorum {
         Ok(first_id)
     }
 
-    /// AlterConfigs / IncrementalAlterConfigs: `plan` computes, against the current image
-    /// and under the operation lock (so concurrent incremental changes compose), each
-    /// resource's new override map or its error. Every planned change is written in one
-    /// log entry (unless `validate_only`); one result per planned resource, in order.
-    pub async fn alter_configs<F>(
+    async fn alter_configs_here(
         &self,
-        plan: F,
+        requests: Vec<(Resource, Alteration)>,
         validate_only: bool,
-    ) -> Result<Vec<Result<(), ApiError>>, MetadataError>
-    where
-        F: FnOnce(&MetadataImage) -> Vec<Result<ConfigChange, ApiError>>,
-    {
+    ) -> Result<Vec<Result<(), ApiError>>, MetadataError> {
         let _op = self.begin_op().await?;
-        let planned = plan(&self.image());
+        let planned = dynamic_config::plan(&self.inner.config, &self.image(), &requests);
         let records: Vec<MetadataRecord> = planned
             .iter()
             .flatten()
@@ -529,14 +1054,156 @@ impl MetadataQuorum {
             .collect())
     }
 
-    /// Stops openraft and closes RocksDB. Idempotent; later operations fail with
-    /// [`MetadataError::ShuttingDown`] while `image()` keeps answering the last image.
+    /// A broker (re)registers: a new epoch above every epoch so far, unfenced (it
+    /// registers once its image caught up), its session starting now.
+    async fn register_here(&self, registration: BrokerRegistration) -> Result<i64, MetadataError> {
+        if registration.node_id < 0 {
+            return Err(MetadataError::Raft(format!(
+                "broker id {} must not be negative",
+                registration.node_id
+            )));
+        }
+        let _op = self.begin_op().await?;
+        let image = self.image();
+        let broker_epoch = image
+            .brokers
+            .values()
+            .map(|b| b.broker_epoch)
+            .max()
+            .unwrap_or(0)
+            .max(0)
+            + 1;
+        let node_id = registration.node_id;
+        let record = MetadataRecord::RegisterBroker(BrokerRegistration {
+            broker_epoch,
+            fenced: false,
+            ..registration
+        });
+        self.write(vec![record]).await?;
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.last_heartbeat.insert(node_id, Instant::now());
+        }
+        Ok(broker_epoch)
+    }
+
+    /// A heartbeat renews the broker's session and unfences it; an epoch that is not the
+    /// broker's current registration is STALE_BROKER_EPOCH (it registers again).
+    async fn heartbeat_here(
+        &self,
+        node_id: i32,
+        broker_epoch: i64,
+    ) -> Result<Result<(), ApiError>, MetadataError> {
+        if self.inner.raft.metrics().borrow().state != ServerState::Leader {
+            return Err(MetadataError::NotController("not the quorum leader".to_string()));
+        }
+        let current = self.image().brokers.get(&node_id).cloned();
+        let Some(broker) = current.filter(|b| b.broker_epoch == broker_epoch) else {
+            return Ok(Err(ApiError {
+                code: codes::STALE_BROKER_EPOCH,
+                message: format!("Broker {node_id} is not registered with epoch {broker_epoch}."),
+            }));
+        };
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.last_heartbeat.insert(node_id, Instant::now());
+        }
+        if broker.fenced {
+            let _op = self.begin_op().await?;
+            tracing::info!(node_id, broker_epoch, "unfencing broker: heartbeat");
+            self.write(vec![MetadataRecord::UnfenceBroker {
+                node_id,
+                broker_epoch,
+            }])
+            .await?;
+        }
+        Ok(Ok(()))
+    }
+
+    fn describe_quorum_here(&self) -> Result<QuorumDescription, MetadataError> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return Err(MetadataError::NotController("not the quorum leader".to_string()));
+        }
+        let now = crate::partition::now_ms();
+        // Kafka's offsets are exclusive ends; openraft's indexes name the last entry.
+        let leader_end = metrics.last_log_index.map_or(0, |i| i as i64 + 1);
+        let membership = metrics.membership_config.membership().clone();
+        let contacts = self.inner.contacts.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut ends = Vec::new();
+        let voters: Vec<ReplicaState> = membership
+            .voter_ids()
+            .map(|id| {
+                if id == metrics.id {
+                    ends.push(leader_end);
+                    return ReplicaState {
+                        replica_id: id as i32,
+                        log_end_offset: leader_end,
+                        last_fetch_timestamp: -1,
+                        last_caught_up_timestamp: now,
+                    };
+                }
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).copied().flatten())
+                    .map_or(-1, |log_id| log_id.index as i64 + 1);
+                ends.push(matched.max(0));
+                let last_fetch = contacts.get(&id).copied().unwrap_or(-1);
+                ReplicaState {
+                    replica_id: id as i32,
+                    log_end_offset: matched,
+                    last_fetch_timestamp: last_fetch,
+                    last_caught_up_timestamp: if matched == leader_end { last_fetch } else { -1 },
+                }
+            })
+            .collect();
+        // The majority's end: what a majority holds is committed.
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        let high_watermark = ends.get(ends.len() / 2).copied().unwrap_or(0);
+        let listener_name = self
+            .inner
+            .config
+            .cluster
+            .controller_listener_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "CONTROLLER".to_string());
+        let endpoints = membership
+            .nodes()
+            .filter_map(|(id, node)| {
+                let (host, port) = node.addr.rsplit_once(':')?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                Some((*id as i32, listener_name.clone(), host.to_string(), port.parse().ok()?))
+            })
+            .filter(|_| self.inner.config.cluster.is_multi_node())
+            .collect();
+        Ok(QuorumDescription {
+            leader_id: metrics.id as i32,
+            leader_epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
+            high_watermark,
+            voters,
+            endpoints,
+        })
+    }
+
+    /// Stops the controller listener, heartbeats and openraft, and closes RocksDB.
+    /// Idempotent; later operations fail with [`MetadataError::ShuttingDown`] while
+    /// `image()` keeps answering the last image.
     pub async fn shutdown(&self) {
         let mut db_slot = self.inner.db.lock().await;
         let Some(db) = db_slot.take() else {
             return;
         };
         self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.background.cancel();
+        let tasks = self
+            .inner
+            .tasks
+            .lock()
+            .map(|mut tasks| std::mem::take(&mut *tasks))
+            .unwrap_or_default();
+        for task in tasks {
+            let _ = task.await;
+        }
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!("metadata raft did not stop cleanly: {e}");
         }
@@ -565,7 +1232,7 @@ impl MetadataQuorum {
         tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.ensure_linearizable())
             .await
             .map_err(|_| {
-                MetadataError::Raft(format!("leadership not confirmed within {WRITE_TIMEOUT:?}"))
+                MetadataError::NotController(format!("leadership not confirmed within {WRITE_TIMEOUT:?}"))
             })?
             .map_err(raft_error)?;
         Ok(guard)
@@ -578,13 +1245,17 @@ impl MetadataQuorum {
         let response = tokio::time::timeout(WRITE_TIMEOUT, write)
             .await
             .map_err(|_| {
-                MetadataError::Raft(format!(
+                MetadataError::NotController(format!(
                     "metadata write not committed within {WRITE_TIMEOUT:?}"
                 ))
             })?
             .map_err(raft_error)?;
         Ok(response.data)
     }
+}
+
+fn mismatched(body: &ReplyBody) -> MetadataError {
+    MetadataError::Raft(format!("mismatched controller reply: {body:?}"))
 }
 
 fn not_applied(topic: &str) -> ApiError {
@@ -605,7 +1276,8 @@ fn fatal(e: Fatal<u64>) -> MetadataError {
 fn raft_error<E: std::fmt::Display>(e: RaftError<u64, E>) -> MetadataError {
     match e {
         RaftError::Fatal(e) => fatal(e),
-        RaftError::APIError(e) => MetadataError::Raft(e.to_string()),
+        // Not (or no longer) the leader, or no quorum: retriable for the client.
+        RaftError::APIError(e) => MetadataError::NotController(e.to_string()),
     }
 }
 
@@ -617,17 +1289,18 @@ mod tests {
 
     use super::*;
 
-    fn config(dir: &Path, node_id: i32, port: u16) -> QuorumConfig {
-        QuorumConfig {
-            node_id,
-            data_dir: dir.to_path_buf(),
-            advertised: SocketAddr::from(([127, 0, 0, 1], port)),
-            advertised_host: "localhost".to_string(),
-        }
+    fn config(dir: &Path, node_id: i32, port: u16) -> BrokerConfig {
+        let overrides = [
+            format!("node.id={node_id}"),
+            format!("log.dirs={}", dir.display()),
+            format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
+            format!("advertised.listeners=PLAINTEXT://localhost:{port}"),
+        ];
+        BrokerConfig::load(None, std::iter::empty(), &overrides).unwrap()
     }
 
     async fn start(dir: &TempDir) -> MetadataQuorum {
-        MetadataQuorum::start(config(dir.path(), 1, 9092))
+        MetadataQuorum::start(&config(dir.path(), 1, 9092))
             .await
             .unwrap()
     }
@@ -663,15 +1336,14 @@ mod tests {
         let image = q.image();
         assert_eq!(image.cluster_id.len(), 22);
         assert_eq!(image.controller_id, 1);
+        let broker = &image.brokers[&1];
         assert_eq!(
-            image.brokers[&1],
-            BrokerRegistration {
-                node_id: 1,
-                host: "localhost".to_string(),
-                port: 9092,
-                rack: None,
-            }
+            (broker.node_id, broker.host.as_str(), broker.port, &broker.rack),
+            (1, "localhost", 9092, &None)
         );
+        assert_eq!(broker.broker_epoch, 1);
+        assert!(!broker.fenced);
+        assert_eq!(broker.listeners[0].name, "PLAINTEXT");
         assert_eq!(image.next_producer_id, 0);
         assert!(dir.path().join("meta").is_dir());
         q.shutdown().await;
@@ -687,7 +1359,7 @@ mod tests {
         q.shutdown().await;
 
         // A new port: the broker's registration follows it.
-        let q = MetadataQuorum::start(config(dir.path(), 1, 9093))
+        let q = MetadataQuorum::start(&config(dir.path(), 1, 9093))
             .await
             .unwrap();
         let after = q.image();
@@ -964,7 +1636,7 @@ mod tests {
             db.put_cf(logs, last.to_be_bytes(), b"\xff garbage")
                 .unwrap();
         }
-        match MetadataQuorum::start(config(dir.path(), 1, 9092)).await {
+        match MetadataQuorum::start(&config(dir.path(), 1, 9092)).await {
             Err(MetadataError::Storage(_)) => {}
             Err(e) => panic!("expected a storage error, got {e}"),
             Ok(_) => panic!("started on a corrupt log"),
@@ -974,8 +1646,8 @@ mod tests {
     #[tokio::test]
     async fn negative_node_id_is_refused() {
         let dir = TempDir::new().unwrap();
-        assert!(MetadataQuorum::start(config(dir.path(), -1, 9092))
-            .await
-            .is_err());
+        let mut config = config(dir.path(), 1, 9092);
+        config.node_id = -1;
+        assert!(MetadataQuorum::start(&config).await.is_err());
     }
 }

@@ -43,6 +43,17 @@ pub enum MetadataRecord {
         first_id: i64,
         count: i64,
     },
+    /// The active controller fences the broker whose heartbeats stopped (only the
+    /// registration with this epoch: a newer one is left alone).
+    FenceBroker {
+        node_id: i32,
+        broker_epoch: i64,
+    },
+    /// A heartbeat of a fenced broker's current registration unfences it.
+    UnfenceBroker {
+        node_id: i32,
+        broker_epoch: i64,
+    },
     /// Replaces the whole config override set of `target` (AlterConfigs and
     /// IncrementalAlterConfigs both resolve to the new set before writing, so apply is a
     /// plain replace). An empty set removes every override.
@@ -148,6 +159,14 @@ fn apply_record(image: &mut MetadataImage, record: &MetadataRecord) -> bool {
                 .extend(partitions.iter().cloned());
             true
         }
+        MetadataRecord::FenceBroker {
+            node_id,
+            broker_epoch,
+        } => set_fenced(image, *node_id, *broker_epoch, true),
+        MetadataRecord::UnfenceBroker {
+            node_id,
+            broker_epoch,
+        } => set_fenced(image, *node_id, *broker_epoch, false),
         MetadataRecord::AllocateProducerIds {
             first_id, count, ..
         } => {
@@ -195,6 +214,16 @@ fn apply_record(image: &mut MetadataImage, record: &MetadataRecord) -> bool {
     }
 }
 
+fn set_fenced(image: &mut MetadataImage, node_id: i32, broker_epoch: i64, fenced: bool) -> bool {
+    match image.brokers.get_mut(&node_id) {
+        Some(broker) if broker.broker_epoch == broker_epoch => {
+            broker.fenced = fenced;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// A topic the image can hold: a real id, a name, and partitions numbered 0..n-1 in order
 /// (readers index `partitions` by partition number).
 fn is_well_formed(topic: &TopicImage) -> bool {
@@ -236,7 +265,50 @@ mod tests {
             host: "localhost".to_string(),
             port,
             rack: None,
+            broker_epoch: i64::from(port),
+            incarnation_id: Uuid::new_v4(),
+            listeners: vec![],
+            fenced: false,
         }
+    }
+
+    #[test]
+    fn fencing_follows_the_current_registration_only() {
+        let (image, _) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[MetadataRecord::RegisterBroker(broker(2, 9092))],
+        );
+        let fence = |epoch| MetadataRecord::FenceBroker {
+            node_id: 2,
+            broker_epoch: epoch,
+        };
+        let (image, out) = apply_batch(&image, 1, &[fence(1), fence(9092)]);
+        assert_eq!(out.accepted, vec![false, true]);
+        assert!(image.brokers[&2].fenced);
+        // A new registration (restart) replaces the fenced one, unfenced.
+        let (image, _) = apply_batch(&image, 1, &[MetadataRecord::RegisterBroker(broker(2, 9093))]);
+        assert!(!image.brokers[&2].fenced);
+        let (image, out) = apply_batch(&image, 1, &[fence(9092)]);
+        assert_eq!(out.accepted, vec![false]);
+        assert!(!image.brokers[&2].fenced);
+        let (image, out) = apply_batch(
+            &image,
+            1,
+            &[
+                fence(9093),
+                MetadataRecord::UnfenceBroker {
+                    node_id: 2,
+                    broker_epoch: 9093,
+                },
+                MetadataRecord::UnfenceBroker {
+                    node_id: 7,
+                    broker_epoch: 9093,
+                },
+            ],
+        );
+        assert_eq!(out.accepted, vec![true, true, false]);
+        assert!(!image.brokers[&2].fenced);
     }
 
     #[test]

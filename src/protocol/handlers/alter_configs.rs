@@ -59,9 +59,12 @@ pub(super) async fn alter(
     let mut outcomes = if planned.is_empty() {
         Vec::new().into_iter()
     } else {
-        let static_config = ctx.broker.live_config.static_config().clone();
-        let plan = |image: &_| dynamic_config::plan(&static_config, image, &planned);
-        match ctx.broker.metadata.alter_configs(plan, validate_only).await {
+        match ctx
+            .broker
+            .metadata
+            .alter_configs(planned.clone(), validate_only)
+            .await
+        {
             Ok(outcomes) => outcomes.into_iter(),
             Err(error) => {
                 tracing::warn!(%error, "AlterConfigs failed in the metadata quorum");

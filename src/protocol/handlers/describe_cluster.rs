@@ -10,10 +10,9 @@ use crate::protocol::RequestContext;
 
 pub fn handle(ctx: &RequestContext, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let image = ctx.broker.metadata.image();
-    // Combined mode: the broker endpoints are also the controller endpoints.
+    // The unfenced brokers, with their advertised client endpoints.
     let brokers = image
-        .brokers
-        .values()
+        .live_brokers()
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))

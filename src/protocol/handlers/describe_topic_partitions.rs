@@ -140,7 +140,7 @@ fn partitions_from(
         .iter()
         .filter(|p| wanted.contains(&p.partition))
         .map(|p| {
-            let alive = |id: &i32| image.brokers.contains_key(id);
+            let alive = |id: &i32| image.is_live_broker(*id);
             let leader = if alive(&p.leader) {
                 p.leader
             } else {

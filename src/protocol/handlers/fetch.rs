@@ -19,13 +19,13 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
-use super::{find_topic, led_partition};
+use super::{find_topic, hinted_endpoints, led_partition, leader_hint};
 use crate::log::batch::{BatchHeader, HEADER_SIZE};
 use crate::partition::{Partition, PartitionError, Reader};
 use crate::protocol::fetch_session::{
@@ -44,6 +44,8 @@ struct Slot {
     last_fetched_epoch: i32,
     partition_max_bytes: i32,
     local: Result<Arc<Partition>, PartitionError>,
+    /// KIP-951 (v12+): the leader to go to after NOT_LEADER_OR_FOLLOWER.
+    leader_hint: Option<(i32, i32)>,
 }
 
 pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
@@ -110,19 +112,27 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             TopicKey::Id(id) => find_topic(&image, true, "", *id),
             TopicKey::Name(name) => find_topic(&image, false, name, uuid::Uuid::nil()),
         };
+        let local = led_partition(
+            ctx,
+            topic,
+            unknown_code,
+            key.partition,
+            params.current_leader_epoch,
+        )
+        .await;
+        let leader_hint = match &local {
+            Err(e) if e.code == errors::NOT_LEADER_OR_FOLLOWER && version >= 12 => {
+                leader_hint(&image, topic, key.partition, ctx.broker.config.node_id)
+            }
+            _ => None,
+        };
         slots.push(Slot {
             partition: key.partition,
             fetch_offset: params.fetch_offset,
             last_fetched_epoch: params.last_fetched_epoch,
             partition_max_bytes: params.partition_max_bytes,
-            local: led_partition(
-                ctx,
-                topic,
-                unknown_code,
-                key.partition,
-                params.current_leader_epoch,
-            )
-            .await,
+            local,
+            leader_hint,
         });
     }
 
@@ -242,9 +252,26 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             entry.partitions.push(data);
         }
     }
+    // node_endpoints exist from v16 (KIP-951).
+    let node_endpoints = if version >= 16 {
+        let leaders = slots.iter().filter_map(|slot| slot.leader_hint.map(|(id, _)| id));
+        hinted_endpoints(&image, leaders)
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port)
+                    .with_rack(rack.map(StrBytes::from_string))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(topics)
+        .with_node_endpoints(node_endpoints)
 }
 
 /// One pass over every requested partition; returns the partition answers, the record
@@ -302,6 +329,14 @@ fn read_all(
             }
             Err(error) => {
                 any_error = true;
+                let answer = match slot.leader_hint {
+                    Some((leader_id, leader_epoch)) => answer.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader_id))
+                            .with_leader_epoch(leader_epoch),
+                    ),
+                    None => answer,
+                };
                 answer
                     .with_error_code(error.code)
                     .with_high_watermark(-1)

@@ -163,8 +163,7 @@ async fn auto_create(ctx: &RequestContext, names: &[String]) -> Vec<(String, i16
 
 fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
     image
-        .brokers
-        .values()
+        .live_brokers()
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))

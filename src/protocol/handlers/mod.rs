@@ -11,6 +11,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod find_coordinator;
@@ -86,6 +87,31 @@ pub async fn led_partition(
         }
     };
     found.ok_or_else(|| error(errors::KAFKA_STORAGE_ERROR, "partition is not online"))
+}
+
+/// KIP-951: where a client that got NOT_LEADER_OR_FOLLOWER should go instead: the
+/// partition's leader and leader epoch in this node's image, when the leader is another
+/// live broker.
+pub fn leader_hint(
+    image: &crate::metadata::MetadataImage,
+    topic: Option<&Arc<TopicImage>>,
+    index: i32,
+    own_id: i32,
+) -> Option<(i32, i32)> {
+    let p = topic?.partitions.iter().find(|p| p.partition == index)?;
+    (p.leader != own_id && image.is_live_broker(p.leader)).then_some((p.leader, p.leader_epoch))
+}
+
+/// KIP-951's `node_endpoints`: (id, host, port, rack) of the given live brokers, each once.
+pub fn hinted_endpoints(
+    image: &crate::metadata::MetadataImage,
+    ids: impl IntoIterator<Item = i32>,
+) -> Vec<(i32, String, i32, Option<String>)> {
+    let ids: std::collections::BTreeSet<i32> = ids.into_iter().collect();
+    ids.into_iter()
+        .filter_map(|id| image.brokers.get(&id).filter(|b| !b.fenced))
+        .map(|b| (b.node_id, b.host.clone(), b.port, b.rack.clone()))
+        .collect()
 }
 
 /// Looks a topic up by id (requests of versions that carry ids) or by name.

@@ -12,12 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{find_topic, led_partition};
+use super::{find_topic, hinted_endpoints, led_partition, leader_hint};
 use crate::log::batch::BatchHeader;
 use crate::log::validator::CODEC_ZSTD;
 use crate::metadata::internal_topics::check_client_append;
@@ -69,12 +70,13 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             };
             partitions.push((data.index, submitted));
         }
-        topics.push((topic_data.name, topic_data.topic_id, partitions));
+        topics.push((topic_data.name, topic_data.topic_id, topic.cloned(), partitions));
     }
     drop(appends);
     let mut failed = false;
     let mut responses = Vec::with_capacity(topics.len());
-    for (name, topic_id, partitions) in topics {
+    let mut hinted_leaders = Vec::new();
+    for (name, topic_id, topic, partitions) in topics {
         let mut partition_responses = Vec::with_capacity(partitions.len());
         for (index, submitted) in partitions {
             let result = match submitted {
@@ -97,6 +99,20 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
                     record_errors,
                 }) => {
                     failed = true;
+                    let hint = (version >= 10 && error.code == errors::NOT_LEADER_OR_FOLLOWER)
+                        .then(|| leader_hint(&image, topic.as_ref(), index, ctx.broker.config.node_id))
+                        .flatten();
+                    let response = match hint {
+                        Some((leader_id, leader_epoch)) => {
+                            hinted_leaders.push(leader_id);
+                            response.with_current_leader(
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(BrokerId(leader_id))
+                                    .with_leader_epoch(leader_epoch),
+                            )
+                        }
+                        None => response,
+                    };
                     let response = response
                         .with_error_code(error.code)
                         .with_base_offset(-1)
@@ -137,8 +153,20 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             Outcome::NoResponse
         };
     }
+    let node_endpoints = hinted_endpoints(&image, hinted_leaders)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+                .with_rack(rack.map(StrBytes::from_string))
+        })
+        .collect();
     Outcome::Respond(Box::new(ResponseKind::Produce(
-        ProduceResponse::default().with_responses(responses),
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_node_endpoints(node_endpoints),
     )))
 }
 
