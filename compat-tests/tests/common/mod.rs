@@ -278,6 +278,17 @@ pub fn admin_create_with_configs(
     partitions: i32,
     configs: &[(&str, &str)],
 ) {
+    admin_create_replicated(bootstrap, topic, partitions, 1, configs);
+}
+
+/// [`admin_create_with_configs`] with `replication_factor` replicas per partition.
+pub fn admin_create_replicated(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -286,7 +297,11 @@ pub fn admin_create_with_configs(
         .enable_all()
         .build()
         .unwrap();
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new_topic = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
     for (key, value) in configs {
         new_topic = new_topic.set(key, value);
     }
