@@ -149,6 +149,8 @@ pub(crate) fn plan_create_topics(
                         replicas,
                         leader_epoch: 0,
                         partition_epoch: 0,
+                        elr: Vec::new(),
+                        last_known_elr: Vec::new(),
                     })
                     .collect(),
                 configs: request.configs.clone(),
@@ -416,6 +418,8 @@ pub(crate) fn plan_create_partitions(
                     replicas,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    elr: Vec::new(),
+                    last_known_elr: Vec::new(),
                 })
                 .collect();
             Ok((topic.topic_id, partitions))
