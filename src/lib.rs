@@ -10,6 +10,7 @@
 //!   producer state, long-poll wake-ups.
 //! - [`log`]: a partition's on-disk log: segments, indexes, recovery, flush policy.
 //! - [`metadata`]: the Raft metadata quorum (openraft on RocksDB) and its in-memory image.
+//! - [`replication`]: the pure state machines of partition leaders and followers.
 
 pub mod broker;
 pub mod config;
@@ -20,4 +21,5 @@ pub mod metadata;
 pub mod partition;
 pub mod protocol;
 pub mod replica_fetcher;
+pub mod replication;
 pub mod server;

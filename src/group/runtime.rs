@@ -789,6 +789,8 @@ mod replay_measurement {
                     leader: config.node_id,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    elr: Vec::new(),
+                    last_known_elr: Vec::new(),
                     replicas: vec![config.node_id],
                     isr: vec![config.node_id],
                 }],

@@ -153,26 +153,32 @@ impl LeaderEpochCache {
         write_file_atomically(&self.path, text.as_bytes())
     }
 
-    /// Kafka's answer for the end offset of `requested` epoch: the epoch itself and the
-    /// log end when it is the latest; else the largest known epoch <= requested and the
-    /// start offset of the next one (the requested epoch and the first known start
-    /// offset when it predates every entry); undefined for -1 or an epoch past the
-    /// latest.
+    /// Kafka's answer for the end offset of `requested` epoch: see [`end_offset_for`].
     pub fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
-        if requested == UNDEFINED_EPOCH {
-            return (UNDEFINED_EPOCH, UNDEFINED_OFFSET);
-        }
-        if self.latest_epoch() == Some(requested) {
-            return (requested, log_end_offset);
-        }
-        let higher = self.entries.partition_point(|e| e.epoch <= requested);
-        let Some(next) = self.entries.get(higher) else {
-            return (UNDEFINED_EPOCH, UNDEFINED_OFFSET);
-        };
-        match higher.checked_sub(1).map(|i| self.entries[i]) {
-            Some(floor) => (floor.epoch, next.start_offset),
-            None => (requested, next.start_offset),
-        }
+        end_offset_for(&self.entries, requested, log_end_offset)
+    }
+}
+
+/// Kafka's answer for the end offset of `requested` epoch in a history of `entries`
+/// (strictly increasing): the epoch itself and the log end when it is the latest; else
+/// the largest known epoch <= requested and the start offset of the next one (the
+/// requested epoch and the first known start offset when it predates every entry);
+/// undefined for -1 or an epoch past the latest. Pure, so that the replication state
+/// machines (`crate::replication`) answer from any view of a history.
+pub fn end_offset_for(entries: &[EpochEntry], requested: i32, log_end_offset: i64) -> (i32, i64) {
+    if requested == UNDEFINED_EPOCH {
+        return (UNDEFINED_EPOCH, UNDEFINED_OFFSET);
+    }
+    if entries.last().map(|e| e.epoch) == Some(requested) {
+        return (requested, log_end_offset);
+    }
+    let higher = entries.partition_point(|e| e.epoch <= requested);
+    let Some(next) = entries.get(higher) else {
+        return (UNDEFINED_EPOCH, UNDEFINED_OFFSET);
+    };
+    match higher.checked_sub(1).map(|i| entries[i]) {
+        Some(floor) => (floor.epoch, next.start_offset),
+        None => (requested, next.start_offset),
     }
 }
 

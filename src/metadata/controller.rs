@@ -152,6 +152,8 @@ pub(crate) fn plan_create_topics(
                         replicas,
                         leader_epoch: 0,
                         partition_epoch: 0,
+                        elr: Vec::new(),
+                        last_known_elr: Vec::new(),
                     })
                     .collect(),
                 configs: request.configs.clone(),
@@ -472,6 +474,8 @@ pub(crate) fn plan_create_partitions(
                     replicas,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    elr: Vec::new(),
+                    last_known_elr: Vec::new(),
                 })
                 .collect();
             Ok((topic.topic_id, partitions))

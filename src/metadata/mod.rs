@@ -18,6 +18,7 @@ mod controller;
 mod forward;
 pub mod internal_topics;
 mod network;
+pub mod partition_change;
 mod records;
 mod state_machine;
 mod store;
@@ -156,6 +157,15 @@ pub struct PartitionRecord {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Eligible leader replicas (KIP-966): replicas that left the ISR while it was below
+    /// `min.insync.replicas` and so still hold every committed record; a leader may be
+    /// elected from them when the ISR is empty. Absent from images written before
+    /// replication, hence the serde defaults.
+    #[serde(default)]
+    pub elr: Vec<i32>,
+    /// KIP-966's last known ELR: replicas of the ELR that may have lost data since.
+    #[serde(default)]
+    pub last_known_elr: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

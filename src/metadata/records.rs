@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use std::collections::BTreeMap;
 
+use super::partition_change::{self, PartitionChange};
 use super::{BrokerRegistration, ConfigTarget, MetadataImage, PartitionRecord, TopicImage};
 
 /// One change to the cluster metadata.
@@ -61,6 +62,8 @@ pub enum MetadataRecord {
         target: ConfigTarget,
         configs: BTreeMap<String, String>,
     },
+    /// A partition's leader, ISR or ELR changed (`partition_change.rs` decides it).
+    PartitionChange(PartitionChange),
 }
 
 /// The application payload of one Raft log entry: records applied together, so a reader of
@@ -211,6 +214,27 @@ fn apply_record(image: &mut MetadataImage, record: &MetadataRecord) -> bool {
                 true
             }
         },
+        MetadataRecord::PartitionChange(change) => {
+            let Some(topic) = image
+                .topic_names_by_id
+                .get(&change.topic_id)
+                .and_then(|name| image.topics.get_mut(name))
+            else {
+                return false;
+            };
+            let Some(index) = usize::try_from(change.partition)
+                .ok()
+                .filter(|&i| i < topic.partitions.len())
+            else {
+                return false;
+            };
+            let mut partition = topic.partitions[index].clone();
+            if !partition_change::apply(&mut partition, change) {
+                return false;
+            }
+            Arc::make_mut(topic).partitions[index] = partition;
+            true
+        }
     }
 }
 
@@ -253,6 +277,8 @@ mod tests {
                     leader: 1,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    elr: Vec::new(),
+                    last_known_elr: Vec::new(),
                 })
                 .collect(),
             configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
@@ -584,6 +610,56 @@ mod tests {
     }
 
     #[test]
+    fn partition_change_moves_leader_and_epochs() {
+        let mut t = topic("orders", 2);
+        t.partitions[1].replicas = vec![1, 2, 3];
+        t.partitions[1].isr = vec![1, 2, 3];
+        let (image, _) = apply_batch(
+            &MetadataImage::default(),
+            1,
+            &[MetadataRecord::CreateTopic(t.clone())],
+        );
+        let change = |partition, leader, isr: Option<Vec<i32>>| {
+            MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: t.topic_id,
+                partition,
+                leader,
+                isr,
+                elr: None,
+                last_known_elr: None,
+            })
+        };
+        let (after, out) = apply_batch(
+            &image,
+            1,
+            &[
+                change(1, Some(2), Some(vec![2, 3])),
+                change(1, None, Some(vec![2])),
+                change(2, Some(1), None),        // no such partition
+                change(1, Some(4), None),        // not a replica
+                change(-1, None, Some(vec![1])), // negative index
+            ],
+        );
+        assert_eq!(out.accepted, vec![true, true, false, false, false]);
+        let p = &after.topics["orders"].partitions[1];
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+        assert_eq!((p.leader_epoch, p.partition_epoch), (1, 2));
+        assert_eq!(after.topics["orders"].partitions[0], t.partitions[0]);
+        // Pure: the input image is untouched.
+        assert_eq!(image.topics["orders"].partitions[1], t.partitions[1]);
+    }
+
+    #[test]
+    fn partition_records_without_elr_still_decode() {
+        let mut json = serde_json::to_value(topic("t", 1).partitions[0].clone()).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("elr");
+        object.remove("last_known_elr");
+        let p: PartitionRecord = serde_json::from_value(json).unwrap();
+        assert!(p.elr.is_empty() && p.last_known_elr.is_empty());
+    }
+
+    #[test]
     fn images_without_broker_configs_still_decode() {
         let mut json = serde_json::to_value(MetadataImage::default()).unwrap();
         let object = json.as_object_mut().unwrap();
@@ -633,6 +709,14 @@ mod tests {
                     target: ConfigTarget::Broker { node_id: 1 },
                     configs: BTreeMap::from([("log.retention.ms".into(), "1".into())]),
                 },
+                MetadataRecord::PartitionChange(PartitionChange {
+                    topic_id: Uuid::new_v4(),
+                    partition: 0,
+                    leader: Some(-1),
+                    isr: Some(vec![]),
+                    elr: Some(vec![2]),
+                    last_known_elr: None,
+                }),
             ],
         };
         let bytes = serde_json::to_vec(&batch).unwrap();

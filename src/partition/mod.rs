@@ -1316,6 +1316,8 @@ mod delete_records_tests {
                 leader: node_id,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                elr: Vec::new(),
+                last_known_elr: Vec::new(),
                 replicas: vec![node_id],
                 isr: vec![node_id],
             }],
@@ -1621,6 +1623,8 @@ mod fault_tests {
             leader: manager.config.node_id,
             leader_epoch: 0,
             partition_epoch: 0,
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
             replicas: vec![manager.config.node_id],
             isr: vec![manager.config.node_id],
         });

@@ -137,6 +137,8 @@ mod tests {
                 leader: node_id,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                elr: Vec::new(),
+                last_known_elr: Vec::new(),
                 replicas: vec![node_id],
                 isr: vec![node_id],
             }],

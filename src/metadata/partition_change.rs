@@ -1,0 +1,513 @@
+//! The controller's pure decisions for one partition (Kafka's `PartitionChangeBuilder`
+//! and the AlterPartition checks of `ReplicationControlManager`): given the partition's
+//! current [`PartitionRecord`], what the brokers' states are and what happened, the
+//! [`PartitionChange`] record to write (or none).
+//!
+//! Events in, records out, no IO: the controller (the quorum's operation lock) calls
+//! - [`on_broker_fenced`] for every partition whose ISR/ELR holds a broker that was just
+//!   fenced (session timeout, re-registration after a crash: `unclean_shutdown`) or
+//!   that leads it;
+//! - [`on_broker_unfenced`] for every leaderless partition that lists the broker;
+//! - [`alter_partition`] for each partition of a leader's AlterPartition request;
+//! - [`elect_preferred`] for a preferred-leader election;
+//!
+//! and writes the returned record; [`super::records`] applies it (a leader change bumps
+//! the leader epoch, any change the partition epoch).
+//!
+//! Eligible leader replicas (KIP-966) are on: Kafka 4.4's latest production
+//! `eligible.leader.replicas.version` is 1 (bootstrapped from metadata version 4.1), so a
+//! new 4.4 cluster has them. With them the ISR may become empty: a fenced last ISR member
+//! moves to the ELR and is elected again (cleanly) when it comes back. KIP-966's
+//! "balanced" unclean recovery (electing the last known leader) is not implemented: with
+//! `unclean.leader.election.enable` an unclean election picks the first live replica.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::PartitionRecord;
+
+/// Kafka's `LeaderConstants.NO_LEADER`: the partition is offline.
+pub const NO_LEADER: i32 = -1;
+
+/// AlterPartition answers (Kafka's error codes).
+pub mod codes {
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const NOT_CONTROLLER: i16 = 41;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const INVALID_UPDATE_VERSION: i16 = 108;
+    pub const INELIGIBLE_REPLICA: i16 = 107;
+}
+
+/// One partition's change (Kafka's `PartitionChangeRecord`): only the fields that change
+/// are set. The serialized form is part of the metadata log format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The new leader (`NO_LEADER` for none); set means a new leader epoch.
+    #[serde(default)]
+    pub leader: Option<i32>,
+    #[serde(default)]
+    pub isr: Option<Vec<i32>>,
+    #[serde(default)]
+    pub elr: Option<Vec<i32>>,
+    #[serde(default)]
+    pub last_known_elr: Option<Vec<i32>>,
+}
+
+/// What the controller knows about the cluster and the topic when it decides.
+pub struct ChangeContext<'a> {
+    /// Registered, unfenced and not shutting down (Kafka's `ClusterControlManager.isActive`).
+    pub is_active: &'a dyn Fn(i32) -> bool,
+    /// The topic's effective `min.insync.replicas`.
+    pub min_insync_replicas: usize,
+    /// The topic's effective `unclean.leader.election.enable`.
+    pub unclean_leader_election: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Election {
+    Preferred,
+    Online,
+    Unclean,
+}
+
+/// Kafka's PartitionChangeBuilder over one partition: a target ISR and an election.
+struct Builder<'a> {
+    partition: &'a PartitionRecord,
+    acceptable: &'a dyn Fn(i32) -> bool,
+    min_isr: usize,
+    election: Election,
+    target_isr: Vec<i32>,
+    target_elr: Vec<i32>,
+    target_last_known_elr: Vec<i32>,
+    unclean_shutdown: Option<i32>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(
+        partition: &'a PartitionRecord,
+        ctx: &ChangeContext<'_>,
+        acceptable: &'a dyn Fn(i32) -> bool,
+    ) -> Self {
+        Builder {
+            partition,
+            acceptable,
+            min_isr: ctx.min_insync_replicas,
+            election: if ctx.unclean_leader_election {
+                Election::Unclean
+            } else {
+                Election::Online
+            },
+            target_isr: partition.isr.clone(),
+            target_elr: partition.elr.clone(),
+            target_last_known_elr: partition.last_known_elr.clone(),
+            unclean_shutdown: None,
+        }
+    }
+
+    /// In the ISR, or in the ELR while the ISR is empty, and acceptable.
+    fn is_valid_new_leader(&self, replica: i32) -> bool {
+        (self.target_isr.contains(&replica)
+            || (self.target_isr.is_empty() && self.target_elr.contains(&replica)))
+            && (self.acceptable)(replica)
+    }
+
+    /// (leader, unclean)
+    fn elect(&self) -> (i32, bool) {
+        let replicas = &self.partition.replicas;
+        if self.election == Election::Preferred {
+            if let Some(&first) = replicas.first() {
+                if self.is_valid_new_leader(first) {
+                    return (first, false);
+                }
+            }
+        }
+        if self.is_valid_new_leader(self.partition.leader) {
+            return (self.partition.leader, false);
+        }
+        if let Some(&r) = replicas.iter().find(|&&r| self.is_valid_new_leader(r)) {
+            return (r, false);
+        }
+        if self.election == Election::Unclean {
+            if let Some(&r) = replicas.iter().find(|&&r| (self.acceptable)(r)) {
+                return (r, true);
+            }
+        }
+        (NO_LEADER, false)
+    }
+
+    /// KIP-966: while the ISR is below min ISR, replicas that leave it (cleanly) become
+    /// eligible leaders; at or above min ISR there are none.
+    fn populate_elr(&mut self) {
+        if self.target_isr.len() >= self.min_isr {
+            self.target_elr.clear();
+            self.target_last_known_elr.clear();
+            return;
+        }
+        let mut candidates = self.target_elr.clone();
+        for &r in &self.partition.isr {
+            if !candidates.contains(&r) {
+                candidates.push(r);
+            }
+        }
+        let elr: Vec<i32> = candidates
+            .iter()
+            .copied()
+            .filter(|r| !self.target_isr.contains(r) && Some(*r) != self.unclean_shutdown)
+            .collect();
+        for &r in &self.target_last_known_elr {
+            if !candidates.contains(&r) {
+                candidates.push(r);
+            }
+        }
+        self.target_last_known_elr = candidates
+            .into_iter()
+            .filter(|r| !self.target_isr.contains(r) && !elr.contains(r))
+            .collect();
+        self.target_elr = elr;
+    }
+
+    fn build(mut self, topic_id: Uuid) -> Option<PartitionChange> {
+        let mut change = PartitionChange {
+            topic_id,
+            partition: self.partition.partition,
+            leader: None,
+            isr: None,
+            elr: None,
+            last_known_elr: None,
+        };
+        self.populate_elr();
+        let (leader, unclean) = self.elect();
+        if leader != self.partition.leader {
+            if self.target_elr.contains(&leader) {
+                // Elected from the ELR: it is the whole ISR now.
+                self.target_isr = vec![leader];
+                self.target_elr.retain(|&r| r != leader);
+            }
+            change.leader = Some(leader);
+            if unclean {
+                // Data loss is accepted: the new leader alone is in sync.
+                change.isr = Some(vec![leader]);
+            }
+        }
+        if change.isr.is_some() {
+            self.target_elr.clear();
+            self.target_last_known_elr.clear();
+        }
+        if self.target_elr != self.partition.elr {
+            change.elr = Some(self.target_elr.clone());
+        }
+        if self.target_last_known_elr != self.partition.last_known_elr {
+            change.last_known_elr = Some(self.target_last_known_elr.clone());
+        }
+        if change.isr.is_none() && self.target_isr != self.partition.isr {
+            change.isr = Some(self.target_isr);
+        }
+        let no_op = change.leader.is_none()
+            && change.isr.is_none()
+            && change.elr.is_none()
+            && change.last_known_elr.is_none();
+        (!no_op).then_some(change)
+    }
+}
+
+/// `broker` was fenced (or re-registered after an unclean shutdown: then it also leaves
+/// the ELR, since it may have lost unflushed records): it leaves the ISR, and a new
+/// leader is elected if it led. Kafka's `generateLeaderAndIsrUpdates` with
+/// `brokerToRemove`.
+pub fn on_broker_fenced(
+    topic_id: Uuid,
+    partition: &PartitionRecord,
+    broker: i32,
+    unclean_shutdown: bool,
+    ctx: &ChangeContext<'_>,
+) -> Option<PartitionChange> {
+    let acceptable = |r: i32| r != broker && (ctx.is_active)(r);
+    let mut builder = Builder::new(partition, ctx, &acceptable);
+    builder.target_isr.retain(|&r| r != broker);
+    if unclean_shutdown {
+        builder.unclean_shutdown = Some(broker);
+        builder.target_elr.retain(|&r| r != broker);
+    }
+    builder.build(topic_id)
+}
+
+/// `broker` was unfenced: a leaderless partition may elect it (`brokerToAdd`).
+pub fn on_broker_unfenced(
+    topic_id: Uuid,
+    partition: &PartitionRecord,
+    broker: i32,
+    ctx: &ChangeContext<'_>,
+) -> Option<PartitionChange> {
+    let acceptable = |r: i32| r == broker || (ctx.is_active)(r);
+    Builder::new(partition, ctx, &acceptable).build(topic_id)
+}
+
+/// Preferred-leader election: the first replica if it is a valid leader, else the
+/// current leader stays.
+pub fn elect_preferred(
+    topic_id: Uuid,
+    partition: &PartitionRecord,
+    ctx: &ChangeContext<'_>,
+) -> Option<PartitionChange> {
+    let mut builder = Builder::new(partition, ctx, ctx.is_active);
+    builder.election = Election::Preferred;
+    builder.build(topic_id)
+}
+
+/// One partition of an AlterPartition request, as the leader sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlterPartitionRequest {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// Validates a leader's AlterPartition for `partition` (Kafka's
+/// `validateAlterPartitionData`, in its order) and returns the change to write (none when
+/// the ISR is already the requested one). The answer to the leader is the partition
+/// after the change: leader epoch, partition epoch and ISR.
+pub fn alter_partition(
+    topic_id: Uuid,
+    partition: &PartitionRecord,
+    request: &AlterPartitionRequest,
+    ctx: &ChangeContext<'_>,
+) -> Result<Option<PartitionChange>, i16> {
+    if request.leader_epoch > partition.leader_epoch
+        || request.partition_epoch > partition.partition_epoch
+    {
+        // The leader knows newer metadata than this controller.
+        return Err(codes::NOT_CONTROLLER);
+    }
+    if request.leader_epoch < partition.leader_epoch {
+        return Err(codes::FENCED_LEADER_EPOCH);
+    }
+    if request.leader_id != partition.leader {
+        return Err(codes::INVALID_REQUEST);
+    }
+    if request.partition_epoch < partition.partition_epoch {
+        return Err(codes::INVALID_UPDATE_VERSION);
+    }
+    let mut seen = Vec::with_capacity(request.new_isr.len());
+    for &r in &request.new_isr {
+        if !partition.replicas.contains(&r) || seen.contains(&r) {
+            return Err(codes::INVALID_REQUEST);
+        }
+        seen.push(r);
+    }
+    if !request.new_isr.contains(&partition.leader) {
+        return Err(codes::INVALID_REQUEST);
+    }
+    if !request.new_isr.iter().all(|&r| (ctx.is_active)(r)) {
+        return Err(codes::INELIGIBLE_REPLICA);
+    }
+    let mut builder = Builder::new(partition, ctx, ctx.is_active);
+    builder.target_isr = request.new_isr.clone();
+    Ok(builder.build(topic_id))
+}
+
+/// Applies `change` to `partition` (Kafka's `PartitionRegistration.merge`): a leader
+/// change bumps the leader epoch, any change bumps the partition epoch. False (and
+/// nothing changed) when the change names replicas the partition does not have.
+pub(super) fn apply(partition: &mut PartitionRecord, change: &PartitionChange) -> bool {
+    let known = |list: &Option<Vec<i32>>| {
+        list.as_ref()
+            .is_none_or(|l| l.iter().all(|r| partition.replicas.contains(r)))
+    };
+    let leader_ok = change
+        .leader
+        .is_none_or(|l| l == NO_LEADER || partition.replicas.contains(&l));
+    if !leader_ok || !known(&change.isr) || !known(&change.elr) || !known(&change.last_known_elr) {
+        return false;
+    }
+    if let Some(leader) = change.leader {
+        partition.leader = leader;
+        partition.leader_epoch += 1;
+    }
+    if let Some(isr) = &change.isr {
+        partition.isr = isr.clone();
+    }
+    if let Some(elr) = &change.elr {
+        partition.elr = elr.clone();
+    }
+    if let Some(last_known_elr) = &change.last_known_elr {
+        partition.last_known_elr = last_known_elr.clone();
+    }
+    partition.partition_epoch += 1;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionRecord {
+        PartitionRecord {
+            partition: 0,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: 5,
+            partition_epoch: 9,
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
+        }
+    }
+
+    fn ctx<'a>(
+        active: &'a dyn Fn(i32) -> bool,
+        min_isr: usize,
+        unclean: bool,
+    ) -> ChangeContext<'a> {
+        ChangeContext {
+            is_active: active,
+            min_insync_replicas: min_isr,
+            unclean_leader_election: unclean,
+        }
+    }
+
+    fn merged(mut p: PartitionRecord, change: &PartitionChange) -> PartitionRecord {
+        assert!(apply(&mut p, change));
+        p
+    }
+
+    const T: Uuid = Uuid::nil();
+
+    #[test]
+    fn fencing_the_leader_elects_the_next_isr_member_in_replica_order() {
+        let p = partition(&[1, 2, 3], &[3, 1, 2], 1);
+        let active = |r: i32| r != 1;
+        let change = on_broker_fenced(T, &p, 1, false, &ctx(&active, 1, false)).unwrap();
+        assert_eq!(change.leader, Some(2));
+        assert_eq!(change.isr, Some(vec![3, 2]));
+        let after = merged(p, &change);
+        assert_eq!((after.leader_epoch, after.partition_epoch), (6, 10));
+    }
+
+    #[test]
+    fn fencing_a_follower_only_shrinks_the_isr() {
+        let p = partition(&[1, 2, 3], &[1, 2, 3], 1);
+        let active = |r: i32| r != 3;
+        let change = on_broker_fenced(T, &p, 3, false, &ctx(&active, 2, false)).unwrap();
+        assert_eq!(change.leader, None);
+        assert_eq!(change.isr, Some(vec![1, 2]));
+        let after = merged(p, &change);
+        assert_eq!((after.leader_epoch, after.partition_epoch), (5, 10));
+    }
+
+    #[test]
+    fn below_min_isr_the_leavers_become_eligible_and_are_elected_back() {
+        let p = partition(&[1, 2, 3], &[1, 2], 1);
+        let active = |r: i32| r == 1;
+        // 2 leaves an ISR of 2 with min ISR 2: it keeps every committed record.
+        let change = on_broker_fenced(T, &p, 2, false, &ctx(&active, 2, false)).unwrap();
+        assert_eq!(change.isr, Some(vec![1]));
+        assert_eq!(change.elr, Some(vec![2]));
+        let p = merged(p, &change);
+        // The last ISR member goes too: the ISR is empty, the partition offline.
+        let none = |_| false;
+        let change = on_broker_fenced(T, &p, 1, false, &ctx(&none, 2, false)).unwrap();
+        assert_eq!(change.leader, Some(NO_LEADER));
+        assert_eq!(change.isr, Some(vec![]));
+        let p = merged(p, &change);
+        assert_eq!(p.elr, vec![2, 1]);
+        // 3 was never eligible; 2 comes back and is elected cleanly from the ELR.
+        let only3 = |r: i32| r == 3;
+        assert_eq!(on_broker_unfenced(T, &p, 3, &ctx(&only3, 2, false)), None);
+        let only2 = |r: i32| r == 2;
+        let change = on_broker_unfenced(T, &p, 2, &ctx(&only2, 2, false)).unwrap();
+        assert_eq!(change.leader, Some(2));
+        assert_eq!(change.isr, Some(vec![2]));
+        let p = merged(p, &change);
+        assert_eq!((p.leader, p.elr.clone()), (2, vec![1]));
+    }
+
+    #[test]
+    fn an_unclean_shutdown_leaves_the_elr() {
+        let mut p = partition(&[1, 2, 3], &[], NO_LEADER);
+        p.elr = vec![1, 2];
+        let active = |r: i32| r == 1;
+        let change = on_broker_fenced(T, &p, 1, true, &ctx(&active, 2, false)).unwrap();
+        assert_eq!(change.elr, Some(vec![2]));
+        assert_eq!(change.leader, None);
+    }
+
+    #[test]
+    fn unclean_election_only_when_enabled() {
+        let p = partition(&[1, 2, 3], &[1], 1);
+        let active = |r: i32| r == 3;
+        let clean = on_broker_fenced(T, &p, 1, false, &ctx(&active, 1, false)).unwrap();
+        assert_eq!(clean.leader, Some(NO_LEADER));
+        let unclean = on_broker_fenced(T, &p, 1, false, &ctx(&active, 1, true)).unwrap();
+        assert_eq!(unclean.leader, Some(3));
+        assert_eq!(unclean.isr, Some(vec![3]));
+        assert_eq!(unclean.elr, None);
+    }
+
+    #[test]
+    fn preferred_election_moves_leadership_to_the_first_replica_in_sync() {
+        let p = partition(&[1, 2, 3], &[2, 1], 2);
+        let all = |_| true;
+        let change = elect_preferred(T, &p, &ctx(&all, 1, false)).unwrap();
+        assert_eq!(change.leader, Some(1));
+        let out_of_sync = partition(&[1, 2, 3], &[2, 3], 2);
+        assert_eq!(elect_preferred(T, &out_of_sync, &ctx(&all, 1, false)), None);
+        let not1 = |r: i32| r != 1;
+        assert_eq!(elect_preferred(T, &p, &ctx(&not1, 1, false)), None);
+    }
+
+    #[test]
+    fn alter_partition_is_validated_in_kafkas_order() {
+        let p = partition(&[1, 2, 3], &[1, 2], 1);
+        let not3 = |r: i32| r != 3;
+        let c = ctx(&not3, 1, false);
+        let req = |leader_id, leader_epoch, partition_epoch, isr: &[i32]| AlterPartitionRequest {
+            leader_id,
+            leader_epoch,
+            partition_epoch,
+            new_isr: isr.to_vec(),
+        };
+        let alter = |r| alter_partition(T, &p, &r, &c);
+        assert_eq!(alter(req(1, 6, 9, &[1])), Err(codes::NOT_CONTROLLER));
+        assert_eq!(alter(req(1, 4, 9, &[1])), Err(codes::FENCED_LEADER_EPOCH));
+        assert_eq!(alter(req(2, 5, 9, &[1])), Err(codes::INVALID_REQUEST));
+        assert_eq!(
+            alter(req(1, 5, 8, &[1])),
+            Err(codes::INVALID_UPDATE_VERSION)
+        );
+        assert_eq!(alter(req(1, 5, 9, &[2])), Err(codes::INVALID_REQUEST));
+        assert_eq!(alter(req(1, 5, 9, &[1, 4])), Err(codes::INVALID_REQUEST));
+        assert_eq!(alter(req(1, 5, 9, &[1, 1])), Err(codes::INVALID_REQUEST));
+        assert_eq!(alter(req(1, 5, 9, &[1, 3])), Err(codes::INELIGIBLE_REPLICA));
+        assert_eq!(alter(req(1, 5, 9, &[1, 2])), Ok(None));
+        let change = alter(req(1, 5, 9, &[1])).unwrap().unwrap();
+        assert_eq!((change.leader, change.isr.clone()), (None, Some(vec![1])));
+        let after = merged(p.clone(), &change);
+        assert_eq!((after.leader_epoch, after.partition_epoch), (5, 10));
+    }
+
+    #[test]
+    fn apply_refuses_unknown_replicas() {
+        let mut p = partition(&[1, 2, 3], &[1, 2], 1);
+        let before = p.clone();
+        let change = PartitionChange {
+            topic_id: T,
+            partition: 0,
+            leader: Some(7),
+            isr: None,
+            elr: None,
+            last_known_elr: None,
+        };
+        assert!(!apply(&mut p, &change));
+        let change = PartitionChange {
+            leader: None,
+            isr: Some(vec![1, 9]),
+            ..change
+        };
+        assert!(!apply(&mut p, &change));
+        assert_eq!(p, before);
+    }
+}
