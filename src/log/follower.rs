@@ -8,6 +8,8 @@
 //! recovery scans at open); the epoch checkpoint is rewritten last (entries at or past the
 //! recovered log end are dropped at open anyway).
 
+use std::ops::Bound;
+
 use super::batch::{self, BatchHeader, HEADER_SIZE};
 use super::{sync_dir, Log, LogError};
 
@@ -85,7 +87,8 @@ impl Log {
     /// allows); a bad one appends nothing. Each batch's epoch goes into the epoch cache,
     /// the log rolls as on the leader (a new segment starts at the batch's base offset),
     /// and the batches of one segment are written with one write. The flush policy is the
-    /// leader's. An `Io` error is fatal for the log, as for [`Log::append`].
+    /// leader's. An `Io` error is fatal for the log, as for [`Log::append`] (the batches
+    /// before a failed roll or write may be in the log: the log end tells).
     pub fn append_as_follower(
         &mut self,
         batches: &[u8],
@@ -166,9 +169,7 @@ impl Log {
             .range(..=cut)
             .next_back()
             .expect("the log start is in a segment");
-        self.truncations += 1;
-        self.truncated_to_for_cleaner =
-            Some(self.truncated_to_for_cleaner.map_or(cut, |t| t.min(cut)));
+        self.note_truncation(cut);
         self.remove_segments_above(holder)?;
         let index_interval_bytes = self.config.index_interval_bytes;
         let segment = self.active_mut();
@@ -197,12 +198,7 @@ impl Log {
                 log_end: self.log_end_offset(),
             });
         }
-        self.truncations += 1;
-        self.truncated_to_for_cleaner = Some(
-            self.truncated_to_for_cleaner
-                .map_or(offset, |t| t.min(offset))
-                .min(self.log_start_offset),
-        );
+        self.note_truncation(offset);
         let first = *self.segments.keys().next().expect("a log is never empty");
         self.remove_segments_above(first)?;
         // Emptied in place first: a crash from here on leaves an empty log.
@@ -229,13 +225,26 @@ impl Log {
     /// Deletes every segment whose base is above `base`, highest first, each removal
     /// durable before the next, so that a crash leaves a prefix of the log.
     fn remove_segments_above(&mut self, base: i64) -> Result<(), LogError> {
-        while let Some((&last, _)) = self.segments.range(base + 1..).next_back() {
+        while let Some((&last, _)) = self
+            .segments
+            .range((Bound::Excluded(base), Bound::Unbounded))
+            .next_back()
+        {
             if let Some(segment) = self.segments.remove(&last) {
                 segment.delete_files(&self.dir)?;
                 sync_dir(&self.dir)?;
             }
         }
         Ok(())
+    }
+
+    /// Tells the cleaner (see the fields) that the log is cut back to `offset`.
+    fn note_truncation(&mut self, offset: i64) {
+        self.truncations += 1;
+        self.truncated_to_for_cleaner = Some(
+            self.truncated_to_for_cleaner
+                .map_or(offset, |t| t.min(offset)),
+        );
     }
 
     /// The lowest offset the log was truncated to since the last call (the cleaner clamps

@@ -100,6 +100,21 @@ fn replicate(leader: &Log, follower: &mut Log, fetch_bytes: usize, now_ms: i64) 
     }
 }
 
+/// The same segments, indexes included, byte for byte.
+fn assert_same_files(leader_dir: &Path, follower_dir: &Path) {
+    assert_eq!(segments(follower_dir), segments(leader_dir));
+    for name in segments(leader_dir) {
+        for extension in ["log", "index", "timeindex"] {
+            let name = name.replace(".log", &format!(".{extension}"));
+            assert_eq!(
+                fs::read(follower_dir.join(&name)).unwrap(),
+                fs::read(leader_dir.join(&name)).unwrap(),
+                "{name}"
+            );
+        }
+    }
+}
+
 fn pair(tmp: &TempDir) -> (PathBuf, PathBuf) {
     (tmp.path().join("leader-0"), tmp.path().join("follower-0"))
 }
@@ -125,17 +140,7 @@ fn a_follower_copy_is_the_leaders_log_byte_for_byte_across_rolls_and_reopens() {
         assert_eq!(read_all(&follower, 0), concat(&batches));
         assert_eq!(epochs(&follower), vec![(0, 0), (2, 10), (3, 18)]);
         // The same rolls: the same segments and indexes, file for file.
-        assert_eq!(segments(&follower_dir), segments(&leader_dir));
-        for name in segments(&leader_dir) {
-            for extension in ["log", "index", "timeindex"] {
-                let name = name.replace(".log", &format!(".{extension}"));
-                assert_eq!(
-                    fs::read(follower_dir.join(&name)).unwrap(),
-                    fs::read(leader_dir.join(&name)).unwrap(),
-                    "{name}, fetches of {fetch_bytes} bytes"
-                );
-            }
-        }
+        assert_same_files(&leader_dir, &follower_dir);
         drop(follower);
         let reopened = open(&follower_dir);
         assert_eq!(read_all(&reopened, 0), concat(&batches));
@@ -398,6 +403,8 @@ fn truncate_and_check(offset: i64, expected_end: i64, expected_epochs: &[(i32, i
     replicate(&leader, &mut follower, 100, 6_000);
     assert_eq!(read_all(&follower, 0), concat(&batches));
     assert_eq!(epochs(&follower), vec![(0, 0), (2, 10), (3, 18)]);
+    // The shortened segment's rebuilt indexes continue as the leader's: file for file.
+    assert_same_files(&leader_dir, &follower_dir);
     drop(follower);
     let follower = open(&follower_dir);
     assert_eq!(read_all(&follower, 0), concat(&batches));

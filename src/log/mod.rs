@@ -6,8 +6,11 @@
 //! zero-padded to 20 digits. See `segment.rs` for the file formats and bounds.
 //!
 //! Recovery at open scans only the active (last) segment, truncating it at the first
-//! torn, truncated, corrupt or non-contiguous batch. Sealed segments were fsynced when
+//! torn, truncated, corrupt or overlapping batch. Sealed segments were fsynced when
 //! they were rolled; their indexes are trusted when sane, else rebuilt by a scan.
+//!
+//! A follower replica appends the leader's batches as stored and truncates where its log
+//! diverged (`follower.rs`).
 //!
 //! Retention (`retention.rs`) removes whole segments, oldest first, by `retention.bytes`
 //! and `retention.ms`.

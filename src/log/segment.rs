@@ -181,7 +181,7 @@ fn be_i64(b: &[u8]) -> i64 {
 
 /// Result of scanning a `.log` file from the start.
 struct Scan {
-    /// Bytes of complete, valid, contiguous batches from the start of the file.
+    /// Bytes of complete, valid batches with increasing offsets from the start of the file.
     valid_bytes: u64,
     next_offset: i64,
     index: SegmentIndex,

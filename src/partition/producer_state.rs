@@ -157,11 +157,16 @@ impl ProducerStateTable {
             Some(latest) if first == next_sequence(latest.last_sequence) => {
                 Ok(SequenceCheck::Append)
             }
+            // Only a transaction marker seen at this epoch: no last sequence yet.
+            None if first == 0 => Ok(SequenceCheck::Append),
             _ => Err(SequenceError::OutOfOrder),
         }
     }
 
-    /// Records an appended batch (base offset already assigned).
+    /// Records an appended batch (base offset already assigned), the leader's own or one
+    /// a follower copied. A control batch (a transaction marker, which a follower copies
+    /// from its leader) carries no sequence: it moves the producer's epoch and time only,
+    /// as Kafka's appendEndTxnMarker.
     pub fn record(&mut self, header: &BatchHeader, timestamp_ms: i64) {
         if !header.has_producer_id() {
             return;
@@ -182,6 +187,10 @@ impl ProducerStateTable {
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        if header.is_control() {
+            entry.last_timestamp_ms = entry.last_timestamp_ms.max(timestamp_ms);
+            return;
         }
         if entry.batches.len() == MAX_CACHED_BATCHES {
             entry.batches.pop_front();
@@ -325,6 +334,31 @@ mod tests {
             t.check(&header(-1, -1, -1, 1, 0)),
             Ok(SequenceCheck::Append)
         );
+    }
+
+    #[test]
+    fn a_transaction_marker_moves_the_epoch_but_caches_no_sequence() {
+        let mut t = ProducerStateTable::default();
+        t.record(&header(1, 0, 0, 2, 0), 1);
+        let mut marker = header(1, 1, -1, 1, 2);
+        marker.attributes |= 0x20;
+        assert!(marker.is_control());
+        t.record(&marker, 5);
+        let entry = t.get(1).unwrap();
+        assert_eq!((entry.epoch, entry.batches.len()), (1, 0));
+        assert_eq!(entry.last_timestamp_ms, 5);
+        // The new epoch starts its sequence at zero.
+        assert_eq!(t.check(&header(1, 1, 0, 1, 3)), Ok(SequenceCheck::Append));
+        assert_eq!(
+            t.check(&header(1, 1, 4, 1, 3)),
+            Err(SequenceError::OutOfOrder)
+        );
+        // A marker at the same epoch keeps the sequences.
+        let mut t = ProducerStateTable::default();
+        t.record(&header(1, 0, 0, 2, 0), 1);
+        marker.producer_epoch = 0;
+        t.record(&marker, 2);
+        assert_eq!(t.check(&header(1, 0, 2, 1, 3)), Ok(SequenceCheck::Append));
     }
 
     #[test]
