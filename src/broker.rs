@@ -214,6 +214,7 @@ pub async fn serve(
     let watcher = tokio::spawn(watch_metadata(broker.clone(), background.clone()));
     let flusher = tokio::spawn(flush_scheduler(broker.clone(), background.clone()));
     let retention = tokio::spawn(log_retention(broker.clone(), background.clone()));
+    let isr = tokio::spawn(isr_changes(broker.clone(), background.clone()));
     // Fail-stop: a storage error anywhere shuts the whole broker down.
     let fail_stop = tokio::spawn({
         let health = broker.partitions.health().clone();
@@ -231,6 +232,7 @@ pub async fn serve(
     let _ = watcher.await;
     let _ = flusher.await;
     let _ = retention.await;
+    let _ = isr.await;
     let _ = group_task.await;
     // Before the logs are closed; a clean in progress is abandoned.
     if let Err(error) = tokio::task::spawn_blocking(move || cleaner.shutdown()).await {
@@ -273,6 +275,60 @@ async fn watch_metadata(broker: Arc<Broker>, stop: CancellationToken) {
                 broker.partitions.reconcile_blocking(image.clone()).await;
                 broker.replica_fetchers.update(&image, &broker.partitions);
             }
+        }
+    }
+}
+
+/// Sends the ISR changes the partitions led here ask for (AlterPartition, to the
+/// controller through the metadata quorum) and hands back the answers; every
+/// `replica.lag.time.max.ms` / 2 asks each led partition whether a follower lags too far
+/// behind (Kafka's isr-expiration task) and resends changes the controller did not
+/// answer. One call in flight per partition at most.
+async fn isr_changes(broker: Arc<Broker>, stop: CancellationToken) {
+    let lag_ms = broker.config.replica_fetch.lag_time_max_ms.max(2) as u64;
+    let mut ticker = tokio::time::interval(Duration::from_millis(lag_ms / 2));
+    let backoff = Duration::from_millis(broker.config.replica_fetch.backoff_ms.max(1));
+    let queue = broker.partitions.isr_changes().clone();
+    let mut resend = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = queue.ready() => {}
+            _ = ticker.tick() => {
+                for partition in broker.partitions.all() {
+                    if let Some(request) = partition.isr_change_due(resend) {
+                        queue.push(partition.topic_id, partition.index, request);
+                    }
+                }
+                // Pending requests are resent every other tick: an answer lost with a
+                // controller that died must not leave the ISR stuck.
+                resend = !resend;
+            }
+        }
+        for ((topic_id, index), request) in queue.take_all() {
+            let broker = broker.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let answer = broker
+                    .metadata
+                    .alter_partition(topic_id, index, request.clone())
+                    .await;
+                let result = answer.unwrap_or_else(|error| {
+                    tracing::debug!(%error, "AlterPartition not answered");
+                    Err(crate::metadata::partition_change::codes::NOT_CONTROLLER)
+                });
+                let Some(partition) = broker.partitions.get(topic_id, index) else {
+                    return;
+                };
+                if let Some(again) = partition.on_alter_partition_result(&request, result) {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(backoff) => {
+                            broker.partitions.isr_changes().push(topic_id, index, again);
+                        }
+                    }
+                }
+            });
         }
     }
 }

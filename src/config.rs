@@ -57,6 +57,9 @@ pub struct ReplicaFetchConfig {
     pub backoff_ms: u64,
     /// `replica.socket.timeout.ms`: connect and answer deadline of a follower's fetch.
     pub socket_timeout_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR
+    /// (the leader asks the controller), and one that catches up is added back.
+    pub lag_time_max_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +82,9 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// `auto.create.topics.enable`
     pub auto_create_topics_enable: bool,
+    /// `unclean.leader.election.enable`: elect an out-of-sync replica when no in-sync one
+    /// is left (it may lack acknowledged records).
+    pub unclean_leader_election_enable: bool,
     /// `message.max.bytes`: largest record batch accepted (topic `max.message.bytes`).
     pub message_max_bytes: i32,
     /// `socket.request.max.bytes`: a frame larger than this closes the connection.
@@ -281,6 +287,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic_config("retention.ms", "log.retention.ms", ConfigType::Long, None),
     topic_config("segment.bytes", "log.segment.bytes", ConfigType::Int, None),
     topic_config("segment.ms", "log.roll.ms", ConfigType::Long, None),
+    topic_config(
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        ConfigType::Boolean,
+        Some(&["true", "false"]),
+    ),
 ];
 
 pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
@@ -478,6 +490,7 @@ impl BrokerConfig {
             num_partitions: number(map, "num.partitions", 1)?,
             default_replication_factor: number(map, "default.replication.factor", 1)?,
             auto_create_topics_enable: boolean(map, "auto.create.topics.enable", true)?,
+            unclean_leader_election_enable: boolean(map, "unclean.leader.election.enable", false)?,
             message_max_bytes: number(map, "message.max.bytes", 1_048_588)?,
             socket_request_max_bytes,
             max_in_flight_requests_per_connection: number(map, "queued.max.requests", 500)?,
@@ -507,6 +520,7 @@ impl BrokerConfig {
                 min_bytes: number(map, "replica.fetch.min.bytes", 1)?,
                 backoff_ms: number(map, "replica.fetch.backoff.ms", 1_000)?,
                 socket_timeout_ms: number(map, "replica.socket.timeout.ms", 30_000)?,
+                lag_time_max_ms: number(map, "replica.lag.time.max.ms", 30_000)?,
             },
             fetch_sessions: crate::protocol::fetch_session::SessionCacheConfig {
                 max_slots: number(map, "max.incremental.fetch.session.cache.slots", 1000)?,
@@ -829,6 +843,7 @@ impl BrokerConfig {
             "num.partitions" => self.num_partitions.to_string(),
             "default.replication.factor" => self.default_replication_factor.to_string(),
             "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
             "message.max.bytes" => self.message_max_bytes.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
             "queued.max.requests" => self.max_in_flight_requests_per_connection.to_string(),
@@ -846,6 +861,7 @@ impl BrokerConfig {
             "replica.fetch.min.bytes" => self.replica_fetch.min_bytes.to_string(),
             "replica.fetch.backoff.ms" => self.replica_fetch.backoff_ms.to_string(),
             "replica.socket.timeout.ms" => self.replica_fetch.socket_timeout_ms.to_string(),
+            "replica.lag.time.max.ms" => self.replica_fetch.lag_time_max_ms.to_string(),
             "log.segment.bytes" => self.log.segment_bytes.to_string(),
             "log.roll.ms" => self.log.segment_ms.to_string(),
             "log.index.interval.bytes" => self.log.index_interval_bytes.to_string(),
@@ -1016,6 +1032,7 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "num.partitions",
     "default.replication.factor",
     "auto.create.topics.enable",
+    "unclean.leader.election.enable",
     "message.max.bytes",
     "socket.request.max.bytes",
     "queued.max.requests",
@@ -1031,6 +1048,7 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "replica.fetch.min.bytes",
     "replica.fetch.backoff.ms",
     "replica.socket.timeout.ms",
+    "replica.lag.time.max.ms",
     "max.incremental.fetch.session.cache.slots",
     "min.incremental.fetch.session.eviction.ms",
     "millrace.incremental.fetch.session.cache.max.bytes",

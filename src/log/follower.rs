@@ -134,7 +134,8 @@ impl Log {
     /// Later segments are deleted, the one holding the cut is shortened (and becomes the
     /// active segment), epochs from the new log end on are forgotten. The log start stays,
     /// unless `offset` is below it: then the log is emptied and starts at `offset`
-    /// ([`Log::truncate_fully_and_start_at`]). Nothing happens at or past the log end.
+    /// ([`Log::truncate_fully_and_start_at`]). Nothing happens past the log end; at it,
+    /// only epochs announced there (with no batch yet) are forgotten.
     /// Producer state must be rebuilt by the caller afterwards
     /// (`partition::producer_state::rebuild_producer_state`). An `Io` error is fatal for
     /// the log; what is on disk then still opens (see the module comment).
@@ -146,7 +147,14 @@ impl Log {
                 log_end: self.log_end_offset(),
             });
         }
-        if offset >= self.log_end_offset() {
+        if offset > self.log_end_offset() {
+            return Ok(());
+        }
+        if offset == self.log_end_offset() {
+            // No batch goes, but an epoch this replica announced at its log end while it
+            // led (and never wrote in) would be its last fetched epoch forever: the leader
+            // answers it as diverging at this very offset again and again.
+            self.epochs.truncate_from_end(offset)?;
             return Ok(());
         }
         if offset < self.log_start_offset {

@@ -39,6 +39,12 @@ pub(crate) enum ControllerCall {
         broker_epoch: i64,
     },
     DescribeQuorum,
+    /// A partition leader asks for a new ISR.
+    AlterPartition {
+        topic_id: uuid::Uuid,
+        partition: i32,
+        request: super::partition_change::AlterPartitionRequest,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +66,7 @@ pub(crate) enum ReplyBody {
     Registered { broker_epoch: i64 },
     Heartbeat(Result<(), ApiError>),
     Quorum(QuorumDescription),
+    AlterPartition(Result<super::replication_control::AlterPartitionAnswer, i16>),
 }
 
 /// DescribeQuorum's view of the metadata log, from the leader.

@@ -20,6 +20,7 @@ pub mod internal_topics;
 mod network;
 pub mod partition_change;
 mod records;
+mod replication_control;
 mod state_machine;
 mod store;
 
@@ -49,6 +50,7 @@ pub(crate) use controller::new_cluster_id as new_kafka_uuid;
 pub(crate) use controller::validate_topic_name;
 pub use controller::{MAX_PARTITIONS_PER_BATCH, MAX_PRODUCER_ID_BLOCK};
 pub use records::{apply_batch, BatchOutcome, MetadataRecord, RecordBatch};
+pub use replication_control::AlterPartitionAnswer;
 
 /// One resource's planned config change: its whole new override map.
 pub type ConfigChange = (ConfigTarget, BTreeMap<String, String>);
@@ -750,6 +752,26 @@ impl MetadataQuorum {
         }
     }
 
+    /// AlterPartition: the leader of a partition asks for `request.new_isr`; the answer is
+    /// the partition after the change (leader epoch, partition epoch, ISR) or Kafka's
+    /// error code for that partition.
+    pub async fn alter_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        request: partition_change::AlterPartitionRequest,
+    ) -> Result<Result<AlterPartitionAnswer, i16>, MetadataError> {
+        let call = ControllerCall::AlterPartition {
+            topic_id,
+            partition,
+            request,
+        };
+        match self.call(call).await? {
+            ReplyBody::AlterPartition(result) => Ok(result),
+            other => Err(mismatched(&other)),
+        }
+    }
+
     /// DescribeQuorum, answered by the leader.
     pub async fn describe_quorum(&self) -> Result<QuorumDescription, MetadataError> {
         match self.call(ControllerCall::DescribeQuorum).await? {
@@ -919,7 +941,48 @@ impl MetadataQuorum {
                 .await
                 .map(ReplyBody::Heartbeat),
             ControllerCall::DescribeQuorum => self.describe_quorum_here().map(ReplyBody::Quorum),
+            ControllerCall::AlterPartition {
+                topic_id,
+                partition,
+                request,
+            } => self
+                .alter_partition_here(topic_id, partition, request)
+                .await
+                .map(ReplyBody::AlterPartition),
         }
+    }
+
+    async fn alter_partition_here(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        request: partition_change::AlterPartitionRequest,
+    ) -> Result<Result<AlterPartitionAnswer, i16>, MetadataError> {
+        let _op = self.begin_op().await?;
+        let image = self.image();
+        let planned = replication_control::alter_partition(
+            &image,
+            topic_id,
+            partition,
+            &request,
+            &self.inner.config,
+        );
+        let (change, answer) = match planned {
+            Ok(planned) => planned,
+            Err(code) => return Ok(Err(code)),
+        };
+        if let Some(change) = change {
+            tracing::info!(
+                %topic_id,
+                partition,
+                isr = ?answer.isr,
+                leader = request.leader_id,
+                "ISR change"
+            );
+            self.write(vec![MetadataRecord::PartitionChange(change)])
+                .await?;
+        }
+        Ok(Ok(answer))
     }
 
     async fn create_topics_here(
@@ -1114,12 +1177,26 @@ impl MetadataQuorum {
             .max(0)
             + 1;
         let node_id = registration.node_id;
-        let record = MetadataRecord::RegisterBroker(BrokerRegistration {
+        // A restarted broker lost what it knew as leader (followers' positions, the high
+        // watermark): its leaderships move and it leaves the ISRs first, as if fenced,
+        // then it may lead the partitions that have no other leader.
+        let mut records = if image.brokers.get(&node_id).is_some_and(|b| !b.fenced) {
+            replication_control::brokers_leaving(&image, &[node_id], &self.inner.config)
+        } else {
+            Vec::new()
+        };
+        records.push(MetadataRecord::RegisterBroker(BrokerRegistration {
             broker_epoch,
             fenced: false,
             ..registration
-        });
-        self.write(vec![record]).await?;
+        }));
+        let (registered, _) = apply_batch(&image, self.inner.node_id, &records);
+        records.extend(replication_control::broker_back(
+            &registered,
+            node_id,
+            &self.inner.config,
+        ));
+        self.write(records).await?;
         if let Ok(mut sessions) = self.inner.sessions.lock() {
             sessions.last_heartbeat.insert(node_id, Instant::now());
         }
@@ -1151,11 +1228,18 @@ impl MetadataQuorum {
         if broker.fenced {
             let _op = self.begin_op().await?;
             tracing::info!(node_id, broker_epoch, "unfencing broker: heartbeat");
-            self.write(vec![MetadataRecord::UnfenceBroker {
+            let mut records = vec![MetadataRecord::UnfenceBroker {
                 node_id,
                 broker_epoch,
-            }])
-            .await?;
+            }];
+            // Partitions left without a leader may elect it again.
+            let (unfenced, _) = apply_batch(&self.image(), self.inner.node_id, &records);
+            records.extend(replication_control::broker_back(
+                &unfenced,
+                node_id,
+                &self.inner.config,
+            ));
+            self.write(records).await?;
         }
         Ok(Ok(()))
     }
@@ -1414,6 +1498,22 @@ mod tests {
         q.shutdown().await;
     }
 
+    /// The topics as a restart leaves them: the restarted broker re-registers, its
+    /// leaderships lapse and come back in a new leader epoch (two partition changes).
+    fn restarted(topics: &BTreeMap<String, Arc<TopicImage>>) -> BTreeMap<String, Arc<TopicImage>> {
+        topics
+            .iter()
+            .map(|(name, topic)| {
+                let mut topic = topic.as_ref().clone();
+                for partition in &mut topic.partitions {
+                    partition.leader_epoch += 2;
+                    partition.partition_epoch += 2;
+                }
+                (name.clone(), Arc::new(topic))
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn state_survives_restart() {
         let dir = TempDir::new().unwrap();
@@ -1429,12 +1529,12 @@ mod tests {
             .unwrap();
         let after = q.image();
         assert_eq!(after.cluster_id, before.cluster_id);
-        assert_eq!(after.topics, before.topics);
+        assert_eq!(restarted(&before.topics), after.topics);
         assert_eq!(after.topic_names_by_id, before.topic_names_by_id);
         assert_eq!(after.next_producer_id, 1000);
         assert_eq!(after.controller_id, 1);
         assert_eq!(after.brokers[&1].port, 9093);
-        assert_eq!(*after.topics["a"], *created[0]);
+        assert_eq!(after.topics["a"].topic_id, created[0].topic_id);
         assert_eq!(after.topics["b"].configs["retention.ms"], "1000");
 
         // And it keeps working.
@@ -1482,7 +1582,8 @@ mod tests {
         q.shutdown().await;
 
         let q = start(&dir).await;
-        assert_eq!(q.image().topics["grow"], grown);
+        let grown = BTreeMap::from([("grow".to_string(), grown)]);
+        assert_eq!(q.image().topics["grow"], restarted(&grown)["grow"]);
         q.shutdown().await;
     }
 
@@ -1517,7 +1618,7 @@ mod tests {
         assert_eq!(metrics.purged, applied);
         let after = q.image();
         assert_eq!(after.cluster_id, before.cluster_id);
-        assert_eq!(after.topics, before.topics);
+        assert_eq!(after.topics, restarted(&before.topics));
         assert_eq!(after.topics.len(), 2);
         q.shutdown().await;
     }

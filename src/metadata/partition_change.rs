@@ -258,7 +258,7 @@ pub fn elect_preferred(
 }
 
 /// One partition of an AlterPartition request, as the leader sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlterPartitionRequest {
     pub leader_id: i32,
     pub leader_epoch: i32,

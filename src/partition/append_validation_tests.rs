@@ -20,7 +20,7 @@ fn partition(dir: &Path, rules: RecordRules) -> Partition {
         dir,
         &topic,
         0,
-        super::replica::ReplicaState::sole_leader(1),
+        super::Assignment::sole_leader(1),
         LogConfig::default(),
         rules,
         86_400_000,

@@ -43,11 +43,14 @@ use crate::log::cleaner::CleanableLog;
 use crate::log::dir::{self, LogDirHealth};
 use crate::log::validator::{self, RecordError, RecordRules, RejectKind, Rejection};
 use crate::log::{Log, LogConfig, LogError, ReadPlan};
+use crate::metadata::partition_change::AlterPartitionRequest;
+use crate::metadata::{AlterPartitionAnswer, PartitionRecord};
 use crate::metadata::{MetadataImage, TopicImage};
+use crate::replication::leader::{AckDecision, AlterPartitionAccepted, FetchError, LeaderConfig};
 use append_queue::AppendQueue;
 pub use append_queue::AppendSubmission;
 use producer_state::{ProducerSnapshot, ProducerStateTable, SequenceCheck};
-use replica::{Assignment, ReplicaState, Transition};
+use replica::{monotonic_ms, ReplicaState, Transition};
 
 /// Kafka error codes the partition layer answers with.
 pub mod error_code {
@@ -173,6 +176,8 @@ pub enum Reader {
     Consumer,
     Follower {
         replica_id: i32,
+        /// The leader epoch the follower fetches in (-1: not sent, Fetch < v9).
+        current_leader_epoch: i32,
         /// The epoch of the follower's last batch (-1: none), to find divergence.
         last_fetched_epoch: i32,
     },
@@ -233,6 +238,8 @@ pub struct Partition {
     appends: Mutex<AppendQueue>,
     /// Woken when the log end or the high watermark moves (fetches park on it).
     data_arrived: Notify,
+    /// Where this partition, leading, queues the ISR changes it asks the controller for.
+    isr_changes: Arc<IsrChangeQueue>,
     health: Arc<LogDirHealth>,
 }
 
@@ -250,13 +257,19 @@ impl Partition {
         dir: &Path,
         topic: &TopicImage,
         index: i32,
-        replica: ReplicaState,
+        assignment: Assignment,
         log_config: LogConfig,
         record_rules: RecordRules,
         producer_id_expiration_ms: i64,
         health: Arc<LogDirHealth>,
         checkpointed_log_start: Option<i64>,
     ) -> Result<Partition, PartitionError> {
+        let Assignment {
+            node_id,
+            record,
+            leader_config,
+            isr_changes,
+        } = assignment;
         std::fs::create_dir_all(dir).map_err(LogError::from)?;
         write_partition_metadata(dir, topic.topic_id)?;
         let mut log = Log::open(dir, log_config.clone())?;
@@ -265,18 +278,26 @@ impl Partition {
             log.advance_log_start_offset(offset.clamp(0, log.log_end_offset()))?;
             log.delete_segments_below_start()?;
         }
-        if replica.is_leader() {
-            log.assign_leader_epoch(replica.leader_epoch())?;
+        if record.leader == node_id {
+            log.assign_leader_epoch(record.leader_epoch)?;
         }
         let producers = load_producer_state(dir, &log)?;
         // Kafka restores the high watermark from its checkpoint; without one, a lone
         // replica's whole log is committed, and a replicated one's is recomputed from the
         // followers' fetches (or the leader's answers), starting from the log start.
-        let high_watermark = if replica.isr_len() <= 1 && replica.is_leader() {
+        let high_watermark = if record.isr == [node_id] && record.leader == node_id {
             log.log_end_offset()
         } else {
             log.log_start_offset()
         };
+        let replica = ReplicaState::new(
+            node_id,
+            record,
+            leader_config,
+            log.log_end_offset(),
+            high_watermark,
+            monotonic_ms(),
+        );
         Ok(Partition {
             topic: topic.name.clone(),
             topic_id: topic.topic_id,
@@ -292,6 +313,7 @@ impl Partition {
             state: Mutex::new(PartitionState { log, producers }),
             appends: Mutex::new(AppendQueue::default()),
             data_arrived: Notify::new(),
+            isr_changes,
             health,
         })
     }
@@ -340,23 +362,40 @@ impl Partition {
         self.replica().is_leader()
     }
 
-    /// The ISR size as of the last applied image (`min.insync.replicas` checks).
+    /// The ISR size as this node knows it.
     pub fn isr_len(&self) -> usize {
         self.replica().isr_len()
     }
 
-    /// Takes the image's assignment for this partition. Becoming leader in a new epoch
-    /// records the epoch at the log end (Kafka's makeLeader). Blocking: may take the
-    /// append lock and write the epoch checkpoint.
-    pub fn apply_assignment(&self, assignment: Assignment) -> Result<Transition, PartitionError> {
+    /// acks=all before the append: the ISR is at least `min.insync.replicas`.
+    pub fn acks_all_allowed(&self) -> bool {
+        self.replica().acks_all_allowed()
+    }
+
+    /// Takes the image's version of this partition and the topic's replication settings.
+    /// Becoming leader in a new epoch records the epoch at the log end (Kafka's
+    /// makeLeader). Blocking: may take the append lock and write the epoch checkpoint.
+    pub fn apply_assignment(
+        &self,
+        record: PartitionRecord,
+        leader_config: LeaderConfig,
+    ) -> Result<Transition, PartitionError> {
         let mut state = self.lock();
-        let transition = self.replica().apply(assignment);
+        let (transition, advanced) = self.replica().apply(
+            record,
+            leader_config,
+            state.log.log_end_offset(),
+            self.high_watermark.load(Ordering::Acquire),
+            monotonic_ms(),
+        );
         match transition {
             Transition::BecomeLeader { leader_epoch } => {
                 state
                     .log
                     .assign_leader_epoch(leader_epoch)
                     .map_err(|error| self.storage_failed(error))?;
+                self.last_epoch
+                    .store(state.log.latest_epoch().unwrap_or(-1), Ordering::Release);
                 tracing::info!(topic = %self.topic, partition = self.index, leader_epoch, "leading");
             }
             Transition::BecomeFollower {
@@ -367,9 +406,9 @@ impl Partition {
             }
             Transition::Unchanged => {}
         }
-        // A new ISR may commit more (a shrink) or hold the high watermark where it is.
-        self.maybe_advance_high_watermark(&state.log);
         drop(state);
+        self.publish_high_watermark(advanced);
+        // Parked acks=all produces re-check leadership; fetches re-read.
         self.data_arrived.notify_waiters();
         Ok(transition)
     }
@@ -473,7 +512,11 @@ impl Partition {
         };
         let log_start_offset = state.log.log_start_offset();
         self.publish_offsets(&state.log);
+        let advanced = self
+            .replica()
+            .on_local_append(state.log.log_end_offset(), monotonic_ms());
         drop(state);
+        self.publish_high_watermark(advanced);
         self.data_arrived.notify_waiters();
         Ok(AppendResult {
             base_offset,
@@ -501,6 +544,7 @@ impl Partition {
             self.check_online()?;
             if let Reader::Follower {
                 replica_id,
+                current_leader_epoch,
                 last_fetched_epoch,
             } = reader
             {
@@ -517,10 +561,7 @@ impl Partition {
                         });
                     }
                 }
-                // A position past this log's end is not one it can vouch for.
-                if offset <= state.log.log_end_offset() {
-                    self.record_follower_fetch(replica_id, offset);
-                }
+                self.record_follower_fetch(replica_id, current_leader_epoch, offset)?;
             }
             let high_watermark = self.high_watermark.load(Ordering::Acquire);
             // Consumers see committed records only; followers copy everything.
@@ -611,31 +652,81 @@ impl Partition {
             .store(log.latest_epoch().unwrap_or(-1), Ordering::Release);
         self.log_start_offset
             .store(log.log_start_offset(), Ordering::Release);
-        self.maybe_advance_high_watermark(log);
     }
 
-    /// Leader side: moves the high watermark up to what the ISR has, never back.
-    fn maybe_advance_high_watermark(&self, log: &Log) {
-        let candidate = self
-            .replica()
-            .high_watermark_candidate(log.log_end_offset());
-        if let Some(candidate) = candidate {
-            self.high_watermark.fetch_max(candidate, Ordering::AcqRel);
+    /// Leader side: publishes a high watermark the ISR moved (it only grows), waking
+    /// acks=all waiters and parked consumer fetches.
+    fn publish_high_watermark(&self, advanced: Option<i64>) {
+        if let Some(high_watermark) = advanced {
+            if self
+                .high_watermark
+                .fetch_max(high_watermark, Ordering::AcqRel)
+                < high_watermark
+            {
+                self.data_arrived.notify_waiters();
+            }
         }
     }
 
-    /// Leader side: a follower fetched from `fetch_offset`, so it holds everything below;
-    /// the high watermark may move, which wakes acks=all waiters and consumers.
-    fn record_follower_fetch(&self, replica_id: i32, fetch_offset: i64) {
-        let local_log_end = self.log_end_offset.load(Ordering::Acquire);
-        let candidate = {
-            let mut replica = self.replica();
-            replica.record_follower_fetch(replica_id, fetch_offset);
-            replica.high_watermark_candidate(local_log_end)
-        };
-        let Some(candidate) = candidate else { return };
-        if self.high_watermark.fetch_max(candidate, Ordering::AcqRel) < candidate {
-            self.data_arrived.notify_waiters();
+    /// Leader side: a follower fetched from `fetch_offset` in `current_leader_epoch`, so
+    /// it holds everything below: the high watermark may move, and a follower back in
+    /// sync is proposed for the ISR. A fetch in another epoch is refused with its code.
+    fn record_follower_fetch(
+        &self,
+        replica_id: i32,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+    ) -> Result<(), PartitionError> {
+        let update = self.replica().on_follower_fetch(
+            replica_id,
+            current_leader_epoch,
+            fetch_offset,
+            monotonic_ms(),
+        );
+        match update {
+            Ok(update) => {
+                self.publish_high_watermark(update.high_watermark);
+                if let Some(request) = update.alter_partition {
+                    self.isr_changes.push(self.topic_id, self.index, request);
+                }
+                Ok(())
+            }
+            Err(FetchError::LeaderEpoch(code)) => Err(PartitionError::new(
+                code,
+                "the follower's leader epoch is not the leader's",
+            )),
+            // Not counted (not a replica, or beyond the log, which the read refuses).
+            Err(FetchError::UnknownReplica | FetchError::OffsetOutOfRange) => Ok(()),
+        }
+    }
+
+    /// Leading: the ISR change due now (a follower lagging longer than
+    /// `replica.lag.time.max.ms`), or the pending one again when `resend`.
+    pub fn isr_change_due(&self, resend: bool) -> Option<AlterPartitionRequest> {
+        self.replica().isr_change_due(monotonic_ms(), resend)
+    }
+
+    /// Leading: the controller's answer to `sent` (a controller error code, or the
+    /// partition after the change). Returns a request to send again after a back-off.
+    pub fn on_alter_partition_result(
+        &self,
+        sent: &AlterPartitionRequest,
+        result: Result<AlterPartitionAnswer, i16>,
+    ) -> Option<AlterPartitionRequest> {
+        let result = result.map(|answer| AlterPartitionAccepted {
+            leader_epoch: answer.leader_epoch,
+            partition_epoch: answer.partition_epoch,
+            isr: answer.isr,
+        });
+        let outcome = self
+            .replica()
+            .on_alter_partition_result(sent, result, monotonic_ms());
+        match outcome {
+            Ok(advanced) => {
+                self.publish_high_watermark(advanced);
+                None
+            }
+            Err(resend) => Some(resend),
         }
     }
 
@@ -712,16 +803,18 @@ impl Partition {
     pub fn truncate_as_follower(&self, offset: i64) -> Result<(), PartitionError> {
         let mut state = self.lock();
         self.check_online()?;
-        if offset >= state.log.log_end_offset() {
+        if offset > state.log.log_end_offset() {
             return Ok(());
         }
-        tracing::info!(
-            topic = %self.topic,
-            partition = self.index,
-            from = offset,
-            log_end_offset = state.log.log_end_offset(),
-            "truncating divergent records"
-        );
+        if offset < state.log.log_end_offset() {
+            tracing::info!(
+                topic = %self.topic,
+                partition = self.index,
+                from = offset,
+                log_end_offset = state.log.log_end_offset(),
+                "truncating divergent records"
+            );
+        }
         state
             .log
             .truncate_to(offset)
@@ -787,22 +880,31 @@ impl Partition {
         }
     }
 
-    /// acks=all: waits until the high watermark reaches `next_offset` (true), or
-    /// `timeout` passes or this node stops leading (false).
-    pub async fn wait_for_high_watermark(&self, next_offset: i64, timeout: Duration) -> bool {
+    /// acks=all's second stage: waits until the high watermark passes `next_offset` and
+    /// answers as Kafka's delayed produce: NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND when
+    /// the ISR shrank below `min.insync.replicas` meanwhile, NOT_LEADER_OR_FOLLOWER when
+    /// leadership moved, KAFKA_STORAGE_ERROR when the log went offline, and
+    /// REQUEST_TIMED_OUT after `timeout` (the batch stays: a retry is a duplicate).
+    pub async fn wait_for_acks(&self, next_offset: i64, timeout: Duration) -> Result<(), i16> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let wakeup = self.data_arrived();
             tokio::pin!(wakeup);
             wakeup.as_mut().enable();
-            if self.high_watermark.load(Ordering::Acquire) >= next_offset {
-                return true;
+            if self.is_offline() {
+                return Err(error_code::KAFKA_STORAGE_ERROR);
             }
-            if !self.replica().is_leader() || self.is_offline() {
-                return false;
+            let decision = self.replica().can_acknowledge(next_offset);
+            match decision {
+                Some(AckDecision::Acknowledged) => return Ok(()),
+                Some(AckDecision::NotEnoughReplicasAfterAppend) => {
+                    return Err(error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+                }
+                Some(AckDecision::Wait) => {}
+                None => return Err(error_code::NOT_LEADER_OR_FOLLOWER),
             }
             if tokio::time::timeout_at(deadline, wakeup).await.is_err() {
-                return self.high_watermark.load(Ordering::Acquire) >= next_offset;
+                return Err(error_code::REQUEST_TIMED_OUT);
             }
         }
     }
@@ -1011,6 +1113,71 @@ impl CleanableLog for Partition {
 
 type PartitionKey = (Uuid, i32);
 
+/// What a partition is opened with: this node, the image's version of the partition, the
+/// topic's replication settings, and where to queue ISR changes.
+struct Assignment {
+    node_id: i32,
+    record: PartitionRecord,
+    leader_config: LeaderConfig,
+    isr_changes: Arc<IsrChangeQueue>,
+}
+
+#[cfg(test)]
+impl Assignment {
+    /// The only replica, leading in epoch 0 (tests of a partition on its own).
+    fn sole_leader(node_id: i32) -> Assignment {
+        Assignment {
+            node_id,
+            record: PartitionRecord {
+                partition: 0,
+                replicas: vec![node_id],
+                isr: vec![node_id],
+                leader: node_id,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                elr: Vec::new(),
+                last_known_elr: Vec::new(),
+            },
+            leader_config: LeaderConfig {
+                replica_lag_time_max_ms: 30_000,
+                min_insync_replicas: 1,
+            },
+            isr_changes: Arc::new(IsrChangeQueue::default()),
+        }
+    }
+}
+
+/// ISR changes (AlterPartition) that led partitions ask the controller for, one per
+/// partition at most (a newer request replaces an unsent one; a partition leader keeps
+/// one in flight), so the queue is bounded by the partitions hosted here.
+#[derive(Default)]
+pub struct IsrChangeQueue {
+    pending: Mutex<BTreeMap<PartitionKey, AlterPartitionRequest>>,
+    ready: Notify,
+}
+
+impl IsrChangeQueue {
+    pub fn push(&self, topic_id: Uuid, partition: i32, request: AlterPartitionRequest) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((topic_id, partition), request);
+        self.ready.notify_one();
+    }
+
+    /// Everything queued, emptying the queue.
+    pub fn take_all(&self) -> Vec<((Uuid, i32), AlterPartitionRequest)> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_iter()
+            .collect()
+    }
+
+    /// Completes once something was pushed since the last wake-up.
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+}
+
 /// All partitions hosted here, reconciled with the metadata image.
 pub struct PartitionManager {
     /// The static config (data dir, node id); topic settings come from `live`.
@@ -1019,6 +1186,8 @@ pub struct PartitionManager {
     /// The (single) log directory's health, shared by all its partitions.
     health: Arc<LogDirHealth>,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    /// ISR changes the partitions led here ask the controller for.
+    isr_changes: Arc<IsrChangeQueue>,
     /// Serialises reconciliations (handlers and the metadata watcher both trigger them).
     reconcile_lock: Mutex<()>,
     /// Serialises writes of the log start offset checkpoint.
@@ -1033,6 +1202,7 @@ impl PartitionManager {
             config,
             live,
             partitions: RwLock::new(HashMap::new()),
+            isr_changes: Arc::new(IsrChangeQueue::default()),
             reconcile_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
         }
@@ -1098,6 +1268,11 @@ impl PartitionManager {
         self.config.data_dir.join(format!("{topic}-{partition}"))
     }
 
+    /// The ISR changes waiting to be sent to the controller.
+    pub fn isr_changes(&self) -> &Arc<IsrChangeQueue> {
+        &self.isr_changes
+    }
+
     pub fn get(&self, topic_id: Uuid, partition: i32) -> Option<Arc<Partition>> {
         self.partitions
             .read()
@@ -1125,11 +1300,12 @@ impl PartitionManager {
             .unwrap_or_else(|p| p.into_inner());
         let node_id = self.config.node_id;
         let config = self.live.effective(image);
-        let mut wanted: BTreeMap<PartitionKey, (&Arc<TopicImage>, Assignment)> = BTreeMap::new();
+        let mut wanted: BTreeMap<PartitionKey, (&Arc<TopicImage>, &PartitionRecord)> =
+            BTreeMap::new();
         for topic in image.topics.values() {
             for p in &topic.partitions {
                 if p.replicas.contains(&node_id) {
-                    wanted.insert((topic.topic_id, p.partition), (topic, Assignment::from(p)));
+                    wanted.insert((topic.topic_id, p.partition), (topic, p));
                 }
             }
         }
@@ -1167,7 +1343,16 @@ impl PartitionManager {
         let mut checkpoint: Option<HashMap<(String, i32), i64>> = None;
         // Each topic's effective settings, worked out once for all its partitions.
         let mut topic_configs: HashMap<Uuid, (LogConfig, RecordRules)> = HashMap::new();
-        for (key, (topic, assignment)) in wanted {
+        for (key, (topic, record)) in wanted {
+            let leader_config = LeaderConfig {
+                replica_lag_time_max_ms: config.replica_fetch.lag_time_max_ms,
+                min_insync_replicas: topic
+                    .configs
+                    .get("min.insync.replicas")
+                    .and_then(|value| value.trim().parse::<i32>().ok())
+                    .unwrap_or(config.min_insync_replicas)
+                    .max(1) as usize,
+            };
             let (log_config, record_rules) = topic_configs
                 .entry(topic.topic_id)
                 .or_insert_with(|| {
@@ -1181,7 +1366,7 @@ impl PartitionManager {
                 if let Some(partition) = self.get(key.0, key.1) {
                     partition.update_config(log_config, record_rules);
                     // A failure took the log directory offline (and said why).
-                    let _ = partition.apply_assignment(assignment);
+                    let _ = partition.apply_assignment(record.clone(), leader_config);
                 }
                 continue;
             }
@@ -1220,7 +1405,12 @@ impl PartitionManager {
                 &dir,
                 topic,
                 key.1,
-                ReplicaState::new(node_id, assignment),
+                Assignment {
+                    node_id,
+                    record: record.clone(),
+                    leader_config,
+                    isr_changes: self.isr_changes.clone(),
+                },
                 log_config,
                 record_rules,
                 self.config.producer_id_expiration_ms,
@@ -1523,7 +1713,7 @@ mod fault_tests {
             &dir.join("t-0"),
             &topic(),
             0,
-            ReplicaState::sole_leader(1),
+            Assignment::sole_leader(1),
             config,
             RecordRules {
                 max_message_bytes: 1 << 20,

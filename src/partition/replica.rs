@@ -1,36 +1,26 @@
 //! What this node is for one partition — leader or follower, in which leader epoch, with
-//! which replicas and in-sync replicas — as the latest metadata image says, and the two
-//! offsets that follow from it: the log end offset (what this replica has) and the high
-//! watermark (what the in-sync replicas have: consumers read below it, acks=all answers
-//! once it passes a batch).
+//! which replicas and in-sync replicas — as the latest metadata image says. Leading, it
+//! holds the pure [`PartitionLeader`] (followers' positions, the ISR it believes in, the
+//! high watermark, ISR changes to ask the controller for) and feeds it the events of the
+//! running partition.
 //!
 //! Memory only: [`ReplicaState`] sits behind its own small mutex, never held across IO.
 
-use std::collections::BTreeMap;
-
+use crate::metadata::partition_change::AlterPartitionRequest;
 use crate::metadata::PartitionRecord;
+use crate::replication::leader::{
+    AckDecision, AlterPartitionAccepted, FetchError, LeaderConfig, PartitionLeader,
+};
 
-/// A partition's assignment as of one metadata image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    /// -1: no leader (offline).
-    pub leader: i32,
-    pub leader_epoch: i32,
-    pub partition_epoch: i32,
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-}
-
-impl From<&PartitionRecord> for Assignment {
-    fn from(record: &PartitionRecord) -> Assignment {
-        Assignment {
-            leader: record.leader,
-            leader_epoch: record.leader_epoch,
-            partition_epoch: record.partition_epoch,
-            replicas: record.replicas.clone(),
-            isr: record.isr.clone(),
-        }
-    }
+/// Milliseconds on a monotonic clock (from the first call): the replica lag rules compare
+/// times, which a wall-clock step must not break.
+pub fn monotonic_ms() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis()
+        .min(i64::MAX as u128) as i64
 }
 
 /// What a new assignment asks of this replica.
@@ -44,119 +34,208 @@ pub enum Transition {
     BecomeFollower { leader: i32, leader_epoch: i32 },
 }
 
-/// A follower as its leader sees it, from the follower's fetches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FollowerPosition {
-    /// The follower's log end offset: the offset it last fetched from.
-    log_end_offset: i64,
+/// A leader-side decision the partition acts on: a high watermark to publish and/or an
+/// ISR change to send to the controller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderUpdate {
+    pub high_watermark: Option<i64>,
+    pub alter_partition: Option<AlterPartitionRequest>,
 }
 
 /// Role and replica bookkeeping of one hosted partition.
 #[derive(Debug)]
 pub struct ReplicaState {
     node_id: i32,
-    assignment: Assignment,
-    /// Leader side: the followers' positions in the current leader epoch.
-    followers: BTreeMap<i32, FollowerPosition>,
+    record: PartitionRecord,
+    config: LeaderConfig,
+    /// Present while this node leads.
+    leader: Option<PartitionLeader>,
 }
 
 impl ReplicaState {
-    pub fn new(node_id: i32, assignment: Assignment) -> ReplicaState {
+    /// The state for `record`; when it names this node leader, leading from
+    /// `log_end_offset` with the high watermark at `high_watermark`.
+    pub fn new(
+        node_id: i32,
+        record: PartitionRecord,
+        config: LeaderConfig,
+        log_end_offset: i64,
+        high_watermark: i64,
+        now_ms: i64,
+    ) -> ReplicaState {
+        let leader = PartitionLeader::new(
+            node_id,
+            &record,
+            log_end_offset,
+            high_watermark,
+            config,
+            now_ms,
+        );
         ReplicaState {
             node_id,
-            assignment,
-            followers: BTreeMap::new(),
+            record,
+            config,
+            leader,
         }
-    }
-
-    /// The only replica, leading in epoch 0 (tests of a partition on its own).
-    #[cfg(test)]
-    pub fn sole_leader(node_id: i32) -> ReplicaState {
-        ReplicaState::new(
-            node_id,
-            Assignment {
-                leader: node_id,
-                leader_epoch: 0,
-                partition_epoch: 0,
-                replicas: vec![node_id],
-                isr: vec![node_id],
-            },
-        )
     }
 
     pub fn is_leader(&self) -> bool {
-        self.assignment.leader == self.node_id
+        self.leader.is_some()
     }
 
     pub fn leader(&self) -> i32 {
-        self.assignment.leader
+        self.record.leader
     }
 
     pub fn leader_epoch(&self) -> i32 {
-        self.assignment.leader_epoch
+        self.leader
+            .as_ref()
+            .map_or(self.record.leader_epoch, PartitionLeader::leader_epoch)
     }
 
+    /// The ISR as this node knows it (the leader's may be newer than the image).
     pub fn isr_len(&self) -> usize {
-        self.assignment.isr.len()
+        self.leader
+            .as_ref()
+            .map_or(self.record.isr.len(), |leader| leader.isr().len())
     }
 
-    /// Takes the image's assignment and says what changed for this replica. A stale
-    /// assignment (older leader epoch) is ignored.
-    pub fn apply(&mut self, assignment: Assignment) -> Transition {
-        if assignment.leader_epoch < self.assignment.leader_epoch {
-            return Transition::Unchanged;
+    /// Takes the image's version of the partition (and the topic's current settings) and
+    /// says what changed for this replica. A stale version (older leader epoch) is ignored.
+    pub fn apply(
+        &mut self,
+        record: PartitionRecord,
+        config: LeaderConfig,
+        log_end_offset: i64,
+        high_watermark: i64,
+        now_ms: i64,
+    ) -> (Transition, Option<i64>) {
+        if record.leader_epoch < self.record.leader_epoch {
+            return (Transition::Unchanged, None);
         }
-        let new_epoch = assignment.leader_epoch != self.assignment.leader_epoch;
-        let was_leader = self.is_leader();
-        self.assignment = assignment;
-        let is_leader = self.is_leader();
-        if new_epoch {
-            self.followers.clear();
-        }
-        match (was_leader, is_leader, new_epoch) {
-            (_, true, true) | (false, true, false) => Transition::BecomeLeader {
-                leader_epoch: self.assignment.leader_epoch,
+        let new_epoch = record.leader_epoch != self.record.leader_epoch;
+        let config_changed = config != self.config;
+        self.config = config;
+        let mut advanced = None;
+        let transition = match self.leader.as_mut() {
+            Some(leader) => match leader.on_metadata(&record, now_ms) {
+                Ok(moved) => {
+                    advanced = moved;
+                    if config_changed {
+                        advanced = leader.set_config(config, now_ms).or(advanced);
+                    }
+                    if new_epoch {
+                        Transition::BecomeLeader {
+                            leader_epoch: record.leader_epoch,
+                        }
+                    } else {
+                        Transition::Unchanged
+                    }
+                }
+                Err(_) => {
+                    self.leader = None;
+                    Transition::BecomeFollower {
+                        leader: record.leader,
+                        leader_epoch: record.leader_epoch,
+                    }
+                }
             },
-            (_, false, true) | (true, false, false) => Transition::BecomeFollower {
-                leader: self.assignment.leader,
-                leader_epoch: self.assignment.leader_epoch,
-            },
-            _ => Transition::Unchanged,
-        }
-    }
-
-    /// Leader side: a follower fetched from `fetch_offset` (so it has everything below).
-    /// Ignored for nodes that are not replicas.
-    pub fn record_follower_fetch(&mut self, replica_id: i32, fetch_offset: i64) {
-        if replica_id == self.node_id || !self.assignment.replicas.contains(&replica_id) {
-            return;
-        }
-        self.followers.insert(
-            replica_id,
-            FollowerPosition {
-                log_end_offset: fetch_offset,
-            },
-        );
-    }
-
-    /// Leader side: the high watermark the ISR supports, given this replica's log end
-    /// offset: the least log end offset over the ISR (a member not heard from in this
-    /// epoch supports nothing new). None when this node is not the leader.
-    pub fn high_watermark_candidate(&self, local_log_end_offset: i64) -> Option<i64> {
-        if !self.is_leader() {
-            return None;
-        }
-        let mut candidate = local_log_end_offset;
-        for member in &self.assignment.isr {
-            if *member == self.node_id {
-                continue;
+            None => {
+                self.leader = PartitionLeader::new(
+                    self.node_id,
+                    &record,
+                    log_end_offset,
+                    high_watermark,
+                    config,
+                    now_ms,
+                );
+                if self.leader.is_some() {
+                    Transition::BecomeLeader {
+                        leader_epoch: record.leader_epoch,
+                    }
+                } else if new_epoch || record.leader != self.record.leader {
+                    Transition::BecomeFollower {
+                        leader: record.leader,
+                        leader_epoch: record.leader_epoch,
+                    }
+                } else {
+                    Transition::Unchanged
+                }
             }
-            let Some(position) = self.followers.get(member) else {
-                return Some(i64::MIN);
-            };
-            candidate = candidate.min(position.log_end_offset);
+        };
+        self.record = record;
+        (transition, advanced)
+    }
+
+    /// Leading: a produce wrote up to `log_end_offset`.
+    pub fn on_local_append(&mut self, log_end_offset: i64, now_ms: i64) -> Option<i64> {
+        self.leader
+            .as_mut()
+            .and_then(|leader| leader.on_local_append(log_end_offset, now_ms))
+    }
+
+    /// Leading: follower `replica_id` fetched from `fetch_offset` (so it has everything
+    /// below) in `current_leader_epoch`. Not leading, or a fetch the leader does not
+    /// count (a stale epoch, an unknown replica): no update.
+    pub fn on_follower_fetch(
+        &mut self,
+        replica_id: i32,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Result<LeaderUpdate, FetchError> {
+        let Some(leader) = self.leader.as_mut() else {
+            return Ok(LeaderUpdate::default());
+        };
+        // Followers of Fetch < v9 send no epoch: take them as current.
+        let epoch = if current_leader_epoch < 0 {
+            leader.leader_epoch()
+        } else {
+            current_leader_epoch
+        };
+        let outcome = leader.on_follower_fetch(replica_id, epoch, fetch_offset, now_ms)?;
+        Ok(LeaderUpdate {
+            high_watermark: outcome.high_watermark,
+            alter_partition: outcome.alter_partition,
+        })
+    }
+
+    /// Leading: the ISR shrink to ask for now (followers behind for longer than
+    /// `replica.lag.time.max.ms`), or the pending request again when `resend`.
+    pub fn isr_change_due(&mut self, now_ms: i64, resend: bool) -> Option<AlterPartitionRequest> {
+        let leader = self.leader.as_mut()?;
+        if let Some(pending) = leader.pending_alter_partition() {
+            return resend.then(|| pending.clone());
         }
-        Some(candidate)
+        leader.maybe_shrink_isr(now_ms)
+    }
+
+    /// Leading: the controller's answer to `sent`. `Err` carries a request to send again.
+    pub fn on_alter_partition_result(
+        &mut self,
+        sent: &AlterPartitionRequest,
+        result: Result<AlterPartitionAccepted, i16>,
+        now_ms: i64,
+    ) -> Result<Option<i64>, AlterPartitionRequest> {
+        match self.leader.as_mut() {
+            Some(leader) => leader.on_alter_partition_result(sent, result, now_ms),
+            None => Ok(None),
+        }
+    }
+
+    /// acks=all before the append: is the ISR large enough (`min.insync.replicas`)?
+    pub fn acks_all_allowed(&self) -> bool {
+        self.leader
+            .as_ref()
+            .is_some_and(|leader| leader.check_acks_all_append().is_ok())
+    }
+
+    /// acks=all after the append: may the batch ending before `next_offset` be answered?
+    /// None when not leading.
+    pub fn can_acknowledge(&self, next_offset: i64) -> Option<AckDecision> {
+        self.leader
+            .as_ref()
+            .map(|leader| leader.can_acknowledge(next_offset))
     }
 }
 
@@ -164,63 +243,91 @@ impl ReplicaState {
 mod tests {
     use super::*;
 
-    fn assignment(leader: i32, leader_epoch: i32, replicas: &[i32], isr: &[i32]) -> Assignment {
-        Assignment {
+    const CONFIG: LeaderConfig = LeaderConfig {
+        replica_lag_time_max_ms: 1_000,
+        min_insync_replicas: 1,
+    };
+
+    fn record(leader: i32, leader_epoch: i32, replicas: &[i32], isr: &[i32]) -> PartitionRecord {
+        PartitionRecord {
+            partition: 0,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
             leader,
             leader_epoch,
             partition_epoch: leader_epoch,
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
         }
     }
 
     #[test]
     fn transitions_follow_leader_and_epoch() {
-        let mut state = ReplicaState::new(1, assignment(1, 0, &[1, 2], &[1, 2]));
+        let mut state = ReplicaState::new(1, record(1, 0, &[1, 2], &[1, 2]), CONFIG, 0, 0, 0);
         assert!(state.is_leader());
+        let mut shrunk = record(1, 0, &[1, 2], &[1]);
+        shrunk.partition_epoch = 1;
         assert_eq!(
-            state.apply(assignment(1, 0, &[1, 2], &[1])),
+            state.apply(shrunk, CONFIG, 0, 0, 0).0,
             Transition::Unchanged
         );
+        assert_eq!(state.isr_len(), 1);
         assert_eq!(
-            state.apply(assignment(2, 1, &[1, 2], &[2])),
+            state.apply(record(2, 1, &[1, 2], &[2]), CONFIG, 0, 0, 0).0,
             Transition::BecomeFollower {
                 leader: 2,
                 leader_epoch: 1
             }
         );
+        assert!(!state.is_leader());
         // Stale images change nothing.
         assert_eq!(
-            state.apply(assignment(1, 0, &[1, 2], &[1])),
+            state.apply(record(1, 0, &[1, 2], &[1]), CONFIG, 0, 0, 0).0,
             Transition::Unchanged
         );
         assert_eq!(state.leader(), 2);
         assert_eq!(
-            state.apply(assignment(1, 2, &[1, 2], &[1, 2])),
+            state
+                .apply(record(1, 2, &[1, 2], &[1, 2]), CONFIG, 0, 0, 0)
+                .0,
             Transition::BecomeLeader { leader_epoch: 2 }
         );
     }
 
     #[test]
-    fn high_watermark_is_the_least_isr_log_end() {
-        let mut state = ReplicaState::new(1, assignment(1, 3, &[1, 2, 3], &[1, 2]));
-        // Replica 2 has not fetched in this epoch: nothing new is committed.
-        assert_eq!(state.high_watermark_candidate(10), Some(i64::MIN));
-        state.record_follower_fetch(2, 7);
-        // Replica 3 is outside the ISR: its position does not hold the HW back.
-        state.record_follower_fetch(3, 1);
-        assert_eq!(state.high_watermark_candidate(10), Some(7));
-        state.record_follower_fetch(2, 10);
-        assert_eq!(state.high_watermark_candidate(10), Some(10));
-        // Not a replica: ignored.
-        state.record_follower_fetch(9, 0);
-        assert_eq!(state.high_watermark_candidate(10), Some(10));
-        // A new epoch forgets the positions.
-        state.apply(assignment(1, 4, &[1, 2, 3], &[1, 2]));
-        assert_eq!(state.high_watermark_candidate(10), Some(i64::MIN));
-        let single = ReplicaState::new(1, assignment(1, 0, &[1], &[1]));
-        assert_eq!(single.high_watermark_candidate(5), Some(5));
-        let follower = ReplicaState::new(2, assignment(1, 0, &[1, 2], &[1, 2]));
-        assert_eq!(follower.high_watermark_candidate(5), None);
+    fn the_high_watermark_waits_for_the_isr_and_acks_follow_it() {
+        let mut state = ReplicaState::new(1, record(1, 3, &[1, 2, 3], &[1, 2]), CONFIG, 0, 0, 0);
+        assert!(state.acks_all_allowed());
+        // Replica 2 (in the ISR) has not fetched past 0: nothing new is committed.
+        assert_eq!(state.on_local_append(10, 1), None);
+        assert_eq!(state.can_acknowledge(10), Some(AckDecision::Wait));
+        let update = state.on_follower_fetch(2, 3, 7, 2).unwrap();
+        assert_eq!(update.high_watermark, Some(7));
+        let update = state.on_follower_fetch(2, 3, 10, 3).unwrap();
+        assert_eq!(update.high_watermark, Some(10));
+        assert_eq!(state.can_acknowledge(10), Some(AckDecision::Acknowledged));
+        // A stale epoch is not counted.
+        assert!(state.on_follower_fetch(2, 2, 10, 4).is_err());
+        // Replica 3 catches up: the leader asks to add it to the ISR.
+        let update = state.on_follower_fetch(3, 3, 10, 5).unwrap();
+        assert_eq!(
+            update.alter_partition.map(|request| request.new_isr),
+            Some(vec![1, 2, 3])
+        );
+        let follower = ReplicaState::new(2, record(1, 0, &[1, 2], &[1, 2]), CONFIG, 5, 5, 0);
+        assert_eq!(follower.can_acknowledge(5), None);
+        assert!(!follower.acks_all_allowed());
+    }
+
+    #[test]
+    fn a_silent_follower_is_dropped_from_the_isr_after_the_lag_time() {
+        let mut state = ReplicaState::new(1, record(1, 0, &[1, 2], &[1, 2]), CONFIG, 0, 0, 0);
+        state.on_local_append(5, 10);
+        assert_eq!(state.isr_change_due(500, false), None);
+        let shrink = state.isr_change_due(2_000, false).expect("a shrink");
+        assert_eq!(shrink.new_isr, vec![1]);
+        // One request in flight; resent only when asked.
+        assert_eq!(state.isr_change_due(2_100, false), None);
+        assert_eq!(state.isr_change_due(2_100, true), Some(shrink));
     }
 }

@@ -200,7 +200,7 @@ fn broker_entry(
 /// DescribeConfigs); Millrace's own keys by their values; STRING for any other.
 fn broker_config_type(name: &str) -> ConfigType {
     match name {
-        "auto.create.topics.enable" => ConfigType::Boolean,
+        "auto.create.topics.enable" | "unclean.leader.election.enable" => ConfigType::Boolean,
         "listeners" | "advertised.listeners" | "log.dirs" | "log.dir" => ConfigType::List,
         "offsets.topic.replication.factor" => ConfigType::Short,
         "queued.max.request.bytes"
@@ -209,6 +209,7 @@ fn broker_config_type(name: &str) -> ConfigType {
         | "millrace.incremental.fetch.session.cache.max.bytes"
         | "log.flush.scheduler.interval.ms"
         | "replica.fetch.backoff.ms"
+        | "replica.lag.time.max.ms"
         | "connections.max.idle.ms" => ConfigType::Long,
         "node.id"
         | "broker.id"

@@ -41,6 +41,7 @@ const ZSTD_CODEC: i16 = 4;
 struct Slot {
     partition: i32,
     fetch_offset: i64,
+    current_leader_epoch: i32,
     last_fetched_epoch: i32,
     partition_max_bytes: i32,
     local: Result<Arc<Partition>, PartitionError>,
@@ -129,6 +130,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         slots.push(Slot {
             partition: key.partition,
             fetch_offset: params.fetch_offset,
+            current_leader_epoch: params.current_leader_epoch,
             last_fetched_epoch: params.last_fetched_epoch,
             partition_max_bytes: params.partition_max_bytes,
             local,
@@ -302,6 +304,7 @@ fn read_all(
                 let reader = match follower {
                     Some(replica_id) => Reader::Follower {
                         replica_id,
+                        current_leader_epoch: slot.current_leader_epoch,
                         last_fetched_epoch: slot.last_fetched_epoch,
                     },
                     None => Reader::Consumer,

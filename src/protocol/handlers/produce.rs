@@ -85,9 +85,9 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
         let mut partition_responses = Vec::with_capacity(partitions.len());
         for (index, submitted) in partitions {
             let result = match submitted {
-                Ok((partition, min_insync, appended)) => match appended.await {
+                Ok((partition, appended)) => match appended.await {
                     Ok(appended) if acks == -1 => {
-                        replicated(&partition, min_insync, appended, ack_timeout).await
+                        replicated(&partition, appended, ack_timeout).await
                     }
                     other => other,
                 },
@@ -177,8 +177,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     )))
 }
 
-/// Queues the partition's append; returns the partition, its `min.insync.replicas`, and
-/// the append's result to come.
+/// Queues the partition's append; returns the partition and the append's result to come.
 #[allow(clippy::too_many_arguments)]
 async fn submit(
     ctx: &RequestContext,
@@ -192,7 +191,6 @@ async fn submit(
 ) -> Result<
     (
         Arc<Partition>,
-        usize,
         impl Future<Output = Result<AppendResult, AppendError>>,
     ),
     PartitionError,
@@ -211,79 +209,48 @@ async fn submit(
         message: "records are null".to_string(),
     })?;
     refuse_zstd_before_v7(ctx.version(), &records)?;
-    let min_insync = topic.map_or(1, |topic| min_insync_replicas(ctx, topic));
     // Kafka refuses before appending when the ISR is already too small.
-    if acks == -1 && partition.isr_len() < min_insync {
+    if acks == -1 && !partition.acks_all_allowed() {
         return Err(PartitionError {
             code: error_code::NOT_ENOUGH_REPLICAS,
             message: format!(
-                "the in-sync replicas ({}) are fewer than min.insync.replicas ({min_insync})",
+                "the in-sync replicas ({}) are fewer than min.insync.replicas",
                 partition.isr_len()
             ),
         });
     }
     let appended = appends.submit(&partition, records);
-    Ok((partition, min_insync, appended))
+    Ok((partition, appended))
 }
 
-/// The topic's `min.insync.replicas` (its override, else the broker's).
-fn min_insync_replicas(ctx: &RequestContext, topic: &TopicImage) -> usize {
-    topic
-        .configs
-        .get("min.insync.replicas")
-        .and_then(|value| value.trim().parse::<i32>().ok())
-        .unwrap_or_else(|| ctx.broker.effective_config().min_insync_replicas)
-        .max(1) as usize
-}
-
-/// acks=all's second stage: the answer once the high watermark passed the batch, with
-/// Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below the minimum
-/// meanwhile, and REQUEST_TIMED_OUT after the request's timeout (the batch stays in the
-/// log: a retry is answered by the sequence check).
+/// acks=all's second stage: the answer once the high watermark passed the batch, or
+/// Kafka's error for why not (see [`Partition::wait_for_acks`]).
 async fn replicated(
     partition: &Partition,
-    min_insync: usize,
     appended: AppendResult,
     timeout: Duration,
 ) -> Result<AppendResult, AppendError> {
-    if !partition
-        .wait_for_high_watermark(appended.next_offset, timeout)
-        .await
-    {
-        let (code, message) = if partition.is_offline() {
-            (
-                error_code::KAFKA_STORAGE_ERROR,
-                "the log directory is offline",
-            )
-        } else if !partition.is_leader() {
-            (
-                error_code::NOT_LEADER_OR_FOLLOWER,
-                "leadership moved before the in-sync replicas confirmed the batch",
-            )
-        } else {
-            (
-                error_code::REQUEST_TIMED_OUT,
-                "the in-sync replicas did not confirm the batch in time",
-            )
-        };
-        return Err(PartitionError {
-            code,
-            message: message.to_string(),
+    match partition.wait_for_acks(appended.next_offset, timeout).await {
+        Ok(()) => Ok(appended),
+        Err(code) => {
+            let message = match code {
+                error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND => {
+                    "the batch was written, but the in-sync replicas are now fewer than \
+                     min.insync.replicas"
+                }
+                error_code::NOT_LEADER_OR_FOLLOWER => {
+                    "leadership moved before the in-sync replicas confirmed the batch"
+                }
+                error_code::KAFKA_STORAGE_ERROR => "the log directory is offline",
+                _ => "the in-sync replicas did not confirm the batch in time",
+            };
+            Err(PartitionError {
+                code,
+                message: message.to_string(),
+            }
+            .into())
         }
-        .into());
     }
-    if partition.isr_len() < min_insync {
-        return Err(PartitionError {
-            code: error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-            message: format!(
-                "the batch was written, but the in-sync replicas ({}) are now fewer than \
-                 min.insync.replicas ({min_insync})",
-                partition.isr_len()
-            ),
-        }
-        .into());
-    }
-    Ok(appended)
 }
 
 /// zstd exists from Produce v7 (KIP-110): an older request carrying it is refused whole,
