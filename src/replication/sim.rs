@@ -711,12 +711,13 @@ impl Sim {
             let b = &mut self.brokers[i];
             let mut leader =
                 PartitionLeader::new(id, &p, leo, b.hw, config, now).expect("leads it");
-            let mut hws = Vec::new();
             for &r in &p.replicas {
                 if r != id && fenced.contains(&r) {
-                    hws.extend(leader.set_broker_eligible(r, false, now));
+                    leader.set_broker_eligible(r, false, now);
                 }
             }
+            // The new leader's high watermark (a lone ISR commits at once).
+            let hw = leader.high_watermark();
             b.role = Role::Leader {
                 leader,
                 waiting: Vec::new(),
@@ -725,17 +726,7 @@ impl Sim {
             };
             self.log(format!("broker {id} leads epoch {}", p.leader_epoch));
             self.became_leader(i, p.leader_epoch);
-            if let Some(&hw) = hws.last() {
-                self.publish_hw(i, hw);
-            }
-            // A lone ISR may commit at once.
-            let b = &mut self.brokers[i];
-            let leo = b.leo();
-            if let Role::Leader { leader, .. } = &mut b.role {
-                if let Some(hw) = leader.on_local_append(leo, now) {
-                    self.publish_hw(i, hw);
-                }
-            }
+            self.publish_hw(i, hw);
         } else if p.leader == NO_LEADER {
             self.step_down(i);
         } else {
