@@ -1,7 +1,8 @@
 //! A deterministic simulator of one replicated partition: N brokers (3–5), a controller
 //! (one linearizable service holding the partition's metadata), a producer sending
 //! acks=all records, a network with random delay, loss and partitions between any sets
-//! of nodes, crashes and restarts, all on a simulated clock and one seeded RNG.
+//! of nodes, crashes and restarts, preferred-leader elections while the old leader is
+//! live, all on a simulated clock and one seeded RNG.
 //!
 //! The harness only moves messages and keeps logs as vectors: every decision is made by
 //! the production code, `replication::leader`, `replication::follower`,
@@ -214,14 +215,19 @@ impl Sim {
         let max_delay_ms = rng.range(2, 60);
         let topic_id = Uuid::from_u128(0x5eed);
         let replicas: Vec<i32> = (1..=n).collect();
+        // The assignment order (the preferred leader first) differs by seed.
+        let mut assignment = replicas.clone();
+        for k in (1..assignment.len()).rev() {
+            assignment.swap(k, rng.below(k as u64 + 1) as usize);
+        }
         let topic = TopicImage {
             name: "t".into(),
             topic_id,
             partitions: vec![PartitionRecord {
                 partition: 0,
-                replicas: replicas.clone(),
-                isr: replicas.clone(),
-                leader: 1,
+                replicas: assignment.clone(),
+                isr: assignment.clone(),
+                leader: assignment[0],
                 leader_epoch: 0,
                 partition_epoch: 0,
                 elr: Vec::new(),
@@ -1129,6 +1135,19 @@ impl Sim {
             if self.brokers[i].alive {
                 self.crash(i);
             }
+        }
+        if self.rng.chance(1_500) {
+            // auto.leader.rebalance: leadership moves while the old leader is live.
+            let (min_isr, unclean) = self.change_context();
+            let partition = partition_of(&self.image).clone();
+            let active = self.ctx_active();
+            let ctx = ChangeContext {
+                is_active: &active,
+                min_insync_replicas: min_isr,
+                unclean_leader_election: unclean,
+            };
+            let change = partition_change::elect_preferred(self.topic_id, &partition, &ctx);
+            self.write(change, "preferred leader election");
         }
         if self.rng.chance(3_000) {
             let mut side = BTreeSet::new();
