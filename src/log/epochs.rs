@@ -126,23 +126,7 @@ impl LeaderEpochCache {
     }
 
     fn push_if_newer(&mut self, entry: EpochEntry) -> bool {
-        if entry.epoch < 0
-            || self
-                .latest_epoch()
-                .is_some_and(|latest| entry.epoch <= latest)
-        {
-            return false;
-        }
-        // An entry announced at an offset whose batch never made it: the new one wins.
-        while self
-            .entries
-            .last()
-            .is_some_and(|last| last.start_offset >= entry.start_offset)
-        {
-            self.entries.pop();
-        }
-        self.entries.push(entry);
-        true
+        assign_epoch(&mut self.entries, entry)
     }
 
     fn persist(&self) -> io::Result<()> {
@@ -157,6 +141,28 @@ impl LeaderEpochCache {
     pub fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
         end_offset_for(&self.entries, requested, log_end_offset)
     }
+}
+
+/// Adds `entry` to a history if its epoch is newer than the latest (older or equal
+/// epochs, and batches without an epoch (-1), change nothing, as in Kafka); entries
+/// announced at or past its start offset (their batches never made it) are dropped.
+/// True if it was added.
+pub fn assign_epoch(entries: &mut Vec<EpochEntry>, entry: EpochEntry) -> bool {
+    if entry.epoch < 0
+        || entries
+            .last()
+            .is_some_and(|latest| entry.epoch <= latest.epoch)
+    {
+        return false;
+    }
+    while entries
+        .last()
+        .is_some_and(|last| last.start_offset >= entry.start_offset)
+    {
+        entries.pop();
+    }
+    entries.push(entry);
+    true
 }
 
 /// Kafka's answer for the end offset of `requested` epoch in a history of `entries`

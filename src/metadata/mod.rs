@@ -4,6 +4,7 @@
 //!
 //! - `records`: the log payload ([`MetadataRecord`] batches) and the pure apply function.
 //! - `controller`: request validation and placement (Kafka's error codes), also pure.
+//! - `partition_change`: the controller's pure leader/ISR/ELR decisions for one partition.
 //! - `store`: the Raft log on RocksDB; `state_machine`: the image and its snapshots.
 //! - `network`: the transport between voters on the controller listener (Raft RPCs and
 //!   forwarded controller calls); `forward`: those calls and their answers.

@@ -17,9 +17,12 @@
 //! Eligible leader replicas (KIP-966) are on: Kafka 4.4's latest production
 //! `eligible.leader.replicas.version` is 1 (bootstrapped from metadata version 4.1), so a
 //! new 4.4 cluster has them. With them the ISR may become empty: a fenced last ISR member
-//! moves to the ELR and is elected again (cleanly) when it comes back. KIP-966's
-//! "balanced" unclean recovery (electing the last known leader) is not implemented: with
-//! `unclean.leader.election.enable` an unclean election picks the first live replica.
+//! moves to the ELR and is elected again (cleanly) when it comes back. When the ISR and
+//! the ELR are both empty (the ELR members shut down uncleanly), 4.4's default recovery
+//! elects the last known leader once it is back (`last_known_elr`), marked unclean; with
+//! `unclean.leader.election.enable` an unclean election may pick any live replica.
+//! Not modelled: the leader recovery state (RECOVERING after an unclean election),
+//! reassignments (adding/removing replicas), broker epochs in the AlterPartition ISR.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -81,7 +84,6 @@ struct Builder<'a> {
     election: Election,
     target_isr: Vec<i32>,
     target_elr: Vec<i32>,
-    target_last_known_elr: Vec<i32>,
     unclean_shutdown: Option<i32>,
 }
 
@@ -102,7 +104,6 @@ impl<'a> Builder<'a> {
             },
             target_isr: partition.isr.clone(),
             target_elr: partition.elr.clone(),
-            target_last_known_elr: partition.last_known_elr.clone(),
             unclean_shutdown: None,
         }
     }
@@ -112,6 +113,16 @@ impl<'a> Builder<'a> {
         (self.target_isr.contains(&replica)
             || (self.target_isr.is_empty() && self.target_elr.contains(&replica)))
             && (self.acceptable)(replica)
+    }
+
+    /// Kafka 4.4's default "balanced" recovery: with the ISR and the ELR empty, the last
+    /// leader (kept in `last_known_elr`) may lead again once it is back, as an unclean
+    /// election (it may have lost unflushed records).
+    fn can_elect_last_known_leader(&self) -> bool {
+        self.target_elr.is_empty()
+            && self.target_isr.is_empty()
+            && self.partition.last_known_elr.len() == 1
+            && (self.acceptable)(self.partition.last_known_elr[0])
     }
 
     /// (leader, unclean)
@@ -130,6 +141,9 @@ impl<'a> Builder<'a> {
         if let Some(&r) = replicas.iter().find(|&&r| self.is_valid_new_leader(r)) {
             return (r, false);
         }
+        if self.can_elect_last_known_leader() {
+            return (self.partition.last_known_elr[0], true);
+        }
         if self.election == Election::Unclean {
             if let Some(&r) = replicas.iter().find(|&&r| (self.acceptable)(r)) {
                 return (r, true);
@@ -143,7 +157,6 @@ impl<'a> Builder<'a> {
     fn populate_elr(&mut self) {
         if self.target_isr.len() >= self.min_isr {
             self.target_elr.clear();
-            self.target_last_known_elr.clear();
             return;
         }
         let mut candidates = self.target_elr.clone();
@@ -152,21 +165,8 @@ impl<'a> Builder<'a> {
                 candidates.push(r);
             }
         }
-        let elr: Vec<i32> = candidates
-            .iter()
-            .copied()
-            .filter(|r| !self.target_isr.contains(r) && Some(*r) != self.unclean_shutdown)
-            .collect();
-        for &r in &self.target_last_known_elr {
-            if !candidates.contains(&r) {
-                candidates.push(r);
-            }
-        }
-        self.target_last_known_elr = candidates
-            .into_iter()
-            .filter(|r| !self.target_isr.contains(r) && !elr.contains(r))
-            .collect();
-        self.target_elr = elr;
+        candidates.retain(|r| !self.target_isr.contains(r) && Some(*r) != self.unclean_shutdown);
+        self.target_elr = candidates;
     }
 
     fn build(mut self, topic_id: Uuid) -> Option<PartitionChange> {
@@ -193,17 +193,27 @@ impl<'a> Builder<'a> {
             }
         }
         if change.isr.is_some() {
+            // An unclean election: nobody else is known to hold its records.
             self.target_elr.clear();
-            self.target_last_known_elr.clear();
         }
         if self.target_elr != self.partition.elr {
             change.elr = Some(self.target_elr.clone());
         }
-        if self.target_last_known_elr != self.partition.last_known_elr {
-            change.last_known_elr = Some(self.target_last_known_elr.clone());
-        }
         if change.isr.is_none() && self.target_isr != self.partition.isr {
             change.isr = Some(self.target_isr);
+        }
+        // The last known leader: recorded when the ISR empties, forgotten once the
+        // partition has a leader again (Kafka's `maybeUpdateLastKnownLeader`).
+        let last_leader = self.partition.leader;
+        if change.isr.as_ref().is_some_and(|isr| isr.is_empty()) {
+            if last_leader != NO_LEADER && self.partition.last_known_elr != [last_leader] {
+                change.last_known_elr = Some(vec![last_leader]);
+            }
+        } else if (change.leader.is_some_and(|l| l >= 0)
+            || (last_leader != NO_LEADER && change.leader != Some(NO_LEADER)))
+            && !self.partition.last_known_elr.is_empty()
+        {
+            change.last_known_elr = Some(Vec::new());
         }
         let no_op = change.leader.is_none()
             && change.isr.is_none()
@@ -412,6 +422,7 @@ mod tests {
         let change = on_broker_fenced(T, &p, 1, false, &ctx(&none, 2, false)).unwrap();
         assert_eq!(change.leader, Some(NO_LEADER));
         assert_eq!(change.isr, Some(vec![]));
+        assert_eq!(change.last_known_elr, Some(vec![1]));
         let p = merged(p, &change);
         assert_eq!(p.elr, vec![2, 1]);
         // 3 was never eligible; 2 comes back and is elected cleanly from the ELR.
@@ -421,8 +432,32 @@ mod tests {
         let change = on_broker_unfenced(T, &p, 2, &ctx(&only2, 2, false)).unwrap();
         assert_eq!(change.leader, Some(2));
         assert_eq!(change.isr, Some(vec![2]));
+        assert_eq!(change.last_known_elr, Some(vec![]));
         let p = merged(p, &change);
         assert_eq!((p.leader, p.elr.clone()), (2, vec![1]));
+    }
+
+    #[test]
+    fn the_last_known_leader_comes_back_when_nobody_is_eligible() {
+        // min ISR 1: the lone leader's ISR was never below it, so no ELR until it goes.
+        let p = partition(&[1, 2, 3], &[1], 1);
+        let others = |r: i32| r != 1;
+        let change = on_broker_fenced(T, &p, 1, false, &ctx(&others, 1, false)).unwrap();
+        assert_eq!(change.leader, Some(NO_LEADER));
+        assert_eq!(change.elr, Some(vec![1]));
+        assert_eq!(change.last_known_elr, Some(vec![1]));
+        let p = merged(p, &change);
+        // It restarts after a crash: an unclean shutdown takes it out of the ELR.
+        let change = on_broker_fenced(T, &p, 1, true, &ctx(&others, 1, false)).unwrap();
+        assert_eq!((change.leader, change.elr.clone()), (None, Some(vec![])));
+        let p = merged(p, &change);
+        // 2 is live but never was in sync: no leader until 1 is back.
+        assert_eq!(on_broker_unfenced(T, &p, 2, &ctx(&others, 1, false)), None);
+        let all = |_| true;
+        let change = on_broker_unfenced(T, &p, 1, &ctx(&all, 1, false)).unwrap();
+        assert_eq!(change.leader, Some(1));
+        assert_eq!(change.isr, Some(vec![1]));
+        assert_eq!(change.last_known_elr, Some(vec![]));
     }
 
     #[test]

@@ -70,6 +70,13 @@ pub fn follower_high_watermark(leader_high_watermark: i64, log_end_offset: i64) 
     leader_high_watermark.min(log_end_offset).max(0)
 }
 
+/// The entries of epochs that wrote something: an epoch announced at the log end (a
+/// leader that appended nothing) says nothing about the log, and asking about it would
+/// truncate nothing, again and again (Kafka drops such entries when it loads the log).
+fn written(history: &[EpochEntry], log_end_offset: i64) -> &[EpochEntry] {
+    &history[..history.partition_point(|e| e.start_offset < log_end_offset)]
+}
+
 /// Kafka's `getOffsetTruncationState`: where to truncate given the leader's
 /// OffsetForLeaderEpoch answer `(leader_epoch, leader_end_offset)`, and whether that
 /// completes truncation (`false`: the leader answered with an epoch this replica does
@@ -81,6 +88,7 @@ pub fn truncation_offset(
     answer: (i32, i64),
 ) -> (i64, bool) {
     let (leader_epoch, leader_end_offset) = answer;
+    let history = written(history, log_end_offset);
     if leader_end_offset == UNDEFINED_OFFSET {
         return (initial_fetch_offset.min(log_end_offset), true);
     }
@@ -174,7 +182,7 @@ impl FollowerPartition {
                 offset: log_end_offset,
             };
         }
-        match history.last() {
+        match written(history, log_end_offset).last() {
             Some(latest) => {
                 self.phase = Phase::AwaitingEndOffset {
                     epoch: latest.epoch,
@@ -301,5 +309,27 @@ mod tests {
         );
         let (_, action) = FollowerPartition::new(2, 5, &[], 0, 0);
         assert_eq!(action, FollowerAction::Fetch { offset: 0 });
+    }
+
+    #[test]
+    fn an_epoch_that_wrote_nothing_is_not_asked_about() {
+        // This replica led epoch 2 without appending, then became a follower.
+        let h = history(&[(0, 0), (2, 174)]);
+        let (mut f, action) = FollowerPartition::new(3, 4, &h, 174, 100);
+        assert_eq!(
+            action,
+            FollowerAction::AskEndOffset {
+                epoch: 0,
+                current_leader_epoch: 4
+            }
+        );
+        assert_eq!(
+            f.on_end_offset(0, (0, 174), &h, 174),
+            Some(FollowerAction::Truncate { offset: 174 })
+        );
+        assert_eq!(
+            f.after_truncation(&h, 174),
+            FollowerAction::Fetch { offset: 174 }
+        );
     }
 }

@@ -148,6 +148,7 @@ impl PartitionLeader {
     /// This broker leads `partition` (None if the record names another leader). The
     /// epoch starts at `log_end_offset`; `high_watermark` is the local one (as a
     /// follower it may lag the previous leader's; it catches up as followers fetch).
+    /// The caller publishes [`Self::high_watermark`], which may already be past it.
     pub fn new(
         local_id: i32,
         partition: &PartitionRecord,
@@ -174,6 +175,8 @@ impl PartitionLeader {
             config,
         };
         leader.reset_followers(now_ms, true);
+        // A lone ISR commits at once (Kafka's makeLeader ends with maybeIncrementLeaderHW).
+        leader.maybe_advance_high_watermark(now_ms);
         Some(leader)
     }
 
@@ -673,6 +676,18 @@ mod tests {
             None
         );
         assert_eq!(l.can_acknowledge(12), AckDecision::Wait);
+    }
+
+    #[test]
+    fn a_lone_isr_commits_on_election() {
+        let l = PartitionLeader::new(1, &record(&[1], 3, 7), 10, 6, CONFIG, 0).unwrap();
+        assert_eq!(l.high_watermark(), 6, "below min ISR 2: it stays");
+        let config = LeaderConfig {
+            min_insync_replicas: 1,
+            ..CONFIG
+        };
+        let l = PartitionLeader::new(1, &record(&[1], 3, 7), 10, 6, config, 0).unwrap();
+        assert_eq!(l.high_watermark(), 10);
     }
 
     #[test]

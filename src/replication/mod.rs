@@ -14,3 +14,5 @@
 
 pub mod follower;
 pub mod leader;
+#[cfg(test)]
+mod sim;
