@@ -1185,7 +1185,9 @@ fn boolean(map: &BTreeMap<String, String>, key: &str, default: bool) -> Result<b
 /// The served client listener (`inter.broker.listener.name`) as (bind address,
 /// advertised host, advertised port); a controller-only node has none and reports its
 /// controller listener, which it never serves Kafka clients on.
-fn client_listener(cluster: &cluster::ClusterConfig) -> Result<(SocketAddr, String, u16), ConfigError> {
+fn client_listener(
+    cluster: &cluster::ClusterConfig,
+) -> Result<(SocketAddr, String, u16), ConfigError> {
     let name = &cluster.inter_broker_listener_name;
     let endpoint = cluster
         .listeners

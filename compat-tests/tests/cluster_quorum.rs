@@ -33,8 +33,10 @@ struct View {
 fn metadata(addr: &str, topic: Option<&str>) -> Result<View, String> {
     const VERSION: i16 = 12;
     let topics = topic.map(|t| {
-        vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))]
+        vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(t.to_string())))),
+        ]
     });
     let request = MetadataRequest::default()
         .with_topics(Some(topics.unwrap_or_default()))
@@ -129,20 +131,24 @@ fn three_node_quorum_membership_placement_and_failover() {
     let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.bootstrap()).collect();
 
     // Every node lists all three brokers and the same controller.
-    let controller = wait_until("every node sees three brokers", Duration::from_secs(30), || {
-        let views = addrs
-            .iter()
-            .map(|a| metadata(a, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        let controllers: BTreeSet<i32> = views.iter().map(|v| v.controller).collect();
-        match views.iter().all(|v| v.brokers == all) && controllers.len() == 1 {
-            true => Ok(views[0].controller),
-            false => Err(format!(
-                "brokers {:?}, controllers {controllers:?}",
-                views.iter().map(|v| v.brokers.clone()).collect::<Vec<_>>()
-            )),
-        }
-    });
+    let controller = wait_until(
+        "every node sees three brokers",
+        Duration::from_secs(30),
+        || {
+            let views = addrs
+                .iter()
+                .map(|a| metadata(a, None))
+                .collect::<Result<Vec<_>, _>>()?;
+            let controllers: BTreeSet<i32> = views.iter().map(|v| v.controller).collect();
+            match views.iter().all(|v| v.brokers == all) && controllers.len() == 1 {
+                true => Ok(views[0].controller),
+                false => Err(format!(
+                    "brokers {:?}, controllers {controllers:?}",
+                    views.iter().map(|v| v.brokers.clone()).collect::<Vec<_>>()
+                )),
+            }
+        },
+    );
 
     // kafka-metadata-quorum: three voters, one leader (the controller of Metadata).
     let (leader, voters) = quorum_status(&addrs[0]);
@@ -165,7 +171,10 @@ fn three_node_quorum_membership_placement_and_failover() {
         .collect();
     assert_eq!(rows.len(), 3, "{}", out.describe());
     assert_eq!(
-        rows.iter().filter(|(_, s)| s == "Leader").map(|(id, _)| *id).collect::<Vec<_>>(),
+        rows.iter()
+            .filter(|(_, s)| s == "Leader")
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
         vec![leader],
         "{}",
         out.describe()
@@ -180,7 +189,13 @@ fn three_node_quorum_membership_placement_and_failover() {
     create_topic(&via, &topic, "6", "3");
     let out = kafka_tool(
         TOPICS,
-        &["--bootstrap-server", &addrs[2], "--describe", "--topic", &topic],
+        &[
+            "--bootstrap-server",
+            &addrs[2],
+            "--describe",
+            "--topic",
+            &topic,
+        ],
         None,
     );
     out.assert_success();
@@ -277,8 +292,17 @@ fn three_node_quorum_membership_placement_and_failover() {
     create_topic(&survivors[1], &after, "2", "2");
     let out = kafka_tool(
         TOPICS,
-        &["--bootstrap-server", &survivors[0], "--create", "--topic", &unique_topic("rf3"),
-          "--partitions", "1", "--replication-factor", "3"],
+        &[
+            "--bootstrap-server",
+            &survivors[0],
+            "--create",
+            "--topic",
+            &unique_topic("rf3"),
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+        ],
         None,
     );
     assert!(
@@ -292,12 +316,19 @@ fn three_node_quorum_membership_placement_and_failover() {
     // Restarted, it rejoins and is unfenced everywhere.
     cluster.node(leader).restart();
     for addr in &addrs {
-        wait_until("the restarted broker unfenced", Duration::from_secs(30), || {
-            let view = metadata(addr, Some(&after))?;
-            match (view.brokers == all, view.leaders.len()) {
-                (true, 2) => Ok(()),
-                _ => Err(format!("{addr} lists {:?}, {:?}", view.brokers, view.leaders)),
-            }
-        });
+        wait_until(
+            "the restarted broker unfenced",
+            Duration::from_secs(30),
+            || {
+                let view = metadata(addr, Some(&after))?;
+                match (view.brokers == all, view.leaders.len()) {
+                    (true, 2) => Ok(()),
+                    _ => Err(format!(
+                        "{addr} lists {:?}, {:?}",
+                        view.brokers, view.leaders
+                    )),
+                }
+            },
+        );
     }
 }

@@ -283,7 +283,10 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
             return Err(invalid(
                 "listeners",
                 listeners_text,
-                format!("each listener must have a different port, {} is repeated", listener.port),
+                format!(
+                    "each listener must have a different port, {} is repeated",
+                    listener.port
+                ),
             ));
         }
     }
@@ -308,7 +311,10 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
                 return Err(invalid(
                     "listener.security.protocol.map",
                     get("listener.security.protocol.map").unwrap_or(""),
-                    format!("no security protocol defined for listener {}", listener.name),
+                    format!(
+                        "no security protocol defined for listener {}",
+                        listener.name
+                    ),
                 ))
             }
         }
@@ -345,7 +351,9 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
         }
     }
 
-    let controller_in_listeners = listeners.iter().find(|l| controller_names.contains(&l.name));
+    let controller_in_listeners = listeners
+        .iter()
+        .find(|l| controller_names.contains(&l.name));
     if voters.is_empty() && !bootstrap_servers.is_empty() && roles.controller {
         return Err(invalid(
             "controller.quorum.bootstrap.servers",
@@ -408,8 +416,10 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
             ));
         }
     }
-    let controller_bind = match (roles.controller && !voters.is_empty(), controller_in_listeners)
-    {
+    let controller_bind = match (
+        roles.controller && !voters.is_empty(),
+        controller_in_listeners,
+    ) {
         (true, Some(listener)) => Some(resolve("listeners", &listener.host, listener.port)?),
         _ => None,
     };
@@ -433,9 +443,8 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
                 format!("listener {} is not in listeners", advertised.name),
             ));
         }
-        let wildcard = advertised.host.is_empty()
-            || advertised.host == "0.0.0.0"
-            || advertised.host == "::";
+        let wildcard =
+            advertised.host.is_empty() || advertised.host == "0.0.0.0" || advertised.host == "::";
         if wildcard && roles.broker && advertised.name == inter_broker && !voters.is_empty() {
             return Err(invalid(
                 "advertised.listeners",
@@ -463,7 +472,10 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
     let controller_socket_timeout_ms: u64 =
         super::number(map, "controller.socket.timeout.ms", 30_000)?;
     for (key, value) in [
-        ("controller.quorum.request.timeout.ms", quorum_request_timeout_ms),
+        (
+            "controller.quorum.request.timeout.ms",
+            quorum_request_timeout_ms,
+        ),
         ("controller.socket.timeout.ms", controller_socket_timeout_ms),
     ] {
         if value == 0 {
@@ -539,10 +551,7 @@ mod tests {
         assert!(c.is_multi_node());
         assert_eq!(c.voters.len(), 3);
         assert_eq!(c.voters[1].address(), "127.0.0.1:9095");
-        assert_eq!(
-            c.controller_bind,
-            Some("127.0.0.1:9093".parse().unwrap())
-        );
+        assert_eq!(c.controller_bind, Some("127.0.0.1:9093".parse().unwrap()));
         assert_eq!(c.rack.as_deref(), Some("r1"));
         assert_eq!(c.inter_broker_listener_name, "PLAINTEXT");
         // Advertised completed from listeners.
@@ -606,24 +615,32 @@ mod tests {
         assert!(error_of(&pairs, 1).contains("only PLAINTEXT"));
         let mut pairs = THREE.to_vec();
         pairs.push(("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT"));
-        assert!(error_of(&pairs, 1).contains("no security protocol defined for listener CONTROLLER"));
+        assert!(
+            error_of(&pairs, 1).contains("no security protocol defined for listener CONTROLLER")
+        );
         assert!(error_of(&[("listeners", "SSL://h:1")], 1).contains("only PLAINTEXT"));
         assert!(error_of(&[("listeners", "OTHER://h:1")], 1).contains("no security protocol"));
     }
 
     #[test]
     fn malformed_values_name_the_key() {
-        assert!(error_of(&[("controller.quorum.voters", "1@x")], 1).contains("controller.quorum.voters"));
+        assert!(error_of(&[("controller.quorum.voters", "1@x")], 1)
+            .contains("controller.quorum.voters"));
         assert!(error_of(&[("controller.quorum.voters", "a@x:1")], 1).contains("bad voter id"));
         assert!(error_of(&[("controller.quorum.voters", "1@x:1,1@y:2")], 1).contains("twice"));
-        assert!(error_of(&[("listeners", "PLAINTEXT://h:1,PLAINTEXT://h:2")], 1).contains("repeated"));
+        assert!(
+            error_of(&[("listeners", "PLAINTEXT://h:1,PLAINTEXT://h:2")], 1).contains("repeated")
+        );
         assert!(error_of(&[("listeners", "A://h:1,PLAINTEXT://h:1")], 1).contains("different port"));
         assert!(error_of(&[("broker.heartbeat.interval.ms", "9000")], 1).contains("below"));
         let mut pairs = THREE.to_vec();
         pairs.push(("inter.broker.listener.name", "CONTROLLER"));
         assert!(error_of(&pairs, 1).contains("must not contain inter.broker.listener.name"));
         let mut pairs = THREE.to_vec();
-        pairs[2] = ("listeners", "PLAINTEXT://0.0.0.0:9092,CONTROLLER://127.0.0.1:9093");
+        pairs[2] = (
+            "listeners",
+            "PLAINTEXT://0.0.0.0:9092,CONTROLLER://127.0.0.1:9093",
+        );
         assert!(error_of(&pairs, 1).contains("wildcard"));
     }
 

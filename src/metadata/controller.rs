@@ -455,7 +455,9 @@ pub(crate) fn plan_create_partitions(
                     let start = topic.partitions[0]
                         .replicas
                         .first()
-                        .and_then(|leader| rack_alternated(&brokers).iter().position(|b| b == leader))
+                        .and_then(|leader| {
+                            rack_alternated(&brokers).iter().position(|b| b == leader)
+                        })
                         .unwrap_or(0);
                     place_replicas(&brokers, first..request.count, rf, start)
                 }

@@ -307,7 +307,11 @@ impl MetadataQuorum {
     /// Opens RocksDB, starts openraft and the controller listener, forms the cluster on a
     /// fresh store (the configured voters, or this node alone), waits until a leader is
     /// known and (a broker) this node registered with its image caught up to that.
-    pub async fn start(config: &BrokerConfig) -> Result<MetadataQuorum, MetadataError> {
+    /// A cancelled `stop` (the broker's shutdown) ends the wait with `ShuttingDown`.
+    pub async fn start(
+        config: &BrokerConfig,
+        stop: &CancellationToken,
+    ) -> Result<MetadataQuorum, MetadataError> {
         let raft_id = u64::try_from(config.node_id).map_err(|_| {
             MetadataError::Raft(format!("node id {} must not be negative", config.node_id))
         })?;
@@ -388,7 +392,7 @@ impl MetadataQuorum {
         if cluster.roles.controller {
             quorum.spawn(quorum.clone().controller_duties());
         }
-        match quorum.bootstrap(raft_id).await {
+        match quorum.bootstrap(raft_id, stop).await {
             Ok(()) => Ok(quorum),
             Err(e) => {
                 quorum.shutdown().await;
@@ -406,7 +410,7 @@ impl MetadataQuorum {
 
     /// Forms the cluster on a fresh store, waits for a leader and the cluster id, then
     /// registers this broker and starts its heartbeats.
-    async fn bootstrap(&self, raft_id: u64) -> Result<(), MetadataError> {
+    async fn bootstrap(&self, raft_id: u64, stop: &CancellationToken) -> Result<(), MetadataError> {
         let raft = &self.inner.raft;
         let config = &self.inner.config;
         let cluster = &config.cluster;
@@ -452,7 +456,7 @@ impl MetadataQuorum {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(stuck("no metadata leader elected"));
             }
-            if self.inner.background.is_cancelled() {
+            if stop.is_cancelled() {
                 return Err(MetadataError::ShuttingDown);
             }
             if Instant::now() >= next_note {
@@ -464,13 +468,18 @@ impl MetadataQuorum {
             }
             tokio::select! {
                 _ = images.changed() => {}
+                _ = stop.cancelled() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
 
         if cluster.roles.broker {
             loop {
-                match self.register().await {
+                let registered = tokio::select! {
+                    registered = self.register() => registered,
+                    _ = stop.cancelled() => Err(MetadataError::ShuttingDown),
+                };
+                match registered {
                     Ok(()) => break,
                     Err(e) if deadline.is_some_and(|d| Instant::now() >= d) => {
                         return Err(stuck(&format!("broker not registered ({e})")));
@@ -509,9 +518,14 @@ impl MetadataQuorum {
                 .collect(),
             fenced: false,
         };
-        match self.call(ControllerCall::RegisterBroker(registration)).await? {
+        match self
+            .call(ControllerCall::RegisterBroker(registration))
+            .await?
+        {
             ReplyBody::Registered { broker_epoch } => {
-                self.inner.broker_epoch.store(broker_epoch, Ordering::SeqCst);
+                self.inner
+                    .broker_epoch
+                    .store(broker_epoch, Ordering::SeqCst);
                 tracing::info!(broker_epoch, "broker registered with the metadata quorum");
                 Ok(())
             }
@@ -553,7 +567,8 @@ impl MetadataQuorum {
     async fn controller_duties(self) {
         let cluster = &self.inner.config.cluster;
         let session = Duration::from_millis(cluster.broker_session_timeout_ms);
-        let tick = Duration::from_millis((cluster.broker_heartbeat_interval_ms / 2).clamp(50, 1000));
+        let tick =
+            Duration::from_millis((cluster.broker_heartbeat_interval_ms / 2).clamp(50, 1000));
         let stop = self.inner.background.clone();
         loop {
             tokio::select! {
@@ -603,7 +618,11 @@ impl MetadataQuorum {
                 records.push(MetadataRecord::ClusterInit { cluster_id });
             }
             for (node_id, broker_epoch) in expired {
-                tracing::info!(node_id, broker_epoch, "fencing broker: no heartbeat within broker.session.timeout.ms");
+                tracing::info!(
+                    node_id,
+                    broker_epoch,
+                    "fencing broker: no heartbeat within broker.session.timeout.ms"
+                );
                 records.push(MetadataRecord::FenceBroker {
                     node_id,
                     broker_epoch,
@@ -665,10 +684,9 @@ impl MetadataQuorum {
         topics: Vec<TopicRef>,
     ) -> Result<Vec<Result<Arc<TopicImage>, ApiError>>, MetadataError> {
         match self.call(ControllerCall::DeleteTopics { topics }).await? {
-            ReplyBody::Topics(results) => Ok(results
-                .into_iter()
-                .map(|r| r.map(Arc::new))
-                .collect()),
+            ReplyBody::Topics(results) => {
+                Ok(results.into_iter().map(|r| r.map(Arc::new)).collect())
+            }
             other => Err(mismatched(&other)),
         }
     }
@@ -755,7 +773,9 @@ impl MetadataQuorum {
             Route::Local => self.execute(call).await,
             Route::Leader { id, addr } => {
                 let reply = self.forward(&addr, call).await.map_err(|e| {
-                    MetadataError::NotController(format!("forwarding to leader {id} at {addr}: {e}"))
+                    MetadataError::NotController(format!(
+                        "forwarding to leader {id} at {addr}: {e}"
+                    ))
                 })?;
                 if let Some(index) = reply.applied_index {
                     // Read-your-writes on this node; a slow follower answers anyway.
@@ -777,10 +797,14 @@ impl MetadataQuorum {
             .metrics(|m| m.current_leader.is_some(), "metadata leader known")
             .await
             .map_err(|_| {
-                MetadataError::NotController(format!("no metadata quorum leader within {LEADER_WAIT:?}"))
+                MetadataError::NotController(format!(
+                    "no metadata quorum leader within {LEADER_WAIT:?}"
+                ))
             })?;
         let Some(leader) = metrics.current_leader else {
-            return Err(MetadataError::NotController("no metadata quorum leader".to_string()));
+            return Err(MetadataError::NotController(
+                "no metadata quorum leader".to_string(),
+            ));
         };
         if leader == metrics.id {
             return Ok(Route::Local);
@@ -790,11 +814,17 @@ impl MetadataQuorum {
             .membership()
             .get_node(&leader)
             .map(|node| node.addr.clone())
-            .ok_or_else(|| MetadataError::NotController(format!("leader {leader} has no address")))?;
+            .ok_or_else(|| {
+                MetadataError::NotController(format!("leader {leader} has no address"))
+            })?;
         Ok(Route::Leader { id: leader, addr })
     }
 
-    async fn forward(&self, addr: &str, call: ControllerCall) -> Result<ControllerReply, CallError> {
+    async fn forward(
+        &self,
+        addr: &str,
+        call: ControllerCall,
+    ) -> Result<ControllerReply, CallError> {
         let pooled = self
             .inner
             .forwarders
@@ -804,7 +834,9 @@ impl MetadataQuorum {
         let mut client =
             pooled.unwrap_or_else(|| PeerClient::new(addr.to_string(), self.inner.limits));
         let request = network::Request::Controller(call);
-        let response = client.call(&request, self.inner.limits.call_timeout).await?;
+        let response = client
+            .call(&request, self.inner.limits.call_timeout)
+            .await?;
         if let Ok(mut pool) = self.inner.forwarders.lock() {
             let idle = pool.entry(addr.to_string()).or_default();
             if idle.len() < MAX_IDLE_FORWARDERS {
@@ -813,7 +845,9 @@ impl MetadataQuorum {
         }
         match response {
             network::Response::Controller(reply) => Ok(reply),
-            _ => Err(CallError::Network(std::io::Error::other("mismatched response kind"))),
+            _ => Err(CallError::Network(std::io::Error::other(
+                "mismatched response kind",
+            ))),
         }
     }
 
@@ -832,7 +866,12 @@ impl MetadataQuorum {
     }
 
     fn applied_index(&self) -> Option<u64> {
-        self.inner.raft.metrics().borrow().last_applied.map(|id| id.index)
+        self.inner
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|id| id.index)
     }
 
     /// Runs a controller call on this node, which must lead the quorum.
@@ -1094,7 +1133,9 @@ impl MetadataQuorum {
         broker_epoch: i64,
     ) -> Result<Result<(), ApiError>, MetadataError> {
         if self.inner.raft.metrics().borrow().state != ServerState::Leader {
-            return Err(MetadataError::NotController("not the quorum leader".to_string()));
+            return Err(MetadataError::NotController(
+                "not the quorum leader".to_string(),
+            ));
         }
         let current = self.image().brokers.get(&node_id).cloned();
         let Some(broker) = current.filter(|b| b.broker_epoch == broker_epoch) else {
@@ -1121,13 +1162,20 @@ impl MetadataQuorum {
     fn describe_quorum_here(&self) -> Result<QuorumDescription, MetadataError> {
         let metrics = self.inner.raft.metrics().borrow().clone();
         if metrics.state != ServerState::Leader {
-            return Err(MetadataError::NotController("not the quorum leader".to_string()));
+            return Err(MetadataError::NotController(
+                "not the quorum leader".to_string(),
+            ));
         }
         let now = crate::partition::now_ms();
         // Kafka's offsets are exclusive ends; openraft's indexes name the last entry.
         let leader_end = metrics.last_log_index.map_or(0, |i| i as i64 + 1);
         let membership = metrics.membership_config.membership().clone();
-        let contacts = self.inner.contacts.lock().map(|c| c.clone()).unwrap_or_default();
+        let contacts = self
+            .inner
+            .contacts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
         let mut ends = Vec::new();
         let voters: Vec<ReplicaState> = membership
             .voter_ids()
@@ -1152,7 +1200,11 @@ impl MetadataQuorum {
                     replica_id: id as i32,
                     log_end_offset: matched,
                     last_fetch_timestamp: last_fetch,
-                    last_caught_up_timestamp: if matched == leader_end { last_fetch } else { -1 },
+                    last_caught_up_timestamp: if matched == leader_end {
+                        last_fetch
+                    } else {
+                        -1
+                    },
                 }
             })
             .collect();
@@ -1172,7 +1224,12 @@ impl MetadataQuorum {
             .filter_map(|(id, node)| {
                 let (host, port) = node.addr.rsplit_once(':')?;
                 let host = host.trim_start_matches('[').trim_end_matches(']');
-                Some((*id as i32, listener_name.clone(), host.to_string(), port.parse().ok()?))
+                Some((
+                    *id as i32,
+                    listener_name.clone(),
+                    host.to_string(),
+                    port.parse().ok()?,
+                ))
             })
             .filter(|_| self.inner.config.cluster.is_multi_node())
             .collect();
@@ -1232,7 +1289,9 @@ impl MetadataQuorum {
         tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.ensure_linearizable())
             .await
             .map_err(|_| {
-                MetadataError::NotController(format!("leadership not confirmed within {WRITE_TIMEOUT:?}"))
+                MetadataError::NotController(format!(
+                    "leadership not confirmed within {WRITE_TIMEOUT:?}"
+                ))
             })?
             .map_err(raft_error)?;
         Ok(guard)
@@ -1300,7 +1359,7 @@ mod tests {
     }
 
     async fn start(dir: &TempDir) -> MetadataQuorum {
-        MetadataQuorum::start(&config(dir.path(), 1, 9092))
+        MetadataQuorum::start(&config(dir.path(), 1, 9092), &CancellationToken::new())
             .await
             .unwrap()
     }
@@ -1338,7 +1397,12 @@ mod tests {
         assert_eq!(image.controller_id, 1);
         let broker = &image.brokers[&1];
         assert_eq!(
-            (broker.node_id, broker.host.as_str(), broker.port, &broker.rack),
+            (
+                broker.node_id,
+                broker.host.as_str(),
+                broker.port,
+                &broker.rack
+            ),
             (1, "localhost", 9092, &None)
         );
         assert_eq!(broker.broker_epoch, 1);
@@ -1359,7 +1423,7 @@ mod tests {
         q.shutdown().await;
 
         // A new port: the broker's registration follows it.
-        let q = MetadataQuorum::start(&config(dir.path(), 1, 9093))
+        let q = MetadataQuorum::start(&config(dir.path(), 1, 9093), &CancellationToken::new())
             .await
             .unwrap();
         let after = q.image();
@@ -1636,7 +1700,7 @@ mod tests {
             db.put_cf(logs, last.to_be_bytes(), b"\xff garbage")
                 .unwrap();
         }
-        match MetadataQuorum::start(&config(dir.path(), 1, 9092)).await {
+        match MetadataQuorum::start(&config(dir.path(), 1, 9092), &CancellationToken::new()).await {
             Err(MetadataError::Storage(_)) => {}
             Err(e) => panic!("expected a storage error, got {e}"),
             Ok(_) => panic!("started on a corrupt log"),
@@ -1648,6 +1712,8 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let mut config = config(dir.path(), 1, 9092);
         config.node_id = -1;
-        assert!(MetadataQuorum::start(&config).await.is_err());
+        assert!(MetadataQuorum::start(&config, &CancellationToken::new())
+            .await
+            .is_err());
     }
 }

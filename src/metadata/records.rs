@@ -287,7 +287,11 @@ mod tests {
         assert_eq!(out.accepted, vec![false, true]);
         assert!(image.brokers[&2].fenced);
         // A new registration (restart) replaces the fenced one, unfenced.
-        let (image, _) = apply_batch(&image, 1, &[MetadataRecord::RegisterBroker(broker(2, 9093))]);
+        let (image, _) = apply_batch(
+            &image,
+            1,
+            &[MetadataRecord::RegisterBroker(broker(2, 9093))],
+        );
         assert!(!image.brokers[&2].fenced);
         let (image, out) = apply_batch(&image, 1, &[fence(9092)]);
         assert_eq!(out.accepted, vec![false]);

@@ -6,7 +6,9 @@
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
-use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::protocol::{errors, RequestContext};
@@ -14,7 +16,10 @@ use crate::protocol::{errors, RequestContext};
 /// Kafka's name for the metadata log, the only topic DescribeQuorum knows.
 const METADATA_TOPIC: &str = "__cluster_metadata";
 
-pub async fn handle(ctx: &RequestContext, request: DescribeQuorumRequest) -> DescribeQuorumResponse {
+pub async fn handle(
+    ctx: &RequestContext,
+    request: DescribeQuorumRequest,
+) -> DescribeQuorumResponse {
     let described = ctx.broker.metadata.describe_quorum().await;
     let mut nodes = Vec::new();
     let topics = request
@@ -71,10 +76,12 @@ pub async fn handle(ctx: &RequestContext, request: DescribeQuorumRequest) -> Des
             .endpoints
             .iter()
             .map(|(id, name, host, port)| {
-                Node::default().with_node_id(BrokerId(*id)).with_listeners(vec![Listener::default()
-                    .with_name(StrBytes::from_string(name.clone()))
-                    .with_host(StrBytes::from_string(host.clone()))
-                    .with_port(*port)])
+                Node::default()
+                    .with_node_id(BrokerId(*id))
+                    .with_listeners(vec![Listener::default()
+                        .with_name(StrBytes::from_string(name.clone()))
+                        .with_host(StrBytes::from_string(host.clone()))
+                        .with_port(*port)])
             })
             .collect();
     }

@@ -25,7 +25,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
-use super::{find_topic, hinted_endpoints, led_partition, leader_hint};
+use super::{find_topic, hinted_endpoints, leader_hint, led_partition};
 use crate::log::batch::{BatchHeader, HEADER_SIZE};
 use crate::partition::{Partition, PartitionError};
 use crate::protocol::fetch_session::{
@@ -242,7 +242,9 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     }
     // node_endpoints exist from v16 (KIP-951).
     let node_endpoints = if version >= 16 {
-        let leaders = slots.iter().filter_map(|slot| slot.leader_hint.map(|(id, _)| id));
+        let leaders = slots
+            .iter()
+            .filter_map(|slot| slot.leader_hint.map(|(id, _)| id));
         hinted_endpoints(&image, leaders)
             .into_iter()
             .map(|(id, host, port, rack)| {

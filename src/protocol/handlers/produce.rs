@@ -14,7 +14,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{find_topic, hinted_endpoints, led_partition, leader_hint};
+use super::{find_topic, hinted_endpoints, leader_hint, led_partition};
 use crate::log::batch::BatchHeader;
 use crate::log::validator::CODEC_ZSTD;
 use crate::metadata::internal_topics::check_client_append;
@@ -62,7 +62,12 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             };
             partitions.push((data.index, submitted));
         }
-        topics.push((topic_data.name, topic_data.topic_id, topic.cloned(), partitions));
+        topics.push((
+            topic_data.name,
+            topic_data.topic_id,
+            topic.cloned(),
+            partitions,
+        ));
     }
     drop(appends);
     let mut failed = false;
@@ -87,7 +92,9 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
                 }) => {
                     failed = true;
                     let hint = (version >= 10 && error.code == errors::NOT_LEADER_OR_FOLLOWER)
-                        .then(|| leader_hint(&image, topic.as_ref(), index, ctx.broker.config.node_id))
+                        .then(|| {
+                            leader_hint(&image, topic.as_ref(), index, ctx.broker.config.node_id)
+                        })
                         .flatten();
                     let response = match hint {
                         Some((leader_id, leader_epoch)) => {
