@@ -362,14 +362,12 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
              bootstrap servers alone is not supported)",
         ));
     }
-    if !roles.broker || !roles.controller {
-        if voters.is_empty() {
-            return Err(invalid(
-                "controller.quorum.voters",
-                "",
-                "must be set when process.roles is not broker,controller",
-            ));
-        }
+    if (!roles.broker || !roles.controller) && voters.is_empty() {
+        return Err(invalid(
+            "controller.quorum.voters",
+            "",
+            "must be set when process.roles is not broker,controller",
+        ));
     }
     if roles.controller {
         if !voters.is_empty() && !voters.iter().any(|v| v.id == node_id) {
