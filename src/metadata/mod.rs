@@ -1413,6 +1413,134 @@ mod tests {
         q.shutdown().await;
     }
 
+    /// Three voters in this process, each with its own controller listener.
+    async fn three_voters(dirs: &[TempDir; 3]) -> Vec<MetadataQuorum> {
+        let ports: Vec<u16> = (0..6)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            })
+            .collect();
+        let voters = (0..3)
+            .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[2 * i + 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let starts = (0..3).map(|i| {
+            let overrides = [
+                format!("node.id={}", i + 1),
+                format!("log.dirs={}", dirs[i].path().display()),
+                format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    ports[2 * i],
+                    ports[2 * i + 1]
+                ),
+                format!("controller.quorum.voters={voters}"),
+                "controller.listener.names=CONTROLLER".to_string(),
+                format!("broker.rack=r{i}"),
+                "broker.session.timeout.ms=1000".to_string(),
+                "broker.heartbeat.interval.ms=100".to_string(),
+            ];
+            let config = BrokerConfig::load(None, std::iter::empty(), &overrides).unwrap();
+            async move {
+                MetadataQuorum::start(&config, &CancellationToken::new())
+                    .await
+                    .unwrap()
+            }
+        });
+        futures::future::join_all(starts).await
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_voters_forward_describe_and_fence() {
+        let dirs = [
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+        ];
+        let nodes = three_voters(&dirs).await;
+        let leader = nodes[0].leader_id().unwrap();
+        let followers: Vec<&MetadataQuorum> =
+            nodes.iter().filter(|q| q.inner.node_id != leader).collect();
+        // Each start waited for its own registration; the others' follow.
+        for q in &nodes {
+            wait_for("three registrations", || q.image().brokers.len() == 3).await;
+            assert_eq!(q.image().cluster_id, nodes[0].image().cluster_id);
+        }
+
+        // Forwarded: a follower creates a topic and reads its own write at once.
+        let created = create(
+            followers[0],
+            vec![CreateTopicRequest {
+                replication_factor: 3,
+                ..topic("spread", 6)
+            }],
+        )
+        .await;
+        assert!(followers[0].image().topics.contains_key("spread"));
+        let leaders: BTreeSet<i32> = created[0].partitions.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, BTreeSet::from([1, 2, 3]));
+        let first = followers[1].allocate_producer_ids(10).await.unwrap();
+        assert_eq!(
+            nodes[0].allocate_producer_ids(10).await.unwrap(),
+            first + 10
+        );
+
+        // DescribeQuorum from a follower is the leader's view.
+        let described = followers[1].describe_quorum().await.unwrap();
+        assert_eq!(described.leader_id, leader);
+        assert_eq!(described.voters.len(), 3);
+        assert_eq!(described.endpoints.len(), 3);
+        assert!(described.high_watermark > 0);
+
+        // A follower stops: the leader fences it after the session timeout.
+        let gone = followers[1].inner.node_id;
+        followers[1].shutdown().await;
+        wait_for("the stopped broker fenced", || {
+            followers[0].image().brokers[&gone].fenced
+        })
+        .await;
+        assert!(!followers[0].image().is_live_broker(gone));
+        // Placement now has two brokers: RF 3 is refused, RF 2 avoids the fenced one.
+        let refused = followers[0]
+            .create_topics(
+                vec![CreateTopicRequest {
+                    replication_factor: 3,
+                    ..topic("too-wide", 1)
+                }],
+                &DEFAULTS,
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            refused[0].as_ref().unwrap_err().code,
+            codes::INVALID_REPLICATION_FACTOR
+        );
+        let narrow = create(
+            followers[0],
+            vec![CreateTopicRequest {
+                replication_factor: 2,
+                ..topic("narrow", 4)
+            }],
+        )
+        .await;
+        assert!(narrow[0]
+            .partitions
+            .iter()
+            .all(|p| !p.replicas.contains(&gone)));
+        for q in &nodes {
+            q.shutdown().await;
+        }
+    }
+
     #[tokio::test]
     async fn state_survives_restart() {
         let dir = TempDir::new().unwrap();
