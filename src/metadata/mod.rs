@@ -570,12 +570,20 @@ impl MetadataQuorum {
         let tick =
             Duration::from_millis((cluster.broker_heartbeat_interval_ms / 2).clamp(50, 1000));
         let stop = self.inner.background.clone();
+        // Woken by the clock (session expiry) and by Raft state changes, so that a new
+        // leader writes the cluster id at once.
+        let mut raft_metrics = self.inner.raft.metrics();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(tick) => {}
+                changed = raft_metrics.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
-            let metrics = self.inner.raft.metrics().borrow().clone();
+            let metrics = raft_metrics.borrow_and_update().clone();
             if metrics.state != ServerState::Leader {
                 continue;
             }
