@@ -1516,6 +1516,26 @@ mod tests {
         })
         .await;
         assert!(!followers[0].image().is_live_broker(gone));
+        // A heartbeat of its current epoch unfences it (as after a network partition); a
+        // stale epoch is STALE_BROKER_EPOCH.
+        let epoch = followers[0].image().brokers[&gone].broker_epoch;
+        let beat = |broker_epoch| ControllerCall::BrokerHeartbeat {
+            node_id: gone,
+            broker_epoch,
+        };
+        match followers[0].call(beat(epoch - 1)).await.unwrap() {
+            ReplyBody::Heartbeat(Err(e)) => assert_eq!(e.code, codes::STALE_BROKER_EPOCH),
+            other => panic!("stale heartbeat answered {other:?}"),
+        }
+        assert!(matches!(
+            followers[0].call(beat(epoch)).await.unwrap(),
+            ReplyBody::Heartbeat(Ok(()))
+        ));
+        assert!(followers[0].image().is_live_broker(gone));
+        wait_for("fenced again without heartbeats", || {
+            followers[0].image().brokers[&gone].fenced
+        })
+        .await;
         // Placement now has two brokers: RF 3 is refused, RF 2 avoids the fenced one.
         let refused = followers[0]
             .create_topics(
