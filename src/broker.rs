@@ -117,7 +117,7 @@ pub async fn serve(
                 .to_string(),
         ));
     }
-    let metadata = MetadataQuorum::start(&config).await?;
+    let metadata = MetadataQuorum::start(&config, &shutdown).await?;
     let checked = dir::check_or_write_meta_properties(
         &config.data_dir,
         &metadata.image().cluster_id,

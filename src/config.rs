@@ -839,6 +839,31 @@ impl BrokerConfig {
             "node.id" | "broker.id" => self.node_id.to_string(),
             "listeners" => join_endpoints(&self.cluster.listeners),
             "advertised.listeners" => join_endpoints(&self.cluster.advertised_listeners),
+            "process.roles" => {
+                let roles = self.cluster.roles;
+                [("broker", roles.broker), ("controller", roles.controller)]
+                    .iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+            "controller.quorum.voters" => self
+                .cluster
+                .voters
+                .iter()
+                .map(|v| format!("{}@{}", v.id, v.address()))
+                .collect::<Vec<_>>()
+                .join(","),
+            "controller.listener.names" => self.cluster.controller_listener_names.join(","),
+            "inter.broker.listener.name" => self.cluster.inter_broker_listener_name.clone(),
+            "broker.rack" => self.cluster.rack.clone()?,
+            "broker.session.timeout.ms" => self.cluster.broker_session_timeout_ms.to_string(),
+            "broker.heartbeat.interval.ms" => self.cluster.broker_heartbeat_interval_ms.to_string(),
+            "controller.quorum.request.timeout.ms" => {
+                self.cluster.quorum_request_timeout_ms.to_string()
+            }
+            "controller.socket.timeout.ms" => self.cluster.controller_socket_timeout_ms.to_string(),
             "log.dirs" => self.data_dir.display().to_string(),
             "num.partitions" => self.num_partitions.to_string(),
             "default.replication.factor" => self.default_replication_factor.to_string(),

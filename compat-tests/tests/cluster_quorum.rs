@@ -258,6 +258,7 @@ fn three_node_quorum_membership_placement_and_failover() {
 
     // kill -9 the quorum leader.
     cluster.node(leader).kill9();
+    let killed_at = std::time::Instant::now();
     let survivors: Vec<String> = (1..=3)
         .filter(|id| *id != leader)
         .map(|id| cluster.node(id).bootstrap())
@@ -273,6 +274,7 @@ fn three_node_quorum_membership_placement_and_failover() {
             _ => Err(format!("controllers {controllers:?}")),
         }
     });
+    let elected_after = killed_at.elapsed();
     let (status_leader, _) = quorum_status(&survivors[0]);
     assert_eq!(status_leader, new_leader);
     // Fenced within broker.session.timeout.ms (+ slack for the election and polling).
@@ -287,6 +289,12 @@ fn three_node_quorum_membership_placement_and_failover() {
             }
         });
     }
+    // Measured, not asserted: how long clients saw the dead node.
+    eprintln!(
+        "kill -9 of quorum leader {leader}: node {new_leader} leads after {elected_after:?}, \
+         {leader} fenced everywhere after {:?} (broker.session.timeout.ms={SESSION_TIMEOUT_MS})",
+        killed_at.elapsed()
+    );
     // Topic creation still works from a survivor (two live brokers: RF 2).
     let after = unique_topic("after-failover");
     create_topic(&survivors[1], &after, "2", "2");

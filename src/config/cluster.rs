@@ -70,8 +70,9 @@ pub struct ClusterConfig {
     pub roles: ProcessRoles,
     /// `controller.quorum.voters`; empty: the embedded single voter (this node alone).
     pub voters: Vec<Voter>,
-    /// `controller.quorum.bootstrap.servers`: further `host:port`s of controllers, tried
-    /// (after the voters) to reach the quorum leader.
+    /// `controller.quorum.bootstrap.servers`, validated. Kafka's brokers find the
+    /// controllers through it; here every node is a voter and reaches the leader through
+    /// `voters`, so it is not dialled (a broker-only node, not supported yet, would).
     pub bootstrap_servers: Vec<(String, u16)>,
     /// `listeners`, in order.
     pub listeners: Vec<Endpoint>,

@@ -320,7 +320,11 @@ impl MetadataQuorum {
     /// Opens RocksDB, starts openraft and the controller listener, forms the cluster on a
     /// fresh store (the configured voters, or this node alone), waits until a leader is
     /// known and (a broker) this node registered with its image caught up to that.
-    pub async fn start(config: &BrokerConfig) -> Result<MetadataQuorum, MetadataError> {
+    /// A cancelled `stop` (the broker's shutdown) ends the wait with `ShuttingDown`.
+    pub async fn start(
+        config: &BrokerConfig,
+        stop: &CancellationToken,
+    ) -> Result<MetadataQuorum, MetadataError> {
         let raft_id = u64::try_from(config.node_id).map_err(|_| {
             MetadataError::Raft(format!("node id {} must not be negative", config.node_id))
         })?;
@@ -401,7 +405,7 @@ impl MetadataQuorum {
         if cluster.roles.controller {
             quorum.spawn(quorum.clone().controller_duties());
         }
-        match quorum.bootstrap(raft_id).await {
+        match quorum.bootstrap(raft_id, stop).await {
             Ok(()) => Ok(quorum),
             Err(e) => {
                 quorum.shutdown().await;
@@ -419,7 +423,7 @@ impl MetadataQuorum {
 
     /// Forms the cluster on a fresh store, waits for a leader and the cluster id, then
     /// registers this broker and starts its heartbeats.
-    async fn bootstrap(&self, raft_id: u64) -> Result<(), MetadataError> {
+    async fn bootstrap(&self, raft_id: u64, stop: &CancellationToken) -> Result<(), MetadataError> {
         let raft = &self.inner.raft;
         let config = &self.inner.config;
         let cluster = &config.cluster;
@@ -465,7 +469,7 @@ impl MetadataQuorum {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(stuck("no metadata leader elected"));
             }
-            if self.inner.background.is_cancelled() {
+            if stop.is_cancelled() {
                 return Err(MetadataError::ShuttingDown);
             }
             if Instant::now() >= next_note {
@@ -477,13 +481,18 @@ impl MetadataQuorum {
             }
             tokio::select! {
                 _ = images.changed() => {}
+                _ = stop.cancelled() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
 
         if cluster.roles.broker {
             loop {
-                match self.register().await {
+                let registered = tokio::select! {
+                    registered = self.register() => registered,
+                    _ = stop.cancelled() => Err(MetadataError::ShuttingDown),
+                };
+                match registered {
                     Ok(()) => break,
                     Err(e) if deadline.is_some_and(|d| Instant::now() >= d) => {
                         return Err(stuck(&format!("broker not registered ({e})")));
@@ -574,12 +583,20 @@ impl MetadataQuorum {
         let tick =
             Duration::from_millis((cluster.broker_heartbeat_interval_ms / 2).clamp(50, 1000));
         let stop = self.inner.background.clone();
+        // Woken by the clock (session expiry) and by Raft state changes, so that a new
+        // leader writes the cluster id at once.
+        let mut raft_metrics = self.inner.raft.metrics();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(tick) => {}
+                changed = raft_metrics.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
-            let metrics = self.inner.raft.metrics().borrow().clone();
+            let metrics = raft_metrics.borrow_and_update().clone();
             if metrics.state != ServerState::Leader {
                 continue;
             }
@@ -1445,7 +1462,7 @@ mod tests {
     }
 
     async fn start(dir: &TempDir) -> MetadataQuorum {
-        MetadataQuorum::start(&config(dir.path(), 1, 9092))
+        MetadataQuorum::start(&config(dir.path(), 1, 9092), &CancellationToken::new())
             .await
             .unwrap()
     }
@@ -1515,6 +1532,154 @@ mod tests {
             .collect()
     }
 
+    /// Three voters in this process, each with its own controller listener.
+    async fn three_voters(dirs: &[TempDir; 3]) -> Vec<MetadataQuorum> {
+        let ports: Vec<u16> = (0..6)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            })
+            .collect();
+        let voters = (0..3)
+            .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[2 * i + 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let starts = (0..3).map(|i| {
+            let overrides = [
+                format!("node.id={}", i + 1),
+                format!("log.dirs={}", dirs[i].path().display()),
+                format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    ports[2 * i],
+                    ports[2 * i + 1]
+                ),
+                format!("controller.quorum.voters={voters}"),
+                "controller.listener.names=CONTROLLER".to_string(),
+                format!("broker.rack=r{i}"),
+                "broker.session.timeout.ms=1000".to_string(),
+                "broker.heartbeat.interval.ms=100".to_string(),
+            ];
+            let config = BrokerConfig::load(None, std::iter::empty(), &overrides).unwrap();
+            async move {
+                MetadataQuorum::start(&config, &CancellationToken::new())
+                    .await
+                    .unwrap()
+            }
+        });
+        futures::future::join_all(starts).await
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_voters_forward_describe_and_fence() {
+        let dirs = [
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+        ];
+        let nodes = three_voters(&dirs).await;
+        let leader = nodes[0].leader_id().unwrap();
+        let followers: Vec<&MetadataQuorum> =
+            nodes.iter().filter(|q| q.inner.node_id != leader).collect();
+        // Each start waited for its own registration; the others' follow.
+        for q in &nodes {
+            wait_for("three registrations", || q.image().brokers.len() == 3).await;
+            assert_eq!(q.image().cluster_id, nodes[0].image().cluster_id);
+        }
+
+        // Forwarded: a follower creates a topic and reads its own write at once.
+        let created = create(
+            followers[0],
+            vec![CreateTopicRequest {
+                replication_factor: 3,
+                ..topic("spread", 6)
+            }],
+        )
+        .await;
+        assert!(followers[0].image().topics.contains_key("spread"));
+        let leaders: BTreeSet<i32> = created[0].partitions.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, BTreeSet::from([1, 2, 3]));
+        let first = followers[1].allocate_producer_ids(10).await.unwrap();
+        assert_eq!(
+            nodes[0].allocate_producer_ids(10).await.unwrap(),
+            first + 10
+        );
+
+        // DescribeQuorum from a follower is the leader's view.
+        let described = followers[1].describe_quorum().await.unwrap();
+        assert_eq!(described.leader_id, leader);
+        assert_eq!(described.voters.len(), 3);
+        assert_eq!(described.endpoints.len(), 3);
+        assert!(described.high_watermark > 0);
+
+        // A follower stops: the leader fences it after the session timeout.
+        let gone = followers[1].inner.node_id;
+        followers[1].shutdown().await;
+        wait_for("the stopped broker fenced", || {
+            followers[0].image().brokers[&gone].fenced
+        })
+        .await;
+        assert!(!followers[0].image().is_live_broker(gone));
+        // A heartbeat of its current epoch unfences it (as after a network partition); a
+        // stale epoch is STALE_BROKER_EPOCH.
+        let epoch = followers[0].image().brokers[&gone].broker_epoch;
+        let beat = |broker_epoch| ControllerCall::BrokerHeartbeat {
+            node_id: gone,
+            broker_epoch,
+        };
+        match followers[0].call(beat(epoch - 1)).await.unwrap() {
+            ReplyBody::Heartbeat(Err(e)) => assert_eq!(e.code, codes::STALE_BROKER_EPOCH),
+            other => panic!("stale heartbeat answered {other:?}"),
+        }
+        assert!(matches!(
+            followers[0].call(beat(epoch)).await.unwrap(),
+            ReplyBody::Heartbeat(Ok(()))
+        ));
+        assert!(followers[0].image().is_live_broker(gone));
+        wait_for("fenced again without heartbeats", || {
+            followers[0].image().brokers[&gone].fenced
+        })
+        .await;
+        // Placement now has two brokers: RF 3 is refused, RF 2 avoids the fenced one.
+        let refused = followers[0]
+            .create_topics(
+                vec![CreateTopicRequest {
+                    replication_factor: 3,
+                    ..topic("too-wide", 1)
+                }],
+                &DEFAULTS,
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            refused[0].as_ref().unwrap_err().code,
+            codes::INVALID_REPLICATION_FACTOR
+        );
+        let narrow = create(
+            followers[0],
+            vec![CreateTopicRequest {
+                replication_factor: 2,
+                ..topic("narrow", 4)
+            }],
+        )
+        .await;
+        assert!(narrow[0]
+            .partitions
+            .iter()
+            .all(|p| !p.replicas.contains(&gone)));
+        for q in &nodes {
+            q.shutdown().await;
+        }
+    }
+
     #[tokio::test]
     async fn state_survives_restart() {
         let dir = TempDir::new().unwrap();
@@ -1525,7 +1690,7 @@ mod tests {
         q.shutdown().await;
 
         // A new port: the broker's registration follows it.
-        let q = MetadataQuorum::start(&config(dir.path(), 1, 9093))
+        let q = MetadataQuorum::start(&config(dir.path(), 1, 9093), &CancellationToken::new())
             .await
             .unwrap();
         let after = q.image();
@@ -1803,7 +1968,7 @@ mod tests {
             db.put_cf(logs, last.to_be_bytes(), b"\xff garbage")
                 .unwrap();
         }
-        match MetadataQuorum::start(&config(dir.path(), 1, 9092)).await {
+        match MetadataQuorum::start(&config(dir.path(), 1, 9092), &CancellationToken::new()).await {
             Err(MetadataError::Storage(_)) => {}
             Err(e) => panic!("expected a storage error, got {e}"),
             Ok(_) => panic!("started on a corrupt log"),
@@ -1815,6 +1980,8 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let mut config = config(dir.path(), 1, 9092);
         config.node_id = -1;
-        assert!(MetadataQuorum::start(&config).await.is_err());
+        assert!(MetadataQuorum::start(&config, &CancellationToken::new())
+            .await
+            .is_err());
     }
 }

@@ -201,7 +201,13 @@ fn broker_entry(
 fn broker_config_type(name: &str) -> ConfigType {
     match name {
         "auto.create.topics.enable" | "unclean.leader.election.enable" => ConfigType::Boolean,
-        "listeners" | "advertised.listeners" | "log.dirs" | "log.dir" => ConfigType::List,
+        "listeners"
+        | "advertised.listeners"
+        | "log.dirs"
+        | "log.dir"
+        | "process.roles"
+        | "controller.quorum.voters"
+        | "controller.quorum.bootstrap.servers" => ConfigType::List,
         "offsets.topic.replication.factor" => ConfigType::Short,
         "queued.max.request.bytes"
         | "millrace.queued.max.response.bytes"
@@ -235,7 +241,11 @@ fn broker_config_type(name: &str) -> ConfigType {
         | "group.initial.rebalance.delay.ms"
         | "group.max.size"
         | "offsets.retention.minutes"
-        | "offset.metadata.max.bytes" => ConfigType::Int,
+        | "offset.metadata.max.bytes"
+        | "broker.session.timeout.ms"
+        | "broker.heartbeat.interval.ms"
+        | "controller.quorum.request.timeout.ms"
+        | "controller.socket.timeout.ms" => ConfigType::Int,
         _ => ConfigType::String,
     }
 }

@@ -131,3 +131,60 @@ pub fn find_topic<'a>(
         (image.topics.get(name), errors::UNKNOWN_TOPIC_OR_PARTITION)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::metadata::{BrokerRegistration, MetadataImage, PartitionRecord};
+
+    fn broker(id: i32, fenced: bool) -> BrokerRegistration {
+        BrokerRegistration {
+            node_id: id,
+            host: format!("h{id}"),
+            port: 9000 + id,
+            rack: Some("r".to_string()),
+            broker_epoch: 1,
+            incarnation_id: uuid::Uuid::nil(),
+            listeners: vec![],
+            fenced,
+        }
+    }
+
+    #[test]
+    fn kip_951_hints_name_a_live_other_leader() {
+        let image = MetadataImage {
+            brokers: BTreeMap::from([
+                (1, broker(1, false)),
+                (2, broker(2, false)),
+                (3, broker(3, true)),
+            ]),
+            ..Default::default()
+        };
+        let partition = |p: i32, leader: i32| PartitionRecord {
+            partition: p,
+            replicas: vec![leader],
+            isr: vec![leader],
+            leader,
+            leader_epoch: 4,
+            partition_epoch: 0,
+        };
+        let topic = Arc::new(TopicImage {
+            name: "t".to_string(),
+            topic_id: uuid::Uuid::new_v4(),
+            partitions: vec![partition(0, 2), partition(1, 1), partition(2, 3)],
+            configs: BTreeMap::new(),
+        });
+        assert_eq!(leader_hint(&image, Some(&topic), 0, 1), Some((2, 4)));
+        // Ourselves, a fenced leader, an unknown partition or topic: no hint.
+        assert_eq!(leader_hint(&image, Some(&topic), 1, 1), None);
+        assert_eq!(leader_hint(&image, Some(&topic), 2, 1), None);
+        assert_eq!(leader_hint(&image, Some(&topic), 9, 1), None);
+        assert_eq!(leader_hint(&image, None, 0, 1), None);
+        assert_eq!(
+            hinted_endpoints(&image, [2, 3, 2]),
+            vec![(2, "h2".to_string(), 9002, Some("r".to_string()))]
+        );
+    }
+}
