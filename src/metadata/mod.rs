@@ -638,6 +638,7 @@ impl MetadataQuorum {
                 tracing::info!(%cluster_id, "initialising a new metadata cluster");
                 records.push(MetadataRecord::ClusterInit { cluster_id });
             }
+            let fenced: Vec<i32> = expired.iter().map(|(node_id, _)| *node_id).collect();
             for (node_id, broker_epoch) in expired {
                 tracing::info!(
                     node_id,
@@ -649,6 +650,12 @@ impl MetadataQuorum {
                     broker_epoch,
                 });
             }
+            // Its leaderships move and it leaves every ISR, in the same entry.
+            records.extend(replication_control::brokers_leaving(
+                &image,
+                &fenced,
+                &self.inner.config,
+            ));
             if let Err(error) = self.write(records).await {
                 tracing::warn!(%error, "controller write failed");
             }

@@ -25,7 +25,7 @@ pub mod producer_state;
 pub mod replica;
 mod retention;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -379,11 +379,13 @@ impl Partition {
         &self,
         record: PartitionRecord,
         leader_config: LeaderConfig,
+        ineligible: &BTreeSet<i32>,
     ) -> Result<Transition, PartitionError> {
         let mut state = self.lock();
         let (transition, advanced) = self.replica().apply(
             record,
             leader_config,
+            ineligible,
             state.log.log_end_offset(),
             self.high_watermark.load(Ordering::Acquire),
             monotonic_ms(),
@@ -1340,6 +1342,15 @@ impl PartitionManager {
                 return;
             }
         }
+        // Brokers whose replicas may not hold a high watermark back (Kafka's ISR
+        // eligibility): fenced, or no longer registered.
+        let ineligible: BTreeSet<i32> = image
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.iter().flat_map(|p| p.replicas.iter()))
+            .copied()
+            .filter(|&broker| image.brokers.get(&broker).is_none_or(|b| b.fenced))
+            .collect();
         let mut checkpoint: Option<HashMap<(String, i32), i64>> = None;
         // Each topic's effective settings, worked out once for all its partitions.
         let mut topic_configs: HashMap<Uuid, (LogConfig, RecordRules)> = HashMap::new();
@@ -1366,7 +1377,7 @@ impl PartitionManager {
                 if let Some(partition) = self.get(key.0, key.1) {
                     partition.update_config(log_config, record_rules);
                     // A failure took the log directory offline (and said why).
-                    let _ = partition.apply_assignment(record.clone(), leader_config);
+                    let _ = partition.apply_assignment(record.clone(), leader_config, &ineligible);
                 }
                 continue;
             }
@@ -1419,6 +1430,9 @@ impl PartitionManager {
             );
             match opened {
                 Ok(partition) => {
+                    // Which replicas may hold its high watermark back (changes nothing
+                    // else: the same version of the partition).
+                    let _ = partition.apply_assignment(record.clone(), leader_config, &ineligible);
                     self.partitions
                         .write()
                         .unwrap_or_else(|p| p.into_inner())

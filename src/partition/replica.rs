@@ -6,6 +6,8 @@
 //!
 //! Memory only: [`ReplicaState`] sits behind its own small mutex, never held across IO.
 
+use std::collections::BTreeSet;
+
 use crate::metadata::partition_change::AlterPartitionRequest;
 use crate::metadata::PartitionRecord;
 use crate::replication::leader::{
@@ -100,12 +102,13 @@ impl ReplicaState {
             .map_or(self.record.isr.len(), |leader| leader.isr().len())
     }
 
-    /// Takes the image's version of the partition (and the topic's current settings) and
-    /// says what changed for this replica. A stale version (older leader epoch) is ignored.
+    /// Takes the image's version of the partition (and the topic's current settings, and
+    /// the brokers that are fenced or gone) and says what changed for this replica. A stale version (older leader epoch) is ignored.
     pub fn apply(
         &mut self,
         record: PartitionRecord,
         config: LeaderConfig,
+        ineligible: &BTreeSet<i32>,
         log_end_offset: i64,
         high_watermark: i64,
         now_ms: i64,
@@ -163,6 +166,15 @@ impl ReplicaState {
                 }
             }
         };
+        // Kafka's ISR eligibility: a fenced (or unregistered) broker's stale position must
+        // not hold the high watermark back while it waits to be caught up.
+        if let Some(leader) = self.leader.as_mut() {
+            for &replica in record.replicas.iter().filter(|&&r| r != self.node_id) {
+                let moved =
+                    leader.set_broker_eligible(replica, !ineligible.contains(&replica), now_ms);
+                advanced = moved.or(advanced);
+            }
+        }
         self.record = record;
         (transition, advanced)
     }
@@ -268,12 +280,21 @@ mod tests {
         let mut shrunk = record(1, 0, &[1, 2], &[1]);
         shrunk.partition_epoch = 1;
         assert_eq!(
-            state.apply(shrunk, CONFIG, 0, 0, 0).0,
+            state.apply(shrunk, CONFIG, &BTreeSet::new(), 0, 0, 0).0,
             Transition::Unchanged
         );
         assert_eq!(state.isr_len(), 1);
         assert_eq!(
-            state.apply(record(2, 1, &[1, 2], &[2]), CONFIG, 0, 0, 0).0,
+            state
+                .apply(
+                    record(2, 1, &[1, 2], &[2]),
+                    CONFIG,
+                    &BTreeSet::new(),
+                    0,
+                    0,
+                    0
+                )
+                .0,
             Transition::BecomeFollower {
                 leader: 2,
                 leader_epoch: 1
@@ -282,13 +303,29 @@ mod tests {
         assert!(!state.is_leader());
         // Stale images change nothing.
         assert_eq!(
-            state.apply(record(1, 0, &[1, 2], &[1]), CONFIG, 0, 0, 0).0,
+            state
+                .apply(
+                    record(1, 0, &[1, 2], &[1]),
+                    CONFIG,
+                    &BTreeSet::new(),
+                    0,
+                    0,
+                    0
+                )
+                .0,
             Transition::Unchanged
         );
         assert_eq!(state.leader(), 2);
         assert_eq!(
             state
-                .apply(record(1, 2, &[1, 2], &[1, 2]), CONFIG, 0, 0, 0)
+                .apply(
+                    record(1, 2, &[1, 2], &[1, 2]),
+                    CONFIG,
+                    &BTreeSet::new(),
+                    0,
+                    0,
+                    0
+                )
                 .0,
             Transition::BecomeLeader { leader_epoch: 2 }
         );

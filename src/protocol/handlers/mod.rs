@@ -169,6 +169,8 @@ mod tests {
             leader,
             leader_epoch: 4,
             partition_epoch: 0,
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
         };
         let topic = Arc::new(TopicImage {
             name: "t".to_string(),
