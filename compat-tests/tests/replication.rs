@@ -11,6 +11,7 @@ use std::time::Duration;
 use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestCluster};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::BaseRecord;
+use rdkafka::Message;
 
 const PARTITIONS: i32 = 3;
 const RECORDS: usize = 3_000;
@@ -245,4 +246,176 @@ fn killing_the_leader_mid_load_loses_no_acknowledged_record() {
             },
         );
     }
+}
+
+/// The node coordinating `group`, as `addr` answers FindCoordinator (v3).
+fn coordinator_of(addr: &str, group: &str) -> Result<i32, String> {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    use kafka_protocol::protocol::StrBytes;
+    use millrace_compat_tests::wire::{decode_response, encode_request, round_trip};
+    const VERSION: i16 = 3;
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(group.to_string()))
+        .with_key_type(0);
+    let payload = round_trip(
+        addr,
+        &encode_request(ApiKey::FindCoordinator, &request, VERSION, 7),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| format!("FindCoordinator to {addr}: {e}"))?;
+    let (_, response) =
+        decode_response::<FindCoordinatorResponse>(ApiKey::FindCoordinator, &payload, VERSION)?;
+    match response.error_code {
+        0 => Ok(response.node_id.0),
+        code => Err(format!("FindCoordinator error {code}")),
+    }
+}
+
+/// Leaves the group and lets the consumer go without destroying it: rd_kafka_destroy of
+/// a consumer that was subscribed can block in librdkafka's close; its threads end with
+/// the test process.
+fn leave(consumer: rdkafka::consumer::BaseConsumer) {
+    consumer.unsubscribe();
+    for _ in 0..10 {
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    std::mem::forget(consumer);
+}
+
+/// A group consumer (subscribe, manual commits, from the earliest offset).
+fn group_consumer(bootstrap: &str, group: &str) -> rdkafka::consumer::BaseConsumer {
+    rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .expect("group consumer")
+}
+
+#[test]
+fn a_group_keeps_its_offsets_when_its_coordinator_is_killed() {
+    const LOAD: usize = 3_000;
+    let opts = BrokerOpts::default()
+        .set("broker.session.timeout.ms", "3000")
+        .set("broker.heartbeat.interval.ms", "500");
+    let mut cluster = TestCluster::start_millrace(3, opts);
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("grouped");
+    let group = unique_topic("group");
+    common::admin_create_replicated(
+        &bootstrap,
+        &topic,
+        PARTITIONS,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    let (producer, recorder) = common::producer(&bootstrap, &[]);
+    for i in 0..LOAD {
+        let value = format!("v{i}");
+        common::send(
+            &producer,
+            BaseRecord::with_opaque_to(&topic, i)
+                .key(value.as_bytes())
+                .payload(value.as_bytes()),
+        );
+    }
+    common::flush_all_ok(&producer, &recorder, LOAD);
+    drop(producer);
+
+    // Read and commit about half.
+    let consumer = group_consumer(&bootstrap, &group);
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut seen = std::collections::BTreeSet::new();
+    wait_until(
+        "half the records read and committed",
+        Duration::from_secs(60),
+        || {
+            for _ in 0..1_000 {
+                let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                    break;
+                };
+                let message = message.map_err(|e| e.to_string())?;
+                seen.insert((message.partition(), message.offset()));
+            }
+            match seen.len() >= LOAD / 2 {
+                true => Ok(()),
+                false => Err(format!("{} read", seen.len())),
+            }
+        },
+    );
+    consumer
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    let committed = consumer
+        .committed(Duration::from_secs(10))
+        .expect("committed offsets");
+    leave(consumer);
+
+    // Kill the group's coordinator; another node takes over its offsets shard.
+    let coordinator = coordinator_of(&cluster.node(1).bootstrap(), &group).expect("coordinator");
+    cluster.node(coordinator).kill9();
+    let survivors: Vec<String> = (1..=3)
+        .filter(|id| *id != coordinator)
+        .map(|id| cluster.node(id).bootstrap())
+        .collect();
+    let new_coordinator =
+        wait_until(
+            "a new coordinator",
+            Duration::from_secs(30),
+            || match coordinator_of(&survivors[0], &group)? {
+                node if node != coordinator => Ok(node),
+                node => Err(format!("still {node}")),
+            },
+        );
+    eprintln!("coordinator {coordinator} killed; {new_coordinator} took over");
+
+    // A new member resumes from the committed offsets and finishes the topic.
+    let survivors = survivors.join(",");
+    let consumer = group_consumer(&survivors, &group);
+    let resumed = consumer
+        .committed_offsets(committed.clone(), Duration::from_secs(30))
+        .expect("committed offsets from the new coordinator");
+    for (before, after) in committed.elements().iter().zip(resumed.elements()) {
+        assert_eq!(
+            before.offset(),
+            after.offset(),
+            "partition {} committed offset",
+            before.partition()
+        );
+    }
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut rest = std::collections::BTreeSet::new();
+    let starts: BTreeMap<i32, i64> = committed
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            e.offset()
+                .to_raw()
+                .map(|offset| (e.partition(), offset.max(0)))
+        })
+        .collect();
+    wait_until("the rest read", Duration::from_secs(60), || {
+        for _ in 0..1_000 {
+            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                break;
+            };
+            let message = message.map_err(|e| e.to_string())?;
+            let start = starts.get(&message.partition()).copied().unwrap_or(0);
+            assert!(
+                message.offset() >= start,
+                "partition {} re-read offset {} below its committed {start}",
+                message.partition(),
+                message.offset()
+            );
+            rest.insert((message.partition(), message.offset()));
+        }
+        let total: usize = starts.values().map(|&o| o as usize).sum::<usize>() + rest.len();
+        match total >= LOAD {
+            true => Ok(()),
+            false => Err(format!("{total} of {LOAD}")),
+        }
+    });
+    leave(consumer);
 }

@@ -48,6 +48,9 @@ pub use crate::metadata::internal_topics::OFFSETS_TOPIC;
 const COMMAND_QUEUE_BOUND: usize = 4096;
 /// Bytes read per step while replaying a shard at load.
 const LOAD_READ_BYTES: usize = 1 << 20;
+/// How long a group write may wait for the in-sync replicas (Kafka's
+/// `offsets.commit.timeout.ms` default); then the shard reloads and clients retry.
+const COMMIT_TIMEOUT: Duration = Duration::from_millis(5_000);
 
 #[derive(Debug, Error)]
 pub enum GroupError {
@@ -91,6 +94,7 @@ impl GroupRuntime {
             shards: HashMap::new(),
             loading: HashMap::new(),
             next_generation: 0,
+            started: false,
             events,
             timers: DelayQueue::new(),
             timer_keys: HashMap::new(),
@@ -140,11 +144,12 @@ impl GroupRuntime {
             .map_err(|_| GroupError::NotAvailable("request dropped by the coordinator".to_string()))
     }
 
-    /// Makes sure the offsets topic exists and its shards are loaded (FindCoordinator).
-    pub async fn ensure_ready(&self) -> Result<(), GroupError> {
-        // An empty ListGroups to shard 0 loads everything as a side effect.
+    /// Makes sure the offsets topic exists and the shards this node leads are loaded, and
+    /// that `shard` answers here (FindCoordinator, when this node leads it).
+    pub async fn ensure_ready(&self, shard: i32) -> Result<(), GroupError> {
+        // An empty ListGroups loads everything as a side effect.
         self.call(
-            0,
+            shard,
             0,
             GroupRequest::ListGroups(Default::default()),
             RequestMeta::default(),
@@ -189,6 +194,8 @@ struct Task {
     /// Shards being replayed, with the commands that came for them meanwhile.
     loading: HashMap<i32, Vec<Command>>,
     next_generation: u64,
+    /// Shards have been loaded at least once (so later leaderships load theirs too).
+    started: bool,
     /// Unbounded, but holds at most one load and one write completion per shard.
     events: mpsc::UnboundedSender<Event>,
     /// Each timer's wall-clock deadline rides along: a fired timer is due by the
@@ -218,9 +225,17 @@ impl Task {
         if self.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
             self.load_shards();
         }
+        let mut images = self.metadata.watch();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
+                changed = images.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    images.borrow_and_update();
+                    self.follow_leadership();
+                }
                 command = commands.recv() => match command {
                     None => return,
                     Some(command) => self.on_command(command).await,
@@ -389,8 +404,21 @@ impl Task {
             let appended = s.partition.submit_append(bytes);
             s.writing = Some(next.responses);
             let (events, generation) = (self.events.clone(), s.generation);
+            let partition = s.partition.clone();
             tokio::spawn(async move {
-                let result = appended.await.map(|_| ()).map_err(|e| e.error);
+                // Answered once committed (the in-sync replicas have it), as Kafka's
+                // coordinator runtime waits for the high watermark: an acknowledged
+                // commit survives the coordinator's failover.
+                let result = match appended.await {
+                    Ok(appended) => partition
+                        .wait_for_acks(appended.next_offset, COMMIT_TIMEOUT)
+                        .await
+                        .map_err(|code| PartitionError {
+                            code,
+                            message: "the group records were not committed in time".to_string(),
+                        }),
+                    Err(error) => Err(error.error),
+                };
                 let _ = events.send(Event::Written {
                     shard,
                     generation,
@@ -437,9 +465,55 @@ impl Task {
         Ok(())
     }
 
+    /// Coordinators follow shard leadership (Kafka's onElection / onResignation): a shard
+    /// this node no longer leads is unloaded (its waiting requests are dropped, answered
+    /// COORDINATOR_NOT_AVAILABLE, and clients find the new coordinator); a shard it now
+    /// leads is loaded from its log, which as a follower it replicated.
+    fn follow_leadership(&mut self) {
+        let image = self.metadata.image();
+        let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
+            return;
+        };
+        let node_id = self.config.node_id;
+        let resigned: Vec<i32> = self
+            .shards
+            .keys()
+            .copied()
+            .filter(|&shard| {
+                topic
+                    .partitions
+                    .iter()
+                    .find(|p| p.partition == shard)
+                    .is_none_or(|p| p.leader != node_id)
+            })
+            .collect();
+        for shard in resigned {
+            tracing::info!(
+                shard,
+                "group coordinator shard unloaded: no longer its leader"
+            );
+            self.shards.remove(&shard);
+            self.timer_keys.retain(|(timer_shard, _), key| {
+                if *timer_shard == shard {
+                    self.timers.remove(key);
+                    false
+                } else {
+                    true
+                }
+            });
+            self.pending
+                .retain(|_, (pending_shard, _)| *pending_shard != shard);
+        }
+        // Only once the runtime is in use (the offsets topic exists and loads began).
+        if !self.shards.is_empty() || !self.loading.is_empty() || self.started {
+            self.load_shards();
+        }
+    }
+
     /// Starts replaying every local shard of the offsets topic that is neither loaded nor
     /// loading.
     fn load_shards(&mut self) {
+        self.started = true;
         let image = self.metadata.image();
         let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
             return;

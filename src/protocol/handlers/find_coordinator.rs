@@ -1,35 +1,78 @@
-//! FindCoordinator for groups (this broker coordinates every `__consumer_offsets` shard
-//! it leads; on one node that is all of them). The first request creates and loads the
-//! offsets topic. v4+ batches keys (KIP-699), each with its own error.
+//! FindCoordinator for groups: the leader of the group's `__consumer_offsets` shard (on
+//! one node, this node for every group). The first request creates the offsets topic;
+//! this node loads a shard it leads before naming itself. v4+ batches keys (KIP-699),
+//! each with its own error.
 //! Transaction coordinators are not built yet: COORDINATOR_NOT_AVAILABLE.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::metadata::internal_topics::OFFSETS_TOPIC;
 use crate::protocol::{errors, RequestContext};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// (error code, message) for one key; NONE means "this broker".
-async fn locate(ctx: &RequestContext, key_type: i8) -> (i16, Option<&'static str>) {
+/// Where a key's coordinator is: (node id, host, port), or Kafka's error and message.
+type Located = Result<(i32, String, i32), (i16, &'static str)>;
+
+/// The coordinator of `key`: for a group, the leader of its `__consumer_offsets` shard
+/// (the topic is created on first use); this node loads the shard before saying so.
+async fn locate(ctx: &RequestContext, key_type: i8, key: &str) -> Located {
+    let unavailable = (
+        errors::COORDINATOR_NOT_AVAILABLE,
+        "The coordinator is not available.",
+    );
     match key_type {
-        KEY_TYPE_GROUP => match ctx.broker.groups.ensure_ready().await {
-            Ok(()) => (errors::NONE, None),
-            Err(_) => (
-                errors::COORDINATOR_NOT_AVAILABLE,
-                Some("The coordinator is not available."),
-            ),
-        },
-        KEY_TYPE_TRANSACTION => (
+        KEY_TYPE_GROUP => {
+            let groups = &ctx.broker.groups;
+            let shard = groups.shard_of(key);
+            let node_id = ctx.broker.config.node_id;
+            let leader_of = || {
+                let image = ctx.broker.metadata.image();
+                let leader = image
+                    .topics
+                    .get(OFFSETS_TOPIC)?
+                    .partitions
+                    .iter()
+                    .find(|p| p.partition == shard)?
+                    .leader;
+                let broker = image.brokers.get(&leader).filter(|b| !b.fenced)?;
+                Some((leader, broker.host.clone(), broker.port))
+            };
+            let mut leader = leader_of();
+            if leader.is_none()
+                && !ctx
+                    .broker
+                    .metadata
+                    .image()
+                    .topics
+                    .contains_key(OFFSETS_TOPIC)
+            {
+                // The first request creates the offsets topic (and loads what this node
+                // leads); the shard's leader is known after that.
+                let _ = groups.ensure_ready(shard).await;
+                leader = leader_of();
+            }
+            match leader {
+                Some((leader, ..)) if leader == node_id => match groups.ensure_ready(shard).await {
+                    Ok(()) => Ok((
+                        node_id,
+                        ctx.broker.config.advertised_host.clone(),
+                        i32::from(ctx.broker.config.advertised_port),
+                    )),
+                    Err(_) => Err(unavailable),
+                },
+                Some(elsewhere) => Ok(elsewhere),
+                None => Err(unavailable),
+            }
+        }
+        KEY_TYPE_TRANSACTION => Err((
             errors::COORDINATOR_NOT_AVAILABLE,
-            Some("Transactions are not supported yet."),
-        ),
-        _ => (
-            errors::INVALID_REQUEST,
-            Some("Unknown coordinator key type."),
-        ),
+            "Transactions are not supported yet.",
+        )),
+        _ => Err((errors::INVALID_REQUEST, "Unknown coordinator key type.")),
     }
 }
 
@@ -37,35 +80,41 @@ pub async fn handle(
     ctx: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let config = &ctx.broker.config;
-    let host = StrBytes::from_string(config.advertised_host.clone());
-    let port = config.advertised_port as i32;
-    let node = BrokerId(config.node_id);
     if ctx.version() >= 4 {
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in request.coordinator_keys {
-            let (code, message) = locate(ctx, request.key_type).await;
-            let entry = Coordinator::default().with_key(key).with_error_code(code);
-            coordinators.push(if code == errors::NONE {
-                entry
-                    .with_node_id(node)
-                    .with_host(host.clone())
-                    .with_port(port)
-            } else {
-                entry
+            let located = locate(ctx, request.key_type, &key).await;
+            let entry = Coordinator::default().with_key(key);
+            coordinators.push(match located {
+                Ok((node, host, port)) => entry
+                    .with_node_id(BrokerId(node))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port),
+                Err((code, message)) => entry
+                    .with_error_code(code)
                     .with_node_id(BrokerId(-1))
                     .with_port(-1)
-                    .with_error_message(message.map(StrBytes::from_static_str))
+                    .with_error_message(Some(StrBytes::from_static_str(message))),
             });
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (code, message) = locate(ctx, request.key_type).await;
-    let response = FindCoordinatorResponse::default().with_error_code(code);
-    let response = if code == errors::NONE {
-        response.with_node_id(node).with_host(host).with_port(port)
-    } else {
-        response.with_node_id(BrokerId(-1)).with_port(-1)
+    let located = locate(ctx, request.key_type, &request.key).await;
+    let (response, message) = match located {
+        Ok((node, host, port)) => (
+            FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port),
+            None,
+        ),
+        Err((code, message)) => (
+            FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+            Some(message),
+        ),
     };
     if ctx.version() >= 1 {
         response.with_error_message(message.map(StrBytes::from_static_str))
