@@ -32,11 +32,17 @@ fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>, St
     Ok(bytes)
 }
 
-#[test]
-fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
-    let mut cluster = TestCluster::start_millrace(3, BrokerOpts::default());
+/// Three nodes with `opts`, a topic of [`PARTITIONS`] partitions on all of them
+/// (`min.insync.replicas` 2) and `records` idempotent acks=all records `v<i>` in it, all
+/// acknowledged: the cluster, the topic and the delivery reports.
+fn cluster_with_records(
+    opts: BrokerOpts,
+    prefix: &str,
+    records: usize,
+) -> (TestCluster, String, Vec<common::Delivery>) {
+    let cluster = TestCluster::start_millrace(3, opts);
     let bootstrap = cluster.bootstrap();
-    let topic = unique_topic("replicated");
+    let topic = unique_topic(prefix);
     common::admin_create_replicated(
         &bootstrap,
         &topic,
@@ -44,9 +50,8 @@ fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
         3,
         &[("min.insync.replicas", "2")],
     );
-
     let (producer, recorder) = common::producer(&bootstrap, &[]);
-    for i in 0..RECORDS {
+    for i in 0..records {
         let key = format!("k{i}");
         let value = format!("v{i}");
         common::send(
@@ -56,8 +61,15 @@ fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
                 .payload(value.as_bytes()),
         );
     }
-    let deliveries = common::flush_all_ok(&producer, &recorder, RECORDS);
-    drop(producer);
+    let deliveries = common::flush_all_ok(&producer, &recorder, records);
+    (cluster, topic, deliveries)
+}
+
+#[test]
+fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
+    let (mut cluster, topic, deliveries) =
+        cluster_with_records(BrokerOpts::default(), "replicated", RECORDS);
+    let bootstrap = cluster.bootstrap();
 
     // Every acknowledged record is read once, at the offset it was acknowledged with.
     let acknowledged = common::delivered_positions(&deliveries);
@@ -300,29 +312,9 @@ fn a_group_keeps_its_offsets_when_its_coordinator_is_killed() {
     let opts = BrokerOpts::default()
         .set("broker.session.timeout.ms", "3000")
         .set("broker.heartbeat.interval.ms", "500");
-    let mut cluster = TestCluster::start_millrace(3, opts);
+    let (mut cluster, topic, _) = cluster_with_records(opts, "grouped", LOAD);
     let bootstrap = cluster.bootstrap();
-    let topic = unique_topic("grouped");
     let group = unique_topic("group");
-    common::admin_create_replicated(
-        &bootstrap,
-        &topic,
-        PARTITIONS,
-        3,
-        &[("min.insync.replicas", "2")],
-    );
-    let (producer, recorder) = common::producer(&bootstrap, &[]);
-    for i in 0..LOAD {
-        let value = format!("v{i}");
-        common::send(
-            &producer,
-            BaseRecord::with_opaque_to(&topic, i)
-                .key(value.as_bytes())
-                .payload(value.as_bytes()),
-        );
-    }
-    common::flush_all_ok(&producer, &recorder, LOAD);
-    drop(producer);
 
     // Read and commit about half.
     let consumer = group_consumer(&bootstrap, &group);
