@@ -65,25 +65,17 @@ fn cluster_with_records(
     (cluster, topic, deliveries)
 }
 
-#[test]
-fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
-    let (mut cluster, topic, deliveries) =
-        cluster_with_records(BrokerOpts::default(), "replicated", RECORDS);
-    let bootstrap = cluster.bootstrap();
-
-    // Every acknowledged record is read once, at the offset it was acknowledged with.
-    let acknowledged = common::delivered_positions(&deliveries);
-    let consumed = common::consume_all(&bootstrap, &topic);
+/// Reads `topic` from `bootstrap` and checks that every acknowledged record (`v<id>`) is
+/// there exactly once, at the offset it was acknowledged with, and nothing else is.
+fn assert_read_once(bootstrap: &str, topic: &str, deliveries: &[common::Delivery], records: usize) {
+    let acknowledged = common::delivered_positions(deliveries);
     let mut read: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    for message in consumed.into_iter().flatten() {
+    let mut values = std::collections::BTreeSet::new();
+    for message in common::consume_all(bootstrap, topic).into_iter().flatten() {
         let value = String::from_utf8(message.value.expect("value")).expect("utf-8");
-        assert!(
-            read.insert((message.partition, message.offset), value)
-                .is_none(),
-            "offset read twice"
-        );
+        assert!(values.insert(value.clone()), "{value} read twice");
+        read.insert((message.partition, message.offset), value);
     }
-    assert_eq!(read.len(), RECORDS, "records read");
     for (id, position) in &acknowledged {
         assert_eq!(
             read.get(position),
@@ -91,17 +83,20 @@ fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
             "record {id} at {position:?}"
         );
     }
+    assert_eq!(read.len(), records, "records read");
+}
 
-    // The three replicas hold the same bytes.
+/// Waits until every node holds the same, non-empty bytes for each partition of `topic`.
+fn wait_for_identical_logs(cluster: &mut TestCluster, topic: &str, deadline: Duration) {
     let dirs: Vec<_> = (1..=3).map(|id| cluster.node(id).data_dir()).collect();
     for partition in 0..PARTITIONS {
         wait_until(
             &format!("partition {partition} identical on every node"),
-            Duration::from_secs(30),
+            deadline,
             || {
                 let logs = dirs
                     .iter()
-                    .map(|dir| log_bytes(dir, &topic, partition))
+                    .map(|dir| log_bytes(dir, topic, partition))
                     .collect::<Result<Vec<_>, _>>()?;
                 let sizes: Vec<usize> = logs.iter().map(Vec::len).collect();
                 if sizes[0] > 0 && logs.windows(2).all(|pair| pair[0] == pair[1]) {
@@ -112,6 +107,18 @@ fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
             },
         );
     }
+}
+
+#[test]
+fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
+    let (mut cluster, topic, deliveries) =
+        cluster_with_records(BrokerOpts::default(), "replicated", RECORDS);
+    let bootstrap = cluster.bootstrap();
+
+    // Every acknowledged record is read once, at the offset it was acknowledged with,
+    // and the three replicas hold the same bytes.
+    assert_read_once(&bootstrap, &topic, &deliveries, RECORDS);
+    wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(30));
 }
 
 /// The leader of each partition of `topic`, as `bootstrap` answers Metadata.
@@ -219,45 +226,11 @@ fn killing_the_leader_mid_load_loses_no_acknowledged_record() {
     eprintln!("leaders after the kill: {moved:?}");
 
     // Every acknowledged record, exactly once, at the offset it was acknowledged with.
-    let acknowledged = common::delivered_positions(&deliveries);
-    let consumed = common::consume_all(&survivors, &topic);
-    let mut read: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    let mut values = std::collections::BTreeSet::new();
-    for message in consumed.into_iter().flatten() {
-        let value = String::from_utf8(message.value.expect("value")).expect("utf-8");
-        assert!(values.insert(value.clone()), "{value} read twice");
-        read.insert((message.partition, message.offset), value);
-    }
-    for (id, position) in &acknowledged {
-        assert_eq!(
-            read.get(position),
-            Some(&format!("v{id}")),
-            "record {id} at {position:?}"
-        );
-    }
-    assert_eq!(read.len(), LOAD, "records read");
+    assert_read_once(&survivors, &topic, &deliveries, LOAD);
 
     // The killed node comes back, catches up, and holds the same logs again.
     cluster.node(victim).restart();
-    let dirs: Vec<_> = (1..=3).map(|id| cluster.node(id).data_dir()).collect();
-    for partition in 0..PARTITIONS {
-        wait_until(
-            &format!("partition {partition} identical on every node after the rejoin"),
-            Duration::from_secs(60),
-            || {
-                let logs = dirs
-                    .iter()
-                    .map(|dir| log_bytes(dir, &topic, partition))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let sizes: Vec<usize> = logs.iter().map(Vec::len).collect();
-                if logs.windows(2).all(|pair| pair[0] == pair[1]) {
-                    Ok(())
-                } else {
-                    Err(format!("log sizes {sizes:?}"))
-                }
-            },
-        );
-    }
+    wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(60));
 }
 
 /// The node coordinating `group`, as `addr` answers FindCoordinator (v3).
