@@ -384,3 +384,88 @@ fn a_group_keeps_its_offsets_when_its_coordinator_is_killed() {
     });
     leave(consumer);
 }
+
+/// Each partition's ISR of `topic`, as `bootstrap` answers Metadata.
+fn isrs(bootstrap: &str, topic: &str) -> Result<Vec<Vec<i32>>, String> {
+    let consumer = common::consumer(bootstrap);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or("topic absent")?;
+    let mut partitions: Vec<_> = topic.partitions().iter().collect();
+    partitions.sort_by_key(|p| p.id());
+    Ok(partitions
+        .iter()
+        .map(|p| {
+            let mut isr = p.isr().to_vec();
+            isr.sort_unstable();
+            isr
+        })
+        .collect())
+}
+
+#[test]
+fn a_stopped_broker_leaves_the_isr_and_rejoins_it_after_sigcont() {
+    const LOAD: usize = 3_000;
+    let opts = BrokerOpts::default()
+        .set("broker.session.timeout.ms", "3000")
+        .set("broker.heartbeat.interval.ms", "500")
+        .set("replica.lag.time.max.ms", "5000");
+    let (mut cluster, topic, mut deliveries) = cluster_with_records(opts, "stopped", LOAD);
+    let bootstrap = cluster.bootstrap();
+    let victim = 3;
+    let pid = cluster.node(victim).pid().expect("running") as i32;
+    // SAFETY: signals to the broker process this test started (its own process group).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
+
+    // The others shrink the ISR without it; min.insync.replicas (2) still holds, so
+    // acks=all produces go on.
+    let others: String = (1..=2)
+        .map(|id| cluster.node(id).bootstrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_until(
+        "the stopped broker out of every ISR",
+        Duration::from_secs(30),
+        || {
+            let isrs = isrs(&others, &topic)?;
+            match isrs.iter().all(|isr| isr == &[1, 2]) {
+                true => Ok(()),
+                false => Err(format!("ISRs {isrs:?}")),
+            }
+        },
+    );
+    let (producer, recorder) = common::producer(&others, &[]);
+    for i in LOAD..2 * LOAD {
+        let key = format!("k{i}");
+        let value = format!("v{i}");
+        common::send(
+            &producer,
+            BaseRecord::with_opaque_to(&topic, i)
+                .key(key.as_bytes())
+                .payload(value.as_bytes()),
+        );
+    }
+    deliveries.extend(common::flush_all_ok(&producer, &recorder, LOAD));
+    drop(producer);
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0, "SIGCONT");
+    wait_until(
+        "the broker back in every ISR",
+        Duration::from_secs(60),
+        || {
+            let isrs = isrs(&bootstrap, &topic)?;
+            match isrs.iter().all(|isr| isr == &[1, 2, 3]) {
+                true => Ok(()),
+                false => Err(format!("ISRs {isrs:?}")),
+            }
+        },
+    );
+    assert_read_once(&bootstrap, &topic, &deliveries, 2 * LOAD);
+    wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(60));
+}
