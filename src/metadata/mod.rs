@@ -95,6 +95,8 @@ const LEADER_WAIT: Duration = Duration::from_millis(4 * ELECTION_TIMEOUT_MAX_MS)
 const MAX_IDLE_FORWARDERS: usize = 4;
 /// How long an operation waits for its write to commit (only a lost quorum makes it slow).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The least time a heartbeat may take before the next one is sent instead.
+const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `shutdown` waits for openraft's tasks to release the database.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -286,6 +288,8 @@ struct Inner {
     /// holding it.
     ops: Mutex<()>,
     closed: AtomicBool,
+    /// Set by a controlled shutdown: heartbeats stop, so the controller's fence stands.
+    shutting_down: AtomicBool,
     /// `None` once shut down; the lock also makes concurrent `shutdown` calls wait for the
     /// first one.
     db: Mutex<Option<Arc<DB>>>,
@@ -378,6 +382,7 @@ impl MetadataQuorum {
                 images,
                 ops: Mutex::new(()),
                 closed: AtomicBool::new(false),
+                shutting_down: AtomicBool::new(false),
                 db: Mutex::new(Some(db)),
                 forwarders: Default::default(),
                 contacts,
@@ -556,11 +561,28 @@ impl MetadataQuorum {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
             }
+            if self.inner.shutting_down.load(Ordering::SeqCst) {
+                return;
+            }
             let call = ControllerCall::BrokerHeartbeat {
                 node_id: self.inner.node_id,
                 broker_epoch: self.inner.broker_epoch.load(Ordering::SeqCst),
             };
-            match self.call(call).await {
+            // Bounded: a heartbeat stuck on a quorum leader that stopped answering (paused,
+            // partitioned) must not hold back the next one, which goes to the new leader;
+            // else this broker is fenced although it is alive.
+            let answer = match tokio::time::timeout(
+                period.max(MIN_HEARTBEAT_TIMEOUT),
+                self.call(call),
+            )
+            .await
+            {
+                Ok(answer) => answer,
+                Err(_) => Err(MetadataError::NotController(
+                    "heartbeat timed out".to_string(),
+                )),
+            };
+            match answer {
                 Ok(ReplyBody::Heartbeat(Ok(()))) => {}
                 Ok(ReplyBody::Heartbeat(Err(e))) => {
                     tracing::info!(error = %e.message, "heartbeat refused; registering again");
@@ -777,6 +799,23 @@ impl MetadataQuorum {
         }
     }
 
+    /// Controlled shutdown (Kafka's, as KRaft does it): heartbeats stop, and the controller
+    /// fences this broker, which moves its leaderships to other in-sync replicas and takes
+    /// it out of the ISRs before the process stops, so clients move at once instead of
+    /// after `broker.session.timeout.ms`. Returns once the change is in this node's image.
+    pub async fn controlled_shutdown(&self) -> Result<(), MetadataError> {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let call = ControllerCall::ControlledShutdown {
+            node_id: self.inner.node_id,
+            broker_epoch: self.inner.broker_epoch.load(Ordering::SeqCst),
+        };
+        match self.call(call).await? {
+            ReplyBody::Heartbeat(Ok(())) => Ok(()),
+            ReplyBody::Heartbeat(Err(error)) => Err(MetadataError::Raft(error.message)),
+            other => Err(mismatched(&other)),
+        }
+    }
+
     /// AlterPartition: the leader of a partition asks for `request.new_isr`; the answer is
     /// the partition after the change (leader epoch, partition epoch, ISR) or Kafka's
     /// error code for that partition.
@@ -966,6 +1005,13 @@ impl MetadataQuorum {
                 .await
                 .map(ReplyBody::Heartbeat),
             ControllerCall::DescribeQuorum => self.describe_quorum_here().map(ReplyBody::Quorum),
+            ControllerCall::ControlledShutdown {
+                node_id,
+                broker_epoch,
+            } => self
+                .controlled_shutdown_here(node_id, broker_epoch)
+                .await
+                .map(ReplyBody::Heartbeat),
             ControllerCall::AlterPartition {
                 topic_id,
                 partition,
@@ -975,6 +1021,43 @@ impl MetadataQuorum {
                 .await
                 .map(ReplyBody::AlterPartition),
         }
+    }
+
+    /// A broker shutting down: fenced now, with the partition changes that moves its
+    /// leaderships and takes it out of the ISRs, in one entry.
+    async fn controlled_shutdown_here(
+        &self,
+        node_id: i32,
+        broker_epoch: i64,
+    ) -> Result<Result<(), ApiError>, MetadataError> {
+        let _op = self.begin_op().await?;
+        let image = self.image();
+        let current = image.brokers.get(&node_id);
+        let Some(broker) = current.filter(|b| b.broker_epoch == broker_epoch) else {
+            return Ok(Err(ApiError {
+                code: codes::STALE_BROKER_EPOCH,
+                message: format!("Broker {node_id} is not registered with epoch {broker_epoch}."),
+            }));
+        };
+        if broker.fenced {
+            return Ok(Ok(()));
+        }
+        tracing::info!(
+            node_id,
+            broker_epoch,
+            "controlled shutdown: fencing the broker and moving its leaderships"
+        );
+        let mut records = vec![MetadataRecord::FenceBroker {
+            node_id,
+            broker_epoch,
+        }];
+        records.extend(replication_control::brokers_leaving(
+            &image,
+            &[node_id],
+            &self.inner.config,
+        ));
+        self.write(records).await?;
+        Ok(Ok(()))
     }
 
     async fn alter_partition_here(
