@@ -225,7 +225,32 @@ pub async fn serve(
         }
     });
 
-    server::run(listener, broker.clone(), shutdown).await;
+    // In a cluster, a stop first moves this broker's leaderships away (controlled
+    // shutdown), bounded by `broker.session.timeout.ms` (after which the controller would
+    // fence it anyway), and only then stops serving.
+    let serving = CancellationToken::new();
+    let controlled_shutdown = tokio::spawn({
+        let (broker, shutdown, serving) = (broker.clone(), shutdown.clone(), serving.clone());
+        async move {
+            shutdown.cancelled().await;
+            let cluster = &broker.config.cluster;
+            if cluster.is_multi_node() && !broker.partitions.health().is_offline() {
+                let bound = Duration::from_millis(cluster.broker_session_timeout_ms);
+                match tokio::time::timeout(bound, broker.metadata.controlled_shutdown()).await {
+                    Ok(Ok(())) => tracing::info!("controlled shutdown: leaderships moved"),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "controlled shutdown failed; stopping anyway")
+                    }
+                    Err(_) => tracing::warn!("controlled shutdown timed out; stopping anyway"),
+                }
+            }
+            serving.cancel();
+        }
+    });
+    server::run(listener, broker.clone(), serving).await;
+    // Should the server stop by itself, this stop is a shutdown too.
+    shutdown.cancel();
+    let _ = controlled_shutdown.await;
     fail_stop.abort();
 
     background.cancel();

@@ -385,6 +385,24 @@ fn a_group_keeps_its_offsets_when_its_coordinator_is_killed() {
     leave(consumer);
 }
 
+/// The controller (quorum leader) as `addr` answers Metadata (v12).
+fn controller_of(addr: &str) -> Result<i32, String> {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    use millrace_compat_tests::wire::{decode_response, encode_request, round_trip};
+    const VERSION: i16 = 12;
+    let request = MetadataRequest::default()
+        .with_topics(Some(Vec::new()))
+        .with_allow_auto_topic_creation(false);
+    let payload = round_trip(
+        addr,
+        &encode_request(ApiKey::Metadata, &request, VERSION, 3),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| format!("Metadata to {addr}: {e}"))?;
+    let (_, response) = decode_response::<MetadataResponse>(ApiKey::Metadata, &payload, VERSION)?;
+    Ok(response.controller_id.0)
+}
+
 /// Each partition's ISR of `topic`, as `bootstrap` answers Metadata.
 fn isrs(bootstrap: &str, topic: &str) -> Result<Vec<Vec<i32>>, String> {
     let consumer = common::consumer(bootstrap);
@@ -417,14 +435,16 @@ fn a_stopped_broker_leaves_the_isr_and_rejoins_it_after_sigcont() {
         .set("replica.lag.time.max.ms", "5000");
     let (mut cluster, topic, mut deliveries) = cluster_with_records(opts, "stopped", LOAD);
     let bootstrap = cluster.bootstrap();
-    let victim = 3;
+    // The quorum leader: its pause also stalls the controller until another is elected.
+    let victim = controller_of(&cluster.node(1).bootstrap()).expect("controller");
     let pid = cluster.node(victim).pid().expect("running") as i32;
     // SAFETY: signals to the broker process this test started (its own process group).
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
 
     // The others shrink the ISR without it; min.insync.replicas (2) still holds, so
     // acks=all produces go on.
-    let others: String = (1..=2)
+    let others: String = (1..=3)
+        .filter(|id| *id != victim)
         .map(|id| cluster.node(id).bootstrap())
         .collect::<Vec<_>>()
         .join(",");
@@ -433,7 +453,10 @@ fn a_stopped_broker_leaves_the_isr_and_rejoins_it_after_sigcont() {
         Duration::from_secs(30),
         || {
             let isrs = isrs(&others, &topic)?;
-            match isrs.iter().all(|isr| isr == &[1, 2]) {
+            match isrs
+                .iter()
+                .all(|isr| isr.len() == 2 && !isr.contains(&victim))
+            {
                 true => Ok(()),
                 false => Err(format!("ISRs {isrs:?}")),
             }
@@ -467,5 +490,66 @@ fn a_stopped_broker_leaves_the_isr_and_rejoins_it_after_sigcont() {
         },
     );
     assert_read_once(&bootstrap, &topic, &deliveries, 2 * LOAD);
+    wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(60));
+}
+
+#[test]
+fn a_rolling_restart_under_load_loses_nothing() {
+    const FIRST: usize = 1_000;
+    let opts = BrokerOpts::default()
+        .set("broker.session.timeout.ms", "3000")
+        .set("broker.heartbeat.interval.ms", "500")
+        .set("replica.lag.time.max.ms", "5000");
+    let (mut cluster, topic, mut deliveries) = cluster_with_records(opts, "rolling", FIRST);
+    let bootstrap = cluster.bootstrap();
+
+    // An idempotent acks=all producer keeps sending while every node restarts in turn.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = std::thread::spawn({
+        let (bootstrap, topic, stop) = (bootstrap.clone(), topic.clone(), stop.clone());
+        move || {
+            let (producer, recorder) = common::producer(&bootstrap, &[]);
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let id = FIRST + sent;
+                let key = format!("k{id}");
+                let value = format!("v{id}");
+                common::send(
+                    &producer,
+                    BaseRecord::with_opaque_to(&topic, id)
+                        .key(key.as_bytes())
+                        .payload(value.as_bytes()),
+                );
+                sent += 1;
+                if sent % 20 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            common::flush_all_ok(&producer, &recorder, sent)
+        }
+    });
+    for id in 1..=3 {
+        // SIGTERM: a controlled shutdown moves its leaderships first.
+        cluster.node(id).stop_graceful();
+        cluster.node(id).restart();
+        wait_until(
+            &format!("node {id} back in every ISR"),
+            Duration::from_secs(60),
+            || {
+                let isrs = isrs(&bootstrap, &topic)?;
+                match isrs.iter().all(|isr| isr == &[1, 2, 3]) {
+                    true => Ok(()),
+                    false => Err(format!("ISRs {isrs:?}")),
+                }
+            },
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Every send was acknowledged (flush_all_ok fails on any delivery error).
+    let more = load.join().expect("producer thread");
+    let total = FIRST + more.len();
+    eprintln!("{} records produced during the rolling restart", more.len());
+    deliveries.extend(more);
+    assert_read_once(&bootstrap, &topic, &deliveries, total);
     wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(60));
 }

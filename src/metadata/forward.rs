@@ -39,6 +39,11 @@ pub(crate) enum ControllerCall {
         broker_epoch: i64,
     },
     DescribeQuorum,
+    /// A broker about to stop asks to be fenced with its leaderships moved.
+    ControlledShutdown {
+        node_id: i32,
+        broker_epoch: i64,
+    },
     /// A partition leader asks for a new ISR.
     AlterPartition {
         topic_id: uuid::Uuid,
