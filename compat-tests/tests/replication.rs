@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestCluster};
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::BaseRecord;
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use rdkafka::Message;
 
 const PARTITIONS: i32 = 3;
@@ -30,6 +30,18 @@ fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>, St
         bytes.extend(std::fs::read(&segment).map_err(|e| format!("{}: {e}", segment.display()))?);
     }
     Ok(bytes)
+}
+
+/// Sends record `id` of the tests' pattern: key `k<id>`, value `v<id>`, opaque `id`.
+fn send_record(producer: &ThreadedProducer<common::Recorder>, topic: &str, id: usize) {
+    let key = format!("k{id}");
+    let value = format!("v{id}");
+    common::send(
+        producer,
+        BaseRecord::with_opaque_to(topic, id)
+            .key(key.as_bytes())
+            .payload(value.as_bytes()),
+    );
 }
 
 /// Three nodes with `opts`, a topic of [`PARTITIONS`] partitions on all of them
@@ -52,14 +64,7 @@ fn cluster_with_records(
     );
     let (producer, recorder) = common::producer(&bootstrap, &[]);
     for i in 0..records {
-        let key = format!("k{i}");
-        let value = format!("v{i}");
-        common::send(
-            &producer,
-            BaseRecord::with_opaque_to(&topic, i)
-                .key(key.as_bytes())
-                .payload(value.as_bytes()),
-        );
+        send_record(&producer, &topic, i);
     }
     let deliveries = common::flush_all_ok(&producer, &recorder, records);
     (cluster, topic, deliveries)
@@ -121,8 +126,9 @@ fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
     wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(30));
 }
 
-/// The leader of each partition of `topic`, as `bootstrap` answers Metadata.
-fn leaders(bootstrap: &str, topic: &str) -> Result<Vec<i32>, String> {
+/// Each partition of `topic` in order, as `bootstrap` answers Metadata: its leader and
+/// its ISR (sorted).
+fn partition_states(bootstrap: &str, topic: &str) -> Result<Vec<(i32, Vec<i32>)>, String> {
     let consumer = common::consumer(bootstrap);
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(5))
@@ -132,13 +138,24 @@ fn leaders(bootstrap: &str, topic: &str) -> Result<Vec<i32>, String> {
         .iter()
         .find(|t| t.name() == topic)
         .ok_or("topic absent")?;
-    let mut leaders: Vec<(i32, i32)> = topic
-        .partitions()
+    let mut partitions: Vec<_> = topic.partitions().iter().collect();
+    partitions.sort_by_key(|p| p.id());
+    Ok(partitions
         .iter()
-        .map(|p| (p.id(), p.leader()))
-        .collect();
-    leaders.sort();
-    Ok(leaders.into_iter().map(|(_, leader)| leader).collect())
+        .map(|p| {
+            let mut isr = p.isr().to_vec();
+            isr.sort_unstable();
+            (p.leader(), isr)
+        })
+        .collect())
+}
+
+/// The leader of each partition of `topic`.
+fn leaders(bootstrap: &str, topic: &str) -> Result<Vec<i32>, String> {
+    Ok(partition_states(bootstrap, topic)?
+        .into_iter()
+        .map(|(leader, _)| leader)
+        .collect())
 }
 
 #[test]
@@ -175,14 +192,7 @@ fn killing_the_leader_mid_load_loses_no_acknowledged_record() {
             cluster.node(victim).kill9();
             killed_at = Some((std::time::Instant::now(), recorder.count()));
         }
-        let key = format!("k{i}");
-        let value = format!("v{i}");
-        common::send(
-            &producer,
-            BaseRecord::with_opaque_to(&topic, i)
-                .key(key.as_bytes())
-                .payload(value.as_bytes()),
-        );
+        send_record(&producer, &topic, i);
         if i % 200 == 0 {
             // Keep a steady load rather than one burst.
             std::thread::sleep(Duration::from_millis(5));
@@ -403,26 +413,11 @@ fn controller_of(addr: &str) -> Result<i32, String> {
     Ok(response.controller_id.0)
 }
 
-/// Each partition's ISR of `topic`, as `bootstrap` answers Metadata.
+/// Each partition's ISR of `topic` (sorted).
 fn isrs(bootstrap: &str, topic: &str) -> Result<Vec<Vec<i32>>, String> {
-    let consumer = common::consumer(bootstrap);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or("topic absent")?;
-    let mut partitions: Vec<_> = topic.partitions().iter().collect();
-    partitions.sort_by_key(|p| p.id());
-    Ok(partitions
-        .iter()
-        .map(|p| {
-            let mut isr = p.isr().to_vec();
-            isr.sort_unstable();
-            isr
-        })
+    Ok(partition_states(bootstrap, topic)?
+        .into_iter()
+        .map(|(_, isr)| isr)
         .collect())
 }
 
@@ -464,14 +459,7 @@ fn a_stopped_broker_leaves_the_isr_and_rejoins_it_after_sigcont() {
     );
     let (producer, recorder) = common::producer(&others, &[]);
     for i in LOAD..2 * LOAD {
-        let key = format!("k{i}");
-        let value = format!("v{i}");
-        common::send(
-            &producer,
-            BaseRecord::with_opaque_to(&topic, i)
-                .key(key.as_bytes())
-                .payload(value.as_bytes()),
-        );
+        send_record(&producer, &topic, i);
     }
     deliveries.extend(common::flush_all_ok(&producer, &recorder, LOAD));
     drop(producer);
@@ -512,14 +500,7 @@ fn a_rolling_restart_under_load_loses_nothing() {
             let mut sent = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let id = FIRST + sent;
-                let key = format!("k{id}");
-                let value = format!("v{id}");
-                common::send(
-                    &producer,
-                    BaseRecord::with_opaque_to(&topic, id)
-                        .key(key.as_bytes())
-                        .payload(value.as_bytes()),
-                );
+                send_record(&producer, &topic, id);
                 sent += 1;
                 if sent % 20 == 0 {
                     std::thread::sleep(Duration::from_millis(5));
