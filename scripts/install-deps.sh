@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the build and the compat tests need, idempotently:
 #   apt:   librocksdb-dev + libclang-dev (link Debian's RocksDB instead of a 30-minute
-#          source build), kcat (a real librdkafka client), python venv support
+#          source build), kcat (a real librdkafka client), python venv support,
+#          iproute2 (network namespaces for the network-partition test)
 #   pip:   kafka-python, aiokafka, confluent-kafka + codecs (and matplotlib for scripts/bench.sh),
 #          into a venv under the cache dir
 #   Maven: Apache Kafka's own jars (clients, tools, broker, Streams) for the stock CLI
@@ -25,7 +26,8 @@ log() { echo "[install-deps] $*" >&2; }
 if [ "${1:-}" = "--build" ]; then
   apt_pkgs=(librocksdb-dev libclang-dev pkg-config)
 else
-  apt_pkgs=(librocksdb-dev libclang-dev kcat pkg-config g++ make)
+  # iproute2: `ip netns` for the network-partition test (compat-tests/src/netns.rs).
+  apt_pkgs=(librocksdb-dev libclang-dev kcat pkg-config g++ make iproute2)
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -89,6 +89,10 @@ pub struct TestBroker {
     port: u16,
     /// Kafka's KRaft controller listener; for millrace only as a `TestCluster` member.
     controller_port: u16,
+    /// The address the listeners bind: 127.0.0.1, or the node's in a test `Network`.
+    host: String,
+    /// The network namespace the process runs in (`ip netns exec`), if any.
+    netns: Option<String>,
     dir: TempDir,
     child: Option<Child>,
     /// How many times the process has been started (marks the log on restarts).
@@ -151,6 +155,8 @@ impl TestBroker {
             opts,
             port,
             controller_port,
+            host: "127.0.0.1".to_string(),
+            netns: None,
             dir,
             child: None,
             starts: 0,
@@ -167,9 +173,9 @@ impl TestBroker {
         self.target
     }
 
-    /// `127.0.0.1:PORT`, for `bootstrap.servers` / `-b`.
+    /// `HOST:PORT` (127.0.0.1 unless in a test `Network`), for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -340,15 +346,24 @@ impl TestBroker {
     }
 
     fn millrace_command(&self) -> Command {
+        let host = &self.host;
         let listeners = if self.controller_port == 0 {
-            format!("PLAINTEXT://127.0.0.1:{}", self.port)
+            format!("PLAINTEXT://{host}:{}", self.port)
         } else {
             format!(
-                "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                "PLAINTEXT://{host}:{},CONTROLLER://{host}:{}",
                 self.port, self.controller_port
             )
         };
-        let mut cmd = Command::new(millrace_bin());
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the broker: the child's pid stays the broker's.
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(millrace_bin());
+                cmd
+            }
+            None => Command::new(millrace_bin()),
+        };
         cmd.arg("serve")
             .arg("--override")
             .arg(format!("listeners={listeners}"))
@@ -460,14 +475,28 @@ impl TestCluster {
     /// Starts `n` nodes at once (a fresh quorum needs a majority up before any node is
     /// ready) and waits until each serves and lists itself. `opts` apply to every node.
     pub fn start_millrace(n: usize, opts: BrokerOpts) -> TestCluster {
+        Self::start(n, opts, None)
+    }
+
+    /// Starts one node per namespace of `network`, each on its own address there.
+    /// Drop the cluster before the network (declare the network first).
+    pub fn start_millrace_in(network: &crate::netns::Network, opts: BrokerOpts) -> TestCluster {
+        Self::start(network.nodes() as usize, opts, Some(network))
+    }
+
+    fn start(n: usize, opts: BrokerOpts, network: Option<&crate::netns::Network>) -> TestCluster {
         millrace_bin();
+        let host = |id: usize| match network {
+            Some(network) => network.host(id as i32),
+            None => "127.0.0.1".to_string(),
+        };
         let mut ports = std::collections::BTreeSet::new();
         while ports.len() < 2 * n {
             ports.insert(free_port());
         }
         let ports: Vec<u16> = ports.into_iter().collect();
         let voters = (0..n)
-            .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[2 * i + 1]))
+            .map(|i| format!("{}@{}:{}", i + 1, host(i + 1), ports[2 * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes: Vec<TestBroker> = (0..n)
@@ -495,6 +524,8 @@ impl TestCluster {
                     opts: node_opts,
                     port: ports[2 * i],
                     controller_port: ports[2 * i + 1],
+                    host: host(i + 1),
+                    netns: network.map(|network| network.namespace(i as i32 + 1).to_string()),
                     dir,
                     child: None,
                     starts: 0,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod broker;
 pub mod matrix;
+pub mod netns;
 pub mod node;
 pub mod process;
 pub mod tools;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestCluster};
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::Message;
 
 const PARTITIONS: i32 = 3;
@@ -533,4 +533,163 @@ fn a_rolling_restart_under_load_loses_nothing() {
     deliveries.extend(more);
     assert_read_once(&bootstrap, &topic, &deliveries, total);
     wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(60));
+}
+
+/// Whether node `id`'s log of `topic`-`partition` holds `needle` anywhere.
+fn log_contains(
+    cluster: &mut TestCluster,
+    id: i32,
+    topic: &str,
+    partition: i32,
+    needle: &[u8],
+) -> bool {
+    log_bytes(&cluster.node(id).data_dir(), topic, partition)
+        .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+/// A network partition (network namespaces joined by a bridge; see
+/// `millrace_compat_tests::netns`) cuts the leader of partition 0 off from the other two
+/// nodes while clients still reach every node. On the minority side, a producer that
+/// only knows the old leader gets no acknowledgement: its records reach the old leader's
+/// log but never the ISR. The majority fences the old leader and elects a new one; its
+/// producer keeps being acknowledged. After healing, the old leader truncates the
+/// divergent records and holds the same logs as the others, and every acknowledged
+/// record is there exactly once.
+#[test]
+fn a_partitioned_leader_acknowledges_nothing_and_truncates_after_healing() {
+    const LOAD: usize = 9_000;
+    const MINORITY_RECORDS: usize = 50;
+    let network = millrace_compat_tests::netns::Network::create(3).expect("network namespaces");
+    let opts = BrokerOpts::default()
+        .set("broker.session.timeout.ms", "3000")
+        .set("broker.heartbeat.interval.ms", "500")
+        .set("replica.lag.time.max.ms", "3000");
+    let mut cluster = TestCluster::start_millrace_in(&network, opts);
+    let topic = unique_topic("partitioned");
+    common::admin_create_replicated(
+        &cluster.bootstrap(),
+        &topic,
+        PARTITIONS,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    let isolated = leaders(&cluster.bootstrap(), &topic).expect("leaders")[0];
+    let old_leader = cluster.node(isolated).bootstrap();
+    let majority: Vec<String> = (1..=3)
+        .filter(|id| *id != isolated)
+        .map(|id| cluster.node(id).bootstrap())
+        .collect();
+    let majority = majority.join(",");
+
+    // The minority producer knows only the old leader, and gives up on a record soon.
+    let (minority, minority_recorder) = common::producer(
+        &old_leader,
+        &[
+            ("message.timeout.ms", "8000"),
+            ("request.timeout.ms", "5000"),
+        ],
+    );
+    // Acknowledged before the cut: the minority producer has its producer id.
+    common::send(
+        &minority,
+        BaseRecord::with_opaque_to(&topic, MINORITY_RECORDS)
+            .partition(0)
+            .payload(b"before the cut"),
+    );
+    minority.flush(Duration::from_secs(30)).expect("flush");
+    assert!(
+        matches!(minority_recorder.snapshot().as_slice(), [d] if d.result.is_ok()),
+        "{:?}",
+        minority_recorder.snapshot()
+    );
+    let (producer, recorder) = common::producer(
+        &majority,
+        &[("linger.ms", "2"), ("request.timeout.ms", "10000")],
+    );
+    let mut cut_at = None;
+    for i in 0..LOAD {
+        if i == LOAD / 3 {
+            wait_until(
+                "first acknowledgements",
+                Duration::from_secs(30),
+                || match recorder.count() {
+                    0 => Err("none yet".to_string()),
+                    n => Ok(n),
+                },
+            );
+            network.isolate(isolated);
+            cut_at = Some(std::time::Instant::now());
+            for m in 0..MINORITY_RECORDS {
+                let value = format!("minority-{m}");
+                common::send(
+                    &minority,
+                    BaseRecord::with_opaque_to(&topic, m)
+                        .partition(0)
+                        .payload(value.as_bytes()),
+                );
+            }
+        }
+        if i == 2 * LOAD / 3 {
+            let elected = wait_until(
+                "a new leader of partition 0 on the majority side",
+                Duration::from_secs(30),
+                || match leaders(&majority, &topic)?[0] {
+                    leader if leader >= 0 && leader != isolated => Ok(leader),
+                    leader => Err(format!("leader {leader}")),
+                },
+            );
+            if let Some(at) = cut_at {
+                eprintln!(
+                    "node {elected} leads partition 0 {:?} after the cut",
+                    at.elapsed()
+                );
+            }
+            // The old leader appended the minority's records (they diverge) but could
+            // not replicate them: every one fails, none is acknowledged.
+            wait_until(
+                "the minority's records in the old leader's log",
+                Duration::from_secs(30),
+                || match log_contains(&mut cluster, isolated, &topic, 0, b"minority-") {
+                    true => Ok(()),
+                    false => Err("not appended".to_string()),
+                },
+            );
+            let minority_reports = wait_until(
+                "the minority's delivery reports",
+                Duration::from_secs(60),
+                || match minority_recorder.count() {
+                    n if n > MINORITY_RECORDS => Ok(minority_recorder.snapshot()),
+                    n => Err(format!("{n}/{} reports", MINORITY_RECORDS + 1)),
+                },
+            );
+            let acknowledged: Vec<_> = minority_reports
+                .iter()
+                .filter(|d| d.id < MINORITY_RECORDS && d.result.is_ok())
+                .collect();
+            assert!(
+                acknowledged.is_empty(),
+                "the isolated leader acknowledged {acknowledged:?}"
+            );
+            eprintln!("minority after the cut: {:?}", minority_reports[1].result);
+            network.heal(isolated);
+        }
+        send_record(&producer, &topic, i);
+        if i % 200 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let deliveries = common::flush_all_ok(&producer, &recorder, LOAD);
+    drop(producer);
+    drop(minority);
+
+    // Healed: the old leader follows, truncates what diverged, and matches the others.
+    wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(60));
+    for id in 1..=3 {
+        assert!(
+            !log_contains(&mut cluster, id, &topic, 0, b"minority-"),
+            "node {id} still holds a minority record"
+        );
+    }
+    // The load, and the minority's one record from before the cut.
+    assert_read_once(&cluster.bootstrap(), &topic, &deliveries, LOAD + 1);
 }
