@@ -100,6 +100,7 @@ compile_java() {
 }
 compile_java matrix "$root/compat-tests/matrix/java"
 compile_java streams "$root/compat-tests/streams"
+compile_java failover "$root/compat-tests/failover"
 
 # --- Go clients from the Go module proxy ---------------------------------------------
 # Rebuilt only when the module's sources, go.mod/go.sum or the Go toolchain change.

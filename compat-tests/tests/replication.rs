@@ -693,3 +693,202 @@ fn a_partitioned_leader_acknowledges_nothing_and_truncates_after_healing() {
     // The load, and the minority's one record from before the cut.
     assert_read_once(&cluster.bootstrap(), &topic, &deliveries, LOAD + 1);
 }
+
+/// The `@@ <word> <fields..>` lines a `FailoverClient` printed so far.
+fn client_events(client: &millrace_compat_tests::ClientProcess, word: &str) -> Vec<Vec<String>> {
+    client
+        .stdout_lines()
+        .iter()
+        .filter_map(|line| line.strip_prefix("@@ "))
+        .map(|line| line.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .filter(|fields| fields[0] == word)
+        .map(|fields| fields[1..].to_vec())
+        .collect()
+}
+
+/// An acknowledgement a `FailoverClient` producer printed.
+struct JavaAck {
+    id: usize,
+    position: (i32, i64),
+    at_ms: u64,
+}
+
+/// `acked <id> <partition> <offset> <epoch ms>` lines, in the order printed.
+fn java_acks(producer: &millrace_compat_tests::ClientProcess) -> Vec<JavaAck> {
+    client_events(producer, "acked")
+        .into_iter()
+        .map(|f| JavaAck {
+            id: f[0].parse().unwrap(),
+            position: (f[1].parse().unwrap(), f[2].parse().unwrap()),
+            at_ms: f[3].parse().unwrap(),
+        })
+        .collect()
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+/// Kills node `victim` mid-load and waits until every partition has acknowledged
+/// plenty of records since (more than a producer keeps in flight); returns the kill time.
+fn kill_mid_load(
+    cluster: &mut TestCluster,
+    victim: i32,
+    producer: &millrace_compat_tests::ClientProcess,
+) -> u64 {
+    cluster.node(victim).kill9();
+    let killed_ms = epoch_ms();
+    wait_until(
+        &format!("acknowledgements on every partition after killing node {victim}"),
+        Duration::from_secs(60),
+        || {
+            let mut since: BTreeMap<i32, usize> = BTreeMap::new();
+            for ack in java_acks(producer).iter().filter(|a| a.at_ms > killed_ms) {
+                *since.entry(ack.position.0).or_default() += 1;
+            }
+            match since.len() as i32 == PARTITIONS && since.values().all(|n| *n >= 100) {
+                true => Ok(()),
+                false => Err(format!("acknowledged since, per partition: {since:?}")),
+            }
+        },
+    );
+    killed_ms
+}
+
+/// The longest pause between two acknowledgements of one partition from a second before
+/// `killed_ms` until `until_ms`: how long the kill held producers up.
+fn longest_ack_pause(acks: &[JavaAck], killed_ms: u64, until_ms: u64) -> Duration {
+    let mut times: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
+    for ack in acks {
+        if ack.at_ms + 1_000 >= killed_ms && ack.at_ms < until_ms {
+            times.entry(ack.position.0).or_default().push(ack.at_ms);
+        }
+    }
+    let pause_ms = times
+        .values_mut()
+        .flat_map(|t| {
+            t.sort_unstable();
+            t.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(0);
+    Duration::from_millis(pause_ms)
+}
+
+/// Apache Kafka's Java client (an idempotent acks=all KafkaProducer and a KafkaConsumer
+/// in a group, committing after each poll) through two kills mid-load: first the
+/// quorum leader (the active controller), then, once it is back, the leader of partition
+/// 0. The producer sees no failure; the group reads every acknowledged record exactly
+/// once, in order per partition, at its acknowledged offset.
+#[test]
+fn the_java_client_rides_out_killing_the_controller_then_a_partition_leader() {
+    use millrace_compat_tests::{java_program_command, ClientProcess};
+    const LOAD: usize = 25_000;
+    // Kafka's default timeouts (broker.session.timeout.ms 9 s): the pauses it prints are
+    // what a default deployment sees.
+    let mut cluster = TestCluster::start_millrace(3, BrokerOpts::default());
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("java-failover");
+    common::admin_create_replicated(
+        &bootstrap,
+        &topic,
+        PARTITIONS,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    let group = unique_topic("java-failover-group");
+    let java = |args: &[&str]| {
+        let mut cmd = java_program_command("failover", "FailoverClient", "256m");
+        cmd.args(args);
+        cmd
+    };
+    let count = LOAD.to_string();
+    let mut consumer = ClientProcess::spawn(
+        "java-consumer",
+        java(&["consume", &bootstrap, &topic, &group, &count]),
+        None,
+    );
+    let mut producer = ClientProcess::spawn(
+        "java-producer",
+        java(&["produce", &bootstrap, &topic, &count]),
+        None,
+    );
+
+    let acked_at_least = |n: usize| {
+        wait_until(
+            &format!("{n} acknowledgements"),
+            Duration::from_secs(120),
+            || match java_acks(&producer).len() {
+                have if have >= n => Ok(()),
+                have => Err(format!("{have} acknowledged; {}", producer.stderr_tail(5))),
+            },
+        )
+    };
+    acked_at_least(LOAD / 5);
+    let controller = controller_of(&cluster.node(1).bootstrap()).expect("controller");
+    let controller_killed_ms = kill_mid_load(&mut cluster, controller, &producer);
+    cluster.node(controller).restart();
+
+    acked_at_least(LOAD / 2);
+    let leader = leaders(&cluster.bootstrap(), &topic).expect("leaders")[0];
+    let leader_killed_ms = kill_mid_load(&mut cluster, leader, &producer);
+
+    assert!(
+        producer.wait_exit(Duration::from_secs(180)),
+        "{}",
+        producer.stderr_tail(20)
+    );
+    let failed = client_events(&producer, "failed");
+    assert!(
+        failed.is_empty(),
+        "failed sends: {:?}",
+        &failed[..failed.len().min(5)]
+    );
+    let acks = java_acks(&producer);
+    assert_eq!(acks.len(), LOAD, "acknowledged records");
+    eprintln!(
+        "longest pause in acknowledgements: {:?} after killing the controller leader (node \
+         {controller}), {:?} after killing partition 0's leader (node {leader})",
+        longest_ack_pause(&acks, controller_killed_ms, leader_killed_ms),
+        longest_ack_pause(&acks, leader_killed_ms, u64::MAX)
+    );
+
+    assert!(
+        consumer.wait_exit(Duration::from_secs(180)),
+        "{}",
+        consumer.stderr_tail(20)
+    );
+    let commit_failures = client_events(&consumer, "commit-failed");
+    eprintln!(
+        "consumer commit failures (retried by the next commit): {}",
+        commit_failures.len()
+    );
+    let mut read: BTreeMap<(i32, i64), String> = BTreeMap::new();
+    let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    for fields in client_events(&consumer, "read") {
+        let (partition, offset): (i32, i64) =
+            (fields[0].parse().unwrap(), fields[1].parse().unwrap());
+        let previous = last_offset.insert(partition, offset).unwrap_or(-1);
+        assert!(
+            offset > previous,
+            "partition {partition}: offset {offset} read after {previous}"
+        );
+        assert!(read
+            .insert((partition, offset), fields[2].clone())
+            .is_none());
+    }
+    for JavaAck { id, position, .. } in &acks {
+        assert_eq!(
+            read.get(position),
+            Some(&format!("v{id}")),
+            "record {id} at {position:?}"
+        );
+    }
+    assert_eq!(read.len(), LOAD, "records read");
+
+    cluster.node(leader).restart();
+    wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(60));
+}

@@ -602,8 +602,9 @@ impl MetadataQuorum {
     async fn controller_duties(self) {
         let cluster = &self.inner.config.cluster;
         let session = Duration::from_millis(cluster.broker_session_timeout_ms);
-        let tick =
-            Duration::from_millis((cluster.broker_heartbeat_interval_ms / 2).clamp(50, 1000));
+        // A broker is fenced at most a tick after its session expired (a quarter second
+        // with Kafka's defaults: a failover's pause is the session timeout plus this).
+        let tick = Duration::from_millis((cluster.broker_heartbeat_interval_ms / 4).clamp(50, 250));
         let stop = self.inner.background.clone();
         // Woken by the clock (session expiry) and by Raft state changes, so that a new
         // leader writes the cluster id at once.
