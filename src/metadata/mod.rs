@@ -623,37 +623,15 @@ impl MetadataQuorum {
             if metrics.state != ServerState::Leader {
                 continue;
             }
-            let now = Instant::now();
-            let expired: Vec<(i32, i64)> = {
-                let Ok(mut sessions) = self.inner.sessions.lock() else {
-                    continue;
-                };
-                if sessions.term != Some(metrics.current_term) {
-                    *sessions = Sessions {
-                        term: Some(metrics.current_term),
-                        since: Some(now),
-                        last_heartbeat: HashMap::new(),
-                    };
-                }
-                let since = sessions.since.unwrap_or(now);
-                self.image()
-                    .brokers
-                    .values()
-                    .filter(|b| !b.fenced)
-                    .filter(|b| {
-                        let last = sessions.last_heartbeat.get(&b.node_id).copied();
-                        now.duration_since(last.unwrap_or(since).max(since)) > session
-                    })
-                    .map(|b| (b.node_id, b.broker_epoch))
-                    .collect()
-            };
-            let image = self.image();
-            if !image.cluster_id.is_empty() && expired.is_empty() {
+            let expired = self.expired_sessions(metrics.current_term, session);
+            if !self.image().cluster_id.is_empty() && expired.is_empty() {
                 continue;
             }
             let Ok(_op) = self.begin_op().await else {
                 continue;
             };
+            // Again under the op: a registration or heartbeat may have landed meanwhile.
+            let expired = self.expired_sessions(metrics.current_term, session);
             let image = self.image();
             let mut records = Vec::new();
             if image.cluster_id.is_empty() {
@@ -683,6 +661,33 @@ impl MetadataQuorum {
                 tracing::warn!(%error, "controller write failed");
             }
         }
+    }
+
+    /// The unfenced brokers (id, epoch) whose last heartbeat, or this controller's
+    /// election in `term` if later, is more than `session` ago.
+    fn expired_sessions(&self, term: u64, session: Duration) -> Vec<(i32, i64)> {
+        let now = Instant::now();
+        let Ok(mut sessions) = self.inner.sessions.lock() else {
+            return Vec::new();
+        };
+        if sessions.term != Some(term) {
+            *sessions = Sessions {
+                term: Some(term),
+                since: Some(now),
+                last_heartbeat: HashMap::new(),
+            };
+        }
+        let since = sessions.since.unwrap_or(now);
+        self.image()
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .filter(|b| {
+                let last = sessions.last_heartbeat.get(&b.node_id).copied();
+                now.duration_since(last.unwrap_or(since).max(since)) > session
+            })
+            .map(|b| (b.node_id, b.broker_epoch))
+            .collect()
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
@@ -1305,10 +1310,12 @@ impl MetadataQuorum {
             node_id,
             &self.inner.config,
         ));
-        self.write(records).await?;
+        // Its session starts now, before the registration is visible: the controller's
+        // duties must not find the new epoch with an old heartbeat time and fence it.
         if let Ok(mut sessions) = self.inner.sessions.lock() {
             sessions.last_heartbeat.insert(node_id, Instant::now());
         }
+        self.write(records).await?;
         Ok(broker_epoch)
     }
 
