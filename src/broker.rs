@@ -215,6 +215,10 @@ pub async fn serve(
     let flusher = tokio::spawn(flush_scheduler(broker.clone(), background.clone()));
     let retention = tokio::spawn(log_retention(broker.clone(), background.clone()));
     let isr = tokio::spawn(isr_changes(broker.clone(), background.clone()));
+    let checkpoints = tokio::spawn(high_watermark_checkpoints(
+        broker.clone(),
+        background.clone(),
+    ));
     // Fail-stop: a storage error anywhere shuts the whole broker down.
     let fail_stop = tokio::spawn({
         let health = broker.partitions.health().clone();
@@ -258,6 +262,7 @@ pub async fn serve(
     let _ = flusher.await;
     let _ = retention.await;
     let _ = isr.await;
+    let _ = checkpoints.await;
     let _ = group_task.await;
     // Before the logs are closed; a clean in progress is abandoned.
     if let Err(error) = tokio::task::spawn_blocking(move || cleaner.shutdown()).await {
@@ -373,6 +378,35 @@ async fn flush_scheduler(broker: Arc<Broker>, stop: CancellationToken) {
                     tracing::error!(%error, "scheduled flush failed");
                 }
             }
+        }
+    }
+}
+
+/// Writes every partition's high watermark to `replication-offset-checkpoint` every
+/// `replica.high.watermark.checkpoint.interval.ms` (Kafka's highwatermark-checkpoint
+/// task), on a blocking thread. A failed write takes the log directory offline, as in
+/// Kafka. The last one is written when the partitions close.
+async fn high_watermark_checkpoints(broker: Arc<Broker>, stop: CancellationToken) {
+    let period = Duration::from_millis(broker.config.high_watermark_checkpoint_interval_ms);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let partitions = broker.partitions.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let result = partitions.write_high_watermark_checkpoint();
+            if let Err(error) = &result {
+                partitions.health().trip(&format_args!(
+                    "cannot write the high watermark checkpoint: {error}"
+                ));
+            }
+            result.is_ok()
+        });
+        if !matches!(written.await, Ok(true)) {
+            return;
         }
     }
 }

@@ -128,6 +128,9 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// `log.initial.task.delay.ms`: the wait before the first retention check.
     pub log_initial_task_delay_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`: how often every partition's high
+    /// watermark is written to `replication-offset-checkpoint`.
+    pub high_watermark_checkpoint_interval_ms: u64,
     /// `log.cleanup.policy` as given (also parsed into `log.cleanup_policy`).
     pub log_cleanup_policy: String,
     /// `compression.type` (topic default `producer`: keep what the producer sent).
@@ -593,6 +596,11 @@ impl BrokerConfig {
                 300_000,
             )?,
             log_initial_task_delay_ms: number(map, "log.initial.task.delay.ms", 30_000)?,
+            high_watermark_checkpoint_interval_ms: number(
+                map,
+                "replica.high.watermark.checkpoint.interval.ms",
+                5_000,
+            )?,
             log_cleanup_policy: get("log.cleanup.policy").unwrap_or("delete").to_string(),
             compression_type: get("compression.type").unwrap_or("producer").to_string(),
             log_message_timestamp_type: get("log.message.timestamp.type")
@@ -698,6 +706,13 @@ impl BrokerConfig {
         if self.log_retention_check_interval_ms == 0 {
             return Err(invalid(
                 "log.retention.check.interval.ms",
+                "0".to_string(),
+                "must be >= 1",
+            ));
+        }
+        if self.high_watermark_checkpoint_interval_ms == 0 {
+            return Err(invalid(
+                "replica.high.watermark.checkpoint.interval.ms",
                 "0".to_string(),
                 "must be >= 1",
             ));
@@ -899,6 +914,9 @@ impl BrokerConfig {
             "log.retention.hours" => "168".to_string(),
             "log.retention.bytes" => self.log.retention_bytes.to_string(),
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
+            "replica.high.watermark.checkpoint.interval.ms" => {
+                self.high_watermark_checkpoint_interval_ms.to_string()
+            }
             // An internal config in Kafka: DescribeConfigs does not list it.
             "log.initial.task.delay.ms" => return None,
             "log.segment.delete.delay.ms" => self.log.file_delete_delay_ms.to_string(),
@@ -1089,6 +1107,7 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "log.retention.hours",
     "log.retention.bytes",
     "log.retention.check.interval.ms",
+    "replica.high.watermark.checkpoint.interval.ms",
     "log.initial.task.delay.ms",
     "log.segment.delete.delay.ms",
     "log.cleanup.policy",

@@ -25,7 +25,7 @@ fn partition(dir: &Path, rules: RecordRules) -> Partition {
         rules,
         86_400_000,
         health,
-        None,
+        super::Checkpointed::default(),
     )
     .expect("open partition")
 }

@@ -203,6 +203,8 @@ pub struct TimestampOffset {
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 /// Kafka's file of log start offsets moved past the first segment, one per log directory.
 const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
+/// Kafka's file of every partition's high watermark, one per log directory.
+const HIGH_WATERMARK_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
 /// DeleteRecords' offset meaning "the high watermark".
 const HIGH_WATERMARK: i64 = -1;
 const PRODUCER_SNAPSHOT_FILE: &str = "producer-state.json";
@@ -262,7 +264,7 @@ impl Partition {
         record_rules: RecordRules,
         producer_id_expiration_ms: i64,
         health: Arc<LogDirHealth>,
-        checkpointed_log_start: Option<i64>,
+        checkpointed: Checkpointed,
     ) -> Result<Partition, PartitionError> {
         let Assignment {
             node_id,
@@ -273,7 +275,7 @@ impl Partition {
         std::fs::create_dir_all(dir).map_err(LogError::from)?;
         write_partition_metadata(dir, topic.topic_id)?;
         let mut log = Log::open(dir, log_config.clone())?;
-        if let Some(offset) = checkpointed_log_start {
+        if let Some(offset) = checkpointed.log_start {
             // Segments whose removal a crash interrupted go now.
             log.advance_log_start_offset(offset.clamp(0, log.log_end_offset()))?;
             log.delete_segments_below_start()?;
@@ -282,13 +284,16 @@ impl Partition {
             log.assign_leader_epoch(record.leader_epoch)?;
         }
         let producers = load_producer_state(dir, &log)?;
-        // Kafka restores the high watermark from its checkpoint; without one, a lone
-        // replica's whole log is committed, and a replicated one's is recomputed from the
-        // followers' fetches (or the leader's answers), starting from the log start.
+        // A lone replica's whole log is committed. A replicated one starts from its
+        // checkpointed high watermark (within the log), else from the log start, and
+        // learns the rest from the followers' fetches (or the leader's answers).
         let high_watermark = if record.isr == [node_id] && record.leader == node_id {
             log.log_end_offset()
         } else {
-            log.log_start_offset()
+            checkpointed
+                .high_watermark
+                .unwrap_or(0)
+                .clamp(log.log_start_offset(), log.log_end_offset())
         };
         let replica = ReplicaState::new(
             node_id,
@@ -1075,8 +1080,17 @@ fn load_producer_state(dir: &Path, log: &Log) -> Result<ProducerStateTable, Part
     Ok(producer_state::rebuild_producer_state(log, snapshot)?)
 }
 
+/// What a log directory's checkpoint files hold for a partition being opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Checkpointed {
+    /// `log-start-offset-checkpoint`
+    pub log_start: Option<i64>,
+    /// `replication-offset-checkpoint`
+    pub high_watermark: Option<i64>,
+}
+
 /// Kafka's checkpoint file format, version 0; None when malformed.
-fn parse_log_start_checkpoint(text: &str) -> Option<HashMap<(String, i32), i64>> {
+fn parse_offset_checkpoint(text: &str) -> Option<HashMap<(String, i32), i64>> {
     let mut lines = text.lines();
     if lines.next()?.trim() != "0" {
         return None;
@@ -1220,15 +1234,32 @@ impl PartitionManager {
         partition.delete_records(offset, || self.write_log_start_checkpoint())
     }
 
-    fn checkpoint_path(&self) -> PathBuf {
-        self.config.data_dir.join(LOG_START_OFFSET_CHECKPOINT_FILE)
+    /// Writes Kafka's `log-start-offset-checkpoint` for every partition whose log start
+    /// offset is past 0. Kafka writes it every
+    /// `log.flush.start.offset.checkpoint.interval.ms` and relies on other replicas
+    /// meanwhile; a single replica writes it before answering.
+    fn write_log_start_checkpoint(&self) -> Result<(), LogError> {
+        self.write_offset_checkpoint(LOG_START_OFFSET_CHECKPOINT_FILE, |p| {
+            Some(p.offsets().0).filter(|log_start| *log_start > 0)
+        })
     }
 
-    /// Writes Kafka's `log-start-offset-checkpoint` (version 0, a count, then
-    /// `topic partition offset` lines) for every partition whose log start offset is
-    /// past 0. Kafka writes it every `log.flush.start.offset.checkpoint.interval.ms` and
-    /// relies on other replicas meanwhile; a single replica writes it before answering.
-    fn write_log_start_checkpoint(&self) -> Result<(), LogError> {
+    /// Writes Kafka's `replication-offset-checkpoint`: every hosted partition's high
+    /// watermark, where a restarted replica starts from (every
+    /// `replica.high.watermark.checkpoint.interval.ms` and at shutdown). Blocking.
+    pub fn write_high_watermark_checkpoint(&self) -> Result<(), LogError> {
+        self.write_offset_checkpoint(HIGH_WATERMARK_CHECKPOINT_FILE, |p| {
+            Some(p.high_watermark.load(Ordering::Acquire))
+        })
+    }
+
+    /// Writes checkpoint `file` (version 0, a count, then `topic partition offset`
+    /// lines, sorted) with `offset_of` each hosted partition that has one, atomically.
+    fn write_offset_checkpoint(
+        &self,
+        file: &str,
+        offset_of: impl Fn(&Partition) -> Option<i64>,
+    ) -> Result<(), LogError> {
         let _guard = self
             .checkpoint_lock
             .lock()
@@ -1236,8 +1267,7 @@ impl PartitionManager {
         let mut entries: Vec<(String, i32, i64)> = self
             .all()
             .iter()
-            .map(|p| (p.topic.clone(), p.index, p.offsets().0))
-            .filter(|(_, _, log_start)| *log_start > 0)
+            .filter_map(|p| offset_of(p).map(|offset| (p.topic.clone(), p.index, offset)))
             .collect();
         entries.sort();
         let mut text = format!("0\n{}\n", entries.len());
@@ -1245,20 +1275,20 @@ impl PartitionManager {
             text.push_str(&format!("{topic} {partition} {offset}\n"));
         }
         Ok(dir::write_file_atomically(
-            &self.checkpoint_path(),
+            &self.config.data_dir.join(file),
             text.as_bytes(),
         )?)
     }
 
-    /// The checkpoint's entries by (topic, partition); none when the file is missing.
-    fn read_log_start_checkpoint(&self) -> Result<HashMap<(String, i32), i64>, LogError> {
-        let path = self.checkpoint_path();
+    /// Checkpoint `file`'s entries by (topic, partition); none when it is missing.
+    fn read_offset_checkpoint(&self, file: &str) -> Result<HashMap<(String, i32), i64>, LogError> {
+        let path = self.config.data_dir.join(file);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
             Err(error) => return Err(error.into()),
         };
-        parse_log_start_checkpoint(&text)
+        parse_offset_checkpoint(&text)
             .ok_or_else(|| LogError::Corrupt(format!("{} is malformed", path.display())))
     }
 
@@ -1351,7 +1381,8 @@ impl PartitionManager {
             .copied()
             .filter(|&broker| image.brokers.get(&broker).is_none_or(|b| b.fenced))
             .collect();
-        let mut checkpoint: Option<HashMap<(String, i32), i64>> = None;
+        // Both checkpoint files, read when the first partition that was here before opens.
+        let mut checkpoints: Option<[HashMap<(String, i32), i64>; 2]> = None;
         // Each topic's effective settings, worked out once for all its partitions.
         let mut topic_configs: HashMap<Uuid, (LogConfig, RecordRules)> = HashMap::new();
         for (key, (topic, record)) in wanted {
@@ -1392,26 +1423,34 @@ impl PartitionManager {
                     self.remove_dir(&topic.name, key.1);
                 }
             }
-            // Only a log that was here before has a checkpointed start offset.
-            let checkpointed_log_start = if same_topic {
-                if checkpoint.is_none() {
-                    match self.read_log_start_checkpoint() {
-                        Ok(entries) => checkpoint = Some(entries),
-                        Err(error) => {
-                            self.health.trip(&format_args!(
-                                "cannot read the log start offset checkpoint: {error}"
-                            ));
+            // Only a log that was here before has checkpointed offsets.
+            let mut checkpointed = Checkpointed::default();
+            if same_topic {
+                if checkpoints.is_none() {
+                    let read = [
+                        LOG_START_OFFSET_CHECKPOINT_FILE,
+                        HIGH_WATERMARK_CHECKPOINT_FILE,
+                    ]
+                    .map(|file| (file, self.read_offset_checkpoint(file)));
+                    match read {
+                        [(_, Ok(log_starts)), (_, Ok(high_watermarks))] => {
+                            checkpoints = Some([log_starts, high_watermarks]);
+                        }
+                        [(file, Err(error)), _] | [_, (file, Err(error))] => {
+                            self.health
+                                .trip(&format_args!("cannot read {file}: {error}"));
                             return;
                         }
                     }
                 }
-                checkpoint
-                    .as_ref()
-                    .and_then(|entries| entries.get(&(topic.name.clone(), key.1)))
-                    .copied()
-            } else {
-                None
-            };
+                if let Some([log_starts, high_watermarks]) = &checkpoints {
+                    let key = (topic.name.clone(), key.1);
+                    checkpointed = Checkpointed {
+                        log_start: log_starts.get(&key).copied(),
+                        high_watermark: high_watermarks.get(&key).copied(),
+                    };
+                }
+            }
             let opened = Partition::open(
                 &dir,
                 topic,
@@ -1426,7 +1465,7 @@ impl PartitionManager {
                 record_rules,
                 self.config.producer_id_expiration_ms,
                 self.health.clone(),
-                checkpointed_log_start,
+                checkpointed,
             );
             match opened {
                 Ok(partition) => {
@@ -1501,6 +1540,11 @@ impl PartitionManager {
             if partition.close(&dir).is_err() {
                 return;
             }
+        }
+        if let Err(error) = self.write_high_watermark_checkpoint() {
+            self.health.trip(&format_args!(
+                "cannot write the high watermark checkpoint: {error}"
+            ));
         }
     }
 }
@@ -1616,6 +1660,73 @@ mod delete_records_tests {
         assert_eq!(manager.get(new_id, 0).unwrap().offsets(), (0, 0));
     }
 
+    /// `image(node, id)` with partition 0 on nodes `replicas`, in-sync `isr`, led by `node`.
+    fn replicated_image(
+        node_id: i32,
+        topic_id: Uuid,
+        replicas: &[i32],
+        isr: &[i32],
+    ) -> MetadataImage {
+        let mut image = image(node_id, topic_id);
+        let mut topic = (*image.topics["t"]).clone();
+        topic.partitions[0].replicas = replicas.to_vec();
+        topic.partitions[0].isr = isr.to_vec();
+        image.topics.insert("t".to_string(), Arc::new(topic));
+        image
+    }
+
+    #[test]
+    fn a_replicated_partition_restarts_from_its_checkpointed_high_watermark() {
+        let tmp = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::from_u128(9);
+        let manager = open_manager(tmp.path());
+        let node_id = manager.config.node_id;
+        let other = node_id + 1;
+        // Alone in the ISR: every append is committed at once.
+        manager.reconcile(&replicated_image(
+            node_id,
+            topic_id,
+            &[node_id, other],
+            &[node_id],
+        ));
+        let partition = manager.get(topic_id, 0).unwrap();
+        for sequence in 0..4 {
+            partition
+                .append(&batch_with(&[b"v"], now_ms(), 1, 0, sequence))
+                .unwrap();
+        }
+        assert_eq!(partition.offsets(), (0, 4));
+        drop(partition);
+        manager.close_all();
+        drop(manager);
+        let path = tmp.path().join(HIGH_WATERMARK_CHECKPOINT_FILE);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n1\nt 0 4\n");
+
+        // With its follower in the ISR the high watermark is not simply the log end:
+        // it comes from the checkpoint, within the log, else from the log start.
+        let both = replicated_image(node_id, topic_id, &[node_id, other], &[node_id, other]);
+        for (checkpoint, restored) in [
+            (Some("0\n1\nt 0 4\n"), 4),
+            (Some("0\n1\nt 0 2\n"), 2),
+            (Some("0\n1\nt 0 99\n"), 4),
+            (None, 0),
+        ] {
+            match checkpoint {
+                Some(text) => std::fs::write(&path, text).unwrap(),
+                None => std::fs::remove_file(&path).unwrap(),
+            }
+            let manager = open_manager(tmp.path());
+            manager.reconcile(&both);
+            assert_eq!(
+                manager.get(topic_id, 0).unwrap().offsets(),
+                (0, restored),
+                "{checkpoint:?}"
+            );
+            // Not close_all: that would write the checkpoint the next round replaces.
+            drop(manager);
+        }
+    }
+
     /// A failed checkpoint write: not answered, not applied after a restart. A failed
     /// segment removal: answered with an error too, but the checkpoint is written, so the
     /// restart applies it and removes the segments then.
@@ -1684,7 +1795,7 @@ mod delete_records_tests {
 
     #[test]
     fn a_malformed_checkpoint_is_refused() {
-        assert!(parse_log_start_checkpoint("0\n1\nt 0 4\n").is_some());
+        assert!(parse_offset_checkpoint("0\n1\nt 0 4\n").is_some());
         for bad in [
             "",
             "1\n0\n",
@@ -1693,7 +1804,7 @@ mod delete_records_tests {
             "0\n1\nt 0 x\n",
             "0\n0\nt 0 1\n",
         ] {
-            assert!(parse_log_start_checkpoint(bad).is_none(), "{bad:?}");
+            assert!(parse_offset_checkpoint(bad).is_none(), "{bad:?}");
         }
     }
 }
@@ -1735,7 +1846,7 @@ mod fault_tests {
             },
             i64::MAX,
             health.clone(),
-            None,
+            Checkpointed::default(),
         )
         .unwrap();
         (partition, health)
