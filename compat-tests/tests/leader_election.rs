@@ -114,7 +114,10 @@ fn cluster_with_topic(extra: &[(&str, &str)], prefix: &str) -> (TestCluster, Str
         Duration::from_secs(30),
         || {
             let states = partition_states(&cluster.bootstrap(), &topic)?;
-            match states.iter().all(|p| p.preferred_leads() && p.isr.len() == 3) {
+            match states
+                .iter()
+                .all(|p| p.preferred_leads() && p.isr.len() == 3)
+            {
                 true => Ok(()),
                 false => Err(format!("{states:?}")),
             }
@@ -203,7 +206,10 @@ fn the_leader_election_tool_brings_preferred_leaders_back() {
     assert!(!preferred.is_empty(), "node {victim} prefers no partition");
     let states = partition_states(&bootstrap, &topic).expect("metadata");
     for &p in &preferred {
-        assert_ne!(states[p as usize].leader, victim, "partition {p}: {states:?}");
+        assert_ne!(
+            states[p as usize].leader, victim,
+            "partition {p}: {states:?}"
+        );
     }
     // Imbalanced, acks=all goes on.
     produce(&producer, &recorder, &topic, BATCH..2 * BATCH);
@@ -229,12 +235,7 @@ fn the_leader_election_tool_brings_preferred_leaders_back() {
     .into_iter()
     .filter(|p| p.starts_with(&format!("{topic}-")))
     .collect();
-    assert_eq!(
-        elected,
-        expected,
-        "{}",
-        out.describe()
-    );
+    assert_eq!(elected, expected, "{}", out.describe());
     // Partitions already led by their preferred replica are not listed at all.
     assert!(
         !out.stdout.contains("Valid replica already elected"),
@@ -309,11 +310,25 @@ fn single_node_answers(broker: &TestBroker) -> Vec<(&'static str, String, bool)>
     for (case, args) in [
         (
             "preferred, led partition",
-            &["--election-type", "PREFERRED", "--topic", topic, "--partition", "0"][..],
+            &[
+                "--election-type",
+                "PREFERRED",
+                "--topic",
+                topic,
+                "--partition",
+                "0",
+            ][..],
         ),
         (
             "unclean, led partition",
-            &["--election-type", "UNCLEAN", "--topic", topic, "--partition", "0"][..],
+            &[
+                "--election-type",
+                "UNCLEAN",
+                "--topic",
+                topic,
+                "--partition",
+                "0",
+            ][..],
         ),
         (
             "all partitions",
@@ -321,7 +336,14 @@ fn single_node_answers(broker: &TestBroker) -> Vec<(&'static str, String, bool)>
         ),
         (
             "unknown partition",
-            &["--election-type", "PREFERRED", "--topic", topic, "--partition", "7"][..],
+            &[
+                "--election-type",
+                "PREFERRED",
+                "--topic",
+                topic,
+                "--partition",
+                "7",
+            ][..],
         ),
     ] {
         let (stdout, ok) = run(args);

@@ -88,7 +88,8 @@ pub(super) fn elect_leaders(
     let mut records = Vec::new();
     let mut results = Vec::new();
     let mut elect = |topic: &str, partition: i32, records: &mut Vec<MetadataRecord>| {
-        let (code, message, change) = elect_one(image, topic, partition, election, config, &elected);
+        let (code, message, change) =
+            elect_one(image, topic, partition, election, config, &elected);
         if let Some((mut after, change)) = change {
             partition_change::apply(&mut after, &change);
             elected.insert((change.topic_id, partition), after);
@@ -131,7 +132,11 @@ pub(super) fn elect_leaders(
     (records, results)
 }
 
-type Planned = (i16, Option<String>, Option<(PartitionRecord, PartitionChange)>);
+type Planned = (
+    i16,
+    Option<String>,
+    Option<(PartitionRecord, PartitionChange)>,
+);
 
 /// Kafka's `electLeader` for one partition: its answer and, on success, the partition
 /// as planned so far and its change.
@@ -168,7 +173,9 @@ fn elect_one(
         return (codes::ELECTION_NOT_NEEDED, None, None);
     }
     let change = with_context(image, topic, config, |ctx| match election {
-        ElectionType::Preferred => partition_change::elect_preferred(topic.topic_id, partition, ctx),
+        ElectionType::Preferred => {
+            partition_change::elect_preferred(topic.topic_id, partition, ctx)
+        }
         ElectionType::Unclean => partition_change::elect_unclean(topic.topic_id, partition, ctx),
     });
     match change {
@@ -323,7 +330,9 @@ mod tests {
         MetadataImage {
             cluster_id: "c".to_string(),
             controller_id: 1,
-            brokers: (1..=3).map(|id| (id, broker(id, fenced.contains(&id)))).collect(),
+            brokers: (1..=3)
+                .map(|id| (id, broker(id, fenced.contains(&id))))
+                .collect(),
             topics: BTreeMap::from([(
                 "t".to_string(),
                 Arc::new(TopicImage {
@@ -437,8 +446,7 @@ mod tests {
         assert_eq!(leader_after(&img, &records, 1), 2);
         // Once balanced, every topic is still listed, with no partitions.
         let balanced = image(&[], vec![partition(0, &[1, 2, 3], &[1, 2, 3], 1)]);
-        let (records, results) =
-            elect_leaders(&balanced, ElectionType::Preferred, None, &config());
+        let (records, results) = elect_leaders(&balanced, ElectionType::Preferred, None, &config());
         assert!(records.is_empty());
         assert_eq!(
             results,
@@ -502,7 +510,10 @@ mod tests {
             panic!("not a partition change: {records:?}");
         };
         // Data loss is accepted: the new leader alone is in sync.
-        assert_eq!((change.leader, change.isr.clone()), (Some(2), Some(vec![2])));
+        assert_eq!(
+            (change.leader, change.isr.clone()),
+            (Some(2), Some(vec![2]))
+        );
         // A preferred election does not elect out-of-sync replicas.
         let (records, results) =
             elect_leaders(&img, ElectionType::Preferred, Some(&request), &config());
@@ -530,7 +541,11 @@ mod tests {
         assert!(!more);
         assert_eq!(records.len(), 2);
         let (after, _) = apply_batch(&img, 1, &records);
-        let leaders: Vec<i32> = after.topics["t"].partitions.iter().map(|p| p.leader).collect();
+        let leaders: Vec<i32> = after.topics["t"]
+            .partitions
+            .iter()
+            .map(|p| p.leader)
+            .collect();
         // 3 is not in sync for partition 3; partition 4 has nobody to elect.
         assert_eq!(leaders, vec![1, 1, 2, 1, partition_change::NO_LEADER]);
         let (records, more) = balance_leaders(&img, &config(), 1);

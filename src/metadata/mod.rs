@@ -627,7 +627,9 @@ impl MetadataQuorum {
                 balance.reset();
                 continue;
             }
-            if balance.poll(Instant::now(), || leader_election::imbalanced(&self.image())) {
+            if balance.poll(Instant::now(), || {
+                leader_election::imbalanced(&self.image())
+            }) {
                 self.balance_leaders(&mut balance).await;
             }
             let now = Instant::now();

@@ -77,7 +77,11 @@ fn failed(
                 )
         })
         .collect();
-    let top_level = if ctx.version() >= 1 { code } else { errors::NONE };
+    let top_level = if ctx.version() >= 1 {
+        code
+    } else {
+        errors::NONE
+    };
     ElectLeadersResponse::default()
         .with_error_code(top_level)
         .with_replica_election_results(results)
