@@ -362,6 +362,7 @@ fn single_node_answers_match_kafka() {
     drop(kafka);
     assert_eq!(got.len(), reference.len());
     for ((case, have, have_ok), (_, want, want_ok)) in got.iter().zip(&reference) {
+        eprintln!("{case}: {have:?}, success {have_ok}");
         assert_eq!(have, want, "{case}: output differs from Kafka's");
         assert_eq!(have_ok, want_ok, "{case}: exit status differs from Kafka's");
     }
