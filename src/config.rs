@@ -85,6 +85,12 @@ pub struct BrokerConfig {
     /// `unclean.leader.election.enable`: elect an out-of-sync replica when no in-sync one
     /// is left (it may lack acknowledged records).
     pub unclean_leader_election_enable: bool,
+    /// `auto.leader.rebalance.enable`: the active controller moves leaderships back to
+    /// the preferred (first) replicas by itself.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how long a partition may stay led by
+    /// another replica than its preferred one before the controller tries to move it back.
+    pub leader_imbalance_check_interval_seconds: u64,
     /// `message.max.bytes`: largest record batch accepted (topic `max.message.bytes`).
     pub message_max_bytes: i32,
     /// `socket.request.max.bytes`: a frame larger than this closes the connection.
@@ -494,6 +500,19 @@ impl BrokerConfig {
             default_replication_factor: number(map, "default.replication.factor", 1)?,
             auto_create_topics_enable: boolean(map, "auto.create.topics.enable", true)?,
             unclean_leader_election_enable: boolean(map, "unclean.leader.election.enable", false)?,
+            auto_leader_rebalance_enable: boolean(map, "auto.leader.rebalance.enable", true)?,
+            leader_imbalance_check_interval_seconds: {
+                // Kafka: a long, at least 1.
+                let seconds: i64 = number(map, "leader.imbalance.check.interval.seconds", 300)?;
+                u64::try_from(seconds)
+                    .ok()
+                    .filter(|&s| s >= 1)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        key: "leader.imbalance.check.interval.seconds".to_string(),
+                        value: seconds.to_string(),
+                        reason: "must be at least 1".to_string(),
+                    })?
+            },
             message_max_bytes: number(map, "message.max.bytes", 1_048_588)?,
             socket_request_max_bytes,
             max_in_flight_requests_per_connection: number(map, "queued.max.requests", 500)?,
@@ -884,6 +903,10 @@ impl BrokerConfig {
             "default.replication.factor" => self.default_replication_factor.to_string(),
             "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
             "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable.to_string(),
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds.to_string()
+            }
             "message.max.bytes" => self.message_max_bytes.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
             "queued.max.requests" => self.max_in_flight_requests_per_connection.to_string(),
@@ -1076,6 +1099,8 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "default.replication.factor",
     "auto.create.topics.enable",
     "unclean.leader.election.enable",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
     "message.max.bytes",
     "socket.request.max.bytes",
     "queued.max.requests",

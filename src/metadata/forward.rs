@@ -50,6 +50,11 @@ pub(crate) enum ControllerCall {
         partition: i32,
         request: super::partition_change::AlterPartitionRequest,
     },
+    /// ElectLeaders: `topics` None is every partition.
+    ElectLeaders {
+        election: super::leader_election::ElectionType,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +77,7 @@ pub(crate) enum ReplyBody {
     Heartbeat(Result<(), ApiError>),
     Quorum(QuorumDescription),
     AlterPartition(Result<super::replication_control::AlterPartitionAnswer, i16>),
+    Elections(Vec<super::leader_election::TopicElections>),
 }
 
 /// DescribeQuorum's view of the metadata log, from the leader.

@@ -5,6 +5,7 @@
 //! - `records`: the log payload ([`MetadataRecord`] batches) and the pure apply function.
 //! - `controller`: request validation and placement (Kafka's error codes), also pure.
 //! - `partition_change`: the controller's pure leader/ISR/ELR decisions for one partition.
+//! - `leader_election`: ElectLeaders and the controller's leader balancing, also pure.
 //! - `store`: the Raft log on RocksDB; `state_machine`: the image and its snapshots.
 //! - `network`: the transport between voters on the controller listener (Raft RPCs and
 //!   forwarded controller calls); `forward`: those calls and their answers.
@@ -18,6 +19,7 @@
 mod controller;
 mod forward;
 pub mod internal_topics;
+pub mod leader_election;
 mod network;
 pub mod partition_change;
 mod records;
@@ -597,8 +599,9 @@ impl MetadataQuorum {
     }
 
     /// The active controller's periodic work: write the cluster id on a fresh cluster,
-    /// and fence the brokers whose heartbeats stopped for `broker.session.timeout.ms`
-    /// (counted from this node's election at the earliest).
+    /// fence the brokers whose heartbeats stopped for `broker.session.timeout.ms`
+    /// (counted from this node's election at the earliest), and move leaderships back to
+    /// preferred replicas when due (`leader_election::BalanceSchedule`).
     async fn controller_duties(self) {
         let cluster = &self.inner.config.cluster;
         let session = Duration::from_millis(cluster.broker_session_timeout_ms);
@@ -609,6 +612,7 @@ impl MetadataQuorum {
         // Woken by the clock (session expiry) and by Raft state changes, so that a new
         // leader writes the cluster id at once.
         let mut raft_metrics = self.inner.raft.metrics();
+        let mut balance = leader_election::BalanceSchedule::new(&self.inner.config);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -621,7 +625,13 @@ impl MetadataQuorum {
             }
             let metrics = raft_metrics.borrow_and_update().clone();
             if metrics.state != ServerState::Leader {
+                balance.reset();
                 continue;
+            }
+            if balance.poll(Instant::now(), || {
+                leader_election::imbalanced(&self.image())
+            }) {
+                self.balance_leaders(&mut balance).await;
             }
             let expired = self.expired_sessions(metrics.current_term, session);
             if !self.image().cluster_id.is_empty() && expired.is_empty() {
@@ -688,6 +698,30 @@ impl MetadataQuorum {
             })
             .map(|b| (b.node_id, b.broker_epoch))
             .collect()
+    }
+
+    /// One leader balancing round (`auto.leader.rebalance.enable`): preferred replicas
+    /// that are in sync lead again.
+    async fn balance_leaders(&self, schedule: &mut leader_election::BalanceSchedule) {
+        let Ok(_op) = self.begin_op().await else {
+            return;
+        };
+        let (records, more) = leader_election::balance_leaders(
+            &self.image(),
+            &self.inner.config,
+            leader_election::MAX_ELECTIONS_PER_BALANCE,
+        );
+        schedule.ran(Instant::now(), more);
+        if records.is_empty() {
+            return;
+        }
+        tracing::info!(
+            partitions = records.len(),
+            "leader imbalance: moving leaderships back to preferred replicas"
+        );
+        if let Err(error) = self.write(records).await {
+            tracing::warn!(%error, "controller write failed");
+        }
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
@@ -838,6 +872,24 @@ impl MetadataQuorum {
         };
         match self.call(call).await? {
             ReplyBody::AlterPartition(result) => Ok(result),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    /// ElectLeaders: the controller elects the preferred (or, unclean, any live) replica
+    /// of the named partitions, or of every partition when `topics` is None; one result
+    /// per topic with Kafka's code per partition. Returns once the changes are in this
+    /// node's image.
+    pub async fn elect_leaders(
+        &self,
+        election: leader_election::ElectionType,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<leader_election::TopicElections>, MetadataError> {
+        match self
+            .call(ControllerCall::ElectLeaders { election, topics })
+            .await?
+        {
+            ReplyBody::Elections(results) => Ok(results),
             other => Err(mismatched(&other)),
         }
     }
@@ -1026,6 +1078,10 @@ impl MetadataQuorum {
                 .alter_partition_here(topic_id, partition, request)
                 .await
                 .map(ReplyBody::AlterPartition),
+            ControllerCall::ElectLeaders { election, topics } => self
+                .elect_leaders_here(election, topics)
+                .await
+                .map(ReplyBody::Elections),
         }
     }
 
@@ -1064,6 +1120,25 @@ impl MetadataQuorum {
         ));
         self.write(records).await?;
         Ok(Ok(()))
+    }
+
+    async fn elect_leaders_here(
+        &self,
+        election: leader_election::ElectionType,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<leader_election::TopicElections>, MetadataError> {
+        let _op = self.begin_op().await?;
+        let (records, results) = leader_election::elect_leaders(
+            &self.image(),
+            election,
+            topics.as_deref(),
+            &self.inner.config,
+        );
+        if !records.is_empty() {
+            tracing::info!(?election, partitions = records.len(), "electing leaders");
+            self.write(records).await?;
+        }
+        Ok(results)
     }
 
     async fn alter_partition_here(

@@ -9,7 +9,7 @@
 //!   that leads it;
 //! - [`on_broker_unfenced`] for every leaderless partition that lists the broker;
 //! - [`alter_partition`] for each partition of a leader's AlterPartition request;
-//! - [`elect_preferred`] for a preferred-leader election;
+//! - [`elect_preferred`] and [`elect_unclean`] for ElectLeaders and the leader balancer;
 //!
 //! and writes the returned record; [`super::records`] applies it (a leader change bumps
 //! the leader epoch, any change the partition epoch).
@@ -264,6 +264,18 @@ pub fn elect_preferred(
 ) -> Option<PartitionChange> {
     let mut builder = Builder::new(partition, ctx, ctx.is_active);
     builder.election = Election::Preferred;
+    builder.build(topic_id)
+}
+
+/// ElectLeaders UNCLEAN: an online election that, with no in-sync or eligible replica
+/// left, may pick any live replica whatever the topic's `unclean.leader.election.enable`.
+pub fn elect_unclean(
+    topic_id: Uuid,
+    partition: &PartitionRecord,
+    ctx: &ChangeContext<'_>,
+) -> Option<PartitionChange> {
+    let mut builder = Builder::new(partition, ctx, ctx.is_active);
+    builder.election = Election::Unclean;
     builder.build(topic_id)
 }
 

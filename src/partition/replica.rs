@@ -332,6 +332,35 @@ mod tests {
     }
 
     #[test]
+    fn a_leader_that_loses_to_the_preferred_replica_follows_in_the_new_epoch() {
+        // 2 took over while 1 was away; 1 is back in sync and a preferred election (or
+        // the leader balancer) names it leader in epoch 5, the ISR unchanged.
+        let mut state = ReplicaState::new(2, record(2, 4, &[1, 2, 3], &[1, 2, 3]), CONFIG, 9, 9, 0);
+        assert!(state.is_leader());
+        assert!(state.acks_all_allowed());
+        let (transition, _) = state.apply(
+            record(1, 5, &[1, 2, 3], &[1, 2, 3]),
+            CONFIG,
+            &BTreeSet::new(),
+            9,
+            9,
+            0,
+        );
+        assert_eq!(
+            transition,
+            Transition::BecomeFollower {
+                leader: 1,
+                leader_epoch: 5
+            }
+        );
+        // No longer answers acks=all produces nor counts follower fetches.
+        assert!(!state.is_leader());
+        assert!(!state.acks_all_allowed());
+        assert_eq!(state.can_acknowledge(9), None);
+        assert_eq!((state.leader(), state.leader_epoch()), (1, 5));
+    }
+
+    #[test]
     fn the_high_watermark_waits_for_the_isr_and_acks_follow_it() {
         let mut state = ReplicaState::new(1, record(1, 3, &[1, 2, 3], &[1, 2]), CONFIG, 0, 0, 0);
         assert!(state.acks_all_allowed());

@@ -70,6 +70,7 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
         ApiKey::DescribeQuorum => DescribeQuorumRequest::VERSIONS,
+        ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
         _ => return None,
     };
     Some(range)
@@ -177,6 +178,9 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         }
         RequestKind::IncrementalAlterConfigs(req) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, req).await)
+        }
+        RequestKind::ElectLeaders(req) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(ctx, req).await)
         }
         // The framing layer only passes APIs listed in `supported_versions`.
         other => {

@@ -200,7 +200,9 @@ fn broker_entry(
 /// DescribeConfigs); Millrace's own keys by their values; STRING for any other.
 fn broker_config_type(name: &str) -> ConfigType {
     match name {
-        "auto.create.topics.enable" | "unclean.leader.election.enable" => ConfigType::Boolean,
+        "auto.create.topics.enable"
+        | "unclean.leader.election.enable"
+        | "auto.leader.rebalance.enable" => ConfigType::Boolean,
         "listeners"
         | "advertised.listeners"
         | "log.dirs"
@@ -216,6 +218,7 @@ fn broker_config_type(name: &str) -> ConfigType {
         | "log.flush.scheduler.interval.ms"
         | "replica.fetch.backoff.ms"
         | "replica.lag.time.max.ms"
+        | "leader.imbalance.check.interval.seconds"
         | "connections.max.idle.ms" => ConfigType::Long,
         "node.id"
         | "broker.id"
