@@ -40,21 +40,43 @@ enum Command {
 /// apart from start-up and config failures (1 and 2).
 const EXIT_LOG_DIR_OFFLINE: u8 = 3;
 
+/// openraft logs every failed RPC to a down peer at ERROR: each heartbeat's
+/// (`RPCError err=..`) and each read-index confirmation's (`timeout while confirming
+/// leadership .. target= error=`), about ten lines a second per dead controller. Not an
+/// error of this node: the controller logs the peer's fencing once, and DescribeQuorum
+/// shows its lag.
+fn is_openraft_peer_error(meta: &tracing::Metadata<'_>) -> bool {
+    let fields = meta.fields();
+    meta.target().starts_with("openraft")
+        && *meta.level() == tracing::Level::ERROR
+        && (fields.field("err").is_some()
+            || (fields.field("target").is_some() && fields.field("error").is_some()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve { config, overrides } = cli.command;
-    // openraft narrates elections and start-up at info; keep it at warn unless asked.
+    // openraft narrates elections, start-up and every peer hiccup at info and warn: only
+    // its errors unless asked.
     let directives = match std::env::var("RUST_LOG") {
         Ok(spec) if spec.contains("openraft") => spec,
-        Ok(spec) => format!("{spec},openraft=warn"),
-        Err(_) => "info,openraft=warn".to_string(),
+        Ok(spec) => format!("{spec},openraft=error"),
+        Err(_) => "info,openraft=error".to_string(),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error"));
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        let output = tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_filter(filter)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                !is_openraft_peer_error(meta)
+            }));
+        tracing_subscriber::registry().with(output).init();
+    }
 
     // Test builds only: fault injection sites configured by FAILPOINTS.
     #[cfg(feature = "failpoints")]

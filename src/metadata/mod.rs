@@ -612,6 +612,8 @@ impl MetadataQuorum {
         // Woken by the clock (session expiry) and by Raft state changes, so that a new
         // leader writes the cluster id at once.
         let mut raft_metrics = self.inner.raft.metrics();
+        // One line per change of quorum leader (openraft's own narration is filtered out).
+        let mut known_leader = None;
         let mut balance = leader_election::BalanceSchedule::new(&self.inner.config);
         loop {
             tokio::select! {
@@ -624,6 +626,19 @@ impl MetadataQuorum {
                 }
             }
             let metrics = raft_metrics.borrow_and_update().clone();
+            if metrics.current_leader != known_leader {
+                known_leader = metrics.current_leader;
+                match known_leader {
+                    Some(leader) => tracing::info!(
+                        leader,
+                        term = metrics.current_term,
+                        "metadata quorum leader"
+                    ),
+                    None => {
+                        tracing::info!(term = metrics.current_term, "metadata quorum has no leader")
+                    }
+                }
+            }
             if metrics.state != ServerState::Leader {
                 balance.reset();
                 continue;
