@@ -50,6 +50,10 @@ pub(crate) enum ControllerCall {
         partition: i32,
         request: super::partition_change::AlterPartitionRequest,
     },
+    AlterPartitionReassignments {
+        topics: Vec<super::TopicReassignment>,
+        allow_replication_factor_change: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +76,7 @@ pub(crate) enum ReplyBody {
     Heartbeat(Result<(), ApiError>),
     Quorum(QuorumDescription),
     AlterPartition(Result<super::replication_control::AlterPartitionAnswer, i16>),
+    Reassignments(Vec<Vec<Result<(), ApiError>>>),
 }
 
 /// DescribeQuorum's view of the metadata log, from the leader.

@@ -21,7 +21,7 @@ pub struct AlterPartitionAnswer {
 
 /// A topic's effective `min.insync.replicas` and `unclean.leader.election.enable`: its
 /// override, else the cluster-wide dynamic default, else the controller's static config.
-fn topic_settings(
+pub(super) fn topic_settings(
     image: &MetadataImage,
     topic: &TopicImage,
     config: &BrokerConfig,
@@ -44,7 +44,7 @@ fn topic_settings(
 }
 
 /// Registered and not fenced, and not among `leaving`.
-fn is_active(image: &MetadataImage, leaving: &BTreeSet<i32>, broker: i32) -> bool {
+pub(super) fn is_active(image: &MetadataImage, leaving: &BTreeSet<i32>, broker: i32) -> bool {
     !leaving.contains(&broker) && image.brokers.get(&broker).is_some_and(|b| !b.fenced)
 }
 

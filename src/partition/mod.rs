@@ -1139,6 +1139,8 @@ impl Assignment {
                 partition_epoch: 0,
                 elr: Vec::new(),
                 last_known_elr: Vec::new(),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
             leader_config: LeaderConfig {
                 replica_lag_time_max_ms: 30_000,
@@ -1522,6 +1524,8 @@ mod delete_records_tests {
                 partition_epoch: 0,
                 elr: Vec::new(),
                 last_known_elr: Vec::new(),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
                 replicas: vec![node_id],
                 isr: vec![node_id],
             }],
@@ -1829,6 +1833,8 @@ mod fault_tests {
             partition_epoch: 0,
             elr: Vec::new(),
             last_known_elr: Vec::new(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
             replicas: vec![manager.config.node_id],
             isr: vec![manager.config.node_id],
         });

@@ -70,6 +70,8 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
         ApiKey::DescribeQuorum => DescribeQuorumRequest::VERSIONS,
+        ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
+        ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
         _ => return None,
     };
     Some(range)
@@ -177,6 +179,12 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         }
         RequestKind::IncrementalAlterConfigs(req) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, req).await)
+        }
+        RequestKind::AlterPartitionReassignments(req) => ResponseKind::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(ctx, req).await,
+        ),
+        RequestKind::ListPartitionReassignments(req) => {
+            ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(ctx, req))
         }
         // The framing layer only passes APIs listed in `supported_versions`.
         other => {
