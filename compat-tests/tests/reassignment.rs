@@ -16,6 +16,9 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
 const REASSIGN: &str = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
+const CONFIGS: &str = "org.apache.kafka.tools.ConfigCommand";
+/// `--throttle`: bytes/s for the moving replicas (low enough to be in force for a while).
+const THROTTLE: &str = "200000";
 const PARTITIONS: i32 = 3;
 const NODES: [i32; 3] = [1, 2, 3];
 
@@ -82,6 +85,25 @@ fn reassignment_json(topic: &str, targets: &BTreeMap<i32, Vec<i32>>) -> String {
         })
         .collect();
     format!(r#"{{"version":1,"partitions":[{}]}}"#, partitions.join(","))
+}
+
+/// `kafka-configs --describe` of one entity: its dynamic configs' `name=value` words.
+fn dynamic_configs(bootstrap: &str, entity_type: &str, name: &str) -> String {
+    let out = kafka_tool(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--describe",
+            "--entity-type",
+            entity_type,
+            "--entity-name",
+            name,
+        ],
+        None,
+    );
+    out.assert_success();
+    out.stdout
 }
 
 fn reassign(bootstrap: &str, args: &[&str]) -> millrace_compat_tests::tools::ToolOutput {
@@ -168,14 +190,40 @@ fn reassign_partitions_moves_replicas_to_other_brokers() {
     let plan = work.path().join("reassignment.json");
     std::fs::write(&plan, reassignment_json(&topic, &targets)).unwrap();
     let plan = plan.to_str().unwrap();
-    let executed = reassign(&bootstrap, &["--execute", "--reassignment-json-file", plan]);
+    let executed = reassign(
+        &bootstrap,
+        &[
+            "--execute",
+            "--reassignment-json-file",
+            plan,
+            "--throttle",
+            THROTTLE,
+        ],
+    );
     executed.assert_success();
     assert!(
         executed
             .stdout
-            .contains("Successfully started partition reassignments"),
+            .contains("Successfully started partition reassignments")
+            && executed.stdout.contains(&format!(
+                "The inter-broker throttle limit was set to {THROTTLE} B/s"
+            )),
         "{}",
         executed.describe()
+    );
+    // The tool wrote the throttles: which replicas (topic) and the rates (brokers).
+    let throttled = dynamic_configs(&bootstrap, "topics", &topic);
+    for key in [
+        "leader.replication.throttled.replicas=",
+        "follower.replication.throttled.replicas=",
+    ] {
+        assert!(throttled.contains(key), "{key} missing: {throttled}");
+    }
+    let rates = dynamic_configs(&bootstrap, "brokers", &targets[&0][0].to_string());
+    assert!(
+        rates.contains(&format!("follower.replication.throttled.rate={THROTTLE}"))
+            && rates.contains(&format!("leader.replication.throttled.rate={THROTTLE}")),
+        "{rates}"
     );
 
     // Records keep coming while the replicas move.
@@ -191,9 +239,9 @@ fn reassign_partitions_moves_replicas_to_other_brokers() {
         listed.describe()
     );
 
-    wait_until(
+    let verified = wait_until(
         "--verify reports every move completed",
-        Duration::from_secs(90),
+        Duration::from_secs(120),
         || {
             let verified = reassign(&bootstrap, &["--verify", "--reassignment-json-file", plan]);
             if !verified.status.success() {
@@ -201,12 +249,21 @@ fn reassign_partitions_moves_replicas_to_other_brokers() {
             }
             let completed = verified.stdout.matches("is completed.").count();
             if completed == PARTITIONS as usize {
-                Ok(())
+                Ok(verified.stdout)
             } else {
                 Err(verified.stdout.clone())
             }
         },
     );
+    // Once done, --verify removes every throttle it set.
+    assert!(
+        verified.contains("Clearing topic-level throttles"),
+        "{verified}"
+    );
+    let throttled = dynamic_configs(&bootstrap, "topics", &topic);
+    assert!(!throttled.contains("throttled"), "{throttled}");
+    let rates = dynamic_configs(&bootstrap, "brokers", &targets[&0][0].to_string());
+    assert!(!rates.contains("throttled"), "{rates}");
     let deliveries = common::flush_all_ok(&producer, &recorder, BEFORE + DURING);
 
     // The new replica sets, all in sync, each led by its new first replica.
