@@ -32,9 +32,11 @@ fn send_record(producer: &ThreadedProducer<common::Recorder>, topic: &str, id: u
     );
 }
 
-/// Each partition of `topic` in order, as `bootstrap` answers Metadata: (replicas in
-/// order, ISR sorted, leader).
-fn assignments(bootstrap: &str, topic: &str) -> Result<Vec<(Vec<i32>, Vec<i32>, i32)>, String> {
+/// One partition as Metadata shows it: replicas in order, ISR sorted, leader.
+type Assignment = (Vec<i32>, Vec<i32>, i32);
+
+/// Each partition of `topic` in order, as `bootstrap` answers Metadata.
+fn assignments(bootstrap: &str, topic: &str) -> Result<Vec<Assignment>, String> {
     let consumer = common::consumer(bootstrap);
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(5))
@@ -272,7 +274,7 @@ fn reassign_partitions_moves_replicas_to_other_brokers() {
         Duration::from_secs(30),
         || {
             let now = assignments(&bootstrap, &topic)?;
-            let expected: Vec<(Vec<i32>, Vec<i32>, i32)> = targets
+            let expected: Vec<Assignment> = targets
                 .values()
                 .map(|target| {
                     let mut isr = target.clone();

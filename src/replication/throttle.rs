@@ -7,7 +7,8 @@
 //! produce latency does not depend on a reassignment.
 //!
 //! The rate is a token bucket: bytes sent are taken out, the bucket refills at the rate
-//! and holds at most one second of it; while it is below zero the throttled partitions
+//! and holds at most one second of it (Kafka's quota sample,
+//! `replication.quota.window.size.seconds` 1, not configurable here); while it is below zero the throttled partitions
 //! get no records (the leader answers them empty, the follower leaves them out of its
 //! fetch). Pure except for the clock reads callers pass in.
 
