@@ -15,10 +15,11 @@ use crate::dynamic_config::LiveConfig;
 use crate::group::runtime::GroupRuntime;
 use crate::log::cleaner::LogCleaner;
 use crate::log::dir::{self, MetaPropertiesError};
-use crate::metadata::{MetadataError, MetadataQuorum};
+use crate::metadata::{MetadataError, MetadataImage, MetadataQuorum};
 use crate::partition::PartitionManager;
 use crate::protocol::fetch_session::FetchSessionCache;
 use crate::replica_fetcher::ReplicaFetchers;
+use crate::replication::throttle::ReplicationQuota;
 use crate::server;
 
 /// Producer ids reserved from the quorum at a time (one metadata write per block).
@@ -59,6 +60,9 @@ pub struct Broker {
     pub fetch_sessions: FetchSessionCache,
     /// This node's followers' fetchers, one task per leader it follows.
     pub replica_fetchers: ReplicaFetchers,
+    /// `leader.replication.throttled.rate`: what this node, leading, sends the
+    /// throttled replicas of a reassignment (`replication::throttle`).
+    pub leader_throttle: ReplicationQuota,
     producer_ids: tokio::sync::Mutex<Range<i64>>,
 }
 
@@ -90,6 +94,16 @@ impl Broker {
         let image = self.metadata.image();
         self.partitions.reconcile_blocking(image.clone()).await;
         self.replica_fetchers.update(&image, &self.partitions);
+        self.update_throttle_rates(&image);
+    }
+
+    /// The replication throttle rates of the effective config as of `image`.
+    fn update_throttle_rates(&self, image: &MetadataImage) {
+        let config = self.live_config.effective(image);
+        self.leader_throttle
+            .set_rate(config.leader_replication_throttled_rate_bytes);
+        self.replica_fetchers
+            .set_throttle_rate(config.follower_replication_throttled_rate_bytes);
     }
 }
 
@@ -166,11 +180,13 @@ pub async fn serve(
             config.replica_fetch.clone(),
             background.clone(),
         ),
+        leader_throttle: ReplicationQuota::new(std::time::Instant::now()),
         config,
     });
     broker
         .replica_fetchers
         .update(&broker.metadata.image(), &broker.partitions);
+    broker.update_throttle_rates(&broker.metadata.image());
 
     if !broker.config.cluster.roles.broker {
         // A controller-only node serves the quorum on its controller listener only.
@@ -304,6 +320,7 @@ async fn watch_metadata(broker: Arc<Broker>, stop: CancellationToken) {
                 let image = images.borrow_and_update().clone();
                 broker.partitions.reconcile_blocking(image.clone()).await;
                 broker.replica_fetchers.update(&image, &broker.partitions);
+                broker.update_throttle_rates(&image);
             }
         }
     }

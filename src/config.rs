@@ -128,6 +128,10 @@ pub struct BrokerConfig {
     /// `log.cleaner.enable`, `log.cleaner.threads`, `log.cleaner.io.max.bytes.per.second`,
     /// `log.cleaner.dedupe.buffer.size`, `log.cleaner.backoff.ms`.
     pub cleaner: CleanerConfig,
+    /// `leader.replication.throttled.rate` / `follower.replication.throttled.rate`:
+    /// bytes/s for the replicas a reassignment throttles (`replication::throttle`).
+    pub leader_replication_throttled_rate_bytes: i64,
+    pub follower_replication_throttled_rate_bytes: i64,
     /// `log.flush.scheduler.interval.ms`: how often `log.flush.interval.ms` is checked.
     pub log_flush_scheduler_interval_ms: u64,
     /// `log.retention.check.interval.ms`: how often retention is enforced.
@@ -296,6 +300,19 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic_config("retention.ms", "log.retention.ms", ConfigType::Long, None),
     topic_config("segment.bytes", "log.segment.bytes", ConfigType::Int, None),
     topic_config("segment.ms", "log.roll.ms", ConfigType::Long, None),
+    // No broker synonym (""): their default is the empty list.
+    topic_config(
+        crate::replication::throttle::LEADER_THROTTLED_REPLICAS,
+        "",
+        ConfigType::List,
+        None,
+    ),
+    topic_config(
+        crate::replication::throttle::FOLLOWER_THROTTLED_REPLICAS,
+        "",
+        ConfigType::List,
+        None,
+    ),
     topic_config(
         "unclean.leader.election.enable",
         "unclean.leader.election.enable",
@@ -338,6 +355,9 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
         return validate_number(name, value, MIN_INTERNAL_SEGMENT_BYTES, ConfigType::Int);
     }
     let def = topic_config_def(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+    if def.broker_synonym.is_empty() {
+        return crate::replication::throttle::validate_replica_list(name, value);
+    }
     if let Some(allowed) = def.allowed {
         if !allowed.contains(&value) {
             return Err(format!(
@@ -608,6 +628,16 @@ impl BrokerConfig {
                 dedupe_buffer_bytes: number(map, "log.cleaner.dedupe.buffer.size", 134_217_728)?,
                 backoff_ms: number(map, "log.cleaner.backoff.ms", 15_000)?,
             },
+            leader_replication_throttled_rate_bytes: number(
+                map,
+                "leader.replication.throttled.rate",
+                crate::replication::throttle::UNTHROTTLED_RATE,
+            )?,
+            follower_replication_throttled_rate_bytes: number(
+                map,
+                "follower.replication.throttled.rate",
+                crate::replication::throttle::UNTHROTTLED_RATE,
+            )?,
             log_flush_scheduler_interval_ms: number(map, "log.flush.scheduler.interval.ms", 1_000)?,
             log_retention_check_interval_ms: number(
                 map,
@@ -829,6 +859,20 @@ impl BrokerConfig {
                 "must be between 0 and 1",
             ));
         }
+        for (key, rate) in [
+            (
+                "leader.replication.throttled.rate",
+                self.leader_replication_throttled_rate_bytes,
+            ),
+            (
+                "follower.replication.throttled.rate",
+                self.follower_replication_throttled_rate_bytes,
+            ),
+        ] {
+            if rate < 0 {
+                return Err(invalid(key, rate.to_string(), "must be >= 0"));
+            }
+        }
         let cleaner = &self.cleaner;
         if cleaner.threads != 1 {
             return Err(invalid(
@@ -955,6 +999,12 @@ impl BrokerConfig {
             }
             "log.cleaner.dedupe.buffer.size" => self.cleaner.dedupe_buffer_bytes.to_string(),
             "log.cleaner.backoff.ms" => self.cleaner.backoff_ms.to_string(),
+            "leader.replication.throttled.rate" => {
+                self.leader_replication_throttled_rate_bytes.to_string()
+            }
+            "follower.replication.throttled.rate" => {
+                self.follower_replication_throttled_rate_bytes.to_string()
+            }
             "compression.type" => self.compression_type.clone(),
             "log.message.timestamp.type" => self.log_message_timestamp_type.clone(),
             "log.message.timestamp.before.max.ms" => {
@@ -1144,6 +1194,8 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "log.cleaner.threads",
     "log.cleaner.io.max.bytes.per.second",
     "log.cleaner.dedupe.buffer.size",
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
     "log.cleaner.backoff.ms",
     "compression.type",
     "log.message.timestamp.type",

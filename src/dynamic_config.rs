@@ -31,12 +31,16 @@ const DYNAMIC_SERVER_KEYS: &[&str] = &[
     "log.cleaner.io.max.bytes.per.second",
     "log.cleaner.dedupe.buffer.size",
     "log.cleaner.backoff.ms",
+    // The replication throttles read them on every image (`replication::throttle`).
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
 ];
 
 /// Whether a broker config may be set dynamically: the topic configs' broker synonyms
 /// (Kafka's `DynamicLogConfig.ReconfigurableConfigs`) and the connection quotas.
 pub fn is_dynamic_broker_key(key: &str) -> bool {
-    DYNAMIC_SERVER_KEYS.contains(&key) || TOPIC_CONFIGS.iter().any(|d| d.broker_synonym == key)
+    DYNAMIC_SERVER_KEYS.contains(&key)
+        || (!key.is_empty() && TOPIC_CONFIGS.iter().any(|d| d.broker_synonym == key))
 }
 
 /// The config resource an alter request names.
@@ -128,7 +132,9 @@ fn is_list(topic: bool, key: &str) -> bool {
     let def = if topic {
         topic_config_def(key)
     } else {
-        TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == key)
+        TOPIC_CONFIGS
+            .iter()
+            .find(|d| !key.is_empty() && d.broker_synonym == key)
     };
     def.is_some_and(|d| d.config_type == ConfigType::List)
 }

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ReplicaFetchConfig;
 use crate::metadata::MetadataImage;
 use crate::partition::{Partition, PartitionManager};
+use crate::replication::throttle::{lists_replica, ReplicationQuota, FOLLOWER_THROTTLED_REPLICAS};
 
 /// The Fetch version followers send: topics by name, `replica_id` in the request body,
 /// diverging epochs in the answer (v12, Kafka 2.7+).
@@ -44,6 +45,9 @@ const RESPONSE_OVERHEAD_BYTES: usize = 1 << 20;
 struct Followed {
     partition: Arc<Partition>,
     leader_epoch: i32,
+    /// Out of the ISR and listed in the topic's `follower.replication.throttled.replicas`
+    /// for this node: fetched within `follower.replication.throttled.rate`.
+    throttled: bool,
 }
 
 /// What one fetcher task needs: where its leader listens and what to fetch from it.
@@ -65,6 +69,8 @@ pub struct ReplicaFetchers {
     tasks: Mutex<HashMap<i32, FetcherTask>>,
     /// Stops every task at shutdown.
     stop: CancellationToken,
+    /// `follower.replication.throttled.rate`, shared by every task.
+    throttle: Arc<ReplicationQuota>,
 }
 
 impl ReplicaFetchers {
@@ -74,7 +80,13 @@ impl ReplicaFetchers {
             config,
             tasks: Mutex::new(HashMap::new()),
             stop,
+            throttle: Arc::new(ReplicationQuota::new(std::time::Instant::now())),
         }
+    }
+
+    /// `follower.replication.throttled.rate` as the effective config has it now.
+    pub fn set_throttle_rate(&self, rate_bytes_per_second: i64) {
+        self.throttle.set_rate(rate_bytes_per_second);
     }
 
     /// Points the fetcher tasks at the image's leaders: a task per leader this node
@@ -93,11 +105,17 @@ impl ReplicaFetchers {
                 let Some(partition) = partitions.get(topic.topic_id, record.partition) else {
                     continue;
                 };
+                let throttled = !record.isr.contains(&self.node_id)
+                    && topic
+                        .configs
+                        .get(FOLLOWER_THROTTLED_REPLICAS)
+                        .is_some_and(|v| lists_replica(v, record.partition, self.node_id));
                 wanted.entry(record.leader).or_default().insert(
                     (topic.name.clone(), record.partition),
                     Followed {
                         partition,
                         leader_epoch: record.leader_epoch,
+                        throttled,
                     },
                 );
             }
@@ -129,6 +147,7 @@ impl ReplicaFetchers {
                         self.node_id,
                         leader,
                         self.config.clone(),
+                        self.throttle.clone(),
                         receiver,
                         stop.clone(),
                     ));
@@ -150,6 +169,7 @@ async fn fetch_from_leader(
     node_id: i32,
     leader: i32,
     config: ReplicaFetchConfig,
+    throttle: Arc<ReplicationQuota>,
     mut assignment: watch::Receiver<FetchAssignment>,
     stop: CancellationToken,
 ) {
@@ -163,7 +183,7 @@ async fn fetch_from_leader(
         let result = match (&mut connection, &current.leader_address) {
             (_, None) => Err(format!("leader {leader} has no registered address")),
             (Some(conn), Some(address)) if &conn.address == address => {
-                fetch_once(node_id, &config, conn, &current, &stop).await
+                fetch_once(node_id, &config, &throttle, conn, &current, &stop).await
             }
             (_, Some(address)) => {
                 match LeaderConnection::connect(address, config.socket_timeout_ms).await {
@@ -192,12 +212,19 @@ async fn fetch_from_leader(
 async fn fetch_once(
     node_id: i32,
     config: &ReplicaFetchConfig,
+    throttle: &ReplicationQuota,
     connection: &mut LeaderConnection,
     assignment: &FetchAssignment,
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    // Over the rate, throttled partitions sit this round out (Kafka's
+    // `shouldFollowerThrottle`).
+    let hold_throttled = throttle.exceeded(std::time::Instant::now());
     for ((topic, index), followed) in assignment.partitions.iter() {
+        if followed.throttled && hold_throttled {
+            continue;
+        }
         let position = followed.partition.follower_position();
         topics.entry(topic).or_default().push(
             FetchPartition::default()
@@ -210,6 +237,14 @@ async fn fetch_once(
         );
     }
     if topics.is_empty() {
+        if hold_throttled && !assignment.partitions.is_empty() {
+            // Every partition waits for the throttle: as Kafka's fetcher, back off.
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(config.backoff_ms.max(1))) => {}
+            }
+            return Ok(());
+        }
         return Err("nothing to fetch".to_string());
     }
     let request = FetchRequest::default()
@@ -242,6 +277,10 @@ async fn fetch_once(
         for data in topic.partitions {
             let key = (topic.topic.0.to_string(), data.partition_index);
             if let Some(followed) = assignment.partitions.get(&key) {
+                if followed.throttled {
+                    let bytes = data.records.as_ref().map_or(0, |r| r.len());
+                    throttle.record(bytes, std::time::Instant::now());
+                }
                 answers.push((followed.clone(), data));
             }
         }

@@ -865,6 +865,8 @@ mod replay_measurement {
                     partition_epoch: 0,
                     elr: Vec::new(),
                     last_known_elr: Vec::new(),
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
                     replicas: vec![config.node_id],
                     isr: vec![config.node_id],
                 }],

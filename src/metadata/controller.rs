@@ -154,6 +154,8 @@ pub(crate) fn plan_create_topics(
                         partition_epoch: 0,
                         elr: Vec::new(),
                         last_known_elr: Vec::new(),
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     })
                     .collect(),
                 configs: request.configs.clone(),
@@ -476,6 +478,8 @@ pub(crate) fn plan_create_partitions(
                     partition_epoch: 0,
                     elr: Vec::new(),
                     last_known_elr: Vec::new(),
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
                 })
                 .collect();
             Ok((topic.topic_id, partitions))

@@ -55,6 +55,10 @@ pub(crate) enum ControllerCall {
         election: super::leader_election::ElectionType,
         topics: Option<Vec<(String, Vec<i32>)>>,
     },
+    AlterPartitionReassignments {
+        topics: Vec<super::TopicReassignment>,
+        allow_replication_factor_change: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +82,7 @@ pub(crate) enum ReplyBody {
     Quorum(QuorumDescription),
     AlterPartition(Result<super::replication_control::AlterPartitionAnswer, i16>),
     Elections(Vec<super::leader_election::TopicElections>),
+    Reassignments(Vec<Vec<Result<(), ApiError>>>),
 }
 
 /// DescribeQuorum's view of the metadata log, from the leader.

@@ -322,6 +322,8 @@ mod tests {
             partition_epoch: 7,
             elr: Vec::new(),
             last_known_elr: Vec::new(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 

@@ -22,6 +22,7 @@ pub mod internal_topics;
 pub mod leader_election;
 mod network;
 pub mod partition_change;
+mod reassignment;
 mod records;
 mod replication_control;
 mod state_machine;
@@ -52,6 +53,7 @@ use crate::dynamic_config::{self, Alteration, Resource};
 pub(crate) use controller::new_cluster_id as new_kafka_uuid;
 pub(crate) use controller::validate_topic_name;
 pub use controller::{MAX_PARTITIONS_PER_BATCH, MAX_PRODUCER_ID_BLOCK};
+pub use reassignment::{ongoing as ongoing_reassignments, OngoingReassignment, TopicReassignment};
 pub use records::{apply_batch, BatchOutcome, MetadataRecord, RecordBatch};
 pub use replication_control::AlterPartitionAnswer;
 
@@ -173,6 +175,13 @@ pub struct PartitionRecord {
     /// KIP-966's last known ELR: replicas of the ELR that may have lost data since.
     #[serde(default)]
     pub last_known_elr: Vec<i32>,
+    /// An ongoing reassignment (`reassignment.rs`): replicas being added (already in
+    /// `replicas`, catching up) and being removed (still in `replicas` until every
+    /// adding one is in sync). Both empty when none is in progress.
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -909,6 +918,23 @@ impl MetadataQuorum {
         }
     }
 
+    /// AlterPartitionReassignments: one result per partition, in request order. All
+    /// accepted changes are written in one entry.
+    pub async fn alter_partition_reassignments(
+        &self,
+        topics: Vec<TopicReassignment>,
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<Vec<Result<(), ApiError>>>, MetadataError> {
+        let call = ControllerCall::AlterPartitionReassignments {
+            topics,
+            allow_replication_factor_change,
+        };
+        match self.call(call).await? {
+            ReplyBody::Reassignments(results) => Ok(results),
+            other => Err(mismatched(&other)),
+        }
+    }
+
     /// DescribeQuorum, answered by the leader.
     pub async fn describe_quorum(&self) -> Result<QuorumDescription, MetadataError> {
         match self.call(ControllerCall::DescribeQuorum).await? {
@@ -1097,7 +1123,56 @@ impl MetadataQuorum {
                 .elect_leaders_here(election, topics)
                 .await
                 .map(ReplyBody::Elections),
+            ControllerCall::AlterPartitionReassignments {
+                topics,
+                allow_replication_factor_change,
+            } => self
+                .alter_partition_reassignments_here(topics, allow_replication_factor_change)
+                .await
+                .map(ReplyBody::Reassignments),
         }
+    }
+
+    async fn alter_partition_reassignments_here(
+        &self,
+        topics: Vec<TopicReassignment>,
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<Vec<Result<(), ApiError>>>, MetadataError> {
+        let _op = self.begin_op().await?;
+        let image = self.image();
+        let mut records = Vec::new();
+        let results = topics
+            .iter()
+            .map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|(index, target)| {
+                        let change = reassignment::alter(
+                            &image,
+                            &topic.topic,
+                            *index,
+                            target.as_deref(),
+                            allow_replication_factor_change,
+                            &self.inner.config,
+                        )?;
+                        tracing::info!(
+                            topic = %topic.topic,
+                            partition = index,
+                            ?target,
+                            ?change,
+                            "partition reassignment"
+                        );
+                        records.extend(change.map(MetadataRecord::PartitionChange));
+                        Ok(())
+                    })
+                    .collect()
+            })
+            .collect();
+        if !records.is_empty() {
+            self.write(records).await?;
+        }
+        Ok(results)
     }
 
     /// A broker shutting down: fenced now, with the partition changes that moves its

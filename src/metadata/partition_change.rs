@@ -10,6 +10,8 @@
 //! - [`on_broker_unfenced`] for every leaderless partition that lists the broker;
 //! - [`alter_partition`] for each partition of a leader's AlterPartition request;
 //! - [`elect_preferred`] and [`elect_unclean`] for ElectLeaders and the leader balancer;
+//! - [`change_assignment`] for a reassignment (`reassignment.rs` plans it); every change
+//!   also completes an ongoing reassignment once all replicas that stay are in sync;
 //!
 //! and writes the returned record; [`super::records`] applies it (a leader change bumps
 //! the leader epoch, any change the partition epoch).
@@ -22,7 +24,7 @@
 //! elects the last known leader once it is back (`last_known_elr`), marked unclean; with
 //! `unclean.leader.election.enable` an unclean election may pick any live replica.
 //! Not modelled: the leader recovery state (RECOVERING after an unclean election),
-//! reassignments (adding/removing replicas), broker epochs in the AlterPartition ISR.
+//! broker epochs in the AlterPartition ISR, log directory assignments.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -57,6 +59,13 @@ pub struct PartitionChange {
     pub elr: Option<Vec<i32>>,
     #[serde(default)]
     pub last_known_elr: Option<Vec<i32>>,
+    /// A reassignment's new replica list, adding and removing replicas.
+    #[serde(default)]
+    pub replicas: Option<Vec<i32>>,
+    #[serde(default)]
+    pub adding_replicas: Option<Vec<i32>>,
+    #[serde(default)]
+    pub removing_replicas: Option<Vec<i32>>,
 }
 
 /// What the controller knows about the cluster and the topic when it decides.
@@ -85,6 +94,9 @@ struct Builder<'a> {
     target_isr: Vec<i32>,
     target_elr: Vec<i32>,
     unclean_shutdown: Option<i32>,
+    target_replicas: Vec<i32>,
+    target_adding: Vec<i32>,
+    target_removing: Vec<i32>,
 }
 
 impl<'a> Builder<'a> {
@@ -105,6 +117,9 @@ impl<'a> Builder<'a> {
             target_isr: partition.isr.clone(),
             target_elr: partition.elr.clone(),
             unclean_shutdown: None,
+            target_replicas: partition.replicas.clone(),
+            target_adding: partition.adding_replicas.clone(),
+            target_removing: partition.removing_replicas.clone(),
         }
     }
 
@@ -127,7 +142,7 @@ impl<'a> Builder<'a> {
 
     /// (leader, unclean)
     fn elect(&self) -> (i32, bool) {
-        let replicas = &self.partition.replicas;
+        let replicas = &self.target_replicas;
         if self.election == Election::Preferred {
             if let Some(&first) = replicas.first() {
                 if self.is_valid_new_leader(first) {
@@ -169,7 +184,37 @@ impl<'a> Builder<'a> {
         self.target_elr = candidates;
     }
 
+    /// A reassignment is done once every replica that stays is in the (target) ISR:
+    /// the removed replicas leave the replica list and the ISR (Kafka's
+    /// `PartitionReassignmentReplicas.maybeCompleteReassignment`).
+    fn complete_reassignment_if_needed(&mut self) {
+        if self.target_adding.is_empty() && self.target_removing.is_empty() {
+            return;
+        }
+        let removing = &self.target_removing;
+        let isr: Vec<i32> = self
+            .target_isr
+            .iter()
+            .copied()
+            .filter(|r| !removing.contains(r))
+            .collect();
+        let replicas: Vec<i32> = self
+            .target_replicas
+            .iter()
+            .copied()
+            .filter(|r| !removing.contains(r))
+            .collect();
+        if isr.is_empty() || replicas.is_empty() || !replicas.iter().all(|r| isr.contains(r)) {
+            return;
+        }
+        self.target_isr = isr;
+        self.target_replicas = replicas;
+        self.target_adding.clear();
+        self.target_removing.clear();
+    }
+
     fn build(mut self, topic_id: Uuid) -> Option<PartitionChange> {
+        self.complete_reassignment_if_needed();
         let mut change = PartitionChange {
             topic_id,
             partition: self.partition.partition,
@@ -177,8 +222,14 @@ impl<'a> Builder<'a> {
             isr: None,
             elr: None,
             last_known_elr: None,
+            replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
         };
         self.populate_elr();
+        // Replicas a reassignment removed are not eligible for anything any more.
+        let replicas = self.target_replicas.clone();
+        self.target_elr.retain(|r| replicas.contains(r));
         let (leader, unclean) = self.elect();
         if leader != self.partition.leader {
             if self.target_elr.contains(&leader) {
@@ -191,6 +242,17 @@ impl<'a> Builder<'a> {
                 // Data loss is accepted: the new leader alone is in sync.
                 change.isr = Some(vec![leader]);
             }
+        }
+        if change.leader.is_none()
+            && !self
+                .partition
+                .replicas
+                .iter()
+                .all(|r| self.target_replicas.contains(r))
+        {
+            // A replica left: a new leader epoch fences it (Kafka's
+            // `triggerLeaderEpochBumpForReplicaReassignmentIfNeeded`).
+            change.leader = Some(self.partition.leader);
         }
         if change.isr.is_some() {
             // An unclean election: nobody else is known to hold its records.
@@ -215,10 +277,35 @@ impl<'a> Builder<'a> {
         {
             change.last_known_elr = Some(Vec::new());
         }
+        let last_known = change
+            .last_known_elr
+            .as_ref()
+            .unwrap_or(&self.partition.last_known_elr);
+        if last_known.iter().any(|r| !replicas.contains(r)) {
+            change.last_known_elr = Some(
+                last_known
+                    .iter()
+                    .copied()
+                    .filter(|r| replicas.contains(r))
+                    .collect(),
+            );
+        }
+        if self.target_replicas != self.partition.replicas {
+            change.replicas = Some(self.target_replicas);
+        }
+        if self.target_adding != self.partition.adding_replicas {
+            change.adding_replicas = Some(self.target_adding);
+        }
+        if self.target_removing != self.partition.removing_replicas {
+            change.removing_replicas = Some(self.target_removing);
+        }
         let no_op = change.leader.is_none()
             && change.isr.is_none()
             && change.elr.is_none()
-            && change.last_known_elr.is_none();
+            && change.last_known_elr.is_none()
+            && change.replicas.is_none()
+            && change.adding_replicas.is_none()
+            && change.removing_replicas.is_none();
         (!no_op).then_some(change)
     }
 }
@@ -279,6 +366,36 @@ pub fn elect_unclean(
     builder.build(topic_id)
 }
 
+/// A reassignment's assignment for one partition (`reassignment.rs` decides it): the
+/// replica list with the adding and removing replicas, and for a cancellation the ISR
+/// to fall back to.
+pub struct AssignmentTarget {
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+    pub isr: Option<Vec<i32>>,
+}
+
+/// Moves `partition` to `target` (Kafka's `changePartitionReassignment` and
+/// `cancelPartitionReassignment` through the PartitionChangeBuilder): completes at once
+/// when the ISR already holds every replica that stays, and elects a new leader when the
+/// current one is no longer a valid one.
+pub fn change_assignment(
+    topic_id: Uuid,
+    partition: &PartitionRecord,
+    target: AssignmentTarget,
+    ctx: &ChangeContext<'_>,
+) -> Option<PartitionChange> {
+    let mut builder = Builder::new(partition, ctx, ctx.is_active);
+    builder.target_replicas = target.replicas;
+    builder.target_adding = target.adding;
+    builder.target_removing = target.removing;
+    if let Some(isr) = target.isr {
+        builder.target_isr = isr;
+    }
+    builder.build(topic_id)
+}
+
 /// One partition of an AlterPartition request, as the leader sent it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlterPartitionRequest {
@@ -335,15 +452,42 @@ pub fn alter_partition(
 /// change bumps the leader epoch, any change bumps the partition epoch. False (and
 /// nothing changed) when the change names replicas the partition does not have.
 pub(super) fn apply(partition: &mut PartitionRecord, change: &PartitionChange) -> bool {
-    let known = |list: &Option<Vec<i32>>| {
-        list.as_ref()
-            .is_none_or(|l| l.iter().all(|r| partition.replicas.contains(r)))
+    let replicas = change
+        .replicas
+        .clone()
+        .unwrap_or_else(|| partition.replicas.clone());
+    let distinct = replicas
+        .iter()
+        .enumerate()
+        .all(|(i, r)| !replicas[..i].contains(r));
+    // Every list as it will be (changed or kept) names replicas of the new list only.
+    let known = |new: &Option<Vec<i32>>, current: &Vec<i32>| {
+        new.as_ref()
+            .unwrap_or(current)
+            .iter()
+            .all(|r| replicas.contains(r))
     };
-    let leader_ok = change
-        .leader
-        .is_none_or(|l| l == NO_LEADER || partition.replicas.contains(&l));
-    if !leader_ok || !known(&change.isr) || !known(&change.elr) || !known(&change.last_known_elr) {
+    let leader = change.leader.unwrap_or(partition.leader);
+    let leader_ok = leader == NO_LEADER || replicas.contains(&leader);
+    if replicas.is_empty()
+        || !distinct
+        || !leader_ok
+        || !known(&change.isr, &partition.isr)
+        || !known(&change.elr, &partition.elr)
+        || !known(&change.last_known_elr, &partition.last_known_elr)
+        || !known(&change.adding_replicas, &partition.adding_replicas)
+        || !known(&change.removing_replicas, &partition.removing_replicas)
+    {
         return false;
+    }
+    if let Some(replicas) = &change.replicas {
+        partition.replicas = replicas.clone();
+    }
+    if let Some(adding) = &change.adding_replicas {
+        partition.adding_replicas = adding.clone();
+    }
+    if let Some(removing) = &change.removing_replicas {
+        partition.removing_replicas = removing.clone();
     }
     if let Some(leader) = change.leader {
         partition.leader = leader;
@@ -376,6 +520,8 @@ mod tests {
             partition_epoch: 9,
             elr: Vec::new(),
             last_known_elr: Vec::new(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 
@@ -547,6 +693,9 @@ mod tests {
             isr: None,
             elr: None,
             last_known_elr: None,
+            replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
         };
         assert!(!apply(&mut p, &change));
         let change = PartitionChange {

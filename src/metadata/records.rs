@@ -279,6 +279,8 @@ mod tests {
                     partition_epoch: 0,
                     elr: Vec::new(),
                     last_known_elr: Vec::new(),
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
                 })
                 .collect(),
             configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
@@ -627,6 +629,9 @@ mod tests {
                 isr,
                 elr: None,
                 last_known_elr: None,
+                replicas: None,
+                adding_replicas: None,
+                removing_replicas: None,
             })
         };
         let (after, out) = apply_batch(
@@ -716,6 +721,9 @@ mod tests {
                     isr: Some(vec![]),
                     elr: Some(vec![2]),
                     last_known_elr: None,
+                    replicas: None,
+                    adding_replicas: None,
+                    removing_replicas: None,
                 }),
             ],
         };

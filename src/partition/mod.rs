@@ -27,7 +27,7 @@ mod retention;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -243,6 +243,10 @@ pub struct Partition {
     /// Where this partition, leading, queues the ISR changes it asks the controller for.
     isr_changes: Arc<IsrChangeQueue>,
     health: Arc<LogDirHealth>,
+    /// Set (under the append lock) when this broker stops hosting the partition (topic
+    /// deleted, or reassigned away) and its directory goes: a replica fetcher or request
+    /// still holding it must not write into a directory that is gone.
+    removed: AtomicBool,
 }
 
 pub fn now_ms() -> i64 {
@@ -320,6 +324,7 @@ impl Partition {
             data_arrived: Notify::new(),
             isr_changes,
             health,
+            removed: AtomicBool::new(false),
         })
     }
 
@@ -339,6 +344,12 @@ impl Partition {
     }
 
     fn check_online(&self) -> Result<(), PartitionError> {
+        if self.removed.load(Ordering::Acquire) {
+            return Err(PartitionError::new(
+                error_code::NOT_LEADER_OR_FOLLOWER,
+                "this broker no longer hosts the partition",
+            ));
+        }
         if self.is_offline() {
             return Err(PartitionError::new(
                 error_code::KAFKA_STORAGE_ERROR,
@@ -1153,6 +1164,8 @@ impl Assignment {
                 partition_epoch: 0,
                 elr: Vec::new(),
                 last_known_elr: Vec::new(),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
             leader_config: LeaderConfig {
                 replica_lag_time_max_ms: 30_000,
@@ -1359,6 +1372,7 @@ impl PartitionManager {
                 // Under its lock: a retention pass holding it checks that the partition
                 // is still hosted before it rolls (creates files) in the directory.
                 let _state = partition.lock();
+                partition.removed.store(true, Ordering::Release);
                 self.remove_dir(&partition.topic, partition.index);
                 removed_any = true;
             }
@@ -1566,6 +1580,8 @@ mod delete_records_tests {
                 partition_epoch: 0,
                 elr: Vec::new(),
                 last_known_elr: Vec::new(),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
                 replicas: vec![node_id],
                 isr: vec![node_id],
             }],
@@ -1940,6 +1956,8 @@ mod fault_tests {
             partition_epoch: 0,
             elr: Vec::new(),
             last_known_elr: Vec::new(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
             replicas: vec![manager.config.node_id],
             isr: vec![manager.config.node_id],
         });

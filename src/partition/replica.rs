@@ -270,6 +270,8 @@ mod tests {
             partition_epoch: leader_epoch,
             elr: Vec::new(),
             last_known_elr: Vec::new(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 

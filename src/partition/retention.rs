@@ -139,6 +139,8 @@ mod tests {
                 partition_epoch: 0,
                 elr: Vec::new(),
                 last_known_elr: Vec::new(),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
                 replicas: vec![node_id],
                 isr: vec![node_id],
             }],

@@ -8,6 +8,8 @@
 //!   maximal ISR of KIP-497), the high watermark, acks=all decisions.
 //! - [`follower`]: a follower's decisions: the OffsetForLeaderEpoch truncation, the next
 //!   fetch offset, the follower high watermark.
+//! - [`throttle`]: the replication throttles of a reassignment (rates and which
+//!   replicas they apply to).
 //! - the controller's side is `crate::metadata::partition_change`.
 //! - `sim` (tests only): a deterministic simulator of a cluster that drives exactly this
 //!   code (and `partition_change`, `records::apply_batch`) under random faults.
@@ -16,3 +18,4 @@ pub mod follower;
 pub mod leader;
 #[cfg(test)]
 mod sim;
+pub mod throttle;

@@ -232,6 +232,8 @@ impl Sim {
                 partition_epoch: 0,
                 elr: Vec::new(),
                 last_known_elr: Vec::new(),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             }],
             configs: BTreeMap::new(),
         };

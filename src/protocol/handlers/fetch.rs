@@ -33,6 +33,7 @@ use crate::protocol::fetch_session::{
     SessionRequest, TopicKey, NO_SESSION,
 };
 use crate::protocol::{errors, RequestContext};
+use crate::replication::throttle::{lists_replica, ReplicationQuota, LEADER_THROTTLED_REPLICAS};
 
 /// Upper bound on how long a fetch may park, whatever the client asks.
 const MAX_WAIT_CAP_MS: i32 = 30_000;
@@ -47,6 +48,10 @@ struct Slot {
     local: Result<Arc<Partition>, PartitionError>,
     /// KIP-951 (v12+): the leader to go to after NOT_LEADER_OR_FOLLOWER.
     leader_hint: Option<(i32, i32)>,
+    /// A follower out of the ISR of a partition listed in the topic's
+    /// `leader.replication.throttled.replicas` for this node: its records count against
+    /// `leader.replication.throttled.rate`.
+    throttled: bool,
 }
 
 pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
@@ -106,7 +111,17 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         | FetchContext::Incremental { partitions, .. } => partitions,
     };
 
+    // A follower names itself: in the replica state from v15 (KIP-903), before that in
+    // replica_id. Consumers send -1.
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let follower = (replica_id >= 0).then_some(replica_id);
+
     let image = ctx.broker.metadata.image();
+    let node_id = ctx.broker.config.node_id;
     let mut slots = Vec::with_capacity(partitions.len());
     for (key, params) in partitions {
         let (topic, unknown_code) = match &key.topic {
@@ -127,7 +142,22 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             }
             _ => None,
         };
+        let throttled = follower.is_some_and(|replica| {
+            topic.is_some_and(|topic| {
+                let listed = topic
+                    .configs
+                    .get(LEADER_THROTTLED_REPLICAS)
+                    .is_some_and(|v| lists_replica(v, key.partition, node_id));
+                listed
+                    && topic
+                        .partitions
+                        .iter()
+                        .find(|p| p.partition == key.partition)
+                        .is_some_and(|p| !p.isr.contains(&replica))
+            })
+        });
         slots.push(Slot {
+            throttled,
             partition: key.partition,
             fetch_offset: params.fetch_offset,
             current_leader_epoch: params.current_leader_epoch,
@@ -148,14 +178,6 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     let deadline = Instant::now() + Duration::from_millis(wait_ms as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let slots = Arc::new(slots);
-    // A follower names itself: in the replica state from v15 (KIP-903), before that in
-    // replica_id. Consumers send -1.
-    let replica_id = if version >= 15 {
-        request.replica_state.replica_id.0
-    } else {
-        request.replica_id.0
-    };
-    let follower = (replica_id >= 0).then_some(replica_id);
 
     let answers = loop {
         // Register for wake-ups before reading, so an append in between is not missed.
@@ -169,8 +191,16 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         }
         // The preads run on a blocking thread, never on an async worker.
         let reading = slots.clone();
-        let read =
-            tokio::task::spawn_blocking(move || read_all(&reading, max_bytes, version, follower));
+        let broker = ctx.broker.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            read_all(
+                &reading,
+                max_bytes,
+                version,
+                follower,
+                &broker.leader_throttle,
+            )
+        });
         let (answers, total_bytes, any_error) = match read.await {
             Ok(read) => read,
             Err(error) => {
@@ -285,7 +315,12 @@ fn read_all(
     max_bytes: usize,
     version: i16,
     follower: Option<i32>,
+    throttle: &ReplicationQuota,
 ) -> (Vec<PartitionData>, usize, bool) {
+    // Over the rate, throttled replicas get no records this time; their fetch offsets
+    // still count (Kafka's `shouldLeaderThrottle`).
+    let hold_throttled =
+        slots.iter().any(|s| s.throttled) && throttle.exceeded(Instant::now().into_std());
     let mut total_bytes = 0usize;
     let mut any_error = false;
     let mut answers = Vec::with_capacity(slots.len());
@@ -296,11 +331,16 @@ fn read_all(
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|partition| {
-                let budget = (slot.partition_max_bytes.max(0) as usize)
-                    .min(max_bytes.saturating_sub(total_bytes));
+                let held = slot.throttled && hold_throttled;
+                let budget = if held {
+                    0
+                } else {
+                    (slot.partition_max_bytes.max(0) as usize)
+                        .min(max_bytes.saturating_sub(total_bytes))
+                };
                 // Only the first partition with data may exceed the limits (one whole batch),
                 // so that an oversized batch can never stall a consumer.
-                let min_one_batch = total_bytes == 0;
+                let min_one_batch = total_bytes == 0 && !held;
                 let reader = match follower {
                     Some(replica_id) => Reader::Follower {
                         replica_id,
@@ -327,6 +367,9 @@ fn read_all(
                     answer.with_error_code(errors::UNSUPPORTED_COMPRESSION_TYPE)
                 } else {
                     total_bytes += read.records.len();
+                    if slot.throttled {
+                        throttle.record(read.records.len(), Instant::now().into_std());
+                    }
                     answer
                         .with_aborted_transactions(Some(Vec::new()))
                         .with_records(Some(read.records))
