@@ -330,10 +330,10 @@ def main():
     except ImportError:
         print("(matplotlib not installed: no results.png; run scripts/install-deps.sh)", file=sys.stderr)
         return
-    chart(d, rows, peak, fixed_rate, fixed_name, plt)
+    chart(d, rows, peak, fixed_rate, fixed_name, nodes, plt)
 
 
-def chart(d, rows, peak, fixed_rate, fixed_name, plt):
+def chart(d, rows, peak, fixed_rate, fixed_name, nodes, plt):
     colors = {"kafka": "#4c72b0", "millrace": "#dd8452"}
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.5), gridspec_kw={"width_ratios": [2.2, 1.2, 1]})
     # Throughput.
@@ -382,7 +382,8 @@ def chart(d, rows, peak, fixed_rate, fixed_name, plt):
     for bar, v in zip(bars, vals):
         ax.annotate(f"{v:.0f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom")
     ax.set_ylabel("MiB")
-    ax.set_title("Broker peak RSS (lower is better)")
+    summed = f", sum of {nodes} nodes" if nodes > 1 else ""
+    ax.set_title(f"Broker peak RSS{summed} (lower is better)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(d, "results.png"), dpi=90)
