@@ -4,7 +4,7 @@
 #   scripts/bench.sh            full run (release build, ~10 minutes, a few GiB of disk)
 #   scripts/bench.sh --smoke    seconds-long variant with tiny counts (CI; debug build)
 #   scripts/bench.sh --cluster  three-node Millrace cluster vs three-node Kafka cluster
-#                               (release build, ~12 minutes; with --smoke: tiny counts)
+#                               (release build, ~10 minutes; with --smoke: tiny counts)
 #   options: --out DIR (results dir; default benches/results/<UTC timestamp>)
 #            --rounds N (full: 2, smoke: 1): each round restarts both brokers (Kafka, then
 #            Millrace) and runs every workload again; the report shows medians and the
