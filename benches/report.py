@@ -6,6 +6,8 @@ Usage: report.py RESULTS_DIR
 Reads meta.json, runs.jsonl (one line per workload and broker) and the raw tool outputs
 named there: Kafka's ProducerPerformance / ConsumerPerformance text and the loadgen's JSON.
 Ratios are Millrace / Kafka from the same run (for latency and RSS lower is better).
+A cluster run (meta "nodes" > 1) sums CPU and peak RSS over the nodes and has no targets
+(those are the single-node goals).
 """
 import json
 import os
@@ -115,6 +117,8 @@ def main():
         if r["workload"] not in workloads:
             workloads.append(r["workload"])
     rounds = sorted({r["round"] for r in runs})
+    nodes = meta.get("nodes", 1)
+    fixed_name = next((w for w in workloads if w.startswith("lg-e2e-fixed")), None)
 
     def dig(v, path):
         for p in path:
@@ -202,6 +206,8 @@ def main():
         for t, r, g, ok in targets
     ]
 
+    if nodes > 1:
+        target_rows = []
     report = {
         "meta": meta,
         "fixed_rate_msgs_per_s": fixed_rate,
@@ -215,12 +221,23 @@ def main():
 
     md = []
     kafka_version = meta["kafka"].split()[0]
-    md.append(f"## Millrace vs Apache Kafka {kafka_version} — {meta['mode']} run, {meta['date_utc']}\n")
+    what = f"{nodes}-node cluster, " if nodes > 1 else ""
+    md.append(f"## Millrace vs Apache Kafka {kafka_version} — {what}{meta['mode']} run, {meta['date_utc']}\n")
+    if nodes > 1:
+        setup = (
+            f"Loopback, one {nodes}-node cluster at a time (every node broker+controller, all on "
+            "this machine), replication factor 3, min.insync.replicas=2, every produce acks=all, "
+            "default flush policy on both (no fsync per message). 1 KiB records."
+        )
+    else:
+        setup = (
+            "Loopback, one broker at a time, default flush policy on both (no fsync per "
+            "message). 1 KiB records."
+        )
     md.append(
         f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['mem_gib']} GiB, Linux {meta['kernel']}. "
         f"Millrace {meta['millrace_rev']} ({meta['millrace_build']} build); Kafka {meta['kafka']}; "
-        f"{meta['jdk']}; librdkafka {meta['librdkafka']}. Loopback, one broker at a time, "
-        "default flush policy on both (no fsync per message). 1 KiB records.\n"
+        f"{meta['jdk']}; librdkafka {meta['librdkafka']}. {setup}\n"
     )
     md.append(
         f"Rounds: {len(rounds)} (each restarts both brokers with empty data dirs); figures are "
@@ -259,9 +276,12 @@ def main():
                 f"{', '.join(fmt_ratio(x) for x in per_round)} |"
             )
     if fixed_rate:
-        md.append(f"\nFixed rate: {fixed_rate:,} msgs/s (half of Kafka's loadgen p8 acks=1 maximum in this run).")
+        acks = "acks=all" if nodes > 1 else "acks=1"
+        md.append(f"\nFixed rate: {fixed_rate:,} msgs/s (half of Kafka's loadgen p8 {acks} maximum in this run).")
     md.append("")
     md.append("### Resources per workload\n")
+    if nodes > 1:
+        md.append(f"Summed over the {nodes} nodes of each cluster.")
     md.append(
         "Broker peak RSS (MiB, VmHWM reset before each workload) and broker CPU seconds "
         "(utime+stime), medians over the rounds; client CPU seconds of the benchmark client itself (it shares the "
@@ -282,16 +302,21 @@ def main():
         f"| **whole run** | **{peak['kafka']:.0f}** | **{cpu['kafka']:.1f}** | | | "
         f"**{peak['millrace']:.0f}** | **{cpu['millrace']:.1f}** | | | {fmt_ratio(ratio(cpu['millrace'], cpu['kafka']))} |"
     )
-    md.append("")
-    md.append("### Targets\n")
-    md.append("| target | Millrace / Kafka | goal | met |")
-    md.append("|---|---:|---|---|")
-    for t in target_rows:
-        met = "—" if t["met"] is None else ("yes" if t["met"] else "**no**")
-        md.append(f"| {t['target']} | {fmt_ratio(t['ratio'])} | {t['goal']} | {met} |")
+    if target_rows:
+        md.append("")
+        md.append("### Targets\n")
+        md.append("| target | Millrace / Kafka | goal | met |")
+        md.append("|---|---:|---|---|")
+        for t in target_rows:
+            met = "—" if t["met"] is None else ("yes" if t["met"] else "**no**")
+            md.append(f"| {t['target']} | {fmt_ratio(t['ratio'])} | {t['goal']} | {met} |")
     failed = [r["workload"] + "/" + b for r in rows for b in BROKERS if not r[b]["ok"]]
     if failed:
         md.append(f"\nRuns without a result (see the raw outputs): {', '.join(failed)}")
+    lost = [f"{r['workload']}/{r['broker']} round {r['round']} ({r['nodes_alive']} of {nodes})"
+            for r in runs if r.get("nodes_alive", nodes) < nodes]
+    if lost:
+        md.append(f"\nNodes no longer running after: {', '.join(lost)}")
     md.append("")
     text = "\n".join(md)
     open(os.path.join(d, "results.md"), "w").write(text)
@@ -305,10 +330,10 @@ def main():
     except ImportError:
         print("(matplotlib not installed: no results.png; run scripts/install-deps.sh)", file=sys.stderr)
         return
-    chart(d, rows, peak, fixed_rate, plt)
+    chart(d, rows, peak, fixed_rate, fixed_name, nodes, plt)
 
 
-def chart(d, rows, peak, fixed_rate, plt):
+def chart(d, rows, peak, fixed_rate, fixed_name, nodes, plt):
     colors = {"kafka": "#4c72b0", "millrace": "#dd8452"}
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.5), gridspec_kw={"width_ratios": [2.2, 1.2, 1]})
     # Throughput.
@@ -331,7 +356,7 @@ def chart(d, rows, peak, fixed_rate, plt):
     ax.grid(axis="y", alpha=0.3)
     # Latency at the fixed rate.
     ax = axes[1]
-    fixed = next((r for r in rows if r["workload"] == "lg-e2e-fixed-p8"), None)
+    fixed = next((r for r in rows if r["workload"] == fixed_name), None)
     qs = ("p50", "p99", "p999", "max")
     if fixed:
         for i, b in enumerate(("kafka", "millrace")):
@@ -357,7 +382,8 @@ def chart(d, rows, peak, fixed_rate, plt):
     for bar, v in zip(bars, vals):
         ax.annotate(f"{v:.0f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom")
     ax.set_ylabel("MiB")
-    ax.set_title("Broker peak RSS (lower is better)")
+    summed = f", sum of {nodes} nodes" if nodes > 1 else ""
+    ax.set_title(f"Broker peak RSS{summed} (lower is better)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(d, "results.png"), dpi=90)

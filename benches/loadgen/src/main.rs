@@ -1,7 +1,7 @@
 //! `millrace-loadgen`: the Rust side of `scripts/bench.sh`, on librdkafka (rdkafka crate).
 //!
 //! ```text
-//! millrace-loadgen create-topic --bootstrap B --topic T --partitions N
+//! millrace-loadgen create-topic --bootstrap B --topic T --partitions N [--replication-factor 1]
 //! millrace-loadgen produce --bootstrap B --topic T [--records N] [--duration-s S]
 //!                          [--record-size 1024] [--acks 1|all] [--compression none|lz4]
 //!                          [--rate MSGS_PER_S (0 = as fast as possible)]
@@ -366,11 +366,12 @@ fn cmd_create_topic(a: &Args) -> Result<serde_json::Value, String> {
     let bootstrap = a.str("bootstrap", None)?;
     let topic = a.str("topic", None)?;
     let partitions = a.num("partitions", None)? as i32;
+    let rf = a.num("replication-factor", Some(1.0))? as i32;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()
         .map_err(|e| format!("admin: {e}"))?;
-    let t = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
+    let t = NewTopic::new(&topic, partitions, TopicReplication::Fixed(rf));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let res = futures::executor::block_on(admin.create_topics([&t], &opts))
         .map_err(|e| format!("create_topics: {e}"))?;
@@ -380,7 +381,8 @@ fn cmd_create_topic(a: &Args) -> Result<serde_json::Value, String> {
             Err((t, e)) => return Err(format!("create {t}: {e}")),
         }
     }
-    // Wait until metadata shows every partition with a leader (bounded).
+    // Wait until metadata shows every partition with a leader and every replica in sync
+    // (bounded): a replicated benchmark must not start while followers still catch up.
     let deadline = Instant::now() + Duration::from_secs(30);
     let probe: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -392,7 +394,11 @@ fn cmd_create_topic(a: &Args) -> Result<serde_json::Value, String> {
                 t.name() == topic
                     && t.error().is_none()
                     && t.partitions().len() == partitions as usize
-                    && t.partitions().iter().all(|p| p.leader() >= 0)
+                    && t.partitions().iter().all(|p| {
+                        p.leader() >= 0
+                            && p.replicas().len() == rf as usize
+                            && p.isr().len() == rf as usize
+                    })
             });
             if ready {
                 break;
@@ -403,7 +409,12 @@ fn cmd_create_topic(a: &Args) -> Result<serde_json::Value, String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(json!({ "mode": "create-topic", "topic": topic, "partitions": partitions }))
+    Ok(json!({
+        "mode": "create-topic",
+        "topic": topic,
+        "partitions": partitions,
+        "replication_factor": rf,
+    }))
 }
 
 fn main() -> ExitCode {
