@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{Fatal, InitializeError, RaftError};
-use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Raft, ServerState, SnapshotPolicy};
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -299,6 +299,8 @@ struct Inner {
     /// one (or dials) and puts it back after, so calls never wait for each other.
     forwarders: std::sync::Mutex<HashMap<String, Vec<PeerClient>>>,
     contacts: PeerContacts,
+    /// A broker-only node's address for the leader's Raft traffic (see `start`).
+    learner_address: Option<String>,
     /// Active controller only: when each broker last heartbeated (monotonic), and the
     /// term these were collected in (a new term starts every session afresh).
     sessions: std::sync::Mutex<Sessions>,
@@ -341,6 +343,8 @@ impl MetadataQuorum {
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOGS),
             max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+            // A broker-only node is a learner: it must never stand for election.
+            enable_elect: config.cluster.roles.controller,
             ..Default::default()
         }
         .validate()
@@ -352,11 +356,27 @@ impl MetadataQuorum {
             call_timeout: Duration::from_millis(cluster.controller_socket_timeout_ms),
         };
         // Bound before anything else opens, so a taken port fails start cleanly.
-        let controller_listener = match cluster.controller_bind {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+        let bind = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|e| {
                 MetadataError::Raft(format!("cannot listen on controller listener {addr}: {e}"))
-            })?),
-            None => None,
+            })
+        };
+        let (controller_listener, learner_address) = if let Some(addr) = cluster.controller_bind {
+            (Some(bind(addr).await?), None)
+        } else if !cluster.roles.controller && cluster.is_multi_node() {
+            // A broker-only node has no controller listener (Kafka forbids one), yet the
+            // leader pushes the metadata log to its learners: it takes an ephemeral port on
+            // its broker listener's host (reachable by the controllers, who reach its
+            // advertised host anyway) and tells the leader that address when it joins.
+            let listener = bind(std::net::SocketAddr::new(config.listener.ip(), 0)).await?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| MetadataError::Raft(format!("learner listener: {e}")))?
+                .port();
+            let address = join_host_port(&config.advertised_host, port);
+            (Some(listener), Some(address))
+        } else {
+            (None, None)
         };
 
         let db = store::open_db(&config.data_dir.join("meta"))?;
@@ -388,6 +408,7 @@ impl MetadataQuorum {
                 db: Mutex::new(Some(db)),
                 forwarders: Default::default(),
                 contacts,
+                learner_address,
                 sessions: Default::default(),
                 broker_epoch: AtomicI64::new(-1),
                 incarnation_id: Uuid::new_v4(),
@@ -456,6 +477,10 @@ impl MetadataQuorum {
             }
         }
 
+        if !cluster.roles.controller {
+            self.join_as_learner(stop).await?;
+        }
+
         // A single voter can only wait for itself; a cluster waits for its peers as long
         // as it takes (they may start later), saying so now and then.
         let deadline = (!cluster.is_multi_node()).then(|| Instant::now() + START_TIMEOUT);
@@ -514,6 +539,57 @@ impl MetadataQuorum {
             self.spawn(self.clone().heartbeats());
         }
         Ok(())
+    }
+
+    /// A broker-only node asks the quorum leader to add it as a learner at its address
+    /// (again after each restart: the address is new), trying each of the voters or
+    /// bootstrap servers in turn until the leader accepts; it then receives the log.
+    async fn join_as_learner(&self, stop: &CancellationToken) -> Result<(), MetadataError> {
+        let cluster = &self.inner.config.cluster;
+        let address = self
+            .inner
+            .learner_address
+            .clone()
+            .ok_or_else(|| MetadataError::Raft("a broker-only node needs a quorum".into()))?;
+        let call = ControllerCall::AddLearner {
+            node_id: self.inner.node_id,
+            address: address.clone(),
+        };
+        let contacts = cluster.quorum_contacts();
+        let mut next_note = Instant::now() + Duration::from_secs(10);
+        loop {
+            for contact in &contacts {
+                if stop.is_cancelled() {
+                    return Err(MetadataError::ShuttingDown);
+                }
+                let answer = tokio::select! {
+                    answer = self.forward(contact, call.clone()) => answer,
+                    _ = stop.cancelled() => return Err(MetadataError::ShuttingDown),
+                };
+                match answer {
+                    Ok(ControllerReply {
+                        result: Ok(ReplyBody::LearnerAdded),
+                        ..
+                    }) => {
+                        tracing::info!(%address, via = %contact, "joined the metadata quorum as a learner");
+                        return Ok(());
+                    }
+                    Ok(reply) => tracing::debug!(%contact, ?reply.result, "not added as learner"),
+                    Err(error) => tracing::debug!(%contact, %error, "quorum contact unreachable"),
+                }
+            }
+            if Instant::now() >= next_note {
+                tracing::info!(
+                    ?contacts,
+                    "waiting for the metadata quorum leader to add this broker"
+                );
+                next_note = Instant::now() + Duration::from_secs(10);
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Err(MetadataError::ShuttingDown),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
     }
 
     /// Registers this broker (a new epoch) and waits until its own image holds that.
@@ -1082,6 +1158,10 @@ impl MetadataQuorum {
                 .elect_leaders_here(election, topics)
                 .await
                 .map(ReplyBody::Elections),
+            ControllerCall::AddLearner { node_id, address } => self
+                .add_learner_here(node_id, address)
+                .await
+                .map(|()| ReplyBody::LearnerAdded),
         }
     }
 
@@ -1346,6 +1426,52 @@ impl MetadataQuorum {
             .collect())
     }
 
+    /// Adds a broker-only node as a learner, or points an existing learner at its new
+    /// address (it restarted). Learners never count towards a commit or an election, so a
+    /// dead one only costs the leader retries to an unreachable address, never writes.
+    async fn add_learner_here(&self, node_id: i32, address: String) -> Result<(), MetadataError> {
+        let raft_id = u64::try_from(node_id)
+            .map_err(|_| MetadataError::Raft(format!("node id {node_id} must not be negative")))?;
+        let _op = self.begin_op().await?;
+        let membership = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        if membership.voter_ids().any(|id| id == raft_id) {
+            return Err(MetadataError::Raft(format!(
+                "node {node_id} is a voter; it cannot join as a learner"
+            )));
+        }
+        let node = BasicNode::new(address.clone());
+        let raft = &self.inner.raft;
+        let change = async {
+            match membership.get_node(&raft_id) {
+                Some(known) if known.addr == address => Ok(()),
+                Some(_) => {
+                    let nodes = BTreeMap::from([(raft_id, node)]);
+                    raft.change_membership(ChangeMembers::SetNodes(nodes), true)
+                        .await
+                        .map(|_| ())
+                }
+                None => raft.add_learner(raft_id, node, false).await.map(|_| ()),
+            }
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, change)
+            .await
+            .map_err(|_| {
+                MetadataError::NotController(format!(
+                    "learner {node_id} not added within {WRITE_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(raft_error)?;
+        tracing::info!(node_id, %address, "metadata learner added");
+        Ok(())
+    }
+
     /// A broker (re)registers: a new epoch above every epoch so far, unfenced (it
     /// registers once its image caught up), its session starting now.
     async fn register_here(&self, registration: BrokerRegistration) -> Result<i64, MetadataError> {
@@ -1452,12 +1578,29 @@ impl MetadataQuorum {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_default();
-        let mut ends = Vec::new();
+        // A replica other than the leader, as the leader's replication progress knows it.
+        let replica = |id: u64| {
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .map_or(-1, |log_id| log_id.index as i64 + 1);
+            let last_fetch = contacts.get(&id).copied().unwrap_or(-1);
+            ReplicaState {
+                replica_id: id as i32,
+                log_end_offset: matched,
+                last_fetch_timestamp: last_fetch,
+                last_caught_up_timestamp: if matched == leader_end {
+                    last_fetch
+                } else {
+                    -1
+                },
+            }
+        };
         let voters: Vec<ReplicaState> = membership
             .voter_ids()
             .map(|id| {
                 if id == metrics.id {
-                    ends.push(leader_end);
                     return ReplicaState {
                         replica_id: id as i32,
                         log_end_offset: leader_end,
@@ -1465,25 +1608,11 @@ impl MetadataQuorum {
                         last_caught_up_timestamp: now,
                     };
                 }
-                let matched = metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).copied().flatten())
-                    .map_or(-1, |log_id| log_id.index as i64 + 1);
-                ends.push(matched.max(0));
-                let last_fetch = contacts.get(&id).copied().unwrap_or(-1);
-                ReplicaState {
-                    replica_id: id as i32,
-                    log_end_offset: matched,
-                    last_fetch_timestamp: last_fetch,
-                    last_caught_up_timestamp: if matched == leader_end {
-                        last_fetch
-                    } else {
-                        -1
-                    },
-                }
+                replica(id)
             })
             .collect();
+        let observers: Vec<ReplicaState> = membership.learner_ids().map(replica).collect();
+        let mut ends: Vec<i64> = voters.iter().map(|v| v.log_end_offset.max(0)).collect();
         // The majority's end: what a majority holds is committed.
         ends.sort_unstable_by(|a, b| b.cmp(a));
         let high_watermark = ends.get(ends.len() / 2).copied().unwrap_or(0);
@@ -1507,6 +1636,7 @@ impl MetadataQuorum {
                     port.parse().ok()?,
                 ))
             })
+            .filter(|(id, ..)| membership.voter_ids().any(|v| v as i32 == *id))
             .filter(|_| self.inner.config.cluster.is_multi_node())
             .collect();
         Ok(QuorumDescription {
@@ -1514,6 +1644,7 @@ impl MetadataQuorum {
             leader_epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
             high_watermark,
             voters,
+            observers,
             endpoints,
         })
     }
@@ -1747,6 +1878,94 @@ mod tests {
         while !done() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A broker-only node (node 4) of the voters' cluster, found through
+    /// `controller.quorum.bootstrap.servers`.
+    async fn broker_only(dir: &TempDir, voters: &MetadataQuorum) -> MetadataQuorum {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let contacts = voters.inner.config.cluster.quorum_contacts().join(",");
+        let overrides = [
+            "node.id=4".to_string(),
+            "process.roles=broker".to_string(),
+            format!("log.dirs={}", dir.path().display()),
+            format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
+            format!("controller.quorum.bootstrap.servers={contacts}"),
+            "controller.listener.names=CONTROLLER".to_string(),
+            "broker.session.timeout.ms=1000".to_string(),
+            "broker.heartbeat.interval.ms=100".to_string(),
+        ];
+        let config = BrokerConfig::load(None, std::iter::empty(), &overrides).unwrap();
+        MetadataQuorum::start(&config, &CancellationToken::new())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn broker_only_node_is_a_learner_that_rejoins_after_restart() {
+        let dirs = [
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+        ];
+        let nodes = three_voters(&dirs).await;
+        let learner_dir = TempDir::new().unwrap();
+        let learner = broker_only(&learner_dir, &nodes[0]).await;
+        // Registered as a broker, with the voters' image, and never a candidate.
+        assert!(learner.image().is_live_broker(4));
+        assert_eq!(learner.image().cluster_id, nodes[0].image().cluster_id);
+        assert_eq!(
+            learner.inner.raft.metrics().borrow().state,
+            ServerState::Learner
+        );
+        // Its calls go to the leader; the log comes back to it.
+        create(&learner, vec![topic("from-learner", 2)]).await;
+        for q in &nodes {
+            wait_for("the learner's topic everywhere", || {
+                q.image().topics.contains_key("from-learner")
+            })
+            .await;
+        }
+        let described = nodes[1].describe_quorum().await.unwrap();
+        assert_eq!(described.voters.len(), 3);
+        assert_eq!(
+            described
+                .observers
+                .iter()
+                .map(|o| o.replica_id)
+                .collect::<Vec<_>>(),
+            [4]
+        );
+        // Only voters have controller endpoints.
+        assert_eq!(described.endpoints.len(), 3);
+
+        // Gone: fenced, and writes still commit without it (learners do not count).
+        let epoch = learner.inner.broker_epoch.load(Ordering::SeqCst);
+        learner.shutdown().await;
+        wait_for("the stopped learner fenced", || {
+            nodes[0].image().brokers[&4].fenced
+        })
+        .await;
+        create(&nodes[0], vec![topic("while-away", 1)]).await;
+
+        // Back on a new address: added again, caught up, registered anew.
+        let learner = broker_only(&learner_dir, &nodes[0]).await;
+        assert!(learner.image().topics.contains_key("while-away"));
+        assert!(learner.inner.broker_epoch.load(Ordering::SeqCst) > epoch);
+        wait_for("the restarted learner unfenced", || {
+            nodes[0].image().is_live_broker(4)
+        })
+        .await;
+        let observers = nodes[2].describe_quorum().await.unwrap().observers;
+        assert_eq!(observers.len(), 1);
+        learner.shutdown().await;
+        for q in &nodes {
+            q.shutdown().await;
         }
     }
 
