@@ -213,6 +213,20 @@ impl MetadataImage {
         self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
     }
 
+    /// The controller id Metadata and DescribeCluster report on broker `this_node`: the
+    /// quorum leader when it is a live broker (combined mode). A controller-only leader is
+    /// no broker clients can reach, so, as Kafka's brokers do, a live broker (this one,
+    /// which forwards controller requests) stands in for it.
+    pub fn client_controller_id(&self, this_node: i32) -> i32 {
+        if self.is_live_broker(self.controller_id) {
+            self.controller_id
+        } else if self.is_live_broker(this_node) {
+            this_node
+        } else {
+            self.live_brokers().next().map_or(-1, |b| b.node_id)
+        }
+    }
+
     /// The dynamic configs of node `node_id`: (cluster default, per broker).
     pub fn dynamic_broker_configs(
         &self,
