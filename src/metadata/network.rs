@@ -1,5 +1,6 @@
 //! The metadata quorum's transport: Raft RPCs between voters, and controller calls
-//! forwarded to the quorum leader, over TCP on the controller listener.
+//! forwarded to the quorum leader, over TCP on the controller listener (a broker-only
+//! node, a learner, serves the Raft RPCs on its own ephemeral port instead).
 //!
 //! Framing: a 4-byte big-endian length, then that many bytes of JSON (the same serde
 //! encoding as the Raft log on disk). A length above `socket.request.max.bytes` is refused
