@@ -62,7 +62,7 @@ pub use forward::{QuorumDescription, ReplicaState};
 
 use controller::codes;
 use forward::{ControllerCall, ControllerReply, ReplyBody};
-use network::{CallError, PeerClient, PeerContacts, TcpNetwork, TransportLimits};
+use network::{CallError, LeaderContact, PeerClient, PeerContacts, TcpNetwork, TransportLimits};
 use state_machine::StateMachine;
 use store::LogStore;
 
@@ -99,6 +99,14 @@ const MAX_IDLE_FORWARDERS: usize = 4;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The least time a heartbeat may take before the next one is sent instead.
 const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A learner whose broker has not heartbeated for this long is removed from the quorum
+/// (Kafka's leader forgets such an observer: `LeaderState.OBSERVER_SESSION_TIMEOUT_MS`,
+/// a constant there too); should it come back, it joins again. Short in unit tests.
+const OBSERVER_SESSION_TIMEOUT: Duration = if cfg!(test) {
+    Duration::from_secs(2)
+} else {
+    Duration::from_secs(300)
+};
 /// How long `shutdown` waits for openraft's tasks to release the database.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -315,6 +323,8 @@ struct Inner {
     contacts: PeerContacts,
     /// A broker-only node's address for the leader's Raft traffic (see `start`).
     learner_address: Option<String>,
+    /// When a leader last sent this node entries (see `heartbeats`).
+    leader_contact: LeaderContact,
     /// Active controller only: when each broker last heartbeated (monotonic), and the
     /// term these were collected in (a new term starts every session afresh).
     sessions: std::sync::Mutex<Sessions>,
@@ -423,6 +433,7 @@ impl MetadataQuorum {
                 forwarders: Default::default(),
                 contacts,
                 learner_address,
+                leader_contact: Arc::new(AtomicI64::new(crate::partition::now_ms())),
                 sessions: Default::default(),
                 broker_epoch: AtomicI64::new(-1),
                 incarnation_id: Uuid::new_v4(),
@@ -441,6 +452,7 @@ impl MetadataQuorum {
                 quorum.inner.raft.clone(),
                 handler,
                 limits,
+                quorum.inner.leader_contact.clone(),
                 quorum.inner.background.clone(),
             ));
         }
@@ -674,6 +686,9 @@ impl MetadataQuorum {
                     "heartbeat timed out".to_string(),
                 )),
             };
+            // Whatever the answer: a forgotten learner's heartbeats time out waiting for
+            // an applied index it is never sent.
+            self.rejoin_if_forgotten().await;
             match answer {
                 Ok(ReplyBody::Heartbeat(Ok(()))) => {}
                 Ok(ReplyBody::Heartbeat(Err(e))) => {
@@ -686,6 +701,31 @@ impl MetadataQuorum {
                 Err(error) => tracing::debug!(%error, "heartbeat not delivered"),
             }
         }
+    }
+
+    /// A learner no leader fed for `broker.session.timeout.ms` (leaders send every 100 ms)
+    /// was removed from the quorum (see `expired_learners`), has a stale address there,
+    /// or the quorum is down: it joins again, waiting until a leader accepts.
+    async fn rejoin_if_forgotten(&self) {
+        let cluster = &self.inner.config.cluster;
+        if cluster.roles.controller {
+            return;
+        }
+        let last = self.inner.leader_contact.load(Ordering::Relaxed);
+        let silent_ms = crate::partition::now_ms().saturating_sub(last);
+        if silent_ms < cluster.broker_session_timeout_ms as i64 {
+            return;
+        }
+        tracing::info!(
+            silent_ms,
+            "no metadata from the quorum leader; joining again as a learner"
+        );
+        if let Err(error) = self.join_as_learner(&self.inner.background).await {
+            tracing::debug!(%error, "joining again as a learner");
+        }
+        self.inner
+            .leader_contact
+            .store(crate::partition::now_ms(), Ordering::Relaxed);
     }
 
     /// The active controller's periodic work: write the cluster id on a fresh cluster,
@@ -724,6 +764,12 @@ impl MetadataQuorum {
                 self.balance_leaders(&mut balance).await;
             }
             let expired = self.expired_sessions(metrics.current_term, session);
+            if !self
+                .expired_learners(metrics.membership_config.membership())
+                .is_empty()
+            {
+                self.remove_expired_learners().await;
+            }
             if !self.image().cluster_id.is_empty() && expired.is_empty() {
                 continue;
             }
@@ -788,6 +834,61 @@ impl MetadataQuorum {
             })
             .map(|b| (b.node_id, b.broker_epoch))
             .collect()
+    }
+
+    /// The learners whose broker has not heartbeated for `OBSERVER_SESSION_TIMEOUT` (or
+    /// never did since this controller's election that long ago). Call after
+    /// `expired_sessions`, which starts the sessions of a new term.
+    fn expired_learners(&self, membership: &openraft::Membership<u64, BasicNode>) -> Vec<u64> {
+        let now = Instant::now();
+        let Ok(sessions) = self.inner.sessions.lock() else {
+            return Vec::new();
+        };
+        let since = sessions.since.unwrap_or(now);
+        membership
+            .learner_ids()
+            .filter(|id| {
+                let last = i32::try_from(*id)
+                    .ok()
+                    .and_then(|id| sessions.last_heartbeat.get(&id).copied());
+                now.duration_since(last.unwrap_or(since).max(since)) >= OBSERVER_SESSION_TIMEOUT
+            })
+            .collect()
+    }
+
+    /// Takes gone brokers' learners out of the quorum, so the leader stops sending to
+    /// addresses nobody listens on. Checked again under the operation lock: one may have
+    /// just joined again (`add_learner_here`).
+    async fn remove_expired_learners(&self) {
+        let Ok(_op) = self.begin_op().await else {
+            return;
+        };
+        let membership = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let ids = self.expired_learners(&membership);
+        if ids.is_empty() {
+            return;
+        }
+        tracing::info!(
+            ?ids,
+            "removing metadata learners: their brokers stopped heartbeating"
+        );
+        let nodes: BTreeSet<u64> = ids.into_iter().collect();
+        let change = self
+            .inner
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(nodes), false);
+        match tokio::time::timeout(WRITE_TIMEOUT, change).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "removing metadata learners failed"),
+            Err(_) => tracing::warn!("removing metadata learners timed out"),
+        }
     }
 
     /// One leader balancing round (`auto.leader.rebalance.enable`): preferred replicas
@@ -1474,6 +1575,11 @@ impl MetadataQuorum {
                 None => raft.add_learner(raft_id, node, false).await.map(|_| ()),
             }
         };
+        // Joining is a sign of life: its last heartbeat may be from before it went away,
+        // and `expired_learners` must not remove it again before it registers.
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.last_heartbeat.insert(node_id, Instant::now());
+        }
         tokio::time::timeout(WRITE_TIMEOUT, change)
             .await
             .map_err(|_| {
@@ -1958,7 +2064,40 @@ mod tests {
         // Only voters have controller endpoints.
         assert_eq!(described.endpoints.len(), 3);
 
-        // Gone: fenced, and writes still commit without it (learners do not count).
+        // Removed by the leader while alive (as if its heartbeats had stopped): it hears
+        // nothing more, notices, and joins again.
+        let leader = nodes
+            .iter()
+            .find(|q| q.leader_id() == Some(q.inner.node_id))
+            .unwrap();
+        let removal = ChangeMembers::RemoveNodes(BTreeSet::from([4]));
+        leader
+            .inner
+            .raft
+            .change_membership(removal, false)
+            .await
+            .unwrap();
+        assert!(leader.describe_quorum().await.unwrap().observers.is_empty());
+        wait_for("the removed learner back", || {
+            leader
+                .inner
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .learner_ids()
+                .eq([4])
+        })
+        .await;
+        create(&nodes[0], vec![topic("after-rejoin", 1)]).await;
+        wait_for("the rejoined learner fed", || {
+            learner.image().topics.contains_key("after-rejoin")
+        })
+        .await;
+
+        // Gone: fenced, and writes still commit without it (learners do not count); its
+        // learner is removed once its heartbeats stopped long enough.
         let epoch = learner.inner.broker_epoch.load(Ordering::SeqCst);
         learner.shutdown().await;
         wait_for("the stopped learner fenced", || {
@@ -1966,6 +2105,19 @@ mod tests {
         })
         .await;
         create(&nodes[0], vec![topic("while-away", 1)]).await;
+        wait_for("the stopped learner removed", || {
+            leader
+                .inner
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .learner_ids()
+                .next()
+                .is_none()
+        })
+        .await;
 
         // Back on a new address: added again, caught up, registered anew.
         let learner = broker_only(&learner_dir, &nodes[0]).await;
