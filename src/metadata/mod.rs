@@ -1915,6 +1915,33 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn clients_are_told_a_live_broker_as_controller() {
+        let broker = |node_id, fenced| BrokerRegistration {
+            node_id,
+            host: "localhost".to_string(),
+            port: 9092,
+            rack: None,
+            broker_epoch: 1,
+            incarnation_id: Uuid::nil(),
+            listeners: vec![],
+            fenced,
+        };
+        let mut image = MetadataImage {
+            controller_id: 2,
+            brokers: BTreeMap::from([(2, broker(2, false)), (4, broker(4, false))]),
+            ..Default::default()
+        };
+        // Combined mode: the quorum leader is a broker.
+        assert_eq!(image.client_controller_id(4), 2);
+        // A controller-only leader: the answering broker, else any live one.
+        image.controller_id = 1;
+        assert_eq!(image.client_controller_id(4), 4);
+        assert_eq!(image.client_controller_id(5), 2);
+        image.brokers = BTreeMap::from([(4, broker(4, true))]);
+        assert_eq!(image.client_controller_id(4), -1);
+    }
+
     #[tokio::test]
     async fn fresh_start_initialises_cluster() {
         let dir = TempDir::new().unwrap();
