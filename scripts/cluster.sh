@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Runs a three-node combined (broker,controller) millrace cluster on this machine: free
 # ports, one data dir per node under DIR (default: a new temp dir), logs beside them.
-# Prints the nodes and a bootstrap list, then waits; Ctrl-C (or SIGTERM) stops all three.
+# With --isolated, Kafka's isolated mode instead: three controller-only voters (nodes
+# 1-3) and three broker-only nodes (4-6) that find them through
+# controller.quorum.bootstrap.servers.
+# Prints the nodes and a bootstrap list, then waits; Ctrl-C (or SIGTERM) stops them all.
 # Restart a killed node by hand with the command line `ps` shows for it.
 #
-#   scripts/cluster.sh [DIR] [-- extra `millrace serve` args for every node]
+#   scripts/cluster.sh [--isolated] [DIR] [-- extra `millrace serve` args for every node]
 #
 # MILLRACE_BIN picks the binary (default: a release build of this checkout).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+isolated=""
+if [[ ${1:-} == "--isolated" ]]; then
+    isolated=1
+    shift
+fi
 dir=""
 if [[ $# -gt 0 && $1 != "--" ]]; then
     dir=$1
@@ -25,11 +33,12 @@ if [[ -z ${MILLRACE_BIN:-} ]]; then
     MILLRACE_BIN=$CARGO_TARGET_DIR/release/millrace
 fi
 
-# Six distinct free ports (two per node), asked of the kernel.
-mapfile -t ports < <(python3 - <<'PY'
-import socket
+# Two distinct free ports per node (client, controller), asked of the kernel.
+nodes=$([[ -n $isolated ]] && echo 6 || echo 3)
+mapfile -t ports < <(python3 - "$((nodes * 2))" <<'PY'
+import socket, sys
 socks = []
-for _ in range(6):
+for _ in range(int(sys.argv[1])):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -38,7 +47,12 @@ for s in socks:
 PY
 )
 voters="1@127.0.0.1:${ports[1]},2@127.0.0.1:${ports[3]},3@127.0.0.1:${ports[5]}"
-bootstrap="127.0.0.1:${ports[0]},127.0.0.1:${ports[2]},127.0.0.1:${ports[4]}"
+controllers="127.0.0.1:${ports[1]},127.0.0.1:${ports[3]},127.0.0.1:${ports[5]}"
+if [[ -n $isolated ]]; then
+    bootstrap="127.0.0.1:${ports[6]},127.0.0.1:${ports[8]},127.0.0.1:${ports[10]}"
+else
+    bootstrap="127.0.0.1:${ports[0]},127.0.0.1:${ports[2]},127.0.0.1:${ports[4]}"
+fi
 
 pids=()
 stop() {
@@ -49,21 +63,35 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-for n in 1 2 3; do
+for n in $(seq 1 "$nodes"); do
     client=${ports[$(( (n - 1) * 2 ))]}
     controller=${ports[$(( (n - 1) * 2 + 1 ))]}
     mkdir -p "$dir/node$n"
+    if [[ -z $isolated ]]; then
+        role=(--override "process.roles=broker,controller"
+            --override "controller.quorum.voters=$voters"
+            --override "listeners=PLAINTEXT://127.0.0.1:$client,CONTROLLER://127.0.0.1:$controller")
+        what="client 127.0.0.1:$client controller 127.0.0.1:$controller"
+    elif [[ $n -le 3 ]]; then
+        role=(--override "process.roles=controller"
+            --override "controller.quorum.voters=$voters"
+            --override "listeners=CONTROLLER://127.0.0.1:$controller")
+        what="controller 127.0.0.1:$controller"
+    else
+        role=(--override "process.roles=broker"
+            --override "controller.quorum.bootstrap.servers=$controllers"
+            --override "listeners=PLAINTEXT://127.0.0.1:$client")
+        what="client 127.0.0.1:$client"
+    fi
     "$MILLRACE_BIN" serve \
         --override "node.id=$n" \
-        --override "process.roles=broker,controller" \
-        --override "controller.quorum.voters=$voters" \
-        --override "listeners=PLAINTEXT://127.0.0.1:$client,CONTROLLER://127.0.0.1:$controller" \
+        "${role[@]}" \
         --override "controller.listener.names=CONTROLLER" \
         --override "inter.broker.listener.name=PLAINTEXT" \
         --override "log.dirs=$dir/node$n/data" \
         "${extra[@]}" >"$dir/node$n/millrace.log" 2>&1 &
     pids+=($!)
-    echo "node $n: pid $! client 127.0.0.1:$client controller 127.0.0.1:$controller data $dir/node$n/data log $dir/node$n/millrace.log"
+    echo "node $n: pid $! $what data $dir/node$n/data log $dir/node$n/millrace.log"
 done
 echo "bootstrap.servers=$bootstrap"
 echo "Ctrl-C stops the cluster; data stays in $dir"

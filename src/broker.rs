@@ -39,8 +39,6 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
-    #[error("{0}")]
-    Unsupported(String),
     #[error(transparent)]
     MetaProperties(#[from] MetaPropertiesError),
     /// A storage error took the log directory offline; already logged when it happened.
@@ -122,15 +120,6 @@ pub async fn serve(
     }
     // Before the metadata store opens: it would create itself empty over old data.
     dir::check_metadata_store_present(&config.data_dir)?;
-    if !config.cluster.roles.controller {
-        // A broker-only node would follow the metadata log as a non-voting observer,
-        // which the transport does not offer yet: refuse it rather than run half of it.
-        return Err(BrokerError::Unsupported(
-            "process.roles=broker (a broker without the controller role) is not supported \
-             yet; run broker,controller nodes"
-                .to_string(),
-        ));
-    }
     let metadata = MetadataQuorum::start(&config, &shutdown).await?;
     let checked = dir::check_or_write_meta_properties(
         &config.data_dir,
@@ -141,6 +130,20 @@ pub async fn serve(
     if let Err(error) = checked {
         metadata.shutdown().await;
         return Err(error.into());
+    }
+    if !config.cluster.roles.broker {
+        // A controller-only node (Kafka's isolated mode) runs the quorum and the controller
+        // duties on its controller listener, and nothing of a broker: no client listener,
+        // partitions, log cleaner or group coordinator, and no broker registration.
+        tracing::info!(
+            node_id = config.node_id,
+            cluster_id = %metadata.image().cluster_id,
+            "millrace controller serving"
+        );
+        shutdown.cancelled().await;
+        metadata.shutdown().await;
+        tracing::info!("millrace stopped");
+        return Ok(());
     }
     let live_config = Arc::new(LiveConfig::new(config.clone()));
     let partitions = Arc::new(PartitionManager::new(live_config.clone()));
@@ -188,20 +191,6 @@ pub async fn serve(
         .update(&broker.metadata.image(), &broker.partitions);
     broker.update_throttle_rates(&broker.metadata.image());
 
-    if !broker.config.cluster.roles.broker {
-        // A controller-only node serves the quorum on its controller listener only.
-        tracing::info!(
-            node_id = broker.config.node_id,
-            cluster_id = %broker.metadata.image().cluster_id,
-            "millrace controller serving"
-        );
-        shutdown.cancelled().await;
-        background.cancel();
-        let _ = group_task.await;
-        let _ = tokio::task::spawn_blocking(move || cleaner.shutdown()).await;
-        broker.metadata.shutdown().await;
-        return Ok(());
-    }
     let listener = match TcpListener::bind(broker.config.listener).await {
         Ok(listener) => listener,
         Err(source) => {

@@ -81,6 +81,17 @@ impl BrokerOpts {
     }
 }
 
+/// What a millrace cluster node runs (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `broker,controller`: a voter serving clients (KRaft's combined mode).
+    Combined,
+    /// `controller`: a voter only, no client listener.
+    Controller,
+    /// `broker`: serves clients, follows the metadata log as a learner (observer).
+    Broker,
+}
+
 /// A running (or stopped, restartable) broker. Dropping it kills the process group and
 /// removes the temp dir.
 pub struct TestBroker {
@@ -89,6 +100,8 @@ pub struct TestBroker {
     port: u16,
     /// Kafka's KRaft controller listener; for millrace only as a `TestCluster` member.
     controller_port: u16,
+    /// Combined except for `TestCluster::start_isolated`'s nodes.
+    role: Role,
     /// The address the listeners bind: 127.0.0.1, or the node's in a test `Network`.
     host: String,
     /// The network namespace the process runs in (`ip netns exec`), if any.
@@ -155,6 +168,7 @@ impl TestBroker {
             opts,
             port,
             controller_port,
+            role: Role::Combined,
             host: "127.0.0.1".to_string(),
             netns: None,
             dir,
@@ -311,9 +325,17 @@ impl TestBroker {
         self.child = Some(child);
     }
 
+    /// What this node runs.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         let addr = self.bootstrap();
+        // A controller-only node speaks no Kafka protocol: ready once its controller
+        // listener accepts (it binds that before anything else).
+        let controller_only = self.role == Role::Controller;
         let mut last_err = String::from("no attempt yet");
         loop {
             if let Some(status) = self
@@ -329,8 +351,13 @@ impl TestBroker {
                     self.log_tail()
                 );
             }
-            let probe = wire::api_versions_probe(&addr, Duration::from_secs(2))
-                .and_then(|_| wire::metadata_brokers_probe(&addr, Duration::from_secs(2)));
+            let probe = if controller_only {
+                controller_probe(&addr)
+            } else {
+                wire::api_versions_probe(&addr, Duration::from_secs(2))
+                    .and_then(|_| wire::metadata_brokers_probe(&addr, Duration::from_secs(2)))
+                    .map(|_| ())
+            };
             match probe {
                 Ok(_) => return,
                 Err(e) => last_err = e,
@@ -347,7 +374,9 @@ impl TestBroker {
 
     fn millrace_command(&self) -> Command {
         let host = &self.host;
-        let listeners = if self.controller_port == 0 {
+        let listeners = if self.role == Role::Controller {
+            format!("CONTROLLER://{host}:{}", self.controller_port)
+        } else if self.controller_port == 0 {
             format!("PLAINTEXT://{host}:{}", self.port)
         } else {
             format!(
@@ -464,9 +493,10 @@ impl TestBroker {
     }
 }
 
-/// Several millrace processes forming one cluster: combined (broker,controller) nodes
-/// 1..=n, each with its own free client and controller ports and temp dir, the quorum
-/// made of all of them. Dropping it kills every node and removes the dirs.
+/// Several millrace processes forming one cluster: nodes 1..=n, each with its own free
+/// client and controller ports and temp dir. Combined (broker,controller) nodes by
+/// default, all of them voters; `start_isolated` runs Kafka's isolated mode. Dropping it
+/// kills every node and removes the dirs.
 pub struct TestCluster {
     pub nodes: Vec<TestBroker>,
 }
@@ -475,17 +505,33 @@ impl TestCluster {
     /// Starts `n` nodes at once (a fresh quorum needs a majority up before any node is
     /// ready) and waits until each serves and lists itself. `opts` apply to every node.
     pub fn start_millrace(n: usize, opts: BrokerOpts) -> TestCluster {
-        Self::start(n, opts, None)
+        Self::start(&vec![Role::Combined; n], opts, None)
     }
 
     /// Starts one node per namespace of `network`, each on its own address there.
     /// Drop the cluster before the network (declare the network first).
     pub fn start_millrace_in(network: &crate::netns::Network, opts: BrokerOpts) -> TestCluster {
-        Self::start(network.nodes() as usize, opts, Some(network))
+        let roles = vec![Role::Combined; network.nodes() as usize];
+        Self::start(&roles, opts, Some(network))
     }
 
-    fn start(n: usize, opts: BrokerOpts, network: Option<&crate::netns::Network>) -> TestCluster {
+    /// Kafka's isolated mode: nodes 1..=controllers are controller-only voters, the next
+    /// `brokers` nodes broker-only, finding the quorum through
+    /// `controller.quorum.bootstrap.servers`. Waits until the controllers listen and
+    /// each broker serves and lists itself.
+    pub fn start_isolated(controllers: usize, brokers: usize, opts: BrokerOpts) -> TestCluster {
+        let mut roles = vec![Role::Controller; controllers];
+        roles.extend(vec![Role::Broker; brokers]);
+        Self::start(&roles, opts, None)
+    }
+
+    fn start(
+        roles: &[Role],
+        opts: BrokerOpts,
+        network: Option<&crate::netns::Network>,
+    ) -> TestCluster {
         millrace_bin();
+        let n = roles.len();
         let host = |id: usize| match network {
             Some(network) => network.host(id as i32),
             None => "127.0.0.1".to_string(),
@@ -495,8 +541,15 @@ impl TestCluster {
             ports.insert(free_port());
         }
         let ports: Vec<u16> = ports.into_iter().collect();
-        let voters = (0..n)
+        let voter_nodes: Vec<usize> = (0..n).filter(|i| roles[*i] != Role::Broker).collect();
+        let voters = voter_nodes
+            .iter()
             .map(|i| format!("{}@{}:{}", i + 1, host(i + 1), ports[2 * i + 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let bootstrap_controllers = voter_nodes
+            .iter()
+            .map(|i| format!("{}:{}", host(i + 1), ports[2 * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes: Vec<TestBroker> = (0..n)
@@ -507,10 +560,20 @@ impl TestCluster {
                     .expect("create temp dir");
                 std::fs::create_dir_all(dir.path().join("data")).expect("create data dir");
                 let mut node_opts = opts.clone();
+                let (process_roles, quorum) = match roles[i] {
+                    Role::Combined => ("broker,controller", "controller.quorum.voters"),
+                    Role::Controller => ("controller", "controller.quorum.voters"),
+                    Role::Broker => ("broker", "controller.quorum.bootstrap.servers"),
+                };
+                let quorum_value = if roles[i] == Role::Broker {
+                    bootstrap_controllers.clone()
+                } else {
+                    voters.clone()
+                };
                 let node = [
                     ("node.id", (i + 1).to_string()),
-                    ("process.roles", "broker,controller".to_string()),
-                    ("controller.quorum.voters", voters.clone()),
+                    ("process.roles", process_roles.to_string()),
+                    (quorum, quorum_value),
                     ("controller.listener.names", "CONTROLLER".to_string()),
                 ];
                 // The node's identity first: the caller's overrides (timings) come after.
@@ -519,11 +582,18 @@ impl TestCluster {
                     .map(|(k, v)| (k.to_string(), v))
                     .chain(opts.overrides.iter().cloned())
                     .collect();
+                let (port, controller_port) = match roles[i] {
+                    // Its only port: the controller listener (also names its kept log).
+                    Role::Controller => (ports[2 * i + 1], ports[2 * i + 1]),
+                    Role::Broker => (ports[2 * i], 0),
+                    Role::Combined => (ports[2 * i], ports[2 * i + 1]),
+                };
                 TestBroker {
                     target: Target::Millrace,
                     opts: node_opts,
-                    port: ports[2 * i],
-                    controller_port: ports[2 * i + 1],
+                    port,
+                    controller_port,
+                    role: roles[i],
                     host: host(i + 1),
                     netns: network.map(|network| network.namespace(i as i32 + 1).to_string()),
                     dir,
@@ -541,10 +611,11 @@ impl TestCluster {
         TestCluster { nodes }
     }
 
-    /// Every node's client address, comma-separated, for `bootstrap.servers`.
+    /// Every broker's client address, comma-separated, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         self.nodes
             .iter()
+            .filter(|node| node.role != Role::Controller)
             .map(TestBroker::bootstrap)
             .collect::<Vec<_>>()
             .join(",")
@@ -590,6 +661,19 @@ appender.out.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = INFO
 rootLogger.appenderRef.out.ref = OUT
 ";
+
+/// A controller-only node is up once its controller listener accepts.
+fn controller_probe(addr: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let addr = addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| format!("{addr} does not resolve"))?;
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map(|_| ())
+        .map_err(|e| format!("controller listener {addr}: {e}"))
+}
 
 /// A free TCP port on 127.0.0.1 (bind :0, read the port, release it).
 pub fn free_port() -> u16 {

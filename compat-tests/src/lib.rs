@@ -17,7 +17,7 @@ pub mod process;
 pub mod tools;
 pub mod wire;
 
-pub use broker::{free_port, millrace_bin, BrokerOpts, Target, TestBroker, TestCluster};
+pub use broker::{free_port, millrace_bin, BrokerOpts, Role, Target, TestBroker, TestCluster};
 pub use process::ClientProcess;
 pub use tools::{
     go_bin, java_program_command, kafka_tool, kafka_tool_command, kcat, python, python_command,

@@ -70,9 +70,8 @@ pub struct ClusterConfig {
     pub roles: ProcessRoles,
     /// `controller.quorum.voters`; empty: the embedded single voter (this node alone).
     pub voters: Vec<Voter>,
-    /// `controller.quorum.bootstrap.servers`, validated. Kafka's brokers find the
-    /// controllers through it; here every node is a voter and reaches the leader through
-    /// `voters`, so it is not dialled (a broker-only node, not supported yet, would).
+    /// `controller.quorum.bootstrap.servers`, validated. A broker-only node asks these
+    /// (or the voters) to be added to the quorum as a learner; voters use `voters`.
     pub bootstrap_servers: Vec<(String, u16)>,
     /// `listeners`, in order.
     pub listeners: Vec<Endpoint>,
@@ -100,9 +99,23 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Multi-node: voters were configured (a transport and a controller listener needed).
+    /// Multi-node: voters were configured, or (a broker-only node) bootstrap servers to
+    /// find them (a transport needed).
     pub fn is_multi_node(&self) -> bool {
-        !self.voters.is_empty()
+        !self.voters.is_empty() || !self.bootstrap_servers.is_empty()
+    }
+
+    /// Where a broker-only node asks to join the quorum: the voters' controller
+    /// endpoints, else `controller.quorum.bootstrap.servers` (as Kafka's observers).
+    pub fn quorum_contacts(&self) -> Vec<String> {
+        if self.voters.is_empty() {
+            self.bootstrap_servers
+                .iter()
+                .map(|(host, port)| join_host_port(host, *port))
+                .collect()
+        } else {
+            self.voters.iter().map(Voter::address).collect()
+        }
     }
 
     /// The advertised endpoint of the inter-broker listener.
@@ -363,12 +376,38 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
              bootstrap servers alone is not supported)",
         ));
     }
-    if (!roles.broker || !roles.controller) && voters.is_empty() {
+    if roles.controller && !roles.broker && voters.is_empty() {
         return Err(invalid(
             "controller.quorum.voters",
             "",
             "must be set when process.roles is not broker,controller",
         ));
+    }
+    if roles.broker && !roles.controller && voters.is_empty() && bootstrap_servers.is_empty() {
+        return Err(invalid(
+            "controller.quorum.voters",
+            "",
+            "either controller.quorum.bootstrap.servers must contain the set of bootstrap \
+             controllers or controller.quorum.voters must contain a parseable set of \
+             controllers",
+        ));
+    }
+    if roles.controller && !roles.broker {
+        // Kafka: a controller-only node serves no broker listener.
+        if let Some(other) = listeners
+            .iter()
+            .find(|l| !controller_names.contains(&l.name))
+        {
+            return Err(invalid(
+                "listeners",
+                listeners_text,
+                format!(
+                    "the listeners config must only contain KRaft controller listeners from \
+                     controller.listener.names when process.roles=controller ({} is not one)",
+                    other.name
+                ),
+            ));
+        }
     }
     if roles.controller {
         if !voters.is_empty() && !voters.iter().any(|v| v.id == node_id) {
@@ -399,6 +438,13 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
             }
         }
     } else {
+        if controller_names.is_empty() {
+            return Err(invalid(
+                "controller.listener.names",
+                "",
+                "must contain at least one value when running KRaft with just the broker role",
+            ));
+        }
         if voters.iter().any(|v| v.id == node_id) {
             return Err(invalid(
                 "controller.quorum.voters",
@@ -444,7 +490,8 @@ pub fn parse(map: &BTreeMap<String, String>, node_id: i32) -> Result<ClusterConf
         }
         let wildcard =
             advertised.host.is_empty() || advertised.host == "0.0.0.0" || advertised.host == "::";
-        if wildcard && roles.broker && advertised.name == inter_broker && !voters.is_empty() {
+        let multi_node = !voters.is_empty() || !bootstrap_servers.is_empty();
+        if wildcard && roles.broker && advertised.name == inter_broker && multi_node {
             return Err(invalid(
                 "advertised.listeners",
                 &advertised.to_string(),
@@ -593,6 +640,46 @@ mod tests {
         let c = parse_pairs(&pairs, 4).unwrap();
         assert!(c.roles.broker && !c.roles.controller);
         assert_eq!(c.controller_bind, None);
+    }
+
+    #[test]
+    fn controller_only_rules() {
+        let mut pairs = THREE.to_vec();
+        pairs[0] = ("process.roles", "controller");
+        // Kafka: no broker listener on a controller-only node.
+        assert!(error_of(&pairs, 1).contains("must only contain KRaft controller listeners"));
+        pairs[2] = ("listeners", "CONTROLLER://127.0.0.1:9093");
+        let c = parse_pairs(&pairs, 1).unwrap();
+        assert!(c.roles.controller && !c.roles.broker);
+        assert_eq!(c.controller_bind, Some("127.0.0.1:9093".parse().unwrap()));
+        assert!(error_of(&pairs, 4).contains("must be one of the voters"));
+    }
+
+    #[test]
+    fn broker_only_finds_the_quorum_through_voters_or_bootstrap_servers() {
+        let base = [
+            ("process.roles", "broker"),
+            ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+            ("controller.listener.names", "CONTROLLER"),
+        ];
+        assert!(error_of(&base, 4).contains("controller.quorum.bootstrap.servers must contain"));
+        let mut pairs = base.to_vec();
+        pairs.push((
+            "controller.quorum.bootstrap.servers",
+            "127.0.0.1:9093,h2:9095",
+        ));
+        let c = parse_pairs(&pairs, 4).unwrap();
+        assert!(c.is_multi_node());
+        assert_eq!(c.quorum_contacts(), ["127.0.0.1:9093", "h2:9095"]);
+        pairs.push(("controller.quorum.voters", "1@v1:9093"));
+        assert_eq!(
+            parse_pairs(&pairs, 4).unwrap().quorum_contacts(),
+            ["v1:9093"]
+        );
+        let mut pairs = base.to_vec();
+        pairs[2] = ("controller.listener.names", "");
+        pairs.push(("controller.quorum.voters", "1@v1:9093"));
+        assert!(error_of(&pairs, 4).contains("must contain at least one value"));
     }
 
     #[test]

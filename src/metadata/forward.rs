@@ -59,6 +59,12 @@ pub(crate) enum ControllerCall {
         topics: Vec<super::TopicReassignment>,
         allow_replication_factor_change: bool,
     },
+    /// A broker-only node asks to receive the metadata log as a non-voting member (an
+    /// openraft learner, Kafka's observer), the leader pushing it to `address`.
+    AddLearner {
+        node_id: i32,
+        address: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +89,7 @@ pub(crate) enum ReplyBody {
     AlterPartition(Result<super::replication_control::AlterPartitionAnswer, i16>),
     Elections(Vec<super::leader_election::TopicElections>),
     Reassignments(Vec<Vec<Result<(), ApiError>>>),
+    LearnerAdded,
 }
 
 /// DescribeQuorum's view of the metadata log, from the leader.
@@ -94,6 +101,8 @@ pub struct QuorumDescription {
     /// The committed log end (exclusive), as Kafka's high watermark.
     pub high_watermark: i64,
     pub voters: Vec<ReplicaState>,
+    /// The learners (broker-only nodes), Kafka's observers.
+    pub observers: Vec<ReplicaState>,
     /// Each voter's controller endpoint: (node id, listener name, host, port).
     pub endpoints: Vec<(i32, String, String, u16)>,
 }

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{Fatal, InitializeError, RaftError};
-use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Raft, ServerState, SnapshotPolicy};
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -64,7 +64,7 @@ pub use forward::{QuorumDescription, ReplicaState};
 
 use controller::codes;
 use forward::{ControllerCall, ControllerReply, ReplyBody};
-use network::{CallError, PeerClient, PeerContacts, TcpNetwork, TransportLimits};
+use network::{CallError, LeaderContact, PeerClient, PeerContacts, TcpNetwork, TransportLimits};
 use state_machine::StateMachine;
 use store::LogStore;
 
@@ -101,6 +101,14 @@ const MAX_IDLE_FORWARDERS: usize = 4;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The least time a heartbeat may take before the next one is sent instead.
 const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A learner whose broker has not heartbeated for this long is removed from the quorum
+/// (Kafka's leader forgets such an observer: `LeaderState.OBSERVER_SESSION_TIMEOUT_MS`,
+/// a constant there too); should it come back, it joins again. Short in unit tests.
+const OBSERVER_SESSION_TIMEOUT: Duration = if cfg!(test) {
+    Duration::from_secs(2)
+} else {
+    Duration::from_secs(300)
+};
 /// How long `shutdown` waits for openraft's tasks to release the database.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -222,6 +230,20 @@ impl MetadataImage {
         self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
     }
 
+    /// The controller id Metadata and DescribeCluster report on broker `this_node`: the
+    /// quorum leader when it is a live broker (combined mode). A controller-only leader is
+    /// no broker clients can reach, so, as Kafka's brokers do, a live broker (this one,
+    /// which forwards controller requests) stands in for it.
+    pub fn client_controller_id(&self, this_node: i32) -> i32 {
+        if self.is_live_broker(self.controller_id) {
+            self.controller_id
+        } else if self.is_live_broker(this_node) {
+            this_node
+        } else {
+            self.live_brokers().next().map_or(-1, |b| b.node_id)
+        }
+    }
+
     /// The dynamic configs of node `node_id`: (cluster default, per broker).
     pub fn dynamic_broker_configs(
         &self,
@@ -308,6 +330,10 @@ struct Inner {
     /// one (or dials) and puts it back after, so calls never wait for each other.
     forwarders: std::sync::Mutex<HashMap<String, Vec<PeerClient>>>,
     contacts: PeerContacts,
+    /// A broker-only node's address for the leader's Raft traffic (see `start`).
+    learner_address: Option<String>,
+    /// When a leader last sent this node entries (see `heartbeats`).
+    leader_contact: LeaderContact,
     /// Active controller only: when each broker last heartbeated (monotonic), and the
     /// term these were collected in (a new term starts every session afresh).
     sessions: std::sync::Mutex<Sessions>,
@@ -350,6 +376,8 @@ impl MetadataQuorum {
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOGS),
             max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+            // A broker-only node is a learner: it must never stand for election.
+            enable_elect: config.cluster.roles.controller,
             ..Default::default()
         }
         .validate()
@@ -361,11 +389,27 @@ impl MetadataQuorum {
             call_timeout: Duration::from_millis(cluster.controller_socket_timeout_ms),
         };
         // Bound before anything else opens, so a taken port fails start cleanly.
-        let controller_listener = match cluster.controller_bind {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+        let bind = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|e| {
                 MetadataError::Raft(format!("cannot listen on controller listener {addr}: {e}"))
-            })?),
-            None => None,
+            })
+        };
+        let (controller_listener, learner_address) = if let Some(addr) = cluster.controller_bind {
+            (Some(bind(addr).await?), None)
+        } else if !cluster.roles.controller && cluster.is_multi_node() {
+            // A broker-only node has no controller listener (Kafka forbids one), yet the
+            // leader pushes the metadata log to its learners: it takes an ephemeral port on
+            // its broker listener's host (reachable by the controllers, who reach its
+            // advertised host anyway) and tells the leader that address when it joins.
+            let listener = bind(std::net::SocketAddr::new(config.listener.ip(), 0)).await?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| MetadataError::Raft(format!("learner listener: {e}")))?
+                .port();
+            let address = join_host_port(&config.advertised_host, port);
+            (Some(listener), Some(address))
+        } else {
+            (None, None)
         };
 
         let db = store::open_db(&config.data_dir.join("meta"))?;
@@ -397,6 +441,8 @@ impl MetadataQuorum {
                 db: Mutex::new(Some(db)),
                 forwarders: Default::default(),
                 contacts,
+                learner_address,
+                leader_contact: Arc::new(AtomicI64::new(crate::partition::now_ms())),
                 sessions: Default::default(),
                 broker_epoch: AtomicI64::new(-1),
                 incarnation_id: Uuid::new_v4(),
@@ -415,6 +461,7 @@ impl MetadataQuorum {
                 quorum.inner.raft.clone(),
                 handler,
                 limits,
+                quorum.inner.leader_contact.clone(),
                 quorum.inner.background.clone(),
             ));
         }
@@ -463,6 +510,10 @@ impl MetadataQuorum {
                 Err(RaftError::Fatal(e)) => return Err(fatal(e)),
                 Err(RaftError::APIError(e)) => return Err(MetadataError::Raft(e.to_string())),
             }
+        }
+
+        if !cluster.roles.controller {
+            self.join_as_learner(stop).await?;
         }
 
         // A single voter can only wait for itself; a cluster waits for its peers as long
@@ -523,6 +574,57 @@ impl MetadataQuorum {
             self.spawn(self.clone().heartbeats());
         }
         Ok(())
+    }
+
+    /// A broker-only node asks the quorum leader to add it as a learner at its address
+    /// (again after each restart: the address is new), trying each of the voters or
+    /// bootstrap servers in turn until the leader accepts; it then receives the log.
+    async fn join_as_learner(&self, stop: &CancellationToken) -> Result<(), MetadataError> {
+        let cluster = &self.inner.config.cluster;
+        let address = self
+            .inner
+            .learner_address
+            .clone()
+            .ok_or_else(|| MetadataError::Raft("a broker-only node needs a quorum".into()))?;
+        let call = ControllerCall::AddLearner {
+            node_id: self.inner.node_id,
+            address: address.clone(),
+        };
+        let contacts = cluster.quorum_contacts();
+        let mut next_note = Instant::now() + Duration::from_secs(10);
+        loop {
+            for contact in &contacts {
+                if stop.is_cancelled() {
+                    return Err(MetadataError::ShuttingDown);
+                }
+                let answer = tokio::select! {
+                    answer = self.forward(contact, call.clone()) => answer,
+                    _ = stop.cancelled() => return Err(MetadataError::ShuttingDown),
+                };
+                match answer {
+                    Ok(ControllerReply {
+                        result: Ok(ReplyBody::LearnerAdded),
+                        ..
+                    }) => {
+                        tracing::info!(%address, via = %contact, "joined the metadata quorum as a learner");
+                        return Ok(());
+                    }
+                    Ok(reply) => tracing::debug!(%contact, ?reply.result, "not added as learner"),
+                    Err(error) => tracing::debug!(%contact, %error, "quorum contact unreachable"),
+                }
+            }
+            if Instant::now() >= next_note {
+                tracing::info!(
+                    ?contacts,
+                    "waiting for the metadata quorum leader to add this broker"
+                );
+                next_note = Instant::now() + Duration::from_secs(10);
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Err(MetadataError::ShuttingDown),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
     }
 
     /// Registers this broker (a new epoch) and waits until its own image holds that.
@@ -593,6 +695,9 @@ impl MetadataQuorum {
                     "heartbeat timed out".to_string(),
                 )),
             };
+            // Whatever the answer: a forgotten learner's heartbeats time out waiting for
+            // an applied index it is never sent.
+            self.rejoin_if_forgotten().await;
             match answer {
                 Ok(ReplyBody::Heartbeat(Ok(()))) => {}
                 Ok(ReplyBody::Heartbeat(Err(e))) => {
@@ -605,6 +710,31 @@ impl MetadataQuorum {
                 Err(error) => tracing::debug!(%error, "heartbeat not delivered"),
             }
         }
+    }
+
+    /// A learner no leader fed for `broker.session.timeout.ms` (leaders send every 100 ms)
+    /// was removed from the quorum (see `expired_learners`), has a stale address there,
+    /// or the quorum is down: it joins again, waiting until a leader accepts.
+    async fn rejoin_if_forgotten(&self) {
+        let cluster = &self.inner.config.cluster;
+        if cluster.roles.controller {
+            return;
+        }
+        let last = self.inner.leader_contact.load(Ordering::Relaxed);
+        let silent_ms = crate::partition::now_ms().saturating_sub(last);
+        if silent_ms < cluster.broker_session_timeout_ms as i64 {
+            return;
+        }
+        tracing::info!(
+            silent_ms,
+            "no metadata from the quorum leader; joining again as a learner"
+        );
+        if let Err(error) = self.join_as_learner(&self.inner.background).await {
+            tracing::debug!(%error, "joining again as a learner");
+        }
+        self.inner
+            .leader_contact
+            .store(crate::partition::now_ms(), Ordering::Relaxed);
     }
 
     /// The active controller's periodic work: write the cluster id on a fresh cluster,
@@ -658,6 +788,12 @@ impl MetadataQuorum {
                 self.balance_leaders(&mut balance).await;
             }
             let expired = self.expired_sessions(metrics.current_term, session);
+            if !self
+                .expired_learners(metrics.membership_config.membership())
+                .is_empty()
+            {
+                self.remove_expired_learners().await;
+            }
             if !self.image().cluster_id.is_empty() && expired.is_empty() {
                 continue;
             }
@@ -722,6 +858,61 @@ impl MetadataQuorum {
             })
             .map(|b| (b.node_id, b.broker_epoch))
             .collect()
+    }
+
+    /// The learners whose broker has not heartbeated for `OBSERVER_SESSION_TIMEOUT` (or
+    /// never did since this controller's election that long ago). Call after
+    /// `expired_sessions`, which starts the sessions of a new term.
+    fn expired_learners(&self, membership: &openraft::Membership<u64, BasicNode>) -> Vec<u64> {
+        let now = Instant::now();
+        let Ok(sessions) = self.inner.sessions.lock() else {
+            return Vec::new();
+        };
+        let since = sessions.since.unwrap_or(now);
+        membership
+            .learner_ids()
+            .filter(|id| {
+                let last = i32::try_from(*id)
+                    .ok()
+                    .and_then(|id| sessions.last_heartbeat.get(&id).copied());
+                now.duration_since(last.unwrap_or(since).max(since)) >= OBSERVER_SESSION_TIMEOUT
+            })
+            .collect()
+    }
+
+    /// Takes gone brokers' learners out of the quorum, so the leader stops sending to
+    /// addresses nobody listens on. Checked again under the operation lock: one may have
+    /// just joined again (`add_learner_here`).
+    async fn remove_expired_learners(&self) {
+        let Ok(_op) = self.begin_op().await else {
+            return;
+        };
+        let membership = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let ids = self.expired_learners(&membership);
+        if ids.is_empty() {
+            return;
+        }
+        tracing::info!(
+            ?ids,
+            "removing metadata learners: their brokers stopped heartbeating"
+        );
+        let nodes: BTreeSet<u64> = ids.into_iter().collect();
+        let change = self
+            .inner
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(nodes), false);
+        match tokio::time::timeout(WRITE_TIMEOUT, change).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "removing metadata learners failed"),
+            Err(_) => tracing::warn!("removing metadata learners timed out"),
+        }
     }
 
     /// One leader balancing round (`auto.leader.rebalance.enable`): preferred replicas
@@ -1130,6 +1321,10 @@ impl MetadataQuorum {
                 .alter_partition_reassignments_here(topics, allow_replication_factor_change)
                 .await
                 .map(ReplyBody::Reassignments),
+            ControllerCall::AddLearner { node_id, address } => self
+                .add_learner_here(node_id, address)
+                .await
+                .map(|()| ReplyBody::LearnerAdded),
         }
     }
 
@@ -1436,6 +1631,57 @@ impl MetadataQuorum {
             .collect())
     }
 
+    /// Adds a broker-only node as a learner, or points an existing learner at its new
+    /// address (it restarted). Learners never count towards a commit or an election, so a
+    /// dead one only costs the leader retries to an unreachable address, never writes.
+    async fn add_learner_here(&self, node_id: i32, address: String) -> Result<(), MetadataError> {
+        let raft_id = u64::try_from(node_id)
+            .map_err(|_| MetadataError::Raft(format!("node id {node_id} must not be negative")))?;
+        let _op = self.begin_op().await?;
+        let membership = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        if membership.voter_ids().any(|id| id == raft_id) {
+            return Err(MetadataError::Raft(format!(
+                "node {node_id} is a voter; it cannot join as a learner"
+            )));
+        }
+        let node = BasicNode::new(address.clone());
+        let raft = &self.inner.raft;
+        let change = async {
+            match membership.get_node(&raft_id) {
+                Some(known) if known.addr == address => Ok(()),
+                Some(_) => {
+                    let nodes = BTreeMap::from([(raft_id, node)]);
+                    raft.change_membership(ChangeMembers::SetNodes(nodes), true)
+                        .await
+                        .map(|_| ())
+                }
+                None => raft.add_learner(raft_id, node, false).await.map(|_| ()),
+            }
+        };
+        // Joining is a sign of life: its last heartbeat may be from before it went away,
+        // and `expired_learners` must not remove it again before it registers.
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.last_heartbeat.insert(node_id, Instant::now());
+        }
+        tokio::time::timeout(WRITE_TIMEOUT, change)
+            .await
+            .map_err(|_| {
+                MetadataError::NotController(format!(
+                    "learner {node_id} not added within {WRITE_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(raft_error)?;
+        tracing::info!(node_id, %address, "metadata learner added");
+        Ok(())
+    }
+
     /// A broker (re)registers: a new epoch above every epoch so far, unfenced (it
     /// registers once its image caught up), its session starting now.
     async fn register_here(&self, registration: BrokerRegistration) -> Result<i64, MetadataError> {
@@ -1542,12 +1788,29 @@ impl MetadataQuorum {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_default();
-        let mut ends = Vec::new();
+        // A replica other than the leader, as the leader's replication progress knows it.
+        let replica = |id: u64| {
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .map_or(-1, |log_id| log_id.index as i64 + 1);
+            let last_fetch = contacts.get(&id).copied().unwrap_or(-1);
+            ReplicaState {
+                replica_id: id as i32,
+                log_end_offset: matched,
+                last_fetch_timestamp: last_fetch,
+                last_caught_up_timestamp: if matched == leader_end {
+                    last_fetch
+                } else {
+                    -1
+                },
+            }
+        };
         let voters: Vec<ReplicaState> = membership
             .voter_ids()
             .map(|id| {
                 if id == metrics.id {
-                    ends.push(leader_end);
                     return ReplicaState {
                         replica_id: id as i32,
                         log_end_offset: leader_end,
@@ -1555,25 +1818,11 @@ impl MetadataQuorum {
                         last_caught_up_timestamp: now,
                     };
                 }
-                let matched = metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).copied().flatten())
-                    .map_or(-1, |log_id| log_id.index as i64 + 1);
-                ends.push(matched.max(0));
-                let last_fetch = contacts.get(&id).copied().unwrap_or(-1);
-                ReplicaState {
-                    replica_id: id as i32,
-                    log_end_offset: matched,
-                    last_fetch_timestamp: last_fetch,
-                    last_caught_up_timestamp: if matched == leader_end {
-                        last_fetch
-                    } else {
-                        -1
-                    },
-                }
+                replica(id)
             })
             .collect();
+        let observers: Vec<ReplicaState> = membership.learner_ids().map(replica).collect();
+        let mut ends: Vec<i64> = voters.iter().map(|v| v.log_end_offset.max(0)).collect();
         // The majority's end: what a majority holds is committed.
         ends.sort_unstable_by(|a, b| b.cmp(a));
         let high_watermark = ends.get(ends.len() / 2).copied().unwrap_or(0);
@@ -1597,6 +1846,7 @@ impl MetadataQuorum {
                     port.parse().ok()?,
                 ))
             })
+            .filter(|(id, ..)| membership.voter_ids().any(|v| v as i32 == *id))
             .filter(|_| self.inner.config.cluster.is_multi_node())
             .collect();
         Ok(QuorumDescription {
@@ -1604,6 +1854,7 @@ impl MetadataQuorum {
             leader_epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
             high_watermark,
             voters,
+            observers,
             endpoints,
         })
     }
@@ -1754,6 +2005,33 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn clients_are_told_a_live_broker_as_controller() {
+        let broker = |node_id, fenced| BrokerRegistration {
+            node_id,
+            host: "localhost".to_string(),
+            port: 9092,
+            rack: None,
+            broker_epoch: 1,
+            incarnation_id: Uuid::nil(),
+            listeners: vec![],
+            fenced,
+        };
+        let mut image = MetadataImage {
+            controller_id: 2,
+            brokers: BTreeMap::from([(2, broker(2, false)), (4, broker(4, false))]),
+            ..Default::default()
+        };
+        // Combined mode: the quorum leader is a broker.
+        assert_eq!(image.client_controller_id(4), 2);
+        // A controller-only leader: the answering broker, else any live one.
+        image.controller_id = 1;
+        assert_eq!(image.client_controller_id(4), 4);
+        assert_eq!(image.client_controller_id(5), 2);
+        image.brokers = BTreeMap::from([(4, broker(4, true))]);
+        assert_eq!(image.client_controller_id(4), -1);
+    }
+
     #[tokio::test]
     async fn fresh_start_initialises_cluster() {
         let dir = TempDir::new().unwrap();
@@ -1837,6 +2115,140 @@ mod tests {
         while !done() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A broker-only node (node 4) of the voters' cluster, found through
+    /// `controller.quorum.bootstrap.servers`.
+    async fn broker_only(dir: &TempDir, voters: &MetadataQuorum) -> MetadataQuorum {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let contacts = voters.inner.config.cluster.quorum_contacts().join(",");
+        let overrides = [
+            "node.id=4".to_string(),
+            "process.roles=broker".to_string(),
+            format!("log.dirs={}", dir.path().display()),
+            format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
+            format!("controller.quorum.bootstrap.servers={contacts}"),
+            "controller.listener.names=CONTROLLER".to_string(),
+            "broker.session.timeout.ms=1000".to_string(),
+            "broker.heartbeat.interval.ms=100".to_string(),
+        ];
+        let config = BrokerConfig::load(None, std::iter::empty(), &overrides).unwrap();
+        MetadataQuorum::start(&config, &CancellationToken::new())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn broker_only_node_is_a_learner_that_rejoins_after_restart() {
+        let dirs = [
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+            TempDir::new().unwrap(),
+        ];
+        let nodes = three_voters(&dirs).await;
+        let learner_dir = TempDir::new().unwrap();
+        let learner = broker_only(&learner_dir, &nodes[0]).await;
+        // Registered as a broker, with the voters' image, and never a candidate.
+        assert!(learner.image().is_live_broker(4));
+        assert_eq!(learner.image().cluster_id, nodes[0].image().cluster_id);
+        assert_eq!(
+            learner.inner.raft.metrics().borrow().state,
+            ServerState::Learner
+        );
+        // Its calls go to the leader; the log comes back to it.
+        create(&learner, vec![topic("from-learner", 2)]).await;
+        for q in &nodes {
+            wait_for("the learner's topic everywhere", || {
+                q.image().topics.contains_key("from-learner")
+            })
+            .await;
+        }
+        let described = nodes[1].describe_quorum().await.unwrap();
+        assert_eq!(described.voters.len(), 3);
+        assert_eq!(
+            described
+                .observers
+                .iter()
+                .map(|o| o.replica_id)
+                .collect::<Vec<_>>(),
+            [4]
+        );
+        // Only voters have controller endpoints.
+        assert_eq!(described.endpoints.len(), 3);
+
+        // Removed by the leader while alive (as if its heartbeats had stopped): it hears
+        // nothing more, notices, and joins again.
+        let leader = nodes
+            .iter()
+            .find(|q| q.leader_id() == Some(q.inner.node_id))
+            .unwrap();
+        let removal = ChangeMembers::RemoveNodes(BTreeSet::from([4]));
+        leader
+            .inner
+            .raft
+            .change_membership(removal, false)
+            .await
+            .unwrap();
+        assert!(leader.describe_quorum().await.unwrap().observers.is_empty());
+        wait_for("the removed learner back", || {
+            leader
+                .inner
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .learner_ids()
+                .eq([4])
+        })
+        .await;
+        create(&nodes[0], vec![topic("after-rejoin", 1)]).await;
+        wait_for("the rejoined learner fed", || {
+            learner.image().topics.contains_key("after-rejoin")
+        })
+        .await;
+
+        // Gone: fenced, and writes still commit without it (learners do not count); its
+        // learner is removed once its heartbeats stopped long enough.
+        let epoch = learner.inner.broker_epoch.load(Ordering::SeqCst);
+        learner.shutdown().await;
+        wait_for("the stopped learner fenced", || {
+            nodes[0].image().brokers[&4].fenced
+        })
+        .await;
+        create(&nodes[0], vec![topic("while-away", 1)]).await;
+        wait_for("the stopped learner removed", || {
+            leader
+                .inner
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .learner_ids()
+                .next()
+                .is_none()
+        })
+        .await;
+
+        // Back on a new address: added again, caught up, registered anew.
+        let learner = broker_only(&learner_dir, &nodes[0]).await;
+        assert!(learner.image().topics.contains_key("while-away"));
+        assert!(learner.inner.broker_epoch.load(Ordering::SeqCst) > epoch);
+        wait_for("the restarted learner unfenced", || {
+            nodes[0].image().is_live_broker(4)
+        })
+        .await;
+        let observers = nodes[2].describe_quorum().await.unwrap().observers;
+        assert_eq!(observers.len(), 1);
+        learner.shutdown().await;
+        for q in &nodes {
+            q.shutdown().await;
         }
     }
 

@@ -1,5 +1,6 @@
 //! The metadata quorum's transport: Raft RPCs between voters, and controller calls
-//! forwarded to the quorum leader, over TCP on the controller listener.
+//! forwarded to the quorum leader, over TCP on the controller listener (a broker-only
+//! node, a learner, serves the Raft RPCs on its own ephemeral port instead).
 //!
 //! Framing: a 4-byte big-endian length, then that many bytes of JSON (the same serde
 //! encoding as the Raft log on disk). A length above `socket.request.max.bytes` is refused
@@ -63,6 +64,10 @@ pub(crate) enum Response {
 /// When each peer last answered an AppendEntries (ms since the epoch), for
 /// DescribeQuorum's LastFetchTimestamp.
 pub(crate) type PeerContacts = Arc<Mutex<HashMap<u64, i64>>>;
+
+/// When this node last received entries (or a heartbeat, or a snapshot) from a leader,
+/// ms since the epoch: a learner that the leader stopped feeding asks to join again.
+pub(crate) type LeaderContact = Arc<std::sync::atomic::AtomicI64>;
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
     let body = serde_json::to_vec(value).map_err(io::Error::other)?;
@@ -281,6 +286,7 @@ pub(crate) async fn serve<F, Fut>(
     raft: Raft<TypeConfig>,
     controller: F,
     limits: TransportLimits,
+    leader_contact: LeaderContact,
     stop: CancellationToken,
 ) where
     F: Fn(ControllerCall) -> Fut + Clone + Send + Sync + 'static,
@@ -301,10 +307,11 @@ pub(crate) async fn serve<F, Fut>(
             }
         };
         let (raft, controller, stop) = (raft.clone(), controller.clone(), stop.clone());
+        let leader_contact = leader_contact.clone();
         connections.spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                result = serve_connection(stream, raft, controller, limits) => {
+                result = serve_connection(stream, raft, controller, limits, leader_contact) => {
                     if let Err(error) = result {
                         tracing::debug!(%peer, %error, "controller connection closed");
                     }
@@ -321,6 +328,7 @@ async fn serve_connection<F, Fut>(
     raft: Raft<TypeConfig>,
     controller: F,
     limits: TransportLimits,
+    leader_contact: LeaderContact,
 ) -> io::Result<()>
 where
     F: Fn(ControllerCall) -> Fut,
@@ -330,6 +338,15 @@ where
     while let Some(request) =
         read_frame::<Request>(&mut stream, limits.max_frame_bytes, limits.call_timeout).await?
     {
+        if matches!(
+            request,
+            Request::AppendEntries(_) | Request::InstallSnapshot(_)
+        ) {
+            leader_contact.store(
+                crate::partition::now_ms(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         let response = match request {
             Request::AppendEntries(rpc) => Response::AppendEntries(raft.append_entries(rpc).await),
             Request::InstallSnapshot(rpc) => {

@@ -23,7 +23,9 @@ pub fn handle(ctx: &RequestContext, request: DescribeClusterRequest) -> Describe
         .collect();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
-        .with_controller_id(BrokerId(image.controller_id))
+        .with_controller_id(BrokerId(
+            image.client_controller_id(ctx.broker.config.node_id),
+        ))
         .with_brokers(brokers);
     if ctx.version() >= 1 {
         response = response.with_endpoint_type(request.endpoint_type);

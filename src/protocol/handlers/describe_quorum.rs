@@ -1,7 +1,8 @@
 //! DescribeQuorum (KIP-595/836/853): the metadata quorum's leader, epoch, high watermark
 //! and each voter's replication state, as `kafka-metadata-quorum describe` shows them. A
 //! broker that does not lead the quorum asks the leader (as Kafka forwards it to the
-//! active controller). Brokers are not Raft members here, so there are no observers.
+//! active controller). Broker-only nodes follow the log as openraft learners: Kafka's
+//! observers.
 
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
@@ -48,22 +49,24 @@ pub async fn handle(
                                 .with_high_watermark(-1)
                         }
                     };
+                    let states = |replicas: &[crate::metadata::ReplicaState]| {
+                        replicas
+                            .iter()
+                            .map(|v| {
+                                ReplicaState::default()
+                                    .with_replica_id(BrokerId(v.replica_id))
+                                    .with_log_end_offset(v.log_end_offset)
+                                    .with_last_fetch_timestamp(v.last_fetch_timestamp)
+                                    .with_last_caught_up_timestamp(v.last_caught_up_timestamp)
+                            })
+                            .collect()
+                    };
                     entry
                         .with_leader_id(BrokerId(d.leader_id))
                         .with_leader_epoch(d.leader_epoch)
                         .with_high_watermark(d.high_watermark)
-                        .with_current_voters(
-                            d.voters
-                                .iter()
-                                .map(|v| {
-                                    ReplicaState::default()
-                                        .with_replica_id(BrokerId(v.replica_id))
-                                        .with_log_end_offset(v.log_end_offset)
-                                        .with_last_fetch_timestamp(v.last_fetch_timestamp)
-                                        .with_last_caught_up_timestamp(v.last_caught_up_timestamp)
-                                })
-                                .collect(),
-                        )
+                        .with_current_voters(states(&d.voters))
+                        .with_observers(states(&d.observers))
                 })
                 .collect();
             TopicData::default()

@@ -91,7 +91,9 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
         .with_brokers(brokers(&image))
         .with_topics(topics);
     if version >= 1 {
-        response = response.with_controller_id(BrokerId(image.controller_id));
+        response = response.with_controller_id(BrokerId(
+            image.client_controller_id(ctx.broker.config.node_id),
+        ));
     }
     if version >= 2 {
         response = response.with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())));
