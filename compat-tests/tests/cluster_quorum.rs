@@ -11,55 +11,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use millrace_compat_tests::wire::{decode_response, encode_request, round_trip};
 use millrace_compat_tests::{kafka_tool, unique_topic, wait_until, BrokerOpts, TestCluster};
 use rdkafka::producer::BaseRecord;
+
+use common::cluster::{self, metadata_view};
 
 const QUORUM: &str = "org.apache.kafka.tools.MetadataQuorumCommand";
 const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
 const SESSION_TIMEOUT_MS: u64 = 3_000;
 const MESSAGES: usize = 300;
-
-/// What one node's Metadata answer says: unfenced broker ids, controller id, and the
-/// partition leaders of `topic` (empty when it does not know the topic).
-struct View {
-    brokers: BTreeSet<i32>,
-    controller: i32,
-    leaders: Vec<i32>,
-}
-
-fn metadata(addr: &str, topic: Option<&str>) -> Result<View, String> {
-    const VERSION: i16 = 12;
-    let topics = topic.map(|t| {
-        vec![
-            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_string(t.to_string())))),
-        ]
-    });
-    let request = MetadataRequest::default()
-        .with_topics(Some(topics.unwrap_or_default()))
-        .with_allow_auto_topic_creation(false);
-    let payload = round_trip(
-        addr,
-        &encode_request(ApiKey::Metadata, &request, VERSION, 2),
-        Duration::from_secs(5),
-    )
-    .map_err(|e| format!("Metadata to {addr}: {e}"))?;
-    let (_, response) = decode_response::<MetadataResponse>(ApiKey::Metadata, &payload, VERSION)?;
-    let leaders = response
-        .topics
-        .iter()
-        .filter(|t| t.error_code == 0)
-        .flat_map(|t| t.partitions.iter().map(|p| p.leader_id.0))
-        .collect();
-    Ok(View {
-        brokers: response.brokers.iter().map(|b| b.node_id.0).collect(),
-        controller: response.controller_id.0,
-        leaders,
-    })
-}
 
 fn ids(list: &[i32]) -> BTreeSet<i32> {
     list.iter().copied().collect()
@@ -97,30 +57,6 @@ fn quorum_status(bootstrap: &str) -> (i32, BTreeSet<i32>) {
     (leader, voter_ids)
 }
 
-fn create_topic(bootstrap: &str, topic: &str, partitions: &str, rf: &str) {
-    let out = kafka_tool(
-        TOPICS,
-        &[
-            "--bootstrap-server",
-            bootstrap,
-            "--create",
-            "--topic",
-            topic,
-            "--partitions",
-            partitions,
-            "--replication-factor",
-            rf,
-        ],
-        None,
-    );
-    out.assert_success();
-    assert!(
-        out.stdout.contains(&format!("Created topic {topic}.")),
-        "{}",
-        out.describe()
-    );
-}
-
 #[test]
 fn three_node_quorum_membership_placement_and_failover() {
     let opts = BrokerOpts::default()
@@ -137,7 +73,7 @@ fn three_node_quorum_membership_placement_and_failover() {
         || {
             let views = addrs
                 .iter()
-                .map(|a| metadata(a, None))
+                .map(|a| metadata_view(a, None))
                 .collect::<Result<Vec<_>, _>>()?;
             let controllers: BTreeSet<i32> = views.iter().map(|v| v.controller).collect();
             match views.iter().all(|v| v.brokers == all) && controllers.len() == 1 {
@@ -186,7 +122,7 @@ fn three_node_quorum_membership_placement_and_failover() {
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let via = cluster.node(follower).bootstrap();
     let topic = unique_topic("cluster");
-    create_topic(&via, &topic, "6", "3");
+    cluster::create_topic(&via, &topic, "6", "3");
     let out = kafka_tool(
         TOPICS,
         &[
@@ -221,7 +157,7 @@ fn three_node_quorum_membership_placement_and_failover() {
     assert_eq!(leaders, all, "leaders spread over the brokers");
     for addr in &addrs {
         wait_until("the topic on every node", Duration::from_secs(10), || {
-            let view = metadata(addr, Some(&topic))?;
+            let view = metadata_view(addr, Some(&topic))?;
             match view.leaders.len() {
                 6 => Ok(()),
                 n => Err(format!("{addr} knows {n} partitions")),
@@ -266,7 +202,7 @@ fn three_node_quorum_membership_placement_and_failover() {
     let new_leader = wait_until("a new quorum leader", Duration::from_secs(30), || {
         let views = survivors
             .iter()
-            .map(|a| metadata(a, None))
+            .map(|a| metadata_view(a, None))
             .collect::<Result<Vec<_>, _>>()?;
         let controllers: BTreeSet<i32> = views.iter().map(|v| v.controller).collect();
         match controllers.iter().next() {
@@ -282,7 +218,7 @@ fn three_node_quorum_membership_placement_and_failover() {
     let fence_deadline = Duration::from_millis(SESSION_TIMEOUT_MS) + Duration::from_secs(10);
     for addr in &survivors {
         wait_until("the killed broker fenced", fence_deadline, || {
-            let view = metadata(addr, None)?;
+            let view = metadata_view(addr, None)?;
             match view.brokers == live {
                 true => Ok(()),
                 false => Err(format!("{addr} lists {:?}", view.brokers)),
@@ -297,7 +233,7 @@ fn three_node_quorum_membership_placement_and_failover() {
     );
     // Topic creation still works from a survivor (two live brokers: RF 2).
     let after = unique_topic("after-failover");
-    create_topic(&survivors[1], &after, "2", "2");
+    cluster::create_topic(&survivors[1], &after, "2", "2");
     let out = kafka_tool(
         TOPICS,
         &[
@@ -328,7 +264,7 @@ fn three_node_quorum_membership_placement_and_failover() {
             "the restarted broker unfenced",
             Duration::from_secs(30),
             || {
-                let view = metadata(addr, Some(&after))?;
+                let view = metadata_view(addr, Some(&after))?;
                 match (view.brokers == all, view.leaders.len()) {
                     (true, 2) => Ok(()),
                     _ => Err(format!(

@@ -13,53 +13,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use millrace_compat_tests::wire::{decode_response, encode_request, round_trip};
 use millrace_compat_tests::{kafka_tool, unique_topic, wait_until, BrokerOpts, Role, TestCluster};
 use rdkafka::producer::BaseRecord;
 
+use common::cluster::{self, metadata_view};
+
 const QUORUM: &str = "org.apache.kafka.tools.MetadataQuorumCommand";
-const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
 const SESSION_TIMEOUT_MS: u64 = 3_000;
 const MESSAGES: usize = 200;
-
-/// One broker's Metadata answer: broker ids, controller id, partition leaders of `topic`.
-struct View {
-    brokers: BTreeSet<i32>,
-    controller: i32,
-    leaders: Vec<i32>,
-}
-
-fn metadata(addr: &str, topic: Option<&str>) -> Result<View, String> {
-    const VERSION: i16 = 12;
-    let topics = topic.map(|t| {
-        vec![
-            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_string(t.to_string())))),
-        ]
-    });
-    let request = MetadataRequest::default()
-        .with_topics(Some(topics.unwrap_or_default()))
-        .with_allow_auto_topic_creation(false);
-    let payload = round_trip(
-        addr,
-        &encode_request(ApiKey::Metadata, &request, VERSION, 2),
-        Duration::from_secs(5),
-    )
-    .map_err(|e| format!("Metadata to {addr}: {e}"))?;
-    let (_, response) = decode_response::<MetadataResponse>(ApiKey::Metadata, &payload, VERSION)?;
-    Ok(View {
-        brokers: response.brokers.iter().map(|b| b.node_id.0).collect(),
-        controller: response.controller_id.0,
-        leaders: response
-            .topics
-            .iter()
-            .filter(|t| t.error_code == 0)
-            .flat_map(|t| t.partitions.iter().map(|p| p.leader_id.0))
-            .collect(),
-    })
-}
 
 fn ids(list: &[i32]) -> BTreeSet<i32> {
     list.iter().copied().collect()
@@ -125,30 +86,6 @@ fn replication_rows(bootstrap: &str) -> Vec<(i32, String)> {
         .collect()
 }
 
-fn create_topic(bootstrap: &str, topic: &str, partitions: &str, rf: &str) {
-    let out = kafka_tool(
-        TOPICS,
-        &[
-            "--bootstrap-server",
-            bootstrap,
-            "--create",
-            "--topic",
-            topic,
-            "--partitions",
-            partitions,
-            "--replication-factor",
-            rf,
-        ],
-        None,
-    );
-    out.assert_success();
-    assert!(
-        out.stdout.contains(&format!("Created topic {topic}.")),
-        "{}",
-        out.describe()
-    );
-}
-
 /// Produces `payloads` with acks=all (every write acknowledged) through `bootstrap`.
 fn produce(bootstrap: &str, topic: &str, payloads: &[String]) {
     let (producer, recorder) = common::producer(bootstrap, &[]);
@@ -188,7 +125,7 @@ fn isolated_controllers_and_brokers() {
     // name a live broker: the controllers are not reachable by clients).
     for addr in &addrs {
         wait_until("the brokers listed", Duration::from_secs(30), || {
-            let view = metadata(addr, None)?;
+            let view = metadata_view(addr, None)?;
             match view.brokers == brokers && brokers.contains(&view.controller) {
                 true => Ok(()),
                 false => Err(format!(
@@ -225,7 +162,7 @@ fn isolated_controllers_and_brokers() {
     // An RF 2 topic on the two brokers: acks=all writes, read back.
     let bootstrap = cluster.bootstrap();
     let topic = unique_topic("isolated");
-    create_topic(&addrs[0], &topic, "2", "2");
+    cluster::create_topic(&addrs[0], &topic, "2", "2");
     let first: Vec<String> = (0..MESSAGES).map(|i| format!("a{i}")).collect();
     produce(&bootstrap, &topic, &first);
     assert_eq!(
@@ -253,7 +190,7 @@ fn isolated_controllers_and_brokers() {
     let second: Vec<String> = (0..MESSAGES).map(|i| format!("b{i}")).collect();
     produce(&bootstrap, &topic, &second);
     let after = unique_topic("after-controller-failover");
-    create_topic(&addrs[1], &after, "2", "2");
+    cluster::create_topic(&addrs[1], &after, "2", "2");
     let all_written: BTreeSet<String> = first.iter().chain(&second).cloned().collect();
     assert_eq!(consumed(&bootstrap, &topic), all_written);
 
@@ -262,7 +199,7 @@ fn isolated_controllers_and_brokers() {
     let killed_at = std::time::Instant::now();
     let fence_deadline = Duration::from_millis(SESSION_TIMEOUT_MS) + Duration::from_secs(15);
     wait_until("broker 5 fenced", fence_deadline, || {
-        let view = metadata(&addrs[0], Some(&topic))?;
+        let view = metadata_view(&addrs[0], Some(&topic))?;
         match (view.brokers == ids(&[4]), view.leaders == [4, 4]) {
             (true, true) => Ok(()),
             _ => Err(format!(
@@ -279,14 +216,14 @@ fn isolated_controllers_and_brokers() {
 
     // A topic created while it is down reaches it only through the metadata log.
     let while_away = unique_topic("while-away");
-    create_topic(&addrs[0], &while_away, "1", "1");
+    cluster::create_topic(&addrs[0], &while_away, "1", "1");
 
     // Restarted: it rejoins as an observer (so learns that topic) and is unfenced
     // everywhere.
     cluster.node(5).restart();
     for addr in &addrs {
         wait_until("broker 5 unfenced", Duration::from_secs(30), || {
-            let view = metadata(addr, Some(&while_away))?;
+            let view = metadata_view(addr, Some(&while_away))?;
             match (view.brokers == brokers, view.leaders.len()) {
                 (true, 1) => Ok(()),
                 _ => Err(format!(

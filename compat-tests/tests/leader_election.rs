@@ -6,54 +6,18 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use millrace_compat_tests::tools::{kafka_tool, ToolOutput};
 use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestBroker, TestCluster};
-use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
+
+use common::cluster::{self, assert_read_once, PartitionView};
 
 const LEADER_ELECTION: &str = "org.apache.kafka.tools.LeaderElectionCommand";
 const PARTITIONS: i32 = 6;
 const BATCH: usize = 500;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PartitionState {
-    leader: i32,
-    /// In assignment order: the first is the preferred leader.
-    replicas: Vec<i32>,
-    isr: BTreeSet<i32>,
-}
-
-impl PartitionState {
-    fn preferred_leads(&self) -> bool {
-        self.replicas.first() == Some(&self.leader)
-    }
-}
-
-/// Each partition of `topic` in order, as `bootstrap` answers Metadata.
-fn partition_states(bootstrap: &str, topic: &str) -> Result<Vec<PartitionState>, String> {
-    let consumer = common::consumer(bootstrap);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or("topic absent")?;
-    let mut partitions: Vec<_> = topic.partitions().iter().collect();
-    partitions.sort_by_key(|p| p.id());
-    Ok(partitions
-        .iter()
-        .map(|p| PartitionState {
-            leader: p.leader(),
-            replicas: p.replicas().to_vec(),
-            isr: p.isr().iter().copied().collect(),
-        })
-        .collect())
-}
 
 /// Sends records `range` (value `v<id>`, opaque `id`) and waits until every record sent
 /// so far (`range.end` in all) is acknowledged.
@@ -72,23 +36,6 @@ fn produce(
         );
     }
     common::flush_all_ok(producer, recorder, total)
-}
-
-/// Every acknowledged record is read back once, at the offset it was acknowledged with.
-fn assert_read_once(bootstrap: &str, topic: &str, deliveries: &[common::Delivery]) {
-    let mut read: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    for message in common::consume_all(bootstrap, topic).into_iter().flatten() {
-        let value = String::from_utf8(message.value.expect("value")).expect("utf-8");
-        read.insert((message.partition, message.offset), value);
-    }
-    for (id, position) in common::delivered_positions(deliveries) {
-        assert_eq!(
-            read.get(&position),
-            Some(&format!("v{id}")),
-            "record {id} at {position:?}"
-        );
-    }
-    assert_eq!(read.len(), deliveries.len(), "records read");
 }
 
 /// A three-node cluster with `extra` settings and a topic of [`PARTITIONS`] partitions
@@ -113,7 +60,7 @@ fn cluster_with_topic(extra: &[(&str, &str)], prefix: &str) -> (TestCluster, Str
         "every partition led by its preferred replica, ISR full",
         Duration::from_secs(30),
         || {
-            let states = partition_states(&cluster.bootstrap(), &topic)?;
+            let states = cluster::partition_views(&cluster.bootstrap(), &topic)?;
             match states
                 .iter()
                 .all(|p| p.preferred_leads() && p.isr.len() == 3)
@@ -130,7 +77,7 @@ fn cluster_with_topic(extra: &[(&str, &str)], prefix: &str) -> (TestCluster, Str
 /// move at once), restarts it and waits until it is back in every ISR. Returns it and
 /// the partitions it prefers to lead, which others lead now.
 fn bounce_a_preferred_leader(cluster: &mut TestCluster, topic: &str) -> (i32, BTreeSet<i32>) {
-    let before = partition_states(&cluster.bootstrap(), topic).expect("metadata");
+    let before = cluster::partition_views(&cluster.bootstrap(), topic).expect("metadata");
     let victim = before[0].replicas[0];
     let preferred: BTreeSet<i32> = (0..PARTITIONS)
         .filter(|&p| before[p as usize].replicas[0] == victim)
@@ -145,7 +92,7 @@ fn bounce_a_preferred_leader(cluster: &mut TestCluster, topic: &str) -> (i32, BT
         "the stopped node leads nothing",
         Duration::from_secs(30),
         || {
-            let states = partition_states(&survivors, topic)?;
+            let states = cluster::partition_views(&survivors, topic)?;
             match states.iter().all(|p| p.leader >= 0 && p.leader != victim) {
                 true => Ok(()),
                 false => Err(format!("{states:?}")),
@@ -157,7 +104,7 @@ fn bounce_a_preferred_leader(cluster: &mut TestCluster, topic: &str) -> (i32, BT
         "the restarted node back in every ISR",
         Duration::from_secs(60),
         || {
-            let states = partition_states(&cluster.bootstrap(), topic)?;
+            let states = cluster::partition_views(&cluster.bootstrap(), topic)?;
             match states.iter().all(|p| p.isr.len() == 3) {
                 true => Ok(()),
                 false => Err(format!("{states:?}")),
@@ -169,8 +116,8 @@ fn bounce_a_preferred_leader(cluster: &mut TestCluster, topic: &str) -> (i32, BT
 
 fn wait_for_preferred_leaders(bootstrap: &str, topic: &str, what: &str) {
     wait_until(what, Duration::from_secs(60), || {
-        let states = partition_states(bootstrap, topic)?;
-        match states.iter().all(PartitionState::preferred_leads) {
+        let states = cluster::partition_views(bootstrap, topic)?;
+        match states.iter().all(PartitionView::preferred_leads) {
             true => Ok(()),
             false => Err(format!("{states:?}")),
         }
@@ -204,7 +151,7 @@ fn the_leader_election_tool_brings_preferred_leaders_back() {
 
     let (victim, preferred) = bounce_a_preferred_leader(&mut cluster, &topic);
     assert!(!preferred.is_empty(), "node {victim} prefers no partition");
-    let states = partition_states(&bootstrap, &topic).expect("metadata");
+    let states = cluster::partition_views(&bootstrap, &topic).expect("metadata");
     for &p in &preferred {
         assert_ne!(
             states[p as usize].leader, victim,
@@ -272,7 +219,7 @@ fn the_leader_election_tool_brings_preferred_leaders_back() {
     // and nothing acknowledged is lost.
     let deliveries = produce(&producer, &recorder, &topic, 2 * BATCH..3 * BATCH);
     drop(producer);
-    assert_read_once(&bootstrap, &topic, &deliveries);
+    assert_read_once(&bootstrap, &topic, &deliveries, deliveries.len());
 }
 
 #[test]
@@ -292,7 +239,7 @@ fn with_auto_rebalance_the_controller_brings_preferred_leaders_back() {
     wait_for_preferred_leaders(&bootstrap, &topic, "preferred leaders by themselves");
     let deliveries = produce(&producer, &recorder, &topic, BATCH..2 * BATCH);
     drop(producer);
-    assert_read_once(&bootstrap, &topic, &deliveries);
+    assert_read_once(&bootstrap, &topic, &deliveries, deliveries.len());
 }
 
 /// The tool's stdout and exit status for each kind of request on a single node.

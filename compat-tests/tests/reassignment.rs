@@ -6,14 +6,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::cluster::{self, assert_read_once, controller_of, send_record, PartitionView};
 use millrace_compat_tests::tools::kafka_tool;
 use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestCluster};
-use rdkafka::consumer::Consumer;
-use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
 const REASSIGN: &str = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
 const CONFIGS: &str = "org.apache.kafka.tools.ConfigCommand";
@@ -21,58 +19,6 @@ const CONFIGS: &str = "org.apache.kafka.tools.ConfigCommand";
 const THROTTLE: &str = "200000";
 const PARTITIONS: i32 = 3;
 const NODES: [i32; 3] = [1, 2, 3];
-
-fn send_record(producer: &ThreadedProducer<common::Recorder>, topic: &str, id: usize) {
-    let value = format!("v{id}");
-    common::send(
-        producer,
-        BaseRecord::with_opaque_to(topic, id)
-            .key(value.as_bytes())
-            .payload(value.as_bytes()),
-    );
-}
-
-/// One partition as Metadata shows it: replicas in order, ISR sorted, leader.
-type Assignment = (Vec<i32>, Vec<i32>, i32);
-
-/// Each partition of `topic` in order, as `bootstrap` answers Metadata.
-fn assignments(bootstrap: &str, topic: &str) -> Result<Vec<Assignment>, String> {
-    let consumer = common::consumer(bootstrap);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or("topic absent")?;
-    let mut partitions: Vec<_> = topic.partitions().iter().collect();
-    partitions.sort_by_key(|p| p.id());
-    Ok(partitions
-        .iter()
-        .map(|p| {
-            let mut isr = p.isr().to_vec();
-            isr.sort_unstable();
-            (p.replicas().to_vec(), isr, p.leader())
-        })
-        .collect())
-}
-
-/// The bytes of every segment of `<data dir>/<topic>-<partition>`, in offset order.
-fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>, String> {
-    let dir = data_dir.join(format!("{topic}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
-        .collect();
-    segments.sort();
-    let mut bytes = Vec::new();
-    for segment in segments {
-        bytes.extend(std::fs::read(&segment).map_err(|e| format!("{}: {e}", segment.display()))?);
-    }
-    Ok(bytes)
-}
 
 /// The tool's reassignment JSON for `topic`: partition → replicas.
 fn reassignment_json(topic: &str, targets: &BTreeMap<i32, Vec<i32>>) -> String {
@@ -114,26 +60,6 @@ fn reassign(bootstrap: &str, args: &[&str]) -> millrace_compat_tests::tools::Too
     kafka_tool(REASSIGN, &all, None)
 }
 
-/// Reads `topic` and checks every acknowledged record is there once, at its offset.
-fn assert_read_once(bootstrap: &str, topic: &str, deliveries: &[common::Delivery]) {
-    let acknowledged = common::delivered_positions(deliveries);
-    let mut read: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    let mut values = BTreeSet::new();
-    for message in common::consume_all(bootstrap, topic).into_iter().flatten() {
-        let value = String::from_utf8(message.value.expect("value")).expect("utf-8");
-        assert!(values.insert(value.clone()), "{value} read twice");
-        read.insert((message.partition, message.offset), value);
-    }
-    for (id, position) in &acknowledged {
-        assert_eq!(
-            read.get(position),
-            Some(&format!("v{id}")),
-            "record {id} at {position:?}"
-        );
-    }
-    assert_eq!(read.len(), deliveries.len(), "records read");
-}
-
 #[test]
 fn reassign_partitions_moves_replicas_to_other_brokers() {
     const BEFORE: usize = 3_000;
@@ -147,7 +73,7 @@ fn reassign_partitions_moves_replicas_to_other_brokers() {
         send_record(&producer, &topic, i);
     }
     common::flush_all_ok(&producer, &recorder, BEFORE);
-    let before = assignments(&bootstrap, &topic).expect("metadata");
+    let before = cluster::partition_views(&bootstrap, &topic).expect("metadata");
 
     // --generate proposes a layout over the given brokers (nothing is changed).
     let work = tempfile::TempDir::new().expect("temp dir");
@@ -180,7 +106,7 @@ fn reassign_partitions_moves_replicas_to_other_brokers() {
     // has no replica of it; the new broker is listed first, so it leads afterwards.
     let mut targets = BTreeMap::new();
     let mut moved_away = BTreeMap::new();
-    for (partition, (replicas, _, _)) in before.iter().enumerate() {
+    for (partition, PartitionView { replicas, .. }) in before.iter().enumerate() {
         assert_eq!(replicas.len(), 2, "partition {partition}: {replicas:?}");
         let spare = NODES
             .into_iter()
@@ -273,13 +199,17 @@ fn reassign_partitions_moves_replicas_to_other_brokers() {
         "metadata shows the targets in sync",
         Duration::from_secs(30),
         || {
-            let now = assignments(&bootstrap, &topic)?;
-            let expected: Vec<Assignment> = targets
+            let now = cluster::partition_views(&bootstrap, &topic)?;
+            let expected: Vec<PartitionView> = targets
                 .values()
                 .map(|target| {
                     let mut isr = target.clone();
                     isr.sort_unstable();
-                    (target.clone(), isr, target[0])
+                    PartitionView {
+                        leader: target[0],
+                        replicas: target.clone(),
+                        isr,
+                    }
                 })
                 .collect();
             if now == expected {
@@ -303,43 +233,15 @@ fn reassign_partitions_moves_replicas_to_other_brokers() {
                 }
             },
         );
-        let dirs: Vec<_> = target.iter().map(|&n| cluster.node(n).data_dir()).collect();
-        wait_until(
-            &format!("partition {partition} identical on {target:?}"),
+        cluster::wait_for_identical_logs(
+            &mut cluster,
+            target,
+            &topic,
+            &[*partition],
             Duration::from_secs(30),
-            || {
-                let logs = dirs
-                    .iter()
-                    .map(|dir| log_bytes(dir, &topic, *partition))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let sizes: Vec<usize> = logs.iter().map(Vec::len).collect();
-                if sizes[0] > 0 && logs[0] == logs[1] {
-                    Ok(())
-                } else {
-                    Err(format!("log sizes {sizes:?}"))
-                }
-            },
         );
     }
-    assert_read_once(&bootstrap, &topic, &deliveries);
-}
-
-/// The metadata quorum leader, as node `addr` names it in Metadata.
-fn controller_of(addr: &str) -> Result<i32, String> {
-    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
-    use millrace_compat_tests::wire::{decode_response, encode_request, round_trip};
-    const VERSION: i16 = 12;
-    let request = MetadataRequest::default()
-        .with_topics(Some(Vec::new()))
-        .with_allow_auto_topic_creation(false);
-    let payload = round_trip(
-        addr,
-        &encode_request(ApiKey::Metadata, &request, VERSION, 3),
-        Duration::from_secs(10),
-    )
-    .map_err(|e| format!("Metadata to {addr}: {e}"))?;
-    let (_, response) = decode_response::<MetadataResponse>(ApiKey::Metadata, &payload, VERSION)?;
-    Ok(response.controller_id.0)
+    assert_read_once(&bootstrap, &topic, &deliveries, deliveries.len());
 }
 
 /// `kafka-topics --create --replica-assignment`: one partition on `replicas`.
@@ -415,7 +317,9 @@ fn a_reassignment_that_cannot_finish_is_listed_and_cancelled() {
         "{}",
         verified.describe()
     );
-    let (during, _, _) = assignments(&bootstrap, &topic).expect("metadata")[0].clone();
+    let during = cluster::partition_views(&bootstrap, &topic).expect("metadata")[0]
+        .replicas
+        .clone();
     assert_eq!(
         during,
         vec![replicas[0], spare, replicas[1]],
@@ -444,7 +348,9 @@ fn a_reassignment_that_cannot_finish_is_listed_and_cancelled() {
         "the original replicas are back",
         Duration::from_secs(30),
         || {
-            let (now, isr, _) = assignments(&bootstrap, &topic)?[0].clone();
+            let PartitionView {
+                replicas: now, isr, ..
+            } = cluster::partition_views(&bootstrap, &topic)?.remove(0);
             if now == replicas && isr == replicas {
                 Ok(())
             } else {
@@ -461,5 +367,5 @@ fn a_reassignment_that_cannot_finish_is_listed_and_cancelled() {
     );
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0, "SIGCONT");
-    assert_read_once(&bootstrap, &topic, &deliveries);
+    assert_read_once(&bootstrap, &topic, &deliveries, deliveries.len());
 }

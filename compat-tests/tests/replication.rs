@@ -5,44 +5,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use millrace_compat_tests::{unique_topic, wait_until, BrokerOpts, TestCluster};
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::Message;
+
+use common::cluster::{self, assert_read_once, controller_of, leaders, log_bytes, send_record};
 
 const PARTITIONS: i32 = 3;
 const RECORDS: usize = 3_000;
-
-/// The bytes of every segment of `<data dir>/<topic>-<partition>`, in offset order.
-fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>, String> {
-    let dir = data_dir.join(format!("{topic}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
-        .collect();
-    segments.sort();
-    let mut bytes = Vec::new();
-    for segment in segments {
-        bytes.extend(std::fs::read(&segment).map_err(|e| format!("{}: {e}", segment.display()))?);
-    }
-    Ok(bytes)
-}
-
-/// Sends record `id` of the tests' pattern: key `k<id>`, value `v<id>`, opaque `id`.
-fn send_record(producer: &ThreadedProducer<common::Recorder>, topic: &str, id: usize) {
-    let key = format!("k{id}");
-    let value = format!("v{id}");
-    common::send(
-        producer,
-        BaseRecord::with_opaque_to(topic, id)
-            .key(key.as_bytes())
-            .payload(value.as_bytes()),
-    );
-}
 
 /// Three nodes with `opts`, a topic of [`PARTITIONS`] partitions on all of them
 /// (`min.insync.replicas` 2) and `records` idempotent acks=all records `v<i>` in it, all
@@ -70,48 +43,10 @@ fn cluster_with_records(
     (cluster, topic, deliveries)
 }
 
-/// Reads `topic` from `bootstrap` and checks that every acknowledged record (`v<id>`) is
-/// there exactly once, at the offset it was acknowledged with, and nothing else is.
-fn assert_read_once(bootstrap: &str, topic: &str, deliveries: &[common::Delivery], records: usize) {
-    let acknowledged = common::delivered_positions(deliveries);
-    let mut read: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    let mut values = std::collections::BTreeSet::new();
-    for message in common::consume_all(bootstrap, topic).into_iter().flatten() {
-        let value = String::from_utf8(message.value.expect("value")).expect("utf-8");
-        assert!(values.insert(value.clone()), "{value} read twice");
-        read.insert((message.partition, message.offset), value);
-    }
-    for (id, position) in &acknowledged {
-        assert_eq!(
-            read.get(position),
-            Some(&format!("v{id}")),
-            "record {id} at {position:?}"
-        );
-    }
-    assert_eq!(read.len(), records, "records read");
-}
-
-/// Waits until every node holds the same, non-empty bytes for each partition of `topic`.
+/// Waits until the three nodes hold the same, non-empty logs of `topic`.
 fn wait_for_identical_logs(cluster: &mut TestCluster, topic: &str, deadline: Duration) {
-    let dirs: Vec<_> = (1..=3).map(|id| cluster.node(id).data_dir()).collect();
-    for partition in 0..PARTITIONS {
-        wait_until(
-            &format!("partition {partition} identical on every node"),
-            deadline,
-            || {
-                let logs = dirs
-                    .iter()
-                    .map(|dir| log_bytes(dir, topic, partition))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let sizes: Vec<usize> = logs.iter().map(Vec::len).collect();
-                if sizes[0] > 0 && logs.windows(2).all(|pair| pair[0] == pair[1]) {
-                    Ok(())
-                } else {
-                    Err(format!("log sizes {sizes:?}"))
-                }
-            },
-        );
-    }
+    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    cluster::wait_for_identical_logs(cluster, &[1, 2, 3], topic, &partitions, deadline);
 }
 
 #[test]
@@ -124,38 +59,6 @@ fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
     // and the three replicas hold the same bytes.
     assert_read_once(&bootstrap, &topic, &deliveries, RECORDS);
     wait_for_identical_logs(&mut cluster, &topic, Duration::from_secs(30));
-}
-
-/// Each partition of `topic` in order, as `bootstrap` answers Metadata: its leader and
-/// its ISR (sorted).
-fn partition_states(bootstrap: &str, topic: &str) -> Result<Vec<(i32, Vec<i32>)>, String> {
-    let consumer = common::consumer(bootstrap);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or("topic absent")?;
-    let mut partitions: Vec<_> = topic.partitions().iter().collect();
-    partitions.sort_by_key(|p| p.id());
-    Ok(partitions
-        .iter()
-        .map(|p| {
-            let mut isr = p.isr().to_vec();
-            isr.sort_unstable();
-            (p.leader(), isr)
-        })
-        .collect())
-}
-
-/// The leader of each partition of `topic`.
-fn leaders(bootstrap: &str, topic: &str) -> Result<Vec<i32>, String> {
-    Ok(partition_states(bootstrap, topic)?
-        .into_iter()
-        .map(|(leader, _)| leader)
-        .collect())
 }
 
 #[test]
@@ -395,29 +298,11 @@ fn a_group_keeps_its_offsets_when_its_coordinator_is_killed() {
     leave(consumer);
 }
 
-/// The controller (quorum leader) as `addr` answers Metadata (v12).
-fn controller_of(addr: &str) -> Result<i32, String> {
-    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
-    use millrace_compat_tests::wire::{decode_response, encode_request, round_trip};
-    const VERSION: i16 = 12;
-    let request = MetadataRequest::default()
-        .with_topics(Some(Vec::new()))
-        .with_allow_auto_topic_creation(false);
-    let payload = round_trip(
-        addr,
-        &encode_request(ApiKey::Metadata, &request, VERSION, 3),
-        Duration::from_secs(10),
-    )
-    .map_err(|e| format!("Metadata to {addr}: {e}"))?;
-    let (_, response) = decode_response::<MetadataResponse>(ApiKey::Metadata, &payload, VERSION)?;
-    Ok(response.controller_id.0)
-}
-
 /// Each partition's ISR of `topic` (sorted).
 fn isrs(bootstrap: &str, topic: &str) -> Result<Vec<Vec<i32>>, String> {
-    Ok(partition_states(bootstrap, topic)?
+    Ok(cluster::partition_views(bootstrap, topic)?
         .into_iter()
-        .map(|(_, isr)| isr)
+        .map(|p| p.isr)
         .collect())
 }
 

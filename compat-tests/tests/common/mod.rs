@@ -342,5 +342,6 @@ pub fn admin_create_replicated(
     );
 }
 pub mod canary;
+pub mod cluster;
 pub mod durability;
 pub mod groups;
