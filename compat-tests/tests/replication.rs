@@ -43,6 +43,18 @@ fn cluster_with_records(
     (cluster, topic, deliveries)
 }
 
+/// Waits until `recorder` has a delivery report: acknowledgements flow.
+fn wait_for_first_ack(recorder: &common::Recorder) {
+    wait_until(
+        "first acknowledgements",
+        Duration::from_secs(30),
+        || match recorder.count() {
+            0 => Err("none yet".to_string()),
+            n => Ok(n),
+        },
+    );
+}
+
 /// Waits until the three nodes hold the same, non-empty logs of `topic`.
 fn wait_for_identical_logs(cluster: &mut TestCluster, topic: &str, deadline: Duration) {
     let partitions: Vec<i32> = (0..PARTITIONS).collect();
@@ -84,14 +96,7 @@ fn killing_the_leader_mid_load_loses_no_acknowledged_record() {
     for i in 0..LOAD {
         if i == LOAD / 3 {
             // Mid-load: once acknowledgements flow, with more records in flight.
-            wait_until(
-                "first acknowledgements",
-                Duration::from_secs(30),
-                || match recorder.count() {
-                    0 => Err("none yet".to_string()),
-                    n => Ok(n),
-                },
-            );
+            wait_for_first_ack(&recorder);
             cluster.node(victim).kill9();
             killed_at = Some((std::time::Instant::now(), recorder.count()));
         }
@@ -494,14 +499,7 @@ fn a_partitioned_leader_acknowledges_nothing_and_truncates_after_healing() {
     let mut cut_at = None;
     for i in 0..LOAD {
         if i == LOAD / 3 {
-            wait_until(
-                "first acknowledgements",
-                Duration::from_secs(30),
-                || match recorder.count() {
-                    0 => Err("none yet".to_string()),
-                    n => Ok(n),
-                },
-            );
+            wait_for_first_ack(&recorder);
             network.isolate(isolated);
             cut_at = Some(std::time::Instant::now());
             for m in 0..MINORITY_RECORDS {
