@@ -295,37 +295,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::metadata::{apply_batch, BrokerRegistration};
+    use crate::metadata::apply_batch;
+    use crate::metadata::test_support::{broker, partition_record};
 
     const T: Uuid = Uuid::from_u128(7);
-
-    fn broker(id: i32, fenced: bool) -> BrokerRegistration {
-        BrokerRegistration {
-            node_id: id,
-            host: "localhost".to_string(),
-            port: 9000 + id,
-            rack: None,
-            broker_epoch: 1,
-            incarnation_id: Uuid::nil(),
-            listeners: vec![],
-            fenced,
-        }
-    }
-
-    fn partition(index: i32, replicas: &[i32], isr: &[i32], leader: i32) -> PartitionRecord {
-        PartitionRecord {
-            partition: index,
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
-            leader,
-            leader_epoch: 3,
-            partition_epoch: 7,
-            elr: Vec::new(),
-            last_known_elr: Vec::new(),
-            adding_replicas: Vec::new(),
-            removing_replicas: Vec::new(),
-        }
-    }
 
     /// Brokers 1-3 (those in `fenced` fenced) and topic "t" with `partitions`.
     fn image(fenced: &[i32], partitions: Vec<PartitionRecord>) -> MetadataImage {
@@ -380,13 +353,13 @@ mod tests {
             &[3],
             vec![
                 // Led by its preferred replica.
-                partition(0, &[1, 2, 3], &[1, 2, 3], 1),
+                partition_record(0, &[1, 2, 3], &[1, 2, 3], 1),
                 // 2 leads, 1 (preferred) is back in sync: elected.
-                partition(1, &[1, 2, 3], &[2, 1], 2),
+                partition_record(1, &[1, 2, 3], &[2, 1], 2),
                 // 1 is not in sync yet.
-                partition(2, &[1, 2, 3], &[2, 3], 2),
+                partition_record(2, &[1, 2, 3], &[2, 3], 2),
                 // 3 is in sync but fenced.
-                partition(3, &[3, 1, 2], &[1, 3], 1),
+                partition_record(3, &[3, 1, 2], &[1, 3], 1),
             ],
         );
         let request = named("t", &[0, 1, 2, 3, 9]);
@@ -432,9 +405,9 @@ mod tests {
         let img = image(
             &[],
             vec![
-                partition(0, &[1, 2, 3], &[1, 2, 3], 1),
-                partition(1, &[2, 3, 1], &[3, 2], 3),
-                partition(2, &[3, 1, 2], &[1, 2], 1),
+                partition_record(0, &[1, 2, 3], &[1, 2, 3], 1),
+                partition_record(1, &[2, 3, 1], &[3, 2], 3),
+                partition_record(2, &[3, 1, 2], &[1, 2], 1),
             ],
         );
         let (records, results) = elect_leaders(&img, ElectionType::Preferred, None, &config());
@@ -447,7 +420,7 @@ mod tests {
         );
         assert_eq!(leader_after(&img, &records, 1), 2);
         // Once balanced, every topic is still listed, with no partitions.
-        let balanced = image(&[], vec![partition(0, &[1, 2, 3], &[1, 2, 3], 1)]);
+        let balanced = image(&[], vec![partition_record(0, &[1, 2, 3], &[1, 2, 3], 1)]);
         let (records, results) = elect_leaders(&balanced, ElectionType::Preferred, None, &config());
         assert!(records.is_empty());
         assert_eq!(
@@ -461,7 +434,7 @@ mod tests {
 
     #[test]
     fn a_partition_named_twice_is_elected_once() {
-        let img = image(&[], vec![partition(0, &[1, 2, 3], &[2, 1], 2)]);
+        let img = image(&[], vec![partition_record(0, &[1, 2, 3], &[2, 1], 2)]);
         let request = named("t", &[0, 0]);
         let (records, results) =
             elect_leaders(&img, ElectionType::Preferred, Some(&request), &config());
@@ -478,14 +451,14 @@ mod tests {
     #[test]
     fn unclean_election_picks_any_live_replica_for_a_leaderless_partition() {
         // 1 (the only in-sync replica and leader) is fenced: offline.
-        let mut offline = partition(0, &[1, 2, 3], &[], partition_change::NO_LEADER);
+        let mut offline = partition_record(0, &[1, 2, 3], &[], partition_change::NO_LEADER);
         offline.last_known_elr = vec![1];
         let img = image(
             &[1],
             vec![
                 offline,
-                partition(1, &[1, 2, 3], &[2], 2),
-                partition(2, &[1, 3], &[], partition_change::NO_LEADER),
+                partition_record(1, &[1, 2, 3], &[2], 2),
+                partition_record(2, &[1, 3], &[], partition_change::NO_LEADER),
             ],
         );
         // Only 1 may lead partition 2: it is fenced, and 3 is too.
@@ -531,11 +504,11 @@ mod tests {
         let img = image(
             &[],
             vec![
-                partition(0, &[1, 2, 3], &[1, 2, 3], 1),
-                partition(1, &[1, 2, 3], &[2, 3, 1], 2),
-                partition(2, &[2, 3, 1], &[3, 2], 3),
-                partition(3, &[3, 1, 2], &[1, 2], 1),
-                partition(4, &[3, 1, 2], &[], partition_change::NO_LEADER),
+                partition_record(0, &[1, 2, 3], &[1, 2, 3], 1),
+                partition_record(1, &[1, 2, 3], &[2, 3, 1], 2),
+                partition_record(2, &[2, 3, 1], &[3, 2], 3),
+                partition_record(3, &[3, 1, 2], &[1, 2], 1),
+                partition_record(4, &[3, 1, 2], &[], partition_change::NO_LEADER),
             ],
         );
         assert!(imbalanced(&img));
@@ -552,7 +525,7 @@ mod tests {
         assert_eq!(leaders, vec![1, 1, 2, 1, partition_change::NO_LEADER]);
         let (records, more) = balance_leaders(&img, &config(), 1);
         assert_eq!((records.len(), more), (1, true));
-        let balanced = image(&[], vec![partition(0, &[1, 2, 3], &[1, 2, 3], 1)]);
+        let balanced = image(&[], vec![partition_record(0, &[1, 2, 3], &[1, 2, 3], 1)]);
         assert!(!imbalanced(&balanced));
         assert!(balance_leaders(&balanced, &config(), 10).0.is_empty());
     }

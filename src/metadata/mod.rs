@@ -27,6 +27,8 @@ mod records;
 mod replication_control;
 mod state_machine;
 mod store;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;

@@ -282,34 +282,11 @@ mod tests {
 
     use super::*;
     use crate::metadata::partition_change::{AlterPartitionRequest, NO_LEADER};
-    use crate::metadata::{replication_control, BrokerRegistration, TopicImage};
-
-    fn broker(id: i32, fenced: bool) -> BrokerRegistration {
-        BrokerRegistration {
-            node_id: id,
-            host: "localhost".to_string(),
-            port: 9000 + id,
-            rack: None,
-            broker_epoch: 1,
-            incarnation_id: Uuid::nil(),
-            listeners: vec![],
-            fenced,
-        }
-    }
+    use crate::metadata::test_support::{broker, partition_record};
+    use crate::metadata::{replication_control, TopicImage};
 
     fn record(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionRecord {
-        PartitionRecord {
-            partition: 0,
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
-            leader,
-            leader_epoch: 3,
-            partition_epoch: 7,
-            elr: Vec::new(),
-            last_known_elr: Vec::new(),
-            adding_replicas: Vec::new(),
-            removing_replicas: Vec::new(),
-        }
+        partition_record(0, replicas, isr, leader)
     }
 
     fn image_with(partition: PartitionRecord, topic_configs: &[(&str, &str)]) -> MetadataImage {
