@@ -43,6 +43,14 @@ fn cluster_with_records(
     (cluster, topic, deliveries)
 }
 
+/// A 3 s broker session (heartbeats every 500 ms): a silent node is fenced and its
+/// leaderships move within seconds, so failures resolve quickly.
+fn short_sessions() -> BrokerOpts {
+    BrokerOpts::default()
+        .set("broker.session.timeout.ms", "3000")
+        .set("broker.heartbeat.interval.ms", "500")
+}
+
 /// Waits until `recorder` has a delivery report: acknowledgements flow.
 fn wait_for_first_ack(recorder: &common::Recorder) {
     wait_until(
@@ -76,9 +84,7 @@ fn followers_copy_the_leaders_log_and_acks_all_waits_for_them() {
 #[test]
 fn killing_the_leader_mid_load_loses_no_acknowledged_record() {
     const LOAD: usize = 20_000;
-    let opts = BrokerOpts::default()
-        .set("broker.session.timeout.ms", "3000")
-        .set("broker.heartbeat.interval.ms", "500");
+    let opts = short_sessions();
     let mut cluster = TestCluster::start_millrace(3, opts);
     let bootstrap = cluster.bootstrap();
     let topic = unique_topic("failover");
@@ -200,9 +206,7 @@ fn group_consumer(bootstrap: &str, group: &str) -> rdkafka::consumer::BaseConsum
 #[test]
 fn a_group_keeps_its_offsets_when_its_coordinator_is_killed() {
     const LOAD: usize = 3_000;
-    let opts = BrokerOpts::default()
-        .set("broker.session.timeout.ms", "3000")
-        .set("broker.heartbeat.interval.ms", "500");
+    let opts = short_sessions();
     let (mut cluster, topic, _) = cluster_with_records(opts, "grouped", LOAD);
     let bootstrap = cluster.bootstrap();
     let group = unique_topic("group");
@@ -314,10 +318,7 @@ fn isrs(bootstrap: &str, topic: &str) -> Result<Vec<Vec<i32>>, String> {
 #[test]
 fn a_stopped_broker_leaves_the_isr_and_rejoins_it_after_sigcont() {
     const LOAD: usize = 3_000;
-    let opts = BrokerOpts::default()
-        .set("broker.session.timeout.ms", "3000")
-        .set("broker.heartbeat.interval.ms", "500")
-        .set("replica.lag.time.max.ms", "5000");
+    let opts = short_sessions().set("replica.lag.time.max.ms", "5000");
     let (mut cluster, topic, mut deliveries) = cluster_with_records(opts, "stopped", LOAD);
     let bootstrap = cluster.bootstrap();
     // The quorum leader: its pause also stalls the controller until another is elected.
@@ -374,10 +375,7 @@ fn a_stopped_broker_leaves_the_isr_and_rejoins_it_after_sigcont() {
 #[test]
 fn a_rolling_restart_under_load_loses_nothing() {
     const FIRST: usize = 1_000;
-    let opts = BrokerOpts::default()
-        .set("broker.session.timeout.ms", "3000")
-        .set("broker.heartbeat.interval.ms", "500")
-        .set("replica.lag.time.max.ms", "5000");
+    let opts = short_sessions().set("replica.lag.time.max.ms", "5000");
     let (mut cluster, topic, mut deliveries) = cluster_with_records(opts, "rolling", FIRST);
     let bootstrap = cluster.bootstrap();
 
@@ -450,10 +448,7 @@ fn a_partitioned_leader_acknowledges_nothing_and_truncates_after_healing() {
     const LOAD: usize = 9_000;
     const MINORITY_RECORDS: usize = 50;
     let network = millrace_compat_tests::netns::Network::create(3).expect("network namespaces");
-    let opts = BrokerOpts::default()
-        .set("broker.session.timeout.ms", "3000")
-        .set("broker.heartbeat.interval.ms", "500")
-        .set("replica.lag.time.max.ms", "3000");
+    let opts = short_sessions().set("replica.lag.time.max.ms", "3000");
     let mut cluster = TestCluster::start_millrace_in(&network, opts);
     let topic = unique_topic("partitioned");
     common::admin_create_replicated(
