@@ -169,6 +169,7 @@ pub async fn serve(
         config.clone(),
         metadata.clone(),
         partitions.clone(),
+        None,
         background.clone(),
     );
     let broker = Arc::new(Broker {

@@ -9,11 +9,14 @@
 //! - [`partition`]: the local replicas: produce validation, offset assignment, idempotent
 //!   producer state, long-poll wake-ups.
 //! - [`log`]: a partition's on-disk log: segments, indexes, recovery, flush policy.
+//! - [`coordinator`]: the coordinator runtime (IO, clock, timers, shard loading) and
+//!   the contract of its shard types (groups, transactions).
 //! - [`metadata`]: the Raft metadata quorum (openraft on RocksDB) and its in-memory image.
 //! - [`replication`]: the pure state machines of partition leaders and followers.
 
 pub mod broker;
 pub mod config;
+pub mod coordinator;
 pub mod dynamic_config;
 pub mod group;
 pub mod log;

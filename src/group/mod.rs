@@ -9,7 +9,6 @@
 
 pub mod runtime;
 
-use bytes::Bytes;
 use kafka_protocol::messages::*;
 use std::collections::BTreeMap;
 
@@ -52,8 +51,10 @@ impl Default for GroupConfig {
     }
 }
 
-/// Identifies one client request; its response may come out of a later call.
-pub type RequestId = u64;
+/// `__consumer_offsets` records, request ids and request metadata are the coordinator
+/// runtime's: [`GroupCoordinator::handle_with_meta`] records the client id and host for
+/// JoinGroup (member ids are `<client_id>-<uuid>` and DescribeGroups shows both).
+pub use crate::coordinator::{Record, RequestId, RequestMeta};
 
 /// A timer the runtime keeps: at most one deadline per key; opaque to the runtime.
 ///
@@ -73,24 +74,6 @@ impl TimerKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// Per-request data the request bodies lack: the header's client id and the peer's
-/// host. Pass it with [`GroupCoordinator::handle_with_meta`]; it is recorded for JoinGroup
-/// (member ids are `<client_id>-<uuid>` and DescribeGroups shows both).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestMeta {
-    /// The request header's client id ("" if absent).
-    pub client_id: String,
-    /// The client's address as Kafka shows it, e.g. "/10.0.0.7".
-    pub client_host: String,
-}
-
-/// One `__consumer_offsets` record in Kafka's format; `value: None` is a tombstone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub key: Bytes,
-    pub value: Option<Bytes>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 use super::coordinator::*;
 use super::records;
 use super::*;
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_subscription::ConsumerProtocolSubscription;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -511,8 +511,10 @@ fn backward_wall_clock_step_still_expires_the_session() {
     // hour earlier.
     let wall_now = session_deadline - 3_600_000;
     for (key, deadline) in armed.into_iter().filter(|(_, d)| *d <= session_deadline) {
-        let fx =
-            h.c.on_timer(super::runtime::timer_now_ms(wall_now, deadline), key);
+        let fx = h.c.on_timer(
+            crate::coordinator::runtime::timer_now_ms(wall_now, deadline),
+            key,
+        );
         h.apply(fx);
     }
     assert_eq!(h.state("g"), "Empty");
