@@ -19,6 +19,7 @@ pub mod config;
 pub mod coordinator;
 pub mod dynamic_config;
 pub mod group;
+pub mod inter_broker;
 pub mod log;
 pub mod metadata;
 pub mod partition;

@@ -15,19 +15,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplicaFetchConfig;
+use crate::inter_broker::BrokerConnection;
 use crate::metadata::MetadataImage;
 use crate::partition::{Partition, PartitionManager};
 use crate::replication::throttle::{lists_replica, ReplicationQuota, FOLLOWER_THROTTLED_REPLICAS};
@@ -174,7 +170,7 @@ async fn fetch_from_leader(
     stop: CancellationToken,
 ) {
     let backoff = Duration::from_millis(config.backoff_ms.max(1));
-    let mut connection: Option<LeaderConnection> = None;
+    let mut connection: Option<BrokerConnection> = None;
     loop {
         if stop.is_cancelled() {
             return;
@@ -182,11 +178,17 @@ async fn fetch_from_leader(
         let current = assignment.borrow_and_update().clone();
         let result = match (&mut connection, &current.leader_address) {
             (_, None) => Err(format!("leader {leader} has no registered address")),
-            (Some(conn), Some(address)) if &conn.address == address => {
+            (Some(conn), Some(address)) if conn.address() == address => {
                 fetch_once(node_id, &config, &throttle, conn, &current, &stop).await
             }
             (_, Some(address)) => {
-                match LeaderConnection::connect(address, config.socket_timeout_ms).await {
+                match BrokerConnection::connect(
+                    address,
+                    "millrace-replica-fetcher",
+                    config.socket_timeout_ms,
+                )
+                .await
+                {
                     Ok(conn) => {
                         connection = Some(conn);
                         continue;
@@ -213,7 +215,7 @@ async fn fetch_once(
     node_id: i32,
     config: &ReplicaFetchConfig,
     throttle: &ReplicationQuota,
-    connection: &mut LeaderConnection,
+    connection: &mut BrokerConnection,
     assignment: &FetchAssignment,
     stop: &CancellationToken,
 ) -> Result<(), String> {
@@ -267,7 +269,13 @@ async fn fetch_once(
     let max_response_bytes = config.response_max_bytes.max(0) as usize + RESPONSE_OVERHEAD_BYTES;
     let response = tokio::select! {
         _ = stop.cancelled() => return Ok(()),
-        response = connection.fetch(&request, max_response_bytes, config) => response?,
+        response = connection.send(
+            &request,
+            REPLICA_FETCH_VERSION,
+            max_response_bytes,
+            // replica.socket.timeout.ms plus the time the leader may hold the fetch.
+            Duration::from_millis(config.socket_timeout_ms.max(1) + config.wait_max_ms.max(0) as u64),
+        ) => response?,
     };
     if response.error_code != NONE {
         return Err(format!("fetch error {}", response.error_code));
@@ -355,99 +363,4 @@ fn apply_answer(followed: &Followed, data: PartitionData) -> Result<bool, String
     };
     partition.update_follower_offsets(data.high_watermark, data.log_start_offset);
     Ok(appended)
-}
-
-/// A connection to a leader, used for one request at a time.
-struct LeaderConnection {
-    address: String,
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl LeaderConnection {
-    async fn connect(address: &str, timeout_ms: u64) -> Result<LeaderConnection, String> {
-        let timeout = Duration::from_millis(timeout_ms.max(1));
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-            .await
-            .map_err(|_| format!("connecting to {address} timed out"))?
-            .map_err(|e| format!("connecting to {address}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        Ok(LeaderConnection {
-            address: address.to_string(),
-            stream,
-            correlation_id: 0,
-        })
-    }
-
-    /// Sends `request` and reads its answer, within `replica.socket.timeout.ms` plus the
-    /// time the leader may hold the fetch.
-    async fn fetch(
-        &mut self,
-        request: &FetchRequest,
-        max_response_bytes: usize,
-        config: &ReplicaFetchConfig,
-    ) -> Result<FetchResponse, String> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let version = REPLICA_FETCH_VERSION;
-        let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::Fetch as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("millrace-replica-fetcher")));
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        header
-            .encode(&mut frame, ApiKey::Fetch.request_header_version(version))
-            .map_err(|e| format!("encode fetch header: {e}"))?;
-        request
-            .encode(&mut frame, version)
-            .map_err(|e| format!("encode fetch: {e}"))?;
-        let body_len = i32::try_from(frame.len() - 4).map_err(|_| "fetch too large")?;
-        frame[..4].copy_from_slice(&body_len.to_be_bytes());
-
-        let deadline = Duration::from_millis(
-            config.socket_timeout_ms.max(1) + config.wait_max_ms.max(0) as u64,
-        );
-        let payload = tokio::time::timeout(deadline, async {
-            self.stream
-                .write_all(&frame)
-                .await
-                .map_err(|e| format!("send fetch: {e}"))?;
-            let size = self
-                .stream
-                .read_i32()
-                .await
-                .map_err(|e| format!("read answer size: {e}"))?;
-            // A hostile or confused peer must not make us reserve more than a fetch can be.
-            let size = usize::try_from(size)
-                .ok()
-                .filter(|&size| size <= max_response_bytes)
-                .ok_or_else(|| format!("answer size {size} out of bounds"))?;
-            let mut payload = vec![0u8; size];
-            self.stream
-                .read_exact(&mut payload)
-                .await
-                .map_err(|e| format!("read answer: {e}"))?;
-            Ok::<_, String>(payload)
-        })
-        .await
-        .map_err(|_| "fetch timed out".to_string())??;
-
-        let mut payload = Bytes::from(payload);
-        let header =
-            ResponseHeader::decode(&mut payload, ApiKey::Fetch.response_header_version(version))
-                .map_err(|e| format!("decode answer header: {e}"))?;
-        if header.correlation_id != self.correlation_id {
-            return Err(format!(
-                "answer for correlation id {} while waiting for {}",
-                header.correlation_id, self.correlation_id
-            ));
-        }
-        let response = FetchResponse::decode(&mut payload, version)
-            .map_err(|e| format!("decode fetch answer: {e}"))?;
-        if payload.has_remaining() {
-            return Err("bytes after the fetch answer".to_string());
-        }
-        Ok(response)
-    }
 }
