@@ -11,6 +11,7 @@
 //! - [`log`]: a partition's on-disk log: segments, indexes, recovery, flush policy.
 //! - [`metadata`]: the Raft metadata quorum (openraft on RocksDB) and its in-memory image.
 //! - [`replication`]: the pure state machines of partition leaders and followers.
+//! - [`txn`]: the pure transaction coordinator core, one per `__transaction_state` partition.
 
 pub mod broker;
 pub mod config;
@@ -23,3 +24,4 @@ pub mod protocol;
 pub mod replica_fetcher;
 pub mod replication;
 pub mod server;
+pub mod txn;
