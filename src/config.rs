@@ -165,6 +165,8 @@ pub struct BrokerConfig {
     pub offsets_topic_segment_bytes: i64,
     /// `group.*` and `offsets.retention.minutes` / `offset.metadata.max.bytes`.
     pub group: crate::group::GroupConfig,
+    /// `transaction.state.log.*`, `transaction.*` and `transactional.id.expiration.ms`.
+    pub txn: crate::txn::TxnConfig,
     /// Every key as set by file, env or flag, for DescribeConfigs (source STATIC_BROKER_CONFIG).
     pub explicit: BTreeMap<String, String>,
 }
@@ -681,6 +683,40 @@ impl BrokerConfig {
                     .saturating_mul(60_000),
                 offset_metadata_max_bytes: number(map, "offset.metadata.max.bytes", 4096)?,
             },
+            txn: crate::txn::TxnConfig {
+                state_log_num_partitions: at_least_one(
+                    map,
+                    "transaction.state.log.num.partitions",
+                    50,
+                )?,
+                state_log_replication_factor: number(
+                    map,
+                    "transaction.state.log.replication.factor",
+                    3,
+                )?,
+                state_log_min_isr: at_least_one(map, "transaction.state.log.min.isr", 2)?,
+                state_log_segment_bytes: at_least_one(
+                    map,
+                    "transaction.state.log.segment.bytes",
+                    104_857_600,
+                )?,
+                max_timeout_ms: at_least_one(map, "transaction.max.timeout.ms", 900_000)?,
+                transactional_id_expiration_ms: i64::from(at_least_one(
+                    map,
+                    "transactional.id.expiration.ms",
+                    604_800_000,
+                )?),
+                abort_timed_out_interval_ms: i64::from(at_least_one(
+                    map,
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                    10_000,
+                )?),
+                remove_expired_interval_ms: i64::from(at_least_one(
+                    map,
+                    "transaction.remove.expired.transaction.cleanup.interval.ms",
+                    3_600_000,
+                )?),
+            },
             explicit,
         };
         config.check()?;
@@ -725,6 +761,13 @@ impl BrokerConfig {
             return Err(invalid(
                 "offsets.topic.replication.factor",
                 self.offsets_topic_replication_factor.to_string(),
+                "must be >= 1",
+            ));
+        }
+        if self.txn.state_log_replication_factor < 1 {
+            return Err(invalid(
+                "transaction.state.log.replication.factor",
+                self.txn.state_log_replication_factor.to_string(),
                 "must be >= 1",
             ));
         }
@@ -1025,6 +1068,20 @@ impl BrokerConfig {
             "group.max.size" => self.group.max_size.to_string(),
             "offsets.retention.minutes" => (self.group.offsets_retention_ms / 60_000).to_string(),
             "offset.metadata.max.bytes" => self.group.offset_metadata_max_bytes.to_string(),
+            "transaction.state.log.num.partitions" => self.txn.state_log_num_partitions.to_string(),
+            "transaction.state.log.replication.factor" => {
+                self.txn.state_log_replication_factor.to_string()
+            }
+            "transaction.state.log.min.isr" => self.txn.state_log_min_isr.to_string(),
+            "transaction.state.log.segment.bytes" => self.txn.state_log_segment_bytes.to_string(),
+            "transaction.max.timeout.ms" => self.txn.max_timeout_ms.to_string(),
+            "transactional.id.expiration.ms" => self.txn.transactional_id_expiration_ms.to_string(),
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.txn.abort_timed_out_interval_ms.to_string()
+            }
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                self.txn.remove_expired_interval_ms.to_string()
+            }
             _ => return None,
         };
         Some((value, false))
@@ -1213,6 +1270,14 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "group.max.size",
     "offsets.retention.minutes",
     "offset.metadata.max.bytes",
+    "transaction.state.log.num.partitions",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "transaction.state.log.segment.bytes",
+    "transaction.max.timeout.ms",
+    "transactional.id.expiration.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "transaction.remove.expired.transaction.cleanup.interval.ms",
 ];
 
 /// Kafka's precedence: `log.retention.ms`, else `log.retention.minutes`, else

@@ -13,6 +13,7 @@
 //!   the contract of its shard types (groups, transactions).
 //! - [`metadata`]: the Raft metadata quorum (openraft on RocksDB) and its in-memory image.
 //! - [`replication`]: the pure state machines of partition leaders and followers.
+//! - [`txn`]: the pure transaction coordinator core, one per `__transaction_state` partition.
 
 pub mod broker;
 pub mod config;
@@ -27,3 +28,4 @@ pub mod protocol;
 pub mod replica_fetcher;
 pub mod replication;
 pub mod server;
+pub mod txn;
