@@ -21,6 +21,8 @@ use crate::protocol::fetch_session::FetchSessionCache;
 use crate::replica_fetcher::ReplicaFetchers;
 use crate::replication::throttle::ReplicationQuota;
 use crate::server;
+use crate::txn;
+use crate::txn::runtime::TxnRuntime;
 
 /// Producer ids reserved from the quorum at a time (one metadata write per block).
 const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
@@ -55,6 +57,7 @@ pub struct Broker {
     pub metadata: MetadataQuorum,
     pub partitions: Arc<PartitionManager>,
     pub groups: GroupRuntime,
+    pub txns: TxnRuntime,
     pub fetch_sessions: FetchSessionCache,
     /// This node's followers' fetchers, one task per leader it follows.
     pub replica_fetchers: ReplicaFetchers,
@@ -172,10 +175,22 @@ pub async fn serve(
         None,
         background.clone(),
     );
+    let (txns, txn_task) = TxnRuntime::start(
+        config.clone(),
+        metadata.clone(),
+        partitions.clone(),
+        Some(txn::markers::sender(
+            config.node_id,
+            metadata.clone(),
+            background.clone(),
+        )),
+        background.clone(),
+    );
     let broker = Arc::new(Broker {
         live_config,
         partitions,
         groups,
+        txns,
         metadata,
         producer_ids: tokio::sync::Mutex::new(0..0),
         fetch_sessions: FetchSessionCache::new(config.fetch_sessions),
@@ -197,6 +212,7 @@ pub async fn serve(
         Err(source) => {
             background.cancel();
             let _ = group_task.await;
+            let _ = txn_task.await;
             let _ = tokio::task::spawn_blocking(move || cleaner.shutdown()).await;
             broker.metadata.shutdown().await;
             return Err(BrokerError::Listen {
@@ -270,6 +286,7 @@ pub async fn serve(
     let _ = isr.await;
     let _ = checkpoints.await;
     let _ = group_task.await;
+    let _ = txn_task.await;
     // Before the logs are closed; a clean in progress is abandoned.
     if let Err(error) = tokio::task::spawn_blocking(move || cleaner.shutdown()).await {
         tracing::error!(%error, "stopping the log cleaner failed");

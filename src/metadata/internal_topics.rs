@@ -113,6 +113,38 @@ pub fn offsets_topic_request(config: &BrokerConfig, image: &MetadataImage) -> Cr
     }
 }
 
+/// How the transaction coordinator creates `__transaction_state` on first use, as Kafka
+/// does: `transaction.state.log.num.partitions` partitions, compacted, no unclean
+/// election; its replication factor and `transaction.state.log.min.isr` capped at the
+/// registered brokers (Kafka refuses to create it on fewer brokers than the factor; the
+/// offsets topic is capped the same way, so `millrace serve` alone can use both).
+pub fn transaction_state_topic_request(
+    config: &BrokerConfig,
+    image: &MetadataImage,
+) -> CreateTopicRequest {
+    let brokers = i16::try_from(image.live_brokers().count().max(1)).unwrap_or(i16::MAX);
+    let txn = &config.txn;
+    let replication_factor = txn.state_log_replication_factor.min(brokers);
+    // Capped with the replication factor, so a single node can commit transactions.
+    let min_isr = txn.state_log_min_isr.min(i32::from(replication_factor));
+    CreateTopicRequest {
+        name: TRANSACTION_STATE_TOPIC.to_string(),
+        num_partitions: txn.state_log_num_partitions,
+        replication_factor,
+        assignments: Vec::new(),
+        configs: [
+            ("cleanup.policy", "compact".to_string()),
+            ("compression.type", "uncompressed".to_string()),
+            ("min.insync.replicas", min_isr.to_string()),
+            ("segment.bytes", txn.state_log_segment_bytes.to_string()),
+            ("unclean.leader.election.enable", "false".to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect(),
+    }
+}
+
 /// A client's CreateTopics or Metadata auto-create of `request.name`, as the controller
 /// should see it: unchanged for an ordinary topic; for `__consumer_offsets` the broker's
 /// own shape (a request that asks for another shape is refused); refused for the other

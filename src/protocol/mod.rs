@@ -73,6 +73,12 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
+        ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::VERSIONS,
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
+        ApiKey::EndTxn => EndTxnRequest::VERSIONS,
+        ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
+        // v2's transactional id pattern needs a regular expression engine: not yet.
+        ApiKey::ListTransactions => VersionRange { min: 0, max: 1 },
         _ => return None,
     };
     Some(range)
@@ -189,6 +195,19 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         ),
         RequestKind::ListPartitionReassignments(req) => {
             ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(ctx, req))
+        }
+        RequestKind::AddPartitionsToTxn(req) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, req).await)
+        }
+        RequestKind::AddOffsetsToTxn(req) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, req).await)
+        }
+        RequestKind::EndTxn(req) => ResponseKind::EndTxn(end_txn::handle(ctx, req).await),
+        RequestKind::DescribeTransactions(req) => {
+            ResponseKind::DescribeTransactions(describe_transactions::handle(ctx, req).await)
+        }
+        RequestKind::ListTransactions(req) => {
+            ResponseKind::ListTransactions(list_transactions::handle(ctx, req).await)
         }
         // The framing layer only passes APIs listed in `supported_versions`.
         other => {

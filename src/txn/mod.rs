@@ -18,7 +18,9 @@ use kafka_protocol::messages::*;
 use std::collections::BTreeMap;
 
 mod coordinator;
+pub mod markers;
 mod records;
+pub mod runtime;
 #[cfg(test)]
 mod tests;
 
