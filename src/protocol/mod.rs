@@ -73,6 +73,8 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
+        ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::VERSIONS,
+        ApiKey::DescribeProducers => DescribeProducersRequest::VERSIONS,
         _ => return None,
     };
     Some(range)
@@ -189,6 +191,12 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         ),
         RequestKind::ListPartitionReassignments(req) => {
             ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(ctx, req))
+        }
+        RequestKind::WriteTxnMarkers(req) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(ctx, req).await)
+        }
+        RequestKind::DescribeProducers(req) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(ctx, req).await)
         }
         // The framing layer only passes APIs listed in `supported_versions`.
         other => {
