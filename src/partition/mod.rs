@@ -24,6 +24,8 @@ mod append_validation_tests;
 pub mod producer_state;
 pub mod replica;
 mod retention;
+#[cfg(test)]
+mod txn_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

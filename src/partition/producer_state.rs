@@ -583,6 +583,91 @@ mod tests {
         assert_eq!(t.check(&header(1, 0, 2, 1, 3)), Ok(SequenceCheck::Append));
     }
 
+    fn txn_header(pid: i64, epoch: i16, seq: i32, count: usize, base_offset: i64) -> BatchHeader {
+        let mut h = header(pid, epoch, seq, count, base_offset);
+        h.attributes |= 0x10;
+        h
+    }
+
+    fn marker_header(pid: i64, epoch: i16, base_offset: i64) -> BatchHeader {
+        let mut h = header(pid, epoch, -1, 1, base_offset);
+        h.attributes |= 0x30;
+        h
+    }
+
+    #[test]
+    fn a_transaction_begins_with_its_first_batch_and_ends_with_a_marker() {
+        let mut t = ProducerStateTable::default();
+        t.record(&txn_header(1, 0, 0, 2, 10), 1);
+        t.record(&txn_header(2, 0, 0, 1, 12), 1);
+        t.record(&txn_header(1, 0, 2, 1, 13), 1);
+        assert_eq!(t.get(1).unwrap().current_txn_first_offset, Some(10));
+        assert_eq!(t.first_ongoing_offset(), Some(10));
+        // Non-transactional data from a producer inside a transaction: INVALID_TXN_STATE.
+        assert_eq!(
+            t.check(&header(1, 0, 3, 1, 14)),
+            Err(SequenceError::InvalidTxnState)
+        );
+        assert_eq!(
+            t.check(&txn_header(1, 0, 3, 1, 14)),
+            Ok(SequenceCheck::Append)
+        );
+        let commit = EndTxnMarker {
+            commit: true,
+            coordinator_epoch: 3,
+        };
+        let done = t
+            .record_marker(&marker_header(1, 0, 14), commit, 2)
+            .unwrap();
+        assert_eq!(
+            done,
+            CompletedTxn {
+                producer_id: 1,
+                first_offset: 10,
+                last_offset: 14,
+                aborted: false
+            }
+        );
+        assert_eq!(t.first_ongoing_offset(), Some(12));
+        assert_eq!(t.last_stable_offset_after(&done), 12);
+        assert_eq!(t.get(1).unwrap().coordinator_epoch, 3);
+        // A marker without a transaction ends nothing; the checks fence stale senders.
+        assert_eq!(t.record_marker(&marker_header(1, 0, 15), commit, 2), None);
+        assert_eq!(t.check_marker(1, 0, 2), Err(MarkerError::CoordinatorFenced));
+        assert_eq!(t.check_marker(2, -1, 0), Err(MarkerError::InvalidEpoch));
+        assert_eq!(t.check_marker(9, 0, 0), Ok(()));
+        // The open transaction outlives expiration and round-trips through a snapshot.
+        t.expire(1_000_000, 10);
+        assert!(t.get(1).is_none());
+        assert!(t.get(2).is_some());
+        let json = serde_json::to_vec(&t).unwrap();
+        let mut back: ProducerStateTable = serde_json::from_slice(&json).unwrap();
+        back.reindex();
+        assert_eq!(back, t);
+        assert_eq!(back.first_ongoing_offset(), Some(12));
+    }
+
+    #[test]
+    fn the_lso_waits_for_ongoing_and_unreplicated_transactions() {
+        let mut u = UnstableTxns::default();
+        assert_eq!(u.last_stable_offset(10), 10);
+        u.set_first_ongoing(Some(4));
+        assert_eq!(u.last_stable_offset(10), 4);
+        assert_eq!(u.last_stable_offset(3), 3);
+        // Ended by a marker at 8: unstable until the high watermark passes the marker.
+        u.set_first_ongoing(None);
+        u.completed(&CompletedTxn {
+            producer_id: 1,
+            first_offset: 4,
+            last_offset: 8,
+            aborted: true,
+        });
+        assert_eq!(u.last_stable_offset(8), 4);
+        assert_eq!(u.last_stable_offset(9), 9);
+        // Forgotten once stable, even if the high watermark were to be seen lower again.
+        assert_eq!(u.last_stable_offset(8), 8);
+    }
+
     #[test]
     fn sequence_wraps_at_i32_max() {
         let mut t = ProducerStateTable::default();
