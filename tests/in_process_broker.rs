@@ -1232,3 +1232,219 @@ async fn a_stalled_partition_does_not_delay_other_partitions_or_heartbeats() {
     assert!(rounds >= 3, "only {rounds} rounds ran during the stall");
     broker.stop().await;
 }
+
+/// One transactional batch (the transactional attribute bit set, CRC recomputed).
+fn transactional_batch(producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Bytes {
+    let record = PlainRecord {
+        key: None,
+        value: Some(Bytes::from_static(b"in-txn")),
+        timestamp_ms: 1_700_000_000_000,
+    };
+    let producer = ProducerIdentity {
+        producer_id,
+        producer_epoch,
+        base_sequence,
+    };
+    let mut bytes = encode_uncompressed(&[record], producer).unwrap().to_vec();
+    let attributes = i16::from_be_bytes([bytes[21], bytes[22]]) | 0x10;
+    bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = millrace::log::batch::compute_crc(&bytes);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+fn markers_request(
+    producer_id: i64,
+    producer_epoch: i16,
+    coordinator_epoch: i32,
+    commit: bool,
+    topic: &str,
+) -> RequestKind {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+        WritableTxnMarker::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(producer_epoch)
+            .with_transaction_result(commit)
+            .with_coordinator_epoch(coordinator_epoch)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![0, 7])]),
+    ]))
+}
+
+/// read_committed Fetch of partition 0 from offset 0: (LSO, aborted (pid, first), batch
+/// base offsets).
+async fn fetch_committed(client: &mut Client, topic: &str) -> (i64, Vec<(i64, i64)>, Vec<i64>) {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_isolation_level(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let ResponseKind::Fetch(r) = client
+        .call(ApiKey::Fetch, 12, RequestKind::Fetch(request))
+        .await
+    else {
+        unreachable!()
+    };
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    let aborted = p
+        .aborted_transactions
+        .iter()
+        .flatten()
+        .map(|a| (a.producer_id.0, a.first_offset))
+        .collect();
+    let mut records = p.records.clone().unwrap_or_default();
+    let mut offsets = Vec::new();
+    while records.has_remaining() {
+        let set = RecordBatchDecoder::decode(&mut records).unwrap();
+        offsets.extend(set.records.iter().map(|r| r.offset));
+    }
+    (p.last_stable_offset, aborted, offsets)
+}
+
+/// Transactions end to end without a coordinator: a transactional produce holds the
+/// last stable offset (Fetch, ListOffsets read_committed, DescribeProducers show it),
+/// WriteTxnMarkers to this broker aborts it, and read_committed then reads the records
+/// with the aborted transaction listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_aborted_by_write_txn_markers_is_reported_to_read_committed() {
+    let mut broker = start_broker(&[]).await;
+    let client = &mut broker.client;
+    create_topic(client, "txn", 1).await;
+    let ResponseKind::InitProducerId(pid) = client
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            ),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    let (producer_id, epoch) = (pid.producer_id.0, pid.producer_epoch);
+    for (records, expected_offset) in [
+        (batch("before"), 0),
+        (transactional_batch(producer_id, epoch, 0), 1),
+    ] {
+        let ResponseKind::Produce(r) = client
+            .call(ApiKey::Produce, 11, produce_request("txn", records))
+            .await
+        else {
+            unreachable!()
+        };
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, expected_offset),
+            "{:?}",
+            p.error_message
+        );
+    }
+    assert_eq!(fetch_committed(client, "txn").await, (1, vec![], vec![0]));
+
+    let list = |isolation_level: i8| {
+        RequestKind::ListOffsets(
+            ListOffsetsRequest::default()
+                .with_isolation_level(isolation_level)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name("txn"))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1)])]),
+        )
+    };
+    for (isolation_level, latest) in [(0, 2), (1, 1)] {
+        let ResponseKind::ListOffsets(r) = client
+            .call(ApiKey::ListOffsets, 8, list(isolation_level))
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.topics[0].partitions[0].offset, latest);
+    }
+
+    let describe =
+        RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+            kafka_protocol::messages::describe_producers_request::TopicRequest::default()
+                .with_name(topic_name("txn"))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let ResponseKind::DescribeProducers(r) = client
+        .call(ApiKey::DescribeProducers, 0, describe.clone())
+        .await
+    else {
+        unreachable!()
+    };
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert_eq!(p.active_producers.len(), 1);
+    let state = &p.active_producers[0];
+    assert_eq!(
+        (
+            state.producer_id.0,
+            state.current_txn_start_offset,
+            state.last_sequence
+        ),
+        (producer_id, 1, 0)
+    );
+
+    // Partition 7 does not exist: its own error; partition 0 gets the marker.
+    let ResponseKind::WriteTxnMarkers(r) = client
+        .call(
+            ApiKey::WriteTxnMarkers,
+            1,
+            markers_request(producer_id, epoch, 0, false, "txn"),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    let codes: Vec<(i32, i16)> = r.markers[0].topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.error_code))
+        .collect();
+    assert_eq!(codes, vec![(0, 0), (7, 3)]);
+    assert_eq!(r.markers[0].producer_id.0, producer_id);
+    assert_eq!(
+        fetch_committed(client, "txn").await,
+        (3, vec![(producer_id, 1)], vec![0, 1, 2])
+    );
+    // A zombie coordinator's marker is fenced.
+    let ResponseKind::WriteTxnMarkers(r) = client
+        .call(
+            ApiKey::WriteTxnMarkers,
+            1,
+            markers_request(producer_id, epoch, -1, true, "txn"),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(r.markers[0].topics[0].partitions[0].error_code, 52);
+    let ResponseKind::DescribeProducers(r) =
+        client.call(ApiKey::DescribeProducers, 0, describe).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        r.topics[0].partitions[0].active_producers[0].current_txn_start_offset,
+        -1
+    );
+    broker.stop().await;
+}

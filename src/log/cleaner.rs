@@ -51,6 +51,7 @@ use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 use super::batch::{self, BatchHeader, ATTR_DELETE_HORIZON, HEADER_SIZE};
 use super::dir::{self, LogDirHealth};
 use super::segment::{file_name, CleanedSegment, Segment, SegmentView, MAX_SEGMENT_BYTES};
+use super::txn_index::AbortedTxn;
 use super::{sync_dir, Log, LogConfig, LogError};
 
 /// Kafka's file of how far each log is cleaned, one per log directory.
@@ -768,6 +769,13 @@ fn swap_in(
         return Ok(false);
     };
     let dir = log.dir.clone();
+    // The aborted transactions of every replaced segment move to the cleaned one (their
+    // markers are kept by the clean).
+    let aborted: Vec<AbortedTxn> = group
+        .iter()
+        .filter_map(|view| log.segments.get(&view.base_offset))
+        .flat_map(|segment| segment.aborted_txns().iter().copied())
+        .collect();
     let swap_path = cleaned_path.with_extension(SWAP_SUFFIX);
     // From here on a crash completes the swap at the next open.
     dir::failpoint("log::cleaner::swap")?;
@@ -788,7 +796,8 @@ fn swap_in(
     }
     fs::rename(&swap_path, dir.join(file_name(first, "log")))?;
     let next_offset = group[group.len() - 1].next_offset();
-    let segment = Segment::from_cleaned(&dir, cleaned, next_offset)?;
+    let mut segment = Segment::from_cleaned(&dir, cleaned, next_offset)?;
+    segment.replace_aborted_txns(aborted)?;
     log.segments.insert(first, segment);
     sync_dir(&dir)?;
     Ok(true)
@@ -821,7 +830,7 @@ pub(super) fn recover_interrupted_swaps(dir: &Path) -> Result<(), LogError> {
             .and_then(parse_base)
         {
             swaps.push(base);
-        } else if let Some(base) = [".log", ".index", ".timeindex"]
+        } else if let Some(base) = [".log", ".index", ".timeindex", ".txnindex"]
             .iter()
             .find_map(|extension| name.strip_suffix(extension))
             .and_then(parse_base)
@@ -845,6 +854,9 @@ pub(super) fn recover_interrupted_swaps(dir: &Path) -> Result<(), LogError> {
                 remove_if_exists(&dir.join(file_name(old, extension)))?;
             }
             if old != base {
+                // The base's own `.txnindex` stays; entries of the others come back from
+                // the replay of the log at open (producer state is rebuilt after a crash).
+                remove_if_exists(&dir.join(file_name(old, "txnindex")))?;
                 remove_if_exists(&dir.join(file_name(old, "log")))?;
             }
         }
@@ -1167,7 +1179,7 @@ fn read_bytes_field<'a>(body: &mut &'a [u8]) -> Result<Option<&'a [u8]>, LogErro
 }
 
 /// A zig-zag varint of up to 10 bytes (Kafka's varint and varlong both decode here).
-fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
+pub(super) fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
     let mut raw: u64 = 0;
     for (i, &byte) in buf.iter().take(10).enumerate() {
         raw |= ((byte & 0x7f) as u64) << (7 * i);
@@ -1179,7 +1191,7 @@ fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
     None
 }
 
-fn write_varlong(value: i64, out: &mut Vec<u8>) {
+pub(super) fn write_varlong(value: i64, out: &mut Vec<u8>) {
     let mut raw = ((value << 1) ^ (value >> 63)) as u64;
     while raw >= 0x80 {
         out.push((raw as u8 & 0x7f) | 0x80);

@@ -536,7 +536,7 @@ fn producer_state_rebuilt_after_a_truncation_forgets_the_truncated_sequences() {
         .append_as_follower(&read_all(&leader, 0), 0)
         .unwrap();
     // The follower's table from the headers it appended, as the leader's.
-    let mut table = rebuild_producer_state(&follower, None).unwrap();
+    let mut table = rebuild_producer_state(&mut follower, None).unwrap();
     let mut from_headers = crate::partition::producer_state::ProducerStateTable::default();
     for header in &appended.headers {
         from_headers.record(header, header.max_timestamp);
@@ -551,7 +551,7 @@ fn producer_state_rebuilt_after_a_truncation_forgets_the_truncated_sequences() {
         })
     ));
     follower.truncate_to(8).unwrap();
-    table = rebuild_producer_state(&follower, None).unwrap();
+    table = rebuild_producer_state(&mut follower, None).unwrap();
     // Sequences 8.. are gone: the fifth batch is new again, not a duplicate.
     assert_eq!(table.check(&fifth), Ok(SequenceCheck::Append));
     assert_eq!(
@@ -564,7 +564,7 @@ fn producer_state_rebuilt_after_a_truncation_forgets_the_truncated_sequences() {
         table: from_headers,
     };
     assert_eq!(
-        rebuild_producer_state(&follower, Some(stale)).unwrap(),
+        rebuild_producer_state(&mut follower, Some(stale)).unwrap(),
         table
     );
 }

@@ -29,6 +29,8 @@ mod retention;
 mod segment;
 #[cfg(test)]
 mod tests;
+pub mod txn_index;
+pub mod txn_marker;
 pub mod validator;
 
 use std::collections::BTreeMap;
@@ -43,6 +45,11 @@ use epochs::{EpochEntry, LeaderEpochCache};
 pub use follower::AppendedAsFollower;
 pub use retention::{delete_retired_files, RetentionBreach, RetiredSegment};
 use segment::{Segment, SegmentView, MAX_RELATIVE_OFFSET, MAX_SEGMENT_BYTES};
+use txn_index::AbortedTxn;
+use txn_marker::EndTxnMarker;
+
+/// Bytes read from a control batch to parse its marker (a marker batch is ~80 bytes).
+const MARKER_READ_BYTES: u64 = 512;
 
 /// `cleanup.policy` / `log.cleanup.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +175,9 @@ pub struct Log {
     /// The lowest offset the log was truncated to since the cleaner last asked: its
     /// checkpoint must not stay above it (Kafka's maybeTruncateCheckpoint).
     truncated_to_for_cleaner: Option<i64>,
+    /// False when a `.txnindex` read at open was untrusted (and removed): producer state
+    /// must then be replayed from the log start, which rebuilds it.
+    txn_indexes_trusted: bool,
 }
 
 impl Log {
@@ -208,6 +218,10 @@ impl Log {
                 sync_dir(parent_dir(dir))?;
             }
         }
+        let mut txn_indexes_trusted = true;
+        for segment in segments.values_mut() {
+            txn_indexes_trusted &= segment.load_txn_index(dir)?;
+        }
         let log_start_offset = segments.keys().next().copied().unwrap_or(0);
         let mut log = Log {
             dir: dir.to_path_buf(),
@@ -219,6 +233,7 @@ impl Log {
             epochs: LeaderEpochCache::empty(dir),
             truncations: 0,
             truncated_to_for_cleaner: None,
+            txn_indexes_trusted,
         };
         debug_assert!(log.log_start_offset() <= log.log_end_offset());
         log.epochs = match LeaderEpochCache::load(dir, log.log_end_offset())? {
@@ -585,6 +600,94 @@ impl Log {
             }
         }
         Ok(())
+    }
+
+    /// Like [`Log::visit_batch_headers_from`], with the transaction marker of each control
+    /// batch (None for a data batch, or a control batch that holds no marker): what
+    /// rebuilding producer state needs. Reads a marker's first bytes only.
+    pub fn visit_batches_for_producer_state(
+        &self,
+        offset: i64,
+        mut visit: impl FnMut(&BatchHeader, Option<EndTxnMarker>),
+    ) -> Result<(), LogError> {
+        let offset = offset.max(self.log_start_offset());
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let Some((start_base, start_position)) = self.locate(offset)? else {
+            return Ok(());
+        };
+        for (&base_offset, segment) in self.segments.range(start_base..) {
+            let mut position = if base_offset == start_base {
+                start_position
+            } else {
+                0
+            };
+            while position < segment.size_bytes() {
+                let header = segment.header_at(position)?;
+                let marker = if header.is_control() {
+                    let mut bytes = Vec::new();
+                    let len = (header.total_size() as u64).min(MARKER_READ_BYTES);
+                    segment.read_into(position, len, &mut bytes)?;
+                    txn_marker::parse_marker(&bytes)
+                } else {
+                    None
+                };
+                position += header.total_size() as u64;
+                visit(&header, marker);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every `.txnindex` read at open was trusted (see `rebuild_producer_state`).
+    pub fn txn_indexes_trusted(&self) -> bool {
+        self.txn_indexes_trusted
+    }
+
+    /// Records an aborted transaction in the transaction index of the segment holding its
+    /// marker (`entry.last_offset`, already appended); an entry for that marker already
+    /// there is kept. An `Io` error is fatal for the log, as for [`Log::append`].
+    pub fn add_aborted_txn(&mut self, entry: AbortedTxn) -> Result<(), LogError> {
+        let Some((_, segment)) = self.segments.range_mut(..=entry.last_offset).next_back() else {
+            return Ok(());
+        };
+        if entry.last_offset >= segment.next_offset() {
+            return Ok(());
+        }
+        segment.add_aborted_txn(entry)
+    }
+
+    /// Kafka's collectAbortedTransactions: the aborted transactions overlapping
+    /// `[fetch_offset, upper_bound_offset)`, from the transaction indexes of the segment
+    /// holding `fetch_offset` on (memory only). A segment whose entry recorded an LSO at
+    /// or past the bound ends the search, as in Kafka.
+    pub fn collect_aborted_txns(
+        &self,
+        fetch_offset: i64,
+        upper_bound_offset: i64,
+    ) -> Vec<AbortedTxn> {
+        let start = self
+            .segments
+            .range(..=fetch_offset)
+            .next_back()
+            .map_or(i64::MIN, |(&base, _)| base);
+        let mut found = Vec::new();
+        for segment in self.segments.range(start..).map(|(_, s)| s) {
+            if segment.base_offset >= upper_bound_offset {
+                break;
+            }
+            let entries = segment.aborted_txns();
+            found
+                .extend(txn_index::overlapping(entries, fetch_offset, upper_bound_offset).copied());
+            if entries
+                .iter()
+                .any(|e| e.last_stable_offset >= upper_bound_offset)
+            {
+                break;
+            }
+        }
+        found
     }
 
     /// fsyncs the active segment's data (sealed segments were fsynced when rolled).

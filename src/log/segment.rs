@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE};
 use super::dir::failpoint;
+use super::txn_index::{AbortedTxn, TxnIndex};
 use super::LogError;
 
 pub(super) const OFFSET_ENTRY_BYTES: usize = 8;
@@ -295,6 +296,8 @@ pub(super) struct Segment {
     /// One past the last offset in this segment (its base offset when empty).
     next_offset: i64,
     index: SegmentIndex,
+    /// Aborted transactions whose ABORT marker is in this segment (`.txnindex`).
+    txn_index: TxnIndex,
     /// What `segment.ms` ages are measured from: the first append's `now_ms`, or after
     /// recovery the first batch's max timestamp (Kafka's choice, so that a restart does
     /// not reset the age). None while empty.
@@ -333,6 +336,7 @@ impl Segment {
         // Leftover index files of a segment that no longer exists must not leak in.
         offset_index_file.set_len(0)?;
         time_index_file.set_len(0)?;
+        let txn_index = TxnIndex::create(dir, base_offset)?;
         Ok(Segment {
             base_offset,
             log_file,
@@ -341,6 +345,7 @@ impl Segment {
             size_bytes: 0,
             next_offset: base_offset,
             index: SegmentIndex::default(),
+            txn_index,
             rolling_base_ms: None,
             index_files_stale: false,
         })
@@ -457,9 +462,43 @@ impl Segment {
             size_bytes: 0,
             next_offset: base_offset,
             index: SegmentIndex::default(),
+            txn_index: TxnIndex::create_unloaded(dir, base_offset),
             rolling_base_ms: None,
             index_files_stale: false,
         })
+    }
+
+    /// Loads the `.txnindex` once size and offsets are known; false when it was untrusted
+    /// (removed: the log's replay puts its entries back).
+    pub(super) fn load_txn_index(&mut self, dir: &Path) -> Result<bool, LogError> {
+        let (txn_index, trusted) =
+            TxnIndex::load(dir, self.base_offset, self.next_offset, self.size_bytes)?;
+        self.txn_index = txn_index;
+        Ok(trusted)
+    }
+
+    pub(super) fn aborted_txns(&self) -> &[AbortedTxn] {
+        self.txn_index.entries()
+    }
+
+    /// Records an aborted transaction whose marker is in this segment (once).
+    pub(super) fn add_aborted_txn(&mut self, entry: AbortedTxn) -> Result<(), LogError> {
+        debug_assert!(
+            entry.last_offset >= self.base_offset && entry.last_offset < self.next_offset
+        );
+        if self.txn_index.contains_marker(entry.last_offset) {
+            return Ok(());
+        }
+        self.txn_index.append(entry)
+    }
+
+    /// The cleaner's merged entries for the segments a cleaned one replaces.
+    pub(super) fn replace_aborted_txns(
+        &mut self,
+        entries: Vec<AbortedTxn>,
+    ) -> Result<(), LogError> {
+        self.txn_index.replace(entries)?;
+        self.txn_index.flush()
     }
 
     /// Loads both index files of a sealed segment; false if either is not sane.
@@ -668,6 +707,7 @@ impl Segment {
             return Err(view.corrupt(position, "truncation point is not a batch boundary"));
         }
         failpoint("log::segment::truncate")?;
+        self.txn_index.truncate_to(next_offset)?;
         self.log_file.set_len(position)?;
         self.size_bytes = position;
         self.next_offset = next_offset;
@@ -721,6 +761,7 @@ impl Segment {
         self.log_file.sync_all()?;
         self.offset_index_file.sync_all()?;
         self.time_index_file.sync_all()?;
+        self.txn_index.flush()?;
         Ok(())
     }
 
@@ -729,6 +770,7 @@ impl Segment {
     pub(super) fn flush(&self) -> Result<(), LogError> {
         failpoint("log::segment::fsync")?;
         self.log_file.sync_data()?;
+        self.txn_index.flush()?;
         Ok(())
     }
 
@@ -739,7 +781,7 @@ impl Segment {
         let base_offset = self.base_offset;
         drop(self);
         failpoint("log::segment::delete")?;
-        for extension in ["index", "timeindex", "log"] {
+        for extension in ["index", "timeindex", "txnindex", "log"] {
             match std::fs::remove_file(dir.join(file_name(base_offset, extension))) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                     return Err(error.into())
@@ -770,9 +812,9 @@ impl Segment {
     pub(super) fn retire_files(&self, dir: &Path) -> Result<Vec<PathBuf>, LogError> {
         let base_offset = self.base_offset;
         failpoint("log::segment::retire")?;
-        let mut renamed = Vec::with_capacity(3);
+        let mut renamed = Vec::with_capacity(4);
         // The `.log` last: a crash part-way leaves a segment whose indexes are rebuilt.
-        for extension in ["index", "timeindex", "log"] {
+        for extension in ["index", "timeindex", "txnindex", "log"] {
             let from = dir.join(file_name(base_offset, extension));
             let to = dir.join(format!(
                 "{}{DELETED_SUFFIX}",

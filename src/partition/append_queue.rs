@@ -29,8 +29,19 @@ pub(super) struct AppendQueue {
 }
 
 struct AppendJob {
-    records: Bytes,
+    write: Write,
     done: oneshot::Sender<Result<AppendResult, AppendError>>,
+}
+
+/// What a job appends: a client's records, or a transaction marker (ordered with them).
+enum Write {
+    Records(Bytes),
+    TxnMarker {
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    },
 }
 
 /// Who drains a partition's queue. Invariant: a non-empty queue is never `Idle`.
@@ -71,10 +82,37 @@ impl AppendSubmission {
         partition: &Arc<Partition>,
         records: Bytes,
     ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
+        self.submit_write(partition, Write::Records(records))
+    }
+
+    /// Queues a transaction marker like [`Self::submit`] queues records (see
+    /// [`Partition::append_txn_marker`]).
+    pub fn submit_txn_marker(
+        &mut self,
+        partition: &Arc<Partition>,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
+        let write = Write::TxnMarker {
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            commit,
+        };
+        self.submit_write(partition, write)
+    }
+
+    fn submit_write(
+        &mut self,
+        partition: &Arc<Partition>,
+        write: Write,
+    ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
         let (done, result) = oneshot::channel();
         let claim = {
             let mut queue = partition.append_queue();
-            queue.jobs.push_back(AppendJob { records, done });
+            queue.jobs.push_back(AppendJob { write, done });
             match queue.turn {
                 // That drainer looks at the queue again before it lets go.
                 Turn::Running => false,
@@ -149,7 +187,20 @@ impl Partition {
         for job in jobs {
             // A panic must not wedge the queue with the turn stuck on `Running`.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.append(&job.records)
+                match &job.write {
+                    Write::Records(records) => self.append(records),
+                    &Write::TxnMarker {
+                        producer_id,
+                        producer_epoch,
+                        coordinator_epoch,
+                        commit,
+                    } => self.append_txn_marker(
+                        producer_id,
+                        producer_epoch,
+                        coordinator_epoch,
+                        commit,
+                    ),
+                }
             }))
             .unwrap_or_else(|_| {
                 Err(PartitionError::new(error_code::KAFKA_STORAGE_ERROR, "append panicked").into())

@@ -24,6 +24,8 @@ mod append_validation_tests;
 pub mod producer_state;
 pub mod replica;
 mod retention;
+#[cfg(test)]
+mod txn_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -41,15 +43,19 @@ use crate::dynamic_config::LiveConfig;
 use crate::log::batch::{self, BatchError, BatchHeader};
 use crate::log::cleaner::CleanableLog;
 use crate::log::dir::{self, LogDirHealth};
+use crate::log::txn_index::AbortedTxn;
+use crate::log::txn_marker::{self, EndTxnMarker};
 use crate::log::validator::{self, RecordError, RecordRules, RejectKind, Rejection};
-use crate::log::{Log, LogConfig, LogError, ReadPlan};
+use crate::log::{Log, LogConfig, LogError};
 use crate::metadata::partition_change::AlterPartitionRequest;
 use crate::metadata::{AlterPartitionAnswer, PartitionRecord};
 use crate::metadata::{MetadataImage, TopicImage};
 use crate::replication::leader::{AckDecision, AlterPartitionAccepted, FetchError, LeaderConfig};
 use append_queue::AppendQueue;
 pub use append_queue::AppendSubmission;
-use producer_state::{ProducerSnapshot, ProducerStateTable, SequenceCheck};
+use producer_state::{
+    CompletedTxn, ProducerSnapshot, ProducerStateTable, SequenceCheck, UnstableTxns,
+};
 use replica::{monotonic_ms, ReplicaState, Transition};
 
 /// Kafka error codes the partition layer answers with.
@@ -65,6 +71,18 @@ pub mod error_code {
     pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+}
+
+/// One producer's state as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerDescription {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp_ms: i64,
+    pub coordinator_epoch: i32,
+    /// -1: no ongoing transaction.
+    pub current_txn_start_offset: i64,
 }
 
 /// An error for one partition of a request: a Kafka error code and a message.
@@ -163,7 +181,10 @@ pub struct AppendResult {
 pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed only: the aborted transactions overlapping the records returned.
+    pub aborted_transactions: Vec<AbortedTxn>,
     /// For a follower whose log diverged: (epoch, end offset) to truncate by (KIP-320).
     pub diverging_epoch: Option<(i32, i64)>,
 }
@@ -173,7 +194,11 @@ pub struct ReadResult {
 /// node's own readers (a coordinator loading its shard) everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reader {
+    /// isolation.level=read_uncommitted: below the high watermark.
     Consumer,
+    /// isolation.level=read_committed: below the last stable offset, with the aborted
+    /// transactions the records hold.
+    CommittedConsumer,
     Follower {
         replica_id: i32,
         /// The leader epoch the follower fetches in (-1: not sent, Fetch < v9).
@@ -238,7 +263,11 @@ pub struct Partition {
     /// Only grows within a leader epoch; at most `log_end_offset`.
     high_watermark: AtomicI64,
     appends: Mutex<AppendQueue>,
-    /// Woken when the log end or the high watermark moves (fetches park on it).
+    /// The last stable offset's inputs besides the high watermark. A leaf lock (memory
+    /// only), taken inside the append lock when both are needed.
+    unstable_txns: Mutex<UnstableTxns>,
+    /// Woken when the log end or the high watermark moves, so also when the last stable
+    /// offset does (fetches park on it).
     data_arrived: Notify,
     /// Where this partition, leading, queues the ISR changes it asks the controller for.
     isr_changes: Arc<IsrChangeQueue>,
@@ -287,7 +316,9 @@ impl Partition {
         if record.leader == node_id {
             log.assign_leader_epoch(record.leader_epoch)?;
         }
-        let producers = load_producer_state(dir, &log)?;
+        let producers = load_producer_state(dir, &mut log)?;
+        let mut unstable_txns = UnstableTxns::default();
+        unstable_txns.set_first_ongoing(producers.first_ongoing_offset());
         // A lone replica's whole log is committed. A replicated one starts from its
         // checkpointed high watermark (within the log), else from the log start, and
         // learns the rest from the followers' fetches (or the leader's answers).
@@ -321,6 +352,7 @@ impl Partition {
             high_watermark: AtomicI64::new(high_watermark),
             state: Mutex::new(PartitionState { log, producers }),
             appends: Mutex::new(AppendQueue::default()),
+            unstable_txns: Mutex::new(unstable_txns),
             data_arrived: Notify::new(),
             isr_changes,
             health,
@@ -459,13 +491,6 @@ impl Partition {
         let now = now_ms();
         let valid = validator::validate_produce(records, now, &self.record_rules())?;
         let header = valid.header;
-        if header.is_transactional() {
-            return Err(PartitionError::new(
-                error_code::INVALID_TXN_STATE,
-                "transactional produce is not supported yet",
-            )
-            .into());
-        }
         let mut state = self.lock();
         // Checked under the lock: once a storage error tripped the directory, no append
         // (nor a duplicate's answer, which may name a batch not known durable) is acked.
@@ -509,6 +534,10 @@ impl Partition {
                     return Err(self.storage_failed(error).into());
                 }
                 state.producers.record(&stored, now);
+                if stored.is_transactional() {
+                    self.unstable_txns()
+                        .set_first_ongoing(state.producers.first_ongoing_offset());
+                }
                 debug_assert_eq!(state.log.log_end_offset(), stored.last_offset() + 1);
                 let log_append_time_ms = if stored.is_log_append_time() {
                     stored.max_timestamp
@@ -555,7 +584,7 @@ impl Partition {
         min_one_batch: bool,
         reader: Reader,
     ) -> Result<ReadResult, PartitionError> {
-        let (plan, high_watermark, log_start_offset): (ReadPlan, i64, i64) = {
+        let (plan, high_watermark, last_stable_offset, log_start_offset, aborted) = {
             let state = self.lock();
             // An offline directory serves nothing: its log end may hold a batch whose
             // fsync failed, which was never acknowledged and may not be on disk.
@@ -574,7 +603,9 @@ impl Partition {
                         return Ok(ReadResult {
                             records: Bytes::new(),
                             high_watermark: self.high_watermark.load(Ordering::Acquire),
+                            last_stable_offset: self.last_stable_offset(),
                             log_start_offset: state.log.log_start_offset(),
+                            aborted_transactions: Vec::new(),
                             diverging_epoch: Some((epoch, end_offset)),
                         });
                     }
@@ -582,25 +613,183 @@ impl Partition {
                 self.record_follower_fetch(replica_id, current_leader_epoch, offset)?;
             }
             let high_watermark = self.high_watermark.load(Ordering::Acquire);
-            // Consumers see committed records only; followers copy everything.
+            let last_stable_offset = self.unstable_txns().last_stable_offset(high_watermark);
+            // Consumers see committed records only (read_committed: no record of a
+            // transaction not yet decided); followers copy everything.
             let max_offset = match reader {
                 Reader::Consumer => high_watermark,
+                Reader::CommittedConsumer => last_stable_offset,
                 Reader::Follower { .. } | Reader::Local => state.log.log_end_offset(),
+            };
+            let aborted = match reader {
+                Reader::CommittedConsumer => {
+                    state.log.collect_aborted_txns(offset, last_stable_offset)
+                }
+                _ => Vec::new(),
             };
             (
                 state
                     .log
                     .read_plan(offset, max_offset, max_bytes, min_one_batch)?,
                 high_watermark,
+                last_stable_offset,
                 state.log.log_start_offset(),
+                aborted,
             )
         };
+        let records = plan.read()?;
+        // Only the transactions the returned records overlap (Kafka bounds the search by
+        // the end of the fetched data).
+        let upper_bound_offset = end_of_records(&records);
+        let aborted_transactions = aborted
+            .into_iter()
+            .filter(|txn| txn.first_offset < upper_bound_offset)
+            .collect();
         Ok(ReadResult {
-            records: plan.read()?,
+            records,
             high_watermark,
+            last_stable_offset,
             log_start_offset,
+            aborted_transactions,
             diverging_epoch: None,
         })
+    }
+
+    fn unstable_txns(&self) -> MutexGuard<'_, UnstableTxns> {
+        self.unstable_txns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last stable offset: below it every transaction is decided and its marker
+    /// committed (Kafka's LSO, at most the high watermark). Memory only.
+    pub fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark.load(Ordering::Acquire);
+        let log_start_offset = self.log_start_offset.load(Ordering::Acquire);
+        self.unstable_txns()
+            .last_stable_offset(high_watermark)
+            .max(log_start_offset)
+    }
+
+    /// Appends a transaction marker (COMMIT or ABORT) for `producer_id` as the leader
+    /// (Kafka's appendAsLeader with a COORDINATOR origin): refused with
+    /// INVALID_PRODUCER_EPOCH when `producer_epoch` is below the producer's, and with
+    /// TRANSACTION_COORDINATOR_FENCED when `coordinator_epoch` is below its last marker's.
+    /// The marker ends the producer's ongoing transaction; an aborted one goes into the
+    /// transaction index. Blocking: async code uses [`Partition::submit_txn_marker`].
+    pub fn append_txn_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> Result<AppendResult, AppendError> {
+        let now = now_ms();
+        let marker = EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        };
+        let mut state = self.lock();
+        self.check_online()?;
+        let leader_epoch = {
+            let replica = self.replica();
+            if !replica.is_leader() {
+                return Err(PartitionError::new(
+                    error_code::NOT_LEADER_OR_FOLLOWER,
+                    format!("this node does not lead; leader {}", replica.leader()),
+                )
+                .into());
+            }
+            replica.leader_epoch()
+        };
+        state
+            .producers
+            .check_marker(producer_id, producer_epoch, coordinator_epoch)
+            .map_err(|error| {
+                PartitionError::new(
+                    error.code(),
+                    format!(
+                        "marker for producer {producer_id} epoch {producer_epoch} coordinator epoch {coordinator_epoch}: {error:?}"
+                    ),
+                )
+            })?;
+        let base_offset = state.log.log_end_offset();
+        let mut bytes = txn_marker::encode_marker_batch(producer_id, producer_epoch, marker, now);
+        batch::patch_offset_and_epoch(&mut bytes, base_offset, leader_epoch);
+        let stored = BatchHeader::parse(&bytes).map_err(PartitionError::from)?;
+        if let Err(error) = state.log.append(&bytes, &stored, now) {
+            return Err(self.storage_failed(error).into());
+        }
+        let completed = state.producers.record_marker(&stored, marker, now);
+        self.end_txn(&mut state, completed)?;
+        let log_start_offset = state.log.log_start_offset();
+        self.publish_offsets(&state.log);
+        let advanced = self
+            .replica()
+            .on_local_append(state.log.log_end_offset(), monotonic_ms());
+        drop(state);
+        self.publish_high_watermark(advanced);
+        self.data_arrived.notify_waiters();
+        Ok(AppendResult {
+            base_offset,
+            next_offset: base_offset + 1,
+            log_start_offset,
+            log_append_time_ms: validator::NO_TIMESTAMP,
+        })
+    }
+
+    /// After a marker was appended (leader or follower): the transaction it ended stays
+    /// unstable until the marker is committed; an aborted one is indexed.
+    fn end_txn(
+        &self,
+        state: &mut PartitionState,
+        completed: Option<CompletedTxn>,
+    ) -> Result<(), PartitionError> {
+        let mut unstable = self.unstable_txns();
+        unstable.set_first_ongoing(state.producers.first_ongoing_offset());
+        let Some(done) = completed else {
+            return Ok(());
+        };
+        unstable.completed(&done);
+        drop(unstable);
+        if done.aborted {
+            let entry = AbortedTxn {
+                producer_id: done.producer_id,
+                first_offset: done.first_offset,
+                last_offset: done.last_offset,
+                last_stable_offset: state.producers.last_stable_offset_after(&done),
+            };
+            state
+                .log
+                .add_aborted_txn(entry)
+                .map_err(|error| self.storage_failed(error))?;
+        }
+        Ok(())
+    }
+
+    /// DescribeProducers: the producers with state here, as the leader knows them.
+    /// Blocking: takes the append lock (memory only under it).
+    pub fn describe_producers(&self) -> Result<Vec<ProducerDescription>, PartitionError> {
+        let state = self.lock();
+        self.check_online()?;
+        if !self.is_leader() {
+            return Err(PartitionError::new(
+                error_code::NOT_LEADER_OR_FOLLOWER,
+                "this node does not lead the partition",
+            ));
+        }
+        let mut producers: Vec<ProducerDescription> = state
+            .producers
+            .iter()
+            .map(|(producer_id, entry)| ProducerDescription {
+                producer_id,
+                producer_epoch: entry.epoch,
+                last_sequence: entry.last_sequence(),
+                last_timestamp_ms: entry.last_timestamp_ms,
+                coordinator_epoch: entry.coordinator_epoch,
+                current_txn_start_offset: entry.current_txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        producers.sort_by_key(|p| p.producer_id);
+        Ok(producers)
     }
 
     /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark),
@@ -776,8 +965,28 @@ impl Partition {
                 LogError::Io(_) => self.storage_failed(error),
                 other => other.into(),
             })?;
+        // The leader's producer state, transactions and transaction index, replayed.
+        let mut position = 0;
         for header in &appended.headers {
-            state.producers.record(header, now);
+            let bytes = &records[position..position + header.total_size()];
+            position += header.total_size();
+            match header
+                .is_control()
+                .then(|| txn_marker::parse_marker(bytes))
+                .flatten()
+            {
+                Some(marker) => {
+                    let completed = state.producers.record_marker(header, marker, now);
+                    self.end_txn(&mut state, completed)?;
+                }
+                None => {
+                    state.producers.record(header, now);
+                    if header.is_transactional() {
+                        self.unstable_txns()
+                            .set_first_ongoing(state.producers.first_ongoing_offset());
+                    }
+                }
+            }
         }
         self.publish_offsets(&state.log);
         Ok(!appended.headers.is_empty())
@@ -862,8 +1071,13 @@ impl Partition {
     }
 
     fn after_truncation(&self, state: &mut PartitionState) -> Result<(), PartitionError> {
-        state.producers = producer_state::rebuild_producer_state(&state.log, None)
+        state.producers = producer_state::rebuild_producer_state(&mut state.log, None)
             .map_err(|error| self.storage_failed(error))?;
+        {
+            let mut unstable = self.unstable_txns();
+            unstable.clear_completed();
+            unstable.set_first_ongoing(state.producers.first_ongoing_offset());
+        }
         let log_end = state.log.log_end_offset();
         self.log_end_offset.store(log_end, Ordering::Release);
         self.log_start_offset
@@ -1016,6 +1230,19 @@ fn stall_point(topic: &str) {
     });
 }
 
+/// One past the last offset of the whole batches in `records` (i64::MIN when none).
+fn end_of_records(mut records: &[u8]) -> i64 {
+    let mut end = i64::MIN;
+    while let Ok(header) = BatchHeader::parse(records) {
+        end = header.last_offset() + 1;
+        if header.total_size() >= records.len() {
+            break;
+        }
+        records = &records[header.total_size()..];
+    }
+    end
+}
+
 /// Decodes one stored batch (any codec) and finds the first record whose offset and
 /// timestamp match. Off the hot path: only ListOffsets by timestamp gets here.
 fn first_record_at_or_after(
@@ -1078,7 +1305,7 @@ fn partition_metadata_topic_id(dir: &Path) -> Option<String> {
 
 /// Producer state at open: the clean-shutdown snapshot if it is still valid for this
 /// log, then every batch after it replayed from the log (all of it after a crash).
-fn load_producer_state(dir: &Path, log: &Log) -> Result<ProducerStateTable, PartitionError> {
+fn load_producer_state(dir: &Path, log: &mut Log) -> Result<ProducerStateTable, PartitionError> {
     let path = dir.join(PRODUCER_SNAPSHOT_FILE);
     let snapshot = std::fs::read(&path)
         .ok()

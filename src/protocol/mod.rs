@@ -79,6 +79,8 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
         // v2's transactional id pattern needs a regular expression engine: not yet.
         ApiKey::ListTransactions => VersionRange { min: 0, max: 1 },
+        ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::VERSIONS,
+        ApiKey::DescribeProducers => DescribeProducersRequest::VERSIONS,
         _ => return None,
     };
     Some(range)
@@ -208,6 +210,12 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         }
         RequestKind::ListTransactions(req) => {
             ResponseKind::ListTransactions(list_transactions::handle(ctx, req).await)
+        }
+        RequestKind::WriteTxnMarkers(req) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(ctx, req).await)
+        }
+        RequestKind::DescribeProducers(req) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(ctx, req).await)
         }
         // The framing layer only passes APIs listed in `supported_versions`.
         other => {

@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+    PartitionData,
 };
+use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
@@ -119,6 +121,8 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         request.replica_id.0
     };
     let follower = (replica_id >= 0).then_some(replica_id);
+    // isolation.level (v4+): 1 = READ_COMMITTED reads up to the last stable offset.
+    let read_committed = version >= 4 && request.isolation_level == 1;
 
     let image = ctx.broker.metadata.image();
     let node_id = ctx.broker.config.node_id;
@@ -198,6 +202,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
                 max_bytes,
                 version,
                 follower,
+                read_committed,
                 &broker.leader_throttle,
             )
         });
@@ -315,6 +320,7 @@ fn read_all(
     max_bytes: usize,
     version: i16,
     follower: Option<i32>,
+    read_committed: bool,
     throttle: &ReplicationQuota,
 ) -> (Vec<PartitionData>, usize, bool) {
     // Over the rate, throttled replicas get no records this time; their fetch offsets
@@ -347,6 +353,7 @@ fn read_all(
                         current_leader_epoch: slot.current_leader_epoch,
                         last_fetched_epoch: slot.last_fetched_epoch,
                     },
+                    None if read_committed => Reader::CommittedConsumer,
                     None => Reader::Consumer,
                 };
                 partition.read(slot.fetch_offset, budget, min_one_batch, reader)
@@ -355,7 +362,7 @@ fn read_all(
             Ok(read) => {
                 let mut answer = answer
                     .with_high_watermark(read.high_watermark)
-                    .with_last_stable_offset(read.high_watermark)
+                    .with_last_stable_offset(read.last_stable_offset)
                     .with_log_start_offset(read.log_start_offset);
                 if let Some((epoch, end_offset)) = read.diverging_epoch {
                     answer.diverging_epoch = EpochEndOffset::default()
@@ -370,8 +377,17 @@ fn read_all(
                     if slot.throttled {
                         throttle.record(read.records.len(), Instant::now().into_std());
                     }
+                    let aborted = read
+                        .aborted_transactions
+                        .iter()
+                        .map(|txn| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(txn.producer_id))
+                                .with_first_offset(txn.first_offset)
+                        })
+                        .collect();
                     answer
-                        .with_aborted_transactions(Some(Vec::new()))
+                        .with_aborted_transactions(Some(aborted))
                         .with_records(Some(read.records))
                 }
             }

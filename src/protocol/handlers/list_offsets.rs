@@ -22,6 +22,8 @@ const LATEST_TIERED: i64 = -5;
 pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
     // leader_epoch exists from v4; the protocol crate refuses to encode it earlier.
     let with_epoch = ctx.version() >= 4;
+    // isolation_level (v2+): 1 = READ_COMMITTED, whose latest offset is the LSO.
+    let read_committed = ctx.version() >= 2 && request.isolation_level == 1;
     let image = ctx.broker.metadata.image();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
@@ -41,7 +43,9 @@ pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOf
             {
                 Ok(partition) => {
                     let epoch = partition.leader_epoch();
-                    lookup(partition, p.timestamp).await.map(|r| (r, epoch))
+                    lookup(partition, p.timestamp, read_committed)
+                        .await
+                        .map(|r| (r, epoch))
                 }
                 Err(error) => Err(error),
             };
@@ -69,6 +73,7 @@ pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOf
 async fn lookup(
     partition: Arc<Partition>,
     timestamp: i64,
+    read_committed: bool,
 ) -> Result<Option<TimestampOffset>, PartitionError> {
     let (log_start, high_watermark) = partition.offsets();
     let at = |offset| {
@@ -79,7 +84,7 @@ async fn lookup(
     };
     match timestamp {
         EARLIEST | EARLIEST_LOCAL => Ok(at(log_start)),
-        // Single replica, no transactions: the last stable offset is the high watermark.
+        LATEST if read_committed => Ok(at(partition.last_stable_offset())),
         LATEST => Ok(at(high_watermark)),
         LATEST_TIERED => Ok(None),
         // Timestamp lookups read the log: on a blocking thread.

@@ -14,6 +14,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
@@ -39,6 +40,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 mod txns;
+pub mod write_txn_markers;
 
 use std::sync::Arc;
 
