@@ -52,11 +52,26 @@ pub struct ReplayRecord<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-/// What one call produced. The runtime persists `records` (in order, as one batch)
-/// before it sends any of `responses` or starts any of `sends`; `timers` set (Some
-/// deadline, ms on the clock the core was given) or cancel (None).
+/// A transaction marker a coordinator writes to its own partition (the group
+/// coordinator ending a transaction's offset commits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnMarker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub coordinator_epoch: i32,
+    pub commit: bool,
+}
+
+/// What one call produced. The runtime persists `records` (in order, as one batch; a
+/// transactional batch of `producer` when set) or `marker` before it sends any of
+/// `responses` or starts any of `sends`; `timers` set (Some deadline, ms on the clock
+/// the core was given) or cancel (None).
 pub struct Effects<S: Shard> {
     pub records: Vec<Record>,
+    /// (producer id, epoch): `records` are that producer's transactional writes.
+    pub producer: Option<(i64, i16)>,
+    /// Written instead of records (an Effects carries one or the other).
+    pub marker: Option<TxnMarker>,
     pub responses: Vec<(RequestId, ResponseKind)>,
     pub timers: Vec<(S::Timer, Option<i64>)>,
     /// Follow-up work started once `records` are committed (transaction markers); each
@@ -68,6 +83,8 @@ impl<S: Shard> Default for Effects<S> {
     fn default() -> Self {
         Effects {
             records: Vec::new(),
+            producer: None,
+            marker: None,
             responses: Vec::new(),
             timers: Vec::new(),
             sends: Vec::new(),

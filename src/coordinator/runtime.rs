@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -34,9 +35,14 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::{Call, Effects, Record, ReplayRecord, RequestId, RequestMeta, Sender, Shard};
 use crate::config::BrokerConfig;
-use crate::log::batch::{encode_uncompressed, BatchHeader, PlainRecord, ProducerIdentity};
+use crate::log::batch::{
+    encode_transactional, encode_uncompressed, BatchHeader, PlainRecord, ProducerIdentity,
+};
 use crate::metadata::{MetadataQuorum, TopicDefaults};
-use crate::partition::{error_code, now_ms, Partition, PartitionError, PartitionManager, Reader};
+use crate::partition::{
+    error_code, now_ms, AppendError, AppendResult, Partition, PartitionError, PartitionManager,
+    Reader,
+};
 
 /// Requests queued for a coordinator task before callers wait for room.
 const COMMAND_QUEUE_BOUND: usize = 4096;
@@ -320,6 +326,8 @@ impl<S: Shard> Task<S> {
         };
         let Effects {
             records,
+            producer,
+            marker,
             responses,
             timers,
             sends,
@@ -338,11 +346,13 @@ impl<S: Shard> Task<S> {
                 self.timer_keys.insert(slot, key);
             }
         }
-        if records.is_empty() && responses.is_empty() && sends.is_empty() {
+        if records.is_empty() && marker.is_none() && responses.is_empty() && sends.is_empty() {
             return;
         }
         s.queue.push_back(Effects {
             records,
+            producer,
+            marker,
             responses,
             timers: Vec::new(),
             sends,
@@ -364,18 +374,29 @@ impl<S: Shard> Task<S> {
             let Some(next) = s.queue.pop_front() else {
                 return;
             };
-            if next.records.is_empty() {
-                self.release(shard, next);
-                continue;
-            }
-            let bytes = match encode_records(&next.records) {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    self.on_write_failure(shard, error, next.responses);
-                    return;
-                }
-            };
-            let appended = s.partition.submit_append(bytes);
+            let appended: BoxFuture<'static, Result<AppendResult, AppendError>> =
+                match (next.marker, next.records.is_empty()) {
+                    (Some(marker), _) => Box::pin(s.partition.submit_txn_marker(
+                        marker.producer_id,
+                        marker.producer_epoch,
+                        marker.coordinator_epoch,
+                        marker.commit,
+                    )),
+                    (None, true) => {
+                        self.release(shard, next);
+                        continue;
+                    }
+                    (None, false) => match encode_records(&next.records, next.producer) {
+                        Ok(bytes) if next.producer.is_some() => {
+                            Box::pin(s.partition.submit_coordinator_append(bytes))
+                        }
+                        Ok(bytes) => Box::pin(s.partition.submit_append(bytes)),
+                        Err(error) => {
+                            self.on_write_failure(shard, error, next.responses);
+                            return;
+                        }
+                    },
+                };
             s.writing = Some(Effects {
                 records: Vec::new(),
                 ..next
@@ -714,8 +735,12 @@ fn batches_end_offset(mut bytes: &[u8]) -> i64 {
     end
 }
 
-/// Encodes the records as one uncompressed batch for the shard's partition.
-fn encode_records(records: &[Record]) -> Result<Bytes, PartitionError> {
+/// Encodes the records as one uncompressed batch for the shard's partition (a
+/// transactional one of `producer` when set).
+fn encode_records(
+    records: &[Record],
+    producer: Option<(i64, i16)>,
+) -> Result<Bytes, PartitionError> {
     let timestamp_ms = now_ms();
     let plain: Vec<PlainRecord> = records
         .iter()
@@ -725,7 +750,18 @@ fn encode_records(records: &[Record]) -> Result<Bytes, PartitionError> {
             timestamp_ms,
         })
         .collect();
-    encode_uncompressed(&plain, ProducerIdentity::NONE).map_err(|e| PartitionError {
+    let encoded = match producer {
+        None => encode_uncompressed(&plain, ProducerIdentity::NONE),
+        Some((producer_id, producer_epoch)) => encode_transactional(
+            &plain,
+            ProducerIdentity {
+                producer_id,
+                producer_epoch,
+                base_sequence: 0,
+            },
+        ),
+    };
+    encoded.map_err(|e| PartitionError {
         code: error_code::KAFKA_STORAGE_ERROR,
         message: e.to_string(),
     })

@@ -25,6 +25,8 @@ pub type GroupError = CoordinatorError;
 impl From<Effects> for coordinator::Effects<GroupCoordinator> {
     fn from(effects: Effects) -> Self {
         coordinator::Effects {
+            producer: None,
+            marker: None,
             records: effects.records,
             responses: effects.responses,
             timers: effects.timers,

@@ -387,11 +387,29 @@ pub fn encode(
     producer: ProducerIdentity,
     compression: Compression,
 ) -> Result<Bytes, BatchError> {
+    encode_batch(records, producer, compression, false)
+}
+
+/// [`encode_uncompressed`] as one transaction's batch of `producer` (a coordinator's
+/// transactional offset commit).
+pub fn encode_transactional(
+    records: &[PlainRecord],
+    producer: ProducerIdentity,
+) -> Result<Bytes, BatchError> {
+    encode_batch(records, producer, Compression::None, true)
+}
+
+fn encode_batch(
+    records: &[PlainRecord],
+    producer: ProducerIdentity,
+    compression: Compression,
+    transactional: bool,
+) -> Result<Bytes, BatchError> {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional,
             control: false,
             partition_leader_epoch: 0,
             producer_id: producer.producer_id,

@@ -33,9 +33,11 @@ struct AppendJob {
     done: oneshot::Sender<Result<AppendResult, AppendError>>,
 }
 
-/// What a job appends: a client's records, or a transaction marker (ordered with them).
+/// What a job appends: a client's records, a coordinator's records, or a transaction
+/// marker (ordered with them).
 enum Write {
     Records(Bytes),
+    CoordinatorRecords(Bytes),
     TxnMarker {
         producer_id: i64,
         producer_epoch: i16,
@@ -189,6 +191,7 @@ impl Partition {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 match &job.write {
                     Write::Records(records) => self.append(records),
+                    Write::CoordinatorRecords(records) => self.append_as_coordinator(records),
                     &Write::TxnMarker {
                         producer_id,
                         producer_epoch,
@@ -218,11 +221,38 @@ impl Partition {
         }
     }
 
-    /// One append on its own (the group runtime's writes): see [`AppendSubmission`].
+    /// One append on its own: see [`AppendSubmission`].
     pub fn submit_append(
         self: &Arc<Self>,
         records: Bytes,
     ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
         AppendSubmission::new().submit(self, records)
+    }
+
+    /// A coordinator's own write (the coordinator runtime's records, see
+    /// [`Partition::append_as_coordinator`]), on its own.
+    pub fn submit_coordinator_append(
+        self: &Arc<Self>,
+        records: Bytes,
+    ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
+        AppendSubmission::new().submit_write(self, Write::CoordinatorRecords(records))
+    }
+
+    /// A transaction marker on its own (a coordinator ending a transaction on its own
+    /// partition).
+    pub fn submit_txn_marker(
+        self: &Arc<Self>,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
+        AppendSubmission::new().submit_txn_marker(
+            self,
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            commit,
+        )
     }
 }

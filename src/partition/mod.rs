@@ -239,6 +239,14 @@ struct PartitionState {
     producers: ProducerStateTable,
 }
 
+/// Who appends: a client (sequence and epoch checked) or a coordinator writing its own
+/// records (epoch checked).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Origin {
+    Client,
+    Coordinator,
+}
+
 /// One hosted partition.
 pub struct Partition {
     pub topic: String,
@@ -488,6 +496,17 @@ impl Partition {
     /// Validates and appends the record set of one produce request for this partition.
     /// Blocking: call it on a blocking thread (async code uses [`AppendSubmission`]).
     pub fn append(&self, records: &[u8]) -> Result<AppendResult, AppendError> {
+        self.append_from(records, Origin::Client)
+    }
+
+    /// A coordinator's own records (Kafka's COORDINATOR origin): a transactional offset
+    /// commit carries the client's producer id and epoch, but no sequence of its own, so
+    /// only the epoch is checked.
+    pub fn append_as_coordinator(&self, records: &[u8]) -> Result<AppendResult, AppendError> {
+        self.append_from(records, Origin::Coordinator)
+    }
+
+    fn append_from(&self, records: &[u8], origin: Origin) -> Result<AppendResult, AppendError> {
         let now = now_ms();
         let valid = validator::validate_produce(records, now, &self.record_rules())?;
         let header = valid.header;
@@ -507,7 +526,11 @@ impl Partition {
             }
             replica.leader_epoch()
         };
-        let (base_offset, log_append_time_ms) = match state.producers.check(&header) {
+        let check = match origin {
+            Origin::Client => state.producers.check(&header),
+            Origin::Coordinator => state.producers.check_epoch(&header),
+        };
+        let (base_offset, log_append_time_ms) = match check {
             Ok(SequenceCheck::Duplicate {
                 first_offset,
                 max_timestamp,

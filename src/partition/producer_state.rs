@@ -216,6 +216,18 @@ impl ProducerStateTable {
         Ok(check)
     }
 
+    /// Decides whether a coordinator's own batch may be appended: its producer's epoch
+    /// must not be older than the one seen (Kafka skips the sequence check for the
+    /// COORDINATOR origin).
+    pub fn check_epoch(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
+        match self.producers.get(&header.producer_id) {
+            Some(entry) if header.has_producer_id() && header.producer_epoch < entry.epoch => {
+                Err(SequenceError::InvalidEpoch)
+            }
+            _ => Ok(SequenceCheck::Append),
+        }
+    }
+
     fn check_sequence(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
         if !header.has_producer_id() {
             return Ok(SequenceCheck::Append);

@@ -37,6 +37,8 @@ impl From<TxnRequest> for TxnCall {
 impl From<TxnEffects> for coordinator::Effects<TxnCoordinator> {
     fn from(effects: TxnEffects) -> Self {
         coordinator::Effects {
+            producer: None,
+            marker: None,
             records: effects
                 .records
                 .into_iter()
