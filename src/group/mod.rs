@@ -4,8 +4,9 @@
 //! changes come out as [`Effects`]. It never does IO and never reads a clock: the
 //! runtime (`group::runtime`) owns both, and tests drive it with a simulated clock.
 //!
-//! Submodules: `records` (the `__consumer_offsets` format), `coordinator` (membership,
-//! offsets, describe/list/delete, timers). Timer keys are documented on [`TimerKey`].
+//! Submodules: `records` (the `__consumer_offsets` format), `coordinator` (the group
+//! model, dispatch, load/replay, describe/list/delete), `classic` (membership, rebalances,
+//! timers), `offsets` (commit/fetch/delete/expire). Timer keys are documented on [`TimerKey`].
 
 pub mod runtime;
 
@@ -13,7 +14,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use std::collections::BTreeMap;
 
+mod classic;
 mod coordinator;
+mod offsets;
 mod records;
 #[cfg(test)]
 mod tests;
