@@ -35,6 +35,7 @@ pub(crate) const MEMBER_ID_REQUIRED: i16 = 79;
 pub(crate) const GROUP_MAX_SIZE_REACHED: i16 = 81;
 pub(crate) const FENCED_INSTANCE_ID: i16 = 82;
 pub(crate) const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+pub(crate) const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -92,6 +93,9 @@ pub(crate) struct Offset {
     pub(crate) commit_ts: i64,
     /// From OffsetCommit v2-v4 `retention_time_ms`; overrides the group's retention.
     pub(crate) expire_ts: Option<i64>,
+    /// Its record's place in log order (the log offset when replayed): a committed
+    /// transaction's offset replaces a plain one only if written after it, as Kafka.
+    pub(crate) pos: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +121,9 @@ pub(crate) struct Group {
     pub(crate) pending_sync: BTreeSet<String>,
     pub(crate) sync_deadline: Option<i64>,
     pub(crate) offsets: BTreeMap<(String, i32), Offset>,
+    /// Producer id → its pending transactional offsets (invisible until its commit
+    /// marker); never an empty map (a tombstone that empties one drops the producer).
+    pub(crate) pending_txn: BTreeMap<i64, BTreeMap<(String, i32), Offset>>,
     /// A group metadata record exists for it (a deletion then needs a tombstone).
     pub(crate) persisted: bool,
     /// `group.initial.rebalance.delay.ms`.
@@ -143,6 +150,7 @@ impl Group {
             pending_sync: BTreeSet::new(),
             sync_deadline: None,
             offsets: BTreeMap::new(),
+            pending_txn: BTreeMap::new(),
             persisted: false,
         }
     }
@@ -188,6 +196,7 @@ impl Group {
             .iter()
             .all(|p| self.members.contains_key(p)));
         debug_assert!(self.pending.keys().all(|p| !self.members.contains_key(p)));
+        debug_assert!(self.pending_txn.values().all(|m| !m.is_empty()));
     }
 
     pub(super) fn set_state(&mut self, s: State, now: i64) {
@@ -344,6 +353,9 @@ impl GroupCoordinator {
             GroupRequest::OffsetCommit(r) => {
                 self.offset_commit(now, rid, version, r, partition_exists, fx)
             }
+            GroupRequest::TxnOffsetCommit(r) => {
+                self.txn_offset_commit(now, rid, version, r, partition_exists, fx)
+            }
             GroupRequest::OffsetFetch(r) => self.offset_fetch(rid, version, r, fx),
             GroupRequest::OffsetDelete(r) => self.offset_delete(now, rid, r, fx),
             GroupRequest::DescribeGroups(r) => self.describe_groups(rid, version, r, fx),
@@ -356,6 +368,13 @@ impl GroupCoordinator {
         if cfg!(debug_assertions) {
             for g in self.groups.values() {
                 g.check_invariants();
+                for pid in g.pending_txn.keys() {
+                    debug_assert!(
+                        self.txn_groups.get(pid).is_some_and(|s| s.contains(&g.id)),
+                        "{}: producer {pid} indexed",
+                        g.id
+                    );
+                }
             }
         }
     }
@@ -367,6 +386,7 @@ impl GroupCoordinator {
                 && g.members.is_empty()
                 && g.pending.is_empty()
                 && g.offsets.is_empty()
+                && g.pending_txn.is_empty()
                 && !g.persisted
             {
                 self.groups.remove(gid);
@@ -388,8 +408,12 @@ impl GroupCoordinator {
         fx
     }
 
+    /// One `__consumer_offsets` record at position `pos`; `producer`: the producer id of
+    /// its transactional batch.
     pub(super) fn replay_record(
         &mut self,
+        pos: i64,
+        producer: Option<i64>,
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), RecordError> {
@@ -402,31 +426,18 @@ impl GroupCoordinator {
                 partition,
             } => {
                 match value {
-                    None => {
-                        if let Some(g) = self.groups.get_mut(&group) {
-                            g.offsets.remove(&(topic, partition));
-                        }
-                        self.gc_group(&group);
-                    }
+                    None => self.apply_offset_tombstone(&group, &topic, partition),
                     Some(v) => {
                         let v = records::decode_offset_value(v)?;
-                        let g = self
-                            .groups
-                            .entry(group.clone())
-                            .or_insert_with(|| Group::new(&group, -1, initial_delay));
-                        if g.state == State::Empty && g.protocol_type.is_none() && g.state_ts < 0 {
-                            g.state_ts = v.commit_timestamp;
-                        }
-                        g.offsets.insert(
-                            (topic, partition),
-                            Offset {
-                                offset: v.offset,
-                                leader_epoch: v.leader_epoch,
-                                metadata: v.metadata,
-                                commit_ts: v.commit_timestamp,
-                                expire_ts: v.expire_timestamp,
-                            },
-                        );
+                        let offset = Offset {
+                            offset: v.offset,
+                            leader_epoch: v.leader_epoch,
+                            metadata: v.metadata,
+                            commit_ts: v.commit_timestamp,
+                            expire_ts: v.expire_timestamp,
+                            pos,
+                        };
+                        self.apply_offset(producer, &group, topic, partition, offset);
                     }
                 }
                 Ok(())
@@ -435,9 +446,9 @@ impl GroupCoordinator {
                 match value {
                     None => {
                         if let Some(g) = self.groups.get_mut(&group) {
-                            let offsets = std::mem::take(&mut g.offsets);
                             let mut fresh = Group::new(&group, g.state_ts, initial_delay);
-                            fresh.offsets = offsets;
+                            fresh.offsets = std::mem::take(&mut g.offsets);
+                            fresh.pending_txn = std::mem::take(&mut g.pending_txn);
                             *g = fresh;
                         }
                         self.gc_group(&group);
@@ -448,10 +459,10 @@ impl GroupCoordinator {
                             .groups
                             .entry(group.clone())
                             .or_insert_with(|| Group::new(&group, -1, initial_delay));
-                        let offsets = std::mem::take(&mut g.offsets);
                         let mut fresh =
                             Group::new(&group, v.current_state_timestamp, initial_delay);
-                        fresh.offsets = offsets;
+                        fresh.offsets = std::mem::take(&mut g.offsets);
+                        fresh.pending_txn = std::mem::take(&mut g.pending_txn);
                         fresh.persisted = true;
                         fresh.generation = v.generation;
                         fresh.protocol_type = if v.protocol_type.is_empty() {
@@ -602,7 +613,12 @@ impl GroupCoordinator {
                 Some(g) if g.state != State::Empty => NON_EMPTY_GROUP,
                 Some(_) => {
                     if let Some(g) = self.groups.remove(&id) {
-                        for (t, p) in g.offsets.keys() {
+                        // Kafka: a tombstone per committed offset and per partition with
+                        // only pending transactional offsets.
+                        let pending = g.pending_txn.values().flat_map(|m| m.keys());
+                        let parts: BTreeSet<&(String, i32)> =
+                            g.offsets.keys().chain(pending).collect();
+                        for (t, p) in parts {
                             fx.records.push(Record {
                                 key: records::offset_key(&id, t, *p),
                                 value: None,
