@@ -4,15 +4,18 @@
 //! changes come out as [`Effects`]. It never does IO and never reads a clock: the
 //! runtime (`group::runtime`) owns both, and tests drive it with a simulated clock.
 //!
-//! Submodules: `records` (the `__consumer_offsets` format), `coordinator` (membership,
-//! offsets, describe/list/delete, timers). Timer keys are documented on [`TimerKey`].
+//! Submodules: `records` (the `__consumer_offsets` format), `coordinator` (the group
+//! model, dispatch, load/replay, describe/list/delete), `classic` (membership, rebalances,
+//! timers), `offsets` (commit/fetch/delete/expire). Timer keys are documented on [`TimerKey`].
 
 pub mod runtime;
 
 use kafka_protocol::messages::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+mod classic;
 mod coordinator;
+mod offsets;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -89,6 +92,9 @@ pub enum GroupRequest {
     Heartbeat(HeartbeatRequest),
     LeaveGroup(LeaveGroupRequest),
     OffsetCommit(OffsetCommitRequest),
+    /// Offsets committed inside a transaction: pending until its marker (see
+    /// [`GroupCoordinator::complete_transaction`]).
+    TxnOffsetCommit(TxnOffsetCommitRequest),
     OffsetFetch(OffsetFetchRequest),
     OffsetDelete(OffsetDeleteRequest),
     DescribeGroups(DescribeGroupsRequest),
@@ -98,11 +104,33 @@ pub enum GroupRequest {
 
 /// What one call produced. The runtime persists `records` (in order, as one batch)
 /// before it sends any of `responses`; `timers` set (Some deadline) or cancel (None).
+///
+/// The core's state already includes the records and the marker when the call returns,
+/// so the runtime writes every call's batch in call order (record order is how the core
+/// compares a transactional offset with a later plain commit), and a batch the partition
+/// refuses (e.g. a fenced producer epoch) leaves the core ahead of the log: the runtime
+/// then reloads the shard from its partition.
 #[derive(Debug, Default)]
 pub struct Effects {
     pub records: Vec<Record>,
+    /// `Some((producer id, producer epoch))`: write `records` as a transactional batch
+    /// of that producer (TxnOffsetCommit); None: a plain batch.
+    pub producer: Option<(i64, i16)>,
+    /// A transaction marker to write as a control batch (then `records` is empty).
+    pub marker: Option<TxnMarker>,
     pub responses: Vec<(RequestId, ResponseKind)>,
     pub timers: Vec<(TimerKey, Option<i64>)>,
+}
+
+/// A transaction's end (WriteTxnMarkers) for this shard's partition: the control batch
+/// the runtime writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnMarker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub coordinator_epoch: i32,
+    /// true: COMMIT, false: ABORT.
+    pub commit: bool,
 }
 
 /// One shard's groups and offsets.
@@ -110,10 +138,19 @@ pub struct Effects {
 /// Bounds: members per group (plus KIP-394 pending member ids) ≤ `max_size`; at most
 /// one parked JoinGroup and one parked SyncGroup per member; every parked request is
 /// answered by a later call (completion, a timer, removal of its member or group, or a
-/// newer request from the same member).
+/// newer request from the same member). Pending transactional offsets: one per (producer,
+/// group, partition), for producers with an open transaction that sent TxnOffsetCommit to
+/// this shard; each such transaction ends (a marker clears it) within
+/// `transaction.max.timeout.ms` of its start, when the transaction coordinator aborts it.
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: BTreeMap<String, coordinator::Group>,
+    /// Producer id → groups holding its pending transactional offsets.
+    txn_groups: BTreeMap<i64, BTreeSet<String>>,
+    /// Position of the next offset record in log order: after every replayed offset,
+    /// then one per record this core emits (the runtime writes them in call order), so
+    /// positions order records as their log offsets do.
+    next_pos: i64,
 }
 
 impl GroupCoordinator {
@@ -121,12 +158,62 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             groups: BTreeMap::new(),
+            txn_groups: BTreeMap::new(),
+            next_pos: 0,
         }
     }
-    /// Applies one record read back from the shard's partition at load time.
-    /// Record types that aren't classic-group or offset records are skipped.
+    /// Applies one record of a plain batch read back from the shard's partition at load
+    /// time, placed after every record replayed before it. Record types that aren't
+    /// classic-group or offset records are skipped.
     pub fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), RecordError> {
-        self.replay_record(key, value)
+        let pos = self.take_pos();
+        self.replay_record(pos, None, key, value)
+    }
+    /// Applies one data record read back at load time: `offset` is its log offset,
+    /// `transactional_producer` the batch's producer id if the batch is transactional
+    /// (its offset records then stay pending until that producer's marker), None for a
+    /// plain batch. Records must come in log order.
+    pub fn replay_at(
+        &mut self,
+        offset: i64,
+        transactional_producer: Option<i64>,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), RecordError> {
+        self.next_pos = self.next_pos.max(offset.saturating_add(1));
+        self.replay_record(offset, transactional_producer, key, value)
+    }
+    /// Applies a control batch's transaction marker read back at load time (at log
+    /// offset `offset`): commit materializes the producer's pending offsets, abort drops
+    /// them. The same step [`GroupCoordinator::complete_transaction`] takes live.
+    pub fn replay_marker(&mut self, offset: i64, producer_id: i64, commit: bool) {
+        self.next_pos = self.next_pos.max(offset.saturating_add(1));
+        self.apply_marker(producer_id, commit);
+        self.check_invariants();
+    }
+    /// The transaction coordinator's WriteTxnMarkers reached this shard's partition:
+    /// returns the marker to write (`Effects::marker`); the producer's pending offsets are
+    /// committed or dropped as the marker's replay would. A producer with nothing pending
+    /// still gets its marker written (the partition's transaction state needs it).
+    pub fn complete_transaction(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> Effects {
+        self.take_pos();
+        self.apply_marker(producer_id, commit);
+        self.check_invariants();
+        Effects {
+            marker: Some(TxnMarker {
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                commit,
+            }),
+            ..Effects::default()
+        }
     }
     /// After the last replayed record: the timers loaded groups need (a fresh session
     /// timeout for every loaded member, and the periodic `expire` timer). Call it once per

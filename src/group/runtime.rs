@@ -25,8 +25,13 @@ pub type GroupError = CoordinatorError;
 impl From<Effects> for coordinator::Effects<GroupCoordinator> {
     fn from(effects: Effects) -> Self {
         coordinator::Effects {
-            producer: None,
-            marker: None,
+            producer: effects.producer,
+            marker: effects.marker.map(|m| coordinator::TxnMarker {
+                producer_id: m.producer_id,
+                producer_epoch: m.producer_epoch,
+                coordinator_epoch: m.coordinator_epoch,
+                commit: m.commit,
+            }),
             records: effects.records,
             responses: effects.responses,
             timers: effects.timers,
@@ -35,8 +40,29 @@ impl From<Effects> for coordinator::Effects<GroupCoordinator> {
     }
 }
 
+/// What a group shard is asked: a client's request, or (WriteTxnMarkers on this
+/// shard's partition) to end a producer's transaction.
+#[derive(Debug)]
+pub enum GroupCall {
+    Request(GroupRequest),
+    CompleteTransaction(coordinator::TxnMarker),
+}
+
+impl From<GroupRequest> for GroupCall {
+    fn from(request: GroupRequest) -> Self {
+        GroupCall::Request(request)
+    }
+}
+
+/// The transaction result a control record's key holds (version, then type: 0 abort,
+/// 1 commit); None for a key too short to say.
+fn marker_commits(key: &[u8]) -> Option<bool> {
+    let kind = key.get(2..4)?;
+    Some(i16::from_be_bytes([kind[0], kind[1]]) == 1)
+}
+
 impl Shard for GroupCoordinator {
-    type Request = GroupRequest;
+    type Request = GroupCall;
     type Timer = TimerKey;
     /// Groups start no follow-up work.
     type Send = std::convert::Infallible;
@@ -56,12 +82,18 @@ impl Shard for GroupCoordinator {
     }
 
     fn replay(&mut self, record: &ReplayRecord<'_>) -> Result<(), String> {
-        match record.key {
-            Some(key) if !record.control => {
-                GroupCoordinator::replay(self, key, record.value).map_err(|e| e.to_string())
+        let Some(key) = record.key else {
+            return Ok(());
+        };
+        if record.control {
+            if let Some(commit) = marker_commits(key) {
+                self.replay_marker(record.offset, record.producer_id, commit);
             }
-            _ => Ok(()),
+            return Ok(());
         }
+        let transactional_producer = record.transactional.then_some(record.producer_id);
+        self.replay_at(record.offset, transactional_producer, key, record.value)
+            .map_err(|e| e.to_string())
     }
 
     fn loaded(&mut self, now_ms: i64) -> coordinator::Effects<Self> {
@@ -72,9 +104,28 @@ impl Shard for GroupCoordinator {
         &mut self,
         now_ms: i64,
         request_id: RequestId,
-        call: Call<GroupRequest>,
+        call: Call<GroupCall>,
         image: &MetadataImage,
     ) -> coordinator::Effects<Self> {
+        let request = match call.request {
+            GroupCall::Request(request) => request,
+            GroupCall::CompleteTransaction(marker) => {
+                let mut effects: coordinator::Effects<Self> = self
+                    .complete_transaction(
+                        marker.producer_id,
+                        marker.producer_epoch,
+                        marker.coordinator_epoch,
+                        marker.commit,
+                    )
+                    .into();
+                // Answered once the marker is written; the caller only needs to know that.
+                effects.responses.push((
+                    request_id,
+                    ResponseKind::WriteTxnMarkers(Default::default()),
+                ));
+                return effects;
+            }
+        };
         let partition_exists = |topic: &str, partition: i32| {
             image
                 .topics
@@ -85,7 +136,7 @@ impl Shard for GroupCoordinator {
             now_ms,
             request_id,
             call.version,
-            call.request,
+            request,
             &call.meta,
             &partition_exists,
         )
@@ -114,8 +165,14 @@ impl Shard for GroupCoordinator {
         }
     }
 
-    fn describe(request: &GroupRequest) -> Option<String> {
-        describe_request(request)
+    fn describe(call: &GroupCall) -> Option<String> {
+        match call {
+            GroupCall::Request(request) => describe_request(request),
+            GroupCall::CompleteTransaction(marker) => Some(format!(
+                "complete transaction producer_id={} epoch={} commit={}",
+                marker.producer_id, marker.producer_epoch, marker.commit
+            )),
+        }
     }
 
     fn describe_response(response: &ResponseKind) -> Option<String> {
@@ -135,7 +192,25 @@ impl CoordinatorRuntime<GroupCoordinator> {
         self.call(
             shard,
             0,
-            GroupRequest::ListGroups(Default::default()),
+            GroupRequest::ListGroups(Default::default()).into(),
+            RequestMeta::default(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Ends a producer's transaction on `shard` (WriteTxnMarkers reached an offsets
+    /// partition): its pending offsets are committed or dropped and the marker written;
+    /// Ok once it is committed.
+    pub async fn complete_transaction(
+        &self,
+        shard: i32,
+        marker: coordinator::TxnMarker,
+    ) -> Result<(), GroupError> {
+        self.call(
+            shard,
+            0,
+            GroupCall::CompleteTransaction(marker),
             RequestMeta::default(),
         )
         .await

@@ -17,6 +17,9 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use std::collections::HashMap;
 
@@ -43,6 +46,7 @@ fn api_of(r: &GroupRequest) -> &'static str {
         GroupRequest::Heartbeat(_) => "hb",
         GroupRequest::LeaveGroup(_) => "leave",
         GroupRequest::OffsetCommit(_) => "commit",
+        GroupRequest::TxnOffsetCommit(_) => "txncommit",
         GroupRequest::OffsetFetch(_) => "fetch",
         GroupRequest::OffsetDelete(_) => "odel",
         GroupRequest::DescribeGroups(_) => "describe",
@@ -61,6 +65,15 @@ struct H {
     outstanding: HashMap<u64, (&'static str, i16)>,
     answers: HashMap<u64, ResponseKind>,
     records: Vec<Record>,
+    /// What the runtime would write, batch by batch, in call order.
+    log: Vec<Written>,
+}
+
+/// One batch of the shard's partition.
+#[derive(Debug, Clone)]
+enum Written {
+    Batch(Option<(i64, i16)>, Vec<Record>),
+    Marker(TxnMarker),
 }
 
 impl H {
@@ -76,6 +89,7 @@ impl H {
             outstanding: HashMap::new(),
             answers: HashMap::new(),
             records: Vec::new(),
+            log: Vec::new(),
         }
     }
     fn apply(&mut self, fx: Effects) {
@@ -84,6 +98,15 @@ impl H {
                 Some(d) => self.timers.insert(k, d),
                 None => self.timers.remove(&k),
             };
+        }
+        assert!(fx.marker.is_none() || fx.records.is_empty());
+        assert!(fx.producer.is_none() || !fx.records.is_empty());
+        if let Some(m) = fx.marker {
+            self.log.push(Written::Marker(m));
+        }
+        if !fx.records.is_empty() {
+            self.log
+                .push(Written::Batch(fx.producer, fx.records.clone()));
         }
         self.records.extend(fx.records);
         for (rid, resp) in fx.responses {
@@ -97,6 +120,7 @@ impl H {
                 ResponseKind::Heartbeat(_) => "hb",
                 ResponseKind::LeaveGroup(_) => "leave",
                 ResponseKind::OffsetCommit(_) => "commit",
+                ResponseKind::TxnOffsetCommit(_) => "txncommit",
                 ResponseKind::OffsetFetch(_) => "fetch",
                 ResponseKind::OffsetDelete(_) => "odel",
                 ResponseKind::DescribeGroups(_) => "describe",
@@ -1369,4 +1393,446 @@ fn commit_retention_time_sets_an_expire_timestamp() {
     assert_eq!(h.fetch("g", None).len(), 1);
     h.advance(EXPIRE_CHECK_INTERVAL_MS);
     assert_eq!(h.fetch("g", None).len(), 0);
+}
+
+// ---- transactional offsets ----
+
+impl H {
+    #[allow(clippy::too_many_arguments)]
+    fn txn_commit_v(
+        &mut self,
+        v: i16,
+        group: &str,
+        producer_id: i64,
+        member: &str,
+        generation: i32,
+        inst: Option<&str>,
+        parts: &[(&str, i32, i64)],
+        meta: &str,
+    ) -> Vec<i16> {
+        let mut r = TxnOffsetCommitRequest::default();
+        r.transactional_id = TransactionalId(s("tx"));
+        r.group_id = GroupId(s(group));
+        r.producer_id = ProducerId(producer_id);
+        r.producer_epoch = 3;
+        r.generation_id = generation;
+        r.member_id = s(member);
+        r.group_instance_id = inst.map(s);
+        for (t, p, o) in parts {
+            let mut tt = TxnOffsetCommitRequestTopic::default();
+            tt.name = TopicName(s(t));
+            let mut pp = TxnOffsetCommitRequestPartition::default();
+            pp.partition_index = *p;
+            pp.committed_offset = *o;
+            pp.committed_leader_epoch = 4;
+            pp.committed_metadata = Some(s(meta));
+            tt.partitions.push(pp);
+            r.topics.push(tt);
+        }
+        let rid = self.send(v, GroupRequest::TxnOffsetCommit(r));
+        match self.answers.get(&rid) {
+            Some(ResponseKind::TxnOffsetCommit(r)) => r
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+                .collect(),
+            _ => panic!("no txn commit response"),
+        }
+    }
+    /// A v3 TxnOffsetCommit without member or generation (a standalone producer).
+    fn txn_commit(
+        &mut self,
+        group: &str,
+        producer_id: i64,
+        parts: &[(&str, i32, i64)],
+    ) -> Vec<i16> {
+        self.txn_commit_v(3, group, producer_id, "", -1, None, parts, "")
+    }
+    fn complete(&mut self, producer_id: i64, commit: bool) {
+        let fx = self.c.complete_transaction(producer_id, 3, 9, commit);
+        assert_eq!(
+            fx.marker,
+            Some(TxnMarker {
+                producer_id,
+                producer_epoch: 3,
+                coordinator_epoch: 9,
+                commit
+            })
+        );
+        self.apply(fx);
+    }
+    /// OffsetFetch at `v` with require_stable: (error, offset) per requested partition.
+    fn fetch_stable_v(&mut self, v: i16, group: &str, parts: &[(&str, i32)]) -> Vec<(i16, i64)> {
+        let mut r = OffsetFetchRequest::default();
+        r.require_stable = true;
+        if v >= 8 {
+            let mut g = OffsetFetchRequestGroup::default();
+            g.group_id = GroupId(s(group));
+            g.topics = Some(
+                parts
+                    .iter()
+                    .map(|(t, p)| {
+                        let mut x = OffsetFetchRequestTopics::default();
+                        x.name = TopicName(s(t));
+                        x.partition_indexes = vec![*p];
+                        x
+                    })
+                    .collect(),
+            );
+            r.groups = vec![g];
+        } else {
+            r.group_id = GroupId(s(group));
+            r.topics = Some(
+                parts
+                    .iter()
+                    .map(|(t, p)| {
+                        let mut x = OffsetFetchRequestTopic::default();
+                        x.name = TopicName(s(t));
+                        x.partition_indexes = vec![*p];
+                        x
+                    })
+                    .collect(),
+            );
+        }
+        let rid = self.send(v, GroupRequest::OffsetFetch(r));
+        match self.answers.get(&rid) {
+            Some(ResponseKind::OffsetFetch(r)) if v >= 8 => r.groups[0]
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (p.error_code, p.committed_offset))
+                })
+                .collect(),
+            Some(ResponseKind::OffsetFetch(r)) => {
+                assert_eq!(r.error_code, NONE, "no group-level error");
+                r.topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(|p| (p.error_code, p.committed_offset))
+                    })
+                    .collect()
+            }
+            _ => panic!("no fetch response"),
+        }
+    }
+    /// The committed offset as a plain (not require_stable) fetch sees it.
+    fn offset_of(&mut self, group: &str, topic: &str, partition: i32) -> i64 {
+        self.fetch(group, Some(&[(topic, partition)]))[0].2
+    }
+    /// A coordinator loaded from `log` (each record at its offset, markers as control
+    /// batches), as the runtime loads a shard.
+    fn reloaded(&self) -> H {
+        let mut h = H::new();
+        h.now = self.now;
+        let mut offset = 0i64;
+        for w in &self.log {
+            match w {
+                Written::Batch(producer, records) => {
+                    for r in records {
+                        h.c.replay_at(offset, producer.map(|p| p.0), &r.key, r.value.as_deref())
+                            .unwrap();
+                        offset += 1;
+                    }
+                }
+                Written::Marker(m) => {
+                    h.c.replay_marker(offset, m.producer_id, m.commit);
+                    offset += 1;
+                }
+            }
+        }
+        h.log = self.log.clone();
+        let fx = h.c.loaded(h.now);
+        h.apply(fx);
+        h
+    }
+    /// What fetches show of the partitions: (plain offset, require_stable answer).
+    fn view(&mut self, group: &str, parts: &[(&str, i32)]) -> Vec<(i64, (i16, i64))> {
+        let stable = self.fetch_stable_v(7, group, parts);
+        parts
+            .iter()
+            .zip(stable)
+            .map(|((t, p), st)| (self.offset_of(group, t, *p), st))
+            .collect()
+    }
+}
+
+#[test]
+fn txn_offsets_are_pending_until_the_commit_marker() {
+    let mut h = H::new();
+    assert_eq!(
+        h.txn_commit("g", 1, &[("t1", 0, 5), ("t1", 1, 6)]),
+        vec![NONE, NONE]
+    );
+    match h.log.last() {
+        Some(Written::Batch(Some((1, 3)), records)) => assert_eq!(records.len(), 2),
+        other => panic!("not a transactional batch of producer 1: {other:?}"),
+    }
+    assert_eq!(h.offset_of("g", "t1", 0), -1);
+    for v in [7, 8, 9] {
+        assert_eq!(
+            h.fetch_stable_v(v, "g", &[("t1", 0), ("t1", 2)]),
+            vec![(UNSTABLE_OFFSET_COMMIT, -1), (NONE, -1)],
+            "v{v}"
+        );
+    }
+    // Before v7 there is no require_stable: the last committed offset.
+    assert_eq!(h.fetch_stable_v(6, "g", &[("t1", 0)]), vec![(NONE, -1)]);
+    // A marker of another producer changes nothing.
+    h.complete(2, true);
+    assert_eq!(
+        h.fetch_stable_v(7, "g", &[("t1", 0)]),
+        vec![(UNSTABLE_OFFSET_COMMIT, -1)]
+    );
+    let before = h.records.len();
+    h.complete(1, true);
+    assert_eq!(h.records.len(), before, "a marker, no records");
+    assert!(matches!(h.log.last(), Some(Written::Marker(m)) if m.commit));
+    assert_eq!(
+        h.fetch_stable_v(7, "g", &[("t1", 0), ("t1", 1)]),
+        vec![(NONE, 5), (NONE, 6)]
+    );
+    let f = h.fetch("g", None);
+    assert_eq!(f[0], ("t1".to_string(), 0, 5, 4), "leader epoch kept");
+}
+
+#[test]
+fn aborted_txn_offsets_are_dropped() {
+    let mut h = H::new();
+    h.commit("g", "", -1, &[("t1", 0, 3)]);
+    h.txn_commit("g", 1, &[("t1", 0, 5), ("t1", 1, 6)]);
+    assert_eq!(h.offset_of("g", "t1", 0), 3);
+    h.complete(1, false);
+    assert_eq!(
+        h.view("g", &[("t1", 0), ("t1", 1)]),
+        vec![(3, (NONE, 3)), (-1, (NONE, -1))]
+    );
+    // A later commit marker of the same producer finds nothing pending.
+    h.complete(1, true);
+    assert_eq!(h.offset_of("g", "t1", 0), 3);
+    // A group that only ever had aborted transactional offsets is gone.
+    h.txn_commit("only", 4, &[("t1", 0, 1)]);
+    assert_eq!(h.state("only"), "Empty");
+    h.complete(4, false);
+    assert_eq!(h.state("only"), "Dead");
+}
+
+#[test]
+fn committed_txn_offset_and_plain_commit_the_later_record_wins() {
+    let mut h = H::new();
+    // Plain commit after the transactional one: the plain offset stays.
+    h.txn_commit("g", 1, &[("t1", 0, 5)]);
+    h.commit("g", "", -1, &[("t1", 0, 9)]);
+    assert_eq!(h.offset_of("g", "t1", 0), 9);
+    h.complete(1, true);
+    assert_eq!(h.offset_of("g", "t1", 0), 9);
+    // Plain commit before the transactional one: the transaction's offset wins.
+    h.commit("g", "", -1, &[("t1", 1, 9)]);
+    h.txn_commit("g", 2, &[("t1", 1, 5)]);
+    h.complete(2, true);
+    assert_eq!(h.offset_of("g", "t1", 1), 5);
+    // Two producers on one partition: each marker decides for its own offsets.
+    h.txn_commit("g", 3, &[("t1", 2, 30)]);
+    h.txn_commit("g", 4, &[("t1", 2, 40)]);
+    h.complete(4, true);
+    assert_eq!(
+        h.fetch_stable_v(7, "g", &[("t1", 2)]),
+        vec![(UNSTABLE_OFFSET_COMMIT, -1)]
+    );
+    assert_eq!(h.offset_of("g", "t1", 2), 40);
+    h.complete(3, true);
+    assert_eq!(
+        h.offset_of("g", "t1", 2),
+        40,
+        "producer 3 wrote before producer 4"
+    );
+}
+
+#[test]
+fn replayed_txn_offsets_and_markers_match_the_live_state() {
+    let mut h = H::new();
+    let parts = [("t1", 0), ("t1", 1), ("t1", 2), ("t2", 0)];
+    h.commit("g", "", -1, &[("t1", 0, 1), ("t1", 1, 1)]);
+    h.txn_commit("g", 1, &[("t1", 0, 10), ("t1", 1, 11)]);
+    h.txn_commit("g", 2, &[("t1", 2, 20)]);
+    h.commit("g", "", -1, &[("t1", 1, 12)]);
+    h.txn_commit("g", 3, &[("t2", 0, 30)]);
+    h.txn_commit("h", 1, &[("t1", 0, 50)]);
+    // OffsetDelete of a partition with only a pending offset writes a tombstone.
+    let mut r = OffsetDeleteRequest::default();
+    r.group_id = GroupId(s("g"));
+    let mut t = OffsetDeleteRequestTopic::default();
+    t.name = TopicName(s("t2"));
+    let mut p = OffsetDeleteRequestPartition::default();
+    p.partition_index = 0;
+    t.partitions.push(p);
+    r.topics.push(t);
+    h.send(0, GroupRequest::OffsetDelete(r));
+    assert_eq!(
+        h.records.last().unwrap().key,
+        records::offset_key("g", "t2", 0)
+    );
+    assert_eq!(h.fetch_stable_v(7, "g", &[("t2", 0)]), vec![(NONE, -1)]);
+    h.complete(1, true);
+    h.complete(2, false);
+    // Mid-transaction reload: producer 3's (now deleted) and the others' state.
+    let mut mid = h.reloaded();
+    assert_eq!(mid.view("g", &parts), h.view("g", &parts));
+    assert_eq!(mid.view("h", &parts), h.view("h", &parts));
+    assert_eq!(
+        h.view("g", &parts)[0..2],
+        [(10, (NONE, 10)), (12, (NONE, 12))]
+    );
+    assert_eq!(h.offset_of("h", "t1", 0), 50);
+    // Both go on alike.
+    for x in [&mut h, &mut mid] {
+        x.txn_commit("g", 5, &[("t1", 0, 60)]);
+        x.commit("g", "", -1, &[("t1", 2, 70)]);
+    }
+    let mut mid2 = mid.reloaded();
+    assert_eq!(mid2.view("g", &parts), h.view("g", &parts));
+    for x in [&mut h, &mut mid, &mut mid2] {
+        x.complete(5, true);
+    }
+    let want = h.view("g", &parts);
+    assert_eq!(want[0], (60, (NONE, 60)));
+    assert_eq!(mid.view("g", &parts), want);
+    assert_eq!(mid2.view("g", &parts), want);
+    assert_eq!(h.reloaded().view("g", &parts), want);
+}
+
+#[test]
+fn plain_replay_keeps_log_order_for_txn_markers() {
+    // The old record-only replay and replay_at agree on plain records.
+    let mut h = H::new();
+    h.commit("g", "", -1, &[("t1", 0, 1)]);
+    let mut c = GroupCoordinator::new(GroupConfig::default());
+    for r in &h.records {
+        c.replay(&r.key, r.value.as_deref()).unwrap();
+    }
+    let mut h2 = H::new();
+    h2.c = c;
+    assert_eq!(h2.offset_of("g", "t1", 0), 1);
+    // A transaction committed after the loaded plain commit replaces it.
+    h2.txn_commit("g", 1, &[("t1", 0, 2)]);
+    h2.complete(1, true);
+    assert_eq!(h2.offset_of("g", "t1", 0), 2);
+}
+
+#[test]
+fn txn_offset_commit_validation() {
+    let mut h = H::new();
+    let (a, gen) = h.stable_one("g", Some("i1"));
+    let ok = vec![NONE];
+    let one = [("t1", 0, 5)];
+    // v3+ with member and generation: checked as Kafka's validateOffsetCommit.
+    assert_eq!(h.txn_commit_v(3, "g", 1, &a, gen, Some("i1"), &one, ""), ok);
+    assert_eq!(
+        h.txn_commit_v(3, "g", 1, &a, gen + 1, Some("i1"), &one, ""),
+        vec![ILLEGAL_GENERATION]
+    );
+    assert_eq!(
+        h.txn_commit_v(3, "g", 1, "nobody", gen, None, &one, ""),
+        vec![UNKNOWN_MEMBER_ID]
+    );
+    assert_eq!(
+        h.txn_commit_v(3, "g", 1, "other", gen, Some("i1"), &one, ""),
+        vec![FENCED_INSTANCE_ID]
+    );
+    // Without member and generation (v0-v2 carry none) a Stable group takes it.
+    assert_eq!(h.txn_commit_v(0, "g", 1, "", -1, None, &one, ""), ok);
+    assert_eq!(h.txn_commit_v(2, "g", 1, "", -1, None, &one, ""), ok);
+    // An unknown group: created when no generation is given, else ILLEGAL_GENERATION.
+    assert_eq!(
+        h.txn_commit_v(3, "new", 1, "m", 1, None, &one, ""),
+        vec![ILLEGAL_GENERATION]
+    );
+    assert_eq!(h.state("new"), "Dead");
+    assert_eq!(h.txn_commit_v(5, "new", 1, "", -1, None, &one, ""), ok);
+    assert_eq!(h.state("new"), "Empty");
+    assert_eq!(
+        h.txn_commit_v(3, "", 1, "", -1, None, &one, ""),
+        vec![INVALID_GROUP_ID]
+    );
+    // Per partition: unknown partitions first (even with a group error), then metadata.
+    let long = "x".repeat(GroupConfig::default().offset_metadata_max_bytes + 1);
+    assert_eq!(
+        h.txn_commit_v(
+            3,
+            "g",
+            1,
+            "",
+            -1,
+            None,
+            &[("t1", 0, 1), ("missing", 0, 1)],
+            &long
+        ),
+        vec![OFFSET_METADATA_TOO_LARGE, UNKNOWN_TOPIC_OR_PARTITION]
+    );
+    assert_eq!(
+        h.txn_commit_v(3, "g", 1, "nobody", gen, None, &[("missing", 0, 1)], ""),
+        vec![UNKNOWN_TOPIC_OR_PARTITION]
+    );
+    // A request that wrote nothing asks for no transactional batch.
+    let n = h.log.len();
+    h.txn_commit_v(3, "g", 1, "nobody", gen, None, &one, "");
+    assert_eq!(h.log.len(), n);
+    // A transactional commit does not extend the member's session (Kafka).
+    h.advance(i64::from(SESSION) - 1);
+    assert_eq!(h.txn_commit_v(3, "g", 1, &a, gen, Some("i1"), &one, ""), ok);
+    h.advance(2);
+    assert_eq!(h.members("g"), Vec::<String>::new());
+}
+
+#[test]
+fn pending_txn_offsets_hold_off_expiry_and_go_with_their_group() {
+    let config = GroupConfig {
+        offsets_retention_ms: 1_000,
+        ..GroupConfig::default()
+    };
+    let mut h = H::with(config);
+    let fx = h.c.loaded(h.now);
+    h.apply(fx);
+    h.commit("g", "", -1, &[("t1", 0, 1), ("t1", 1, 1)]);
+    h.txn_commit("g", 1, &[("t1", 0, 5)]);
+    h.advance(EXPIRE_CHECK_INTERVAL_MS);
+    // t1-1 expired; t1-0 is kept while the transaction has an offset pending for it.
+    assert_eq!(
+        h.view("g", &[("t1", 0), ("t1", 1)]),
+        vec![(1, (UNSTABLE_OFFSET_COMMIT, -1)), (-1, (NONE, -1))]
+    );
+    h.complete(1, false);
+    h.advance(EXPIRE_CHECK_INTERVAL_MS);
+    assert_eq!(h.state("g"), "Dead");
+    // A group with only a pending offset is not expired until the transaction ends.
+    h.txn_commit("p", 2, &[("t1", 0, 5)]);
+    h.advance(EXPIRE_CHECK_INTERVAL_MS);
+    assert_eq!(h.state("p"), "Empty");
+    h.complete(2, true);
+    assert_eq!(h.offset_of("p", "t1", 0), 5);
+    // DeleteGroups of an Empty group: tombstones for committed and pending offsets.
+    h.commit("d", "", -1, &[("t1", 0, 1)]);
+    h.txn_commit("d", 3, &[("t1", 0, 2), ("t1", 1, 2)]);
+    let mut r = DeleteGroupsRequest::default();
+    r.groups_names = vec![GroupId(s("d"))];
+    let n = h.records.len();
+    h.send(2, GroupRequest::DeleteGroups(r));
+    let keys: Vec<_> = h.records[n..]
+        .iter()
+        .map(|r| (r.key.clone(), r.value.is_none()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            (records::offset_key("d", "t1", 0), true),
+            (records::offset_key("d", "t1", 1), true),
+            (records::group_key("d"), true)
+        ]
+    );
+    h.complete(3, true);
+    assert_eq!(h.state("d"), "Dead");
+    assert_eq!(h.reloaded().state("d"), "Dead");
 }

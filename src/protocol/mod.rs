@@ -76,6 +76,7 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::VERSIONS,
         ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
         ApiKey::EndTxn => EndTxnRequest::VERSIONS,
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
         ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
         // v2's transactional id pattern needs a regular expression engine: not yet.
         ApiKey::ListTransactions => VersionRange { min: 0, max: 1 },
@@ -205,6 +206,9 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
             ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, req).await)
         }
         RequestKind::EndTxn(req) => ResponseKind::EndTxn(end_txn::handle(ctx, req).await),
+        RequestKind::TxnOffsetCommit(req) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(ctx, req).await)
+        }
         RequestKind::DescribeTransactions(req) => {
             ResponseKind::DescribeTransactions(describe_transactions::handle(ctx, req).await)
         }

@@ -18,7 +18,7 @@ pub async fn call(
     match ctx
         .broker
         .groups
-        .call(shard, ctx.version(), request, meta(ctx))
+        .call(shard, ctx.version(), request.into(), meta(ctx))
         .await
     {
         Ok(response) => Some(response),

@@ -14,7 +14,7 @@ pub async fn handle(ctx: &RequestContext, request: ListGroupsRequest) -> ListGro
             .call(
                 shard,
                 ctx.version(),
-                GroupRequest::ListGroups(request.clone()),
+                GroupRequest::ListGroups(request.clone()).into(),
                 super::groups::meta(ctx),
             )
             .await;
