@@ -44,13 +44,14 @@ impl From<Effects> for coordinator::Effects<GroupCoordinator> {
 /// shard's partition) to end a producer's transaction.
 #[derive(Debug)]
 pub enum GroupCall {
-    Request(GroupRequest),
+    /// Boxed: a request is far larger than a marker.
+    Request(Box<GroupRequest>),
     CompleteTransaction(coordinator::TxnMarker),
 }
 
 impl From<GroupRequest> for GroupCall {
     fn from(request: GroupRequest) -> Self {
-        GroupCall::Request(request)
+        GroupCall::Request(Box::new(request))
     }
 }
 
@@ -108,7 +109,7 @@ impl Shard for GroupCoordinator {
         image: &MetadataImage,
     ) -> coordinator::Effects<Self> {
         let request = match call.request {
-            GroupCall::Request(request) => request,
+            GroupCall::Request(request) => *request,
             GroupCall::CompleteTransaction(marker) => {
                 let mut effects: coordinator::Effects<Self> = self
                     .complete_transaction(
