@@ -101,6 +101,7 @@ compile_java() {
 compile_java matrix "$root/compat-tests/matrix/java"
 compile_java streams "$root/compat-tests/streams"
 compile_java failover "$root/compat-tests/failover"
+compile_java txn "$root/compat-tests/txn"
 
 # --- Go clients from the Go module proxy ---------------------------------------------
 # Rebuilt only when the module's sources, go.mod/go.sum or the Go toolchain change.
