@@ -24,6 +24,8 @@
 //   nonmonotonic    a reader session whose offsets in a partition did not increase
 //   unknown_values  a value no producer wrote
 //   stuck_lso       partitions whose last stable offset stays below the high watermark
+// TXN_CHECKER_LIVE_ISOLATION=read_uncommitted makes the live readers read uncommitted
+// (the test that the checker does report aborted reads).
 // Prints "@@ txns <finished transactions>" every 500 ms, "@@ progress ..." on errors and
 // a final "@@ {json}" with all counts.
 
@@ -302,6 +304,8 @@ public final class TxnChecker {
 
         public void run() {
             Properties c = consumerProps();
+            c.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG,
+                    System.getenv().getOrDefault("TXN_CHECKER_LIVE_ISOLATION", "read_committed"));
             if (name.equals("subscribe")) {
                 c.put(ConsumerConfig.GROUP_ID_CONFIG, prefix + "-readers");
             }
