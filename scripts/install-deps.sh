@@ -6,7 +6,8 @@
 #   pip:   kafka-python, aiokafka, confluent-kafka + codecs (and matplotlib for scripts/bench.sh),
 #          into a venv under the cache dir
 #   Maven: Apache Kafka's own jars (clients, tools, broker, Streams) for the stock CLI
-#          tools, and javac of the compat tests' Java programs against them
+#          tools, and javac of the compat tests' Java programs against them (matrix/java,
+#          streams, failover, txn)
 #   npm:   the client matrix's Node.js clients (kafkajs, @platformatic/kafka, Node 24)
 #   cargo: cargo-fuzz and a nightly toolchain for scripts/fuzz.sh
 #   go:    the Go matrix clients (franz-go, sarama) and franz-go's kgo test suite, built

@@ -8,7 +8,8 @@
 //!
 //! Millrace runs three nodes with replication factor 3 (`#[ignore]`d until it serves
 //! transactions, issue 11); the harness starts Apache Kafka 4.4.0 as a single node only,
-//! so the reference run kills and restarts that one broker.
+//! so the reference run kills and restarts that one broker (the first time leaving it down
+//! until a producer operation fails).
 
 use std::time::Duration;
 
@@ -67,6 +68,15 @@ fn finished_txns(checker: &ClientProcess) -> u64 {
         .unwrap_or(0)
 }
 
+/// How many failed operations the checker's producers reported.
+fn producer_failures(checker: &ClientProcess) -> usize {
+    checker
+        .stdout_lines()
+        .iter()
+        .filter(|l| l.starts_with("@@ progress ") && l.contains(" failed"))
+        .count()
+}
+
 fn wait_for_progress(checker: &mut ClientProcess, what: &str, from: u64) -> u64 {
     wait_until(what, Duration::from_secs(120), || {
         assert!(
@@ -113,6 +123,18 @@ fn run_checker(brokers: &mut Brokers, kill_rounds: bool, live_isolation: &str) -
                 &mut checker,
                 &format!("transactions with node {id} down"),
                 done,
+            );
+        } else if round == 0 {
+            // The only broker stays down until a producer gives up on an operation
+            // (max.block.ms 30 s): commits with an unknown outcome, re-created producers.
+            let seen = producer_failures(&checker);
+            wait_until(
+                "a producer to fail",
+                Duration::from_secs(120),
+                || match producer_failures(&checker) {
+                    n if n > seen => Ok(()),
+                    n => Err(format!("{n} producer failures")),
+                },
             );
         }
         brokers.node(id).restart();
