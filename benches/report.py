@@ -66,6 +66,18 @@ def parse_raw(run, d):
             "rebalance_ms": float(row["rebalance.time.ms"]),
             "fetch_ms": float(row["fetch.time.ms"]),
         }
+    if run["tool"] == "txn-scenarios":
+        # compat-tests/txn/TxnScenarios.java's bench: 100-byte records, 100 a transaction.
+        line = next((l for l in reversed(text.splitlines()) if l.startswith("@@ {")), None)
+        if line is None:
+            return None
+        j = json.loads(line[3:])
+        return {
+            "records": j["records"],
+            "msgs_per_s": float(j["records_per_sec"]),
+            "mb_per_s": j["records_per_sec"] * 100 / 1e6,
+            "txns_per_s": j["txns_per_sec"],
+        }
     if run["tool"] == "loadgen":
         try:
             j = json.loads(text.strip().splitlines()[-1])

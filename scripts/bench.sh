@@ -5,6 +5,10 @@
 #   scripts/bench.sh --smoke    seconds-long variant with tiny counts (CI; debug build)
 #   scripts/bench.sh --cluster  three-node Millrace cluster vs three-node Kafka cluster
 #                               (release build, ~10 minutes; with --smoke: tiny counts)
+#   scripts/bench.sh --txn      transactional produce only: compat-tests/txn/TxnScenarios's
+#                               bench (Apache Kafka's Java producer, 100 records of 100 B
+#                               per transaction, 2 partitions) for the loadgen duration,
+#                               Millrace vs Kafka (with --smoke: 2 s each)
 #   options: --out DIR (results dir; default benches/results/<UTC timestamp>)
 #            --rounds N (full: 2, smoke: 1): each round restarts both brokers (Kafka, then
 #            Millrace) and runs every workload again; the report shows medians and the
@@ -44,18 +48,21 @@ mode=full
 out=""
 rounds=""
 nodes=1
+txn_only=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) mode=smoke ;;
     --cluster) nodes=3 ;;
+    --txn) txn_only=true ;;
     --out) out=$2; shift ;;
     --rounds) rounds=$2; shift ;;
-    *) echo "usage: $0 [--smoke] [--cluster] [--out DIR] [--rounds N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--smoke] [--cluster] [--txn] [--out DIR] [--rounds N]" >&2; exit 2 ;;
   esac
   shift
 done
 suffix=${mode/full/}
 [ "$nodes" -eq 1 ] || suffix="$suffix-cluster"
+[ "$txn_only" = false ] || suffix="$suffix-txn"
 [ -n "$out" ] || out="$root/benches/results/$(date -u +%Y%m%dT%H%M%SZ)$suffix"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -374,6 +381,14 @@ lg_e2e() { # name partitions rate seconds [acks]
     --record-size 1024 --acks "$acks" --compression none --warmup-s "$warmup"
 }
 
+# Transactional produce: one transactional KafkaProducer, 100 records per transaction
+# (TxnScenarios creates its 2-partition topic itself, replication factor 1).
+txn_produce() { # name
+  run "$1" txn-scenarios $((lg_seconds + 120)) env TXN_BENCH_SECONDS="$lg_seconds" \
+    java -Xmx512m -Dlog4j2.configurationFile="$tool_log4j" \
+    -cp "$cache/java/txn/classes:$kafka_libs/*" TxnScenarios "$bootstrap" "bench-$broker-r$round" bench
+}
+
 fixed_rate=""
 bench_broker() {
   log "== round $round/$rounds: $broker: starting"
@@ -382,6 +397,12 @@ bench_broker() {
   if [ "$broker" = kafka ]; then start_kafka; else start_millrace; fi
   log "   ready on $bootstrap in $(calc "$(date +%s.%N) - $s0") s (pids ${pids[*]})"
   clear_hwm
+  if [ "$txn_only" = true ]; then
+    txn_produce txn-produce-p2-100
+    stop_broker
+    log "== round $round/$rounds: $broker: done"
+    return
+  fi
 
   # The topic the consume workloads read from the start, filled by a ProducerPerformance
   # run; the loadgen workload whose maximum sets the fixed rate.

@@ -6,7 +6,8 @@
 #   pip:   kafka-python, aiokafka, confluent-kafka + codecs (and matplotlib for scripts/bench.sh),
 #          into a venv under the cache dir
 #   Maven: Apache Kafka's own jars (clients, tools, broker, Streams) for the stock CLI
-#          tools, and javac of the compat tests' Java programs against them
+#          tools, and javac of the compat tests' Java programs against them (matrix/java,
+#          streams, failover, txn)
 #   npm:   the client matrix's Node.js clients (kafkajs, @platformatic/kafka, Node 24)
 #   cargo: cargo-fuzz and a nightly toolchain for scripts/fuzz.sh
 #   go:    the Go matrix clients (franz-go, sarama) and franz-go's kgo test suite, built
@@ -101,6 +102,7 @@ compile_java() {
 compile_java matrix "$root/compat-tests/matrix/java"
 compile_java streams "$root/compat-tests/streams"
 compile_java failover "$root/compat-tests/failover"
+compile_java txn "$root/compat-tests/txn"
 
 # --- Go clients from the Go module proxy ---------------------------------------------
 # Rebuilt only when the module's sources, go.mod/go.sum or the Go toolchain change.

@@ -1,5 +1,7 @@
-// Kafka Streams word count for compat-tests/tests/streams_wordcount.rs: at-least-once,
-// lines of the input topic split into lower-case words, re-keyed by word (a repartition
+// Kafka Streams word count for compat-tests/tests/streams_wordcount.rs (at-least-once)
+// and streams_eos.rs (`--guarantee exactly_once_v2 --cache-max-bytes 0`: every word's
+// count update reaches the output, so a duplicate or lost update shows): lines of the
+// input topic split into lower-case words, re-keyed by word (a repartition
 // topic), counted in a persistent store (a changelog topic), counts written to the
 // output topic as (word, count as a decimal string). Runs until stdin closes, then
 // closes cleanly (leaving the group) and exits 0. Prints "@@ state <STATE>" on every
@@ -41,7 +43,14 @@ public final class WordCount {
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, args.get("--application-id"));
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args.get("--bootstrap"));
         p.put(StreamsConfig.STATE_DIR_CONFIG, args.get("--state-dir"));
-        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, args.getOrDefault("--guarantee", StreamsConfig.AT_LEAST_ONCE));
+        if (args.containsKey("--cache-max-bytes")) {
+            p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, Long.parseLong(args.get("--cache-max-bytes")));
+        }
+        // A killed instance's tasks move to the survivor after the session timeout
+        // (Streams' default is 45 s).
+        p.put(StreamsConfig.consumerPrefix("session.timeout.ms"), 6000);
+        p.put(StreamsConfig.consumerPrefix("heartbeat.interval.ms"), 1500);
         p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
         // Short commits: the test waits for the counts, and a commit is what flushes the

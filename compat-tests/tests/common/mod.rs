@@ -224,6 +224,47 @@ pub fn consume_all(bootstrap: &str, topic: &str) -> Vec<Vec<Msg>> {
     out
 }
 
+/// Read every partition of `topic` from the beginning to its end as a consumer of
+/// `isolation` (`read_committed` or `read_uncommitted`) sees it: librdkafka reports a
+/// partition's EOF at the last stable offset for read_committed, at the high watermark
+/// otherwise (transaction markers take offsets: a last record's offset + 1 can stay
+/// below the high watermark). Messages per partition.
+pub fn read_to_end(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Vec<Msg>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "millrace-compat-unused")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("create rdkafka consumer");
+    let partitions = partition_count(&c, topic);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out: Vec<Vec<Msg>> = vec![Vec::new(); partitions as usize];
+    let mut eof = vec![false; partitions as usize];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !eof.iter().all(|e| *e) {
+        assert!(
+            Instant::now() < deadline,
+            "a {isolation} read of {topic} did not reach the end in 120 s: partitions at \
+             their end {eof:?}, records per partition {:?}",
+            out.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out[m.partition() as usize].push(to_msg(&m)),
+            Some(Err(KafkaError::PartitionEOF(p))) => eof[p as usize] = true,
+            Some(Err(e)) => panic!("consume error on {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
 pub fn to_msg<M: Message>(m: &M) -> Msg {
     let headers = m
         .headers()
