@@ -6,8 +6,7 @@
 //! in the store's changelog must be exactly 1, 2, ..., n (n = its occurrences in the
 //! input): a duplicate or a lost update would break the sequence.
 //!
-//! Single node on both brokers: Apache Kafka 4.4.0 (the reference) and millrace
-//! (`#[ignore]`d until it serves transactions, issue 11).
+//! Single node on both brokers: Apache Kafka 4.4.0 (the reference) and millrace.
 
 mod common;
 
@@ -216,7 +215,6 @@ fn streams_exactly_once_survives_a_killed_instance_on_kafka() {
 }
 
 #[test]
-#[ignore = "needs transactions (issue 11)"]
 fn streams_exactly_once_survives_a_killed_instance_on_millrace() {
     streams_exactly_once(Target::Millrace);
 }

@@ -1,6 +1,6 @@
 //! Transactions (exactly-once) with real clients, each scenario written once and run on
 //! both brokers: Apache Kafka 4.4.0 (the reference the expectations were validated on)
-//! and millrace (`#[ignore]`d until it serves transactions, issue 11).
+//! and millrace.
 //!
 //! - Apache Kafka's Java client (`txn/TxnScenarios.java`): commit, abort, an open
 //!   transaction holding back the last stable offset, zombie fencing, the coordinator's
@@ -149,7 +149,6 @@ fn java_client_scenarios_on_kafka() {
 }
 
 #[test]
-#[ignore = "needs transactions (issue 11)"]
 fn java_client_scenarios_on_millrace() {
     java_client_scenarios(Target::Millrace);
 }
@@ -259,7 +258,6 @@ fn rdkafka_transactions_on_kafka() {
 }
 
 #[test]
-#[ignore = "needs transactions (issue 11)"]
 fn rdkafka_transactions_on_millrace() {
     rdkafka_transactions(Target::Millrace);
 }
@@ -419,7 +417,6 @@ fn transactions_cli_on_kafka() {
 }
 
 #[test]
-#[ignore = "needs transactions (issue 11)"]
 fn transactions_cli_on_millrace() {
     transactions_cli(Target::Millrace);
 }

@@ -6,8 +6,7 @@
 //! transaction, duplicate or non-monotonic offset may show; transactions whose commit
 //! had an unknown outcome must be wholly present or wholly absent.
 //!
-//! Millrace runs three nodes with replication factor 3 (`#[ignore]`d until it serves
-//! transactions, issue 11); the harness starts Apache Kafka 4.4.0 as a single node only,
+//! Millrace runs three nodes with replication factor 3; the harness starts Apache Kafka 4.4.0 as a single node only,
 //! so the reference run kills and restarts that one broker (the first time leaving it down
 //! until a producer operation fails).
 
@@ -209,7 +208,6 @@ fn checker_reports_aborted_reads_on_kafka() {
 }
 
 #[test]
-#[ignore = "needs transactions (issue 11)"]
 fn checker_reports_aborted_reads_on_millrace() {
     checker_reports_aborted_reads(Brokers::Single(TestBroker::start_millrace(
         BrokerOpts::default(),
@@ -224,7 +222,6 @@ fn txn_checker_on_kafka_single_node_with_kill_rounds() {
 }
 
 #[test]
-#[ignore = "needs transactions (issue 11)"]
 fn txn_checker_on_millrace_three_nodes_with_kill_rounds() {
     assert_no_anomalies(Brokers::Cluster(TestCluster::start_millrace(
         3,

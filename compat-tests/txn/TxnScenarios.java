@@ -249,6 +249,9 @@ public final class TxnScenarios {
                 if (rounds == 2) {
                     // A failed round: its output and its offsets go together; the
                     // consumer rewinds to the committed offsets and processes it again.
+                    // Flushed first, so the aborted output is in the log (else the
+                    // client may drop it unsent, depending on timing).
+                    p.flush();
                     p.abortTransaction();
                     aborted++;
                     for (TopicPartition tp : offsets.keySet()) {
