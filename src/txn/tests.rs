@@ -708,6 +708,21 @@ fn tv2_bumps_the_epoch_on_every_end_txn() {
     assert_eq!(h.end_v(5, "a", pid, ep + 1, false), (NONE, pid, ep + 2));
     h.markers_done();
     assert_eq!(h.state("a"), State::CompleteAbort);
+    assert_eq!(h.txn("a").producer_epoch, ep + 2);
+    // TV2 lets the client abort at the current epoch outside a transaction (it cannot
+    // know whether a partition leader added a partition): the epoch is bumped, nothing to
+    // mark. A commit there is refused.
+    assert_eq!(h.end_v(5, "a", pid, ep + 2, true).0, INVALID_TXN_STATE);
+    let before = h.records.len();
+    assert_eq!(h.end_v(5, "a", pid, ep + 2, false), (NONE, pid, ep + 3));
+    assert!(h.markers.is_empty());
+    assert_eq!(h.records.len(), before + 2);
+    assert_eq!(h.state("a"), State::CompleteAbort);
+    assert_eq!(h.txn("a").start_ms, h.now);
+    let (pb, eb) = h.init("b");
+    assert_eq!(h.end_v(5, "b", pb, eb, true).0, INVALID_TXN_STATE);
+    assert_eq!(h.end_v(5, "b", pb, eb + 1, false).0, PRODUCER_FENCED);
+    assert_eq!(h.end_v(5, "b", pb, eb, false), (NONE, pb, eb + 1));
     // The round trip keeps the TV2 fields.
     assert_eq!(persisted(&h.reloaded()), persisted(&h.c));
 }
@@ -731,7 +746,9 @@ fn tv2_epoch_overflow_moves_to_a_new_producer_id() {
     assert_eq!(h.end_v(5, "a", 50, max, true).0, CONCURRENT_TRANSACTIONS);
     h.c.supply_producer_id(900);
     assert!(!h.c.wants_producer_id());
-    assert_eq!(h.end_v(5, "a", 50, max, true), (NONE, 900, 0));
+    // Answered with the ids after the Prepare record, as Kafka does; the move to the new
+    // id happens at completion.
+    assert_eq!(h.end_v(5, "a", 50, max, true), (NONE, 50, i16::MAX));
     assert_eq!(h.markers[0].producer_id, 50);
     assert_eq!(h.markers[0].producer_epoch, i16::MAX);
     assert_eq!(h.last_value().next_producer_id, 900);
