@@ -400,6 +400,13 @@ impl TxnCoordinator {
         fx: &mut TxnEffects,
     ) -> ResponseKind {
         let err = |e: i16| init_response(version, e, -1, -1);
+        // KIP-360: a producer recovering from a fatal epoch error names its id and epoch;
+        // naming only one is refused before anything else (Kafka checks it in KafkaApis).
+        let expected = match (req.producer_id.0, req.producer_epoch) {
+            (-1, -1) => None,
+            (-1, _) | (_, -1) => return err(INVALID_REQUEST),
+            (p, e) => Some((p, e)),
+        };
         let Some(id) = req.transactional_id.as_ref().map(|t| t.to_string()) else {
             // An idempotent (non-transactional) producer: always a new id at epoch 0.
             return init_response(version, NONE, fresh, 0);
@@ -411,12 +418,6 @@ impl TxnCoordinator {
         if timeout <= 0 || timeout > self.config.max_timeout_ms {
             return err(INVALID_TRANSACTION_TIMEOUT);
         }
-        // KIP-360: a producer recovering from a fatal epoch error names its id and epoch.
-        let expected = match (req.producer_id.0, req.producer_epoch) {
-            (-1, -1) => None,
-            (-1, _) | (_, -1) => return err(INVALID_REQUEST),
-            (p, e) => Some((p, e)),
-        };
         let mut fresh_used = false;
         if !self.txns.contains_key(&id) {
             fresh_used = true;

@@ -1162,3 +1162,40 @@ fn transactional_id_partition_matches_kafka() {
         crate::group::partition_for_group("my-txn", 50)
     );
 }
+
+#[test]
+fn unknown_tagged_fields_are_skipped() {
+    let v = TxnValue {
+        producer_id: 9,
+        previous_producer_id: -1,
+        next_producer_id: 4,
+        producer_epoch: 1,
+        timeout_ms: 1000,
+        state: 4,
+        partitions: Some(vec![]),
+        last_update_ms: 5,
+        start_ms: 3,
+        client_transaction_version: 2,
+    };
+    let bytes = records::value(&v);
+    // Re-frame the trailing tagged section with an extra, unknown tag 3 (an i16).
+    let mut e = BytesMut::new();
+    let body_len = 2 + 8 + 2 + 4 + 1 + 1 + 8 + 8;
+    e.put_slice(&bytes[..body_len]);
+    e.put_u8(3); // three tagged fields
+    e.put_u8(1);
+    e.put_u8(8);
+    e.put_i64(4);
+    e.put_u8(2);
+    e.put_u8(2);
+    e.put_i16(2);
+    e.put_u8(3);
+    e.put_u8(2);
+    e.put_i16(-1);
+    assert_eq!(records::decode_value(&e).unwrap(), v);
+    // The tag section as we write it: the two non-default fields.
+    assert_eq!(
+        &bytes[body_len..],
+        &[2, 1, 8, 0, 0, 0, 0, 0, 0, 0, 4, 2, 2, 0, 2]
+    );
+}
