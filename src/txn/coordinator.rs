@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 // Kafka error codes (the protocol guide's numbering).
 pub(crate) const NONE: i16 = 0;
+pub(crate) const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 pub(crate) const INVALID_REQUEST: i16 = 42;
 pub(crate) const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub(crate) const INVALID_TXN_STATE: i16 = 48;
@@ -409,6 +410,9 @@ impl TxnCoordinator {
         };
         let Some(id) = req.transactional_id.as_ref().map(|t| t.to_string()) else {
             // An idempotent (non-transactional) producer: always a new id at epoch 0.
+            if fresh < 0 {
+                return err(COORDINATOR_LOAD_IN_PROGRESS);
+            }
             return init_response(version, NONE, fresh, 0);
         };
         if id.is_empty() {
@@ -420,6 +424,11 @@ impl TxnCoordinator {
         }
         let mut fresh_used = false;
         if !self.txns.contains_key(&id) {
+            if fresh < 0 {
+                // No producer id to give (Kafka's id manager answers this while it has no
+                // block): the client retries.
+                return err(COORDINATOR_LOAD_IN_PROGRESS);
+            }
             fresh_used = true;
             self.txns.insert(
                 id.clone(),
@@ -494,8 +503,9 @@ impl TxnCoordinator {
                     && expected.is_none_or(|(_, e)| e == t.producer_epoch);
                 if rotate {
                     if *fresh_used || fresh < 0 {
-                        // A new id was just created for this request: it cannot be exhausted.
-                        return err(CONCURRENT_TRANSACTIONS);
+                        // No producer id to rotate to (a new id is never exhausted, so
+                        // `fresh_used` means none was given).
+                        return err(COORDINATOR_LOAD_IN_PROGRESS);
                     }
                     *fresh_used = true;
                     t.last_producer_epoch = if expected.is_some() {

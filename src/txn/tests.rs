@@ -531,6 +531,32 @@ fn init_fences_an_ongoing_transaction_by_aborting_it() {
 }
 
 #[test]
+fn init_without_a_producer_id_to_give_is_retriable() {
+    let mut h = H::new();
+    let mut r = InitProducerIdRequest::default();
+    r.transactional_id = Some(TransactionalId(s("a")));
+    r.transaction_timeout_ms = TIMEOUT;
+    r.producer_id = ProducerId(-1);
+    r.producer_epoch = -1;
+    let req = |r: &InitProducerIdRequest| TxnRequest::InitProducerId {
+        request: r.clone(),
+        fresh_producer_id: -1,
+    };
+    let ResponseKind::InitProducerId(resp) = h.call(4, req(&r)) else {
+        panic!()
+    };
+    assert_eq!(resp.error_code, COORDINATOR_LOAD_IN_PROGRESS);
+    assert!(h.c.txns.is_empty());
+    // An existing id that only needs a bump does not need one.
+    h.init("a");
+    let ResponseKind::InitProducerId(resp) = h.call(4, req(&r)) else {
+        panic!()
+    };
+    assert_eq!((resp.error_code, resp.producer_epoch), (NONE, 1));
+    assert!(h.c.wants_producer_id());
+}
+
+#[test]
 fn kip360_recovery_with_producer_id_and_epoch() {
     let mut h = H::new();
     let (pid, ep) = h.init("a");
