@@ -20,7 +20,7 @@ seconds=${FUZZ_SECONDS:-30}
 if [ $# -gt 0 ]; then
   targets=("$@")
 else
-  targets=(decode_request validate_batch decode_stored_batch consumer_offsets_record)
+  targets=(decode_request validate_batch decode_stored_batch consumer_offsets_record transaction_state_record)
 fi
 # Release code with debug assertions and overflow checks: an overflow is a finding too.
 build_flags=(-O -a --target-dir "$target_dir")

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 // Kafka error codes (the protocol guide's numbering).
 pub(crate) const NONE: i16 = 0;
+pub(crate) const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 pub(crate) const INVALID_REQUEST: i16 = 42;
 pub(crate) const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub(crate) const INVALID_TXN_STATE: i16 = 48;
@@ -181,6 +182,18 @@ impl Txn {
             partitions: self.partitions.iter().cloned().collect(),
         }
     }
+}
+
+/// How an EndTxn (or the coordinator's own abort) prepares.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    commit: bool,
+    /// Transaction version 2: bump the epoch, moving to a new producer id when exhausted.
+    tv2: bool,
+    /// A TV2 abort outside a transaction: it starts now.
+    no_partitions_added: bool,
+    /// The coordinator fencing the producer (never moves to a new producer id).
+    fence: bool,
 }
 
 fn sb(s: &str) -> StrBytes {
@@ -388,8 +401,18 @@ impl TxnCoordinator {
         fx: &mut TxnEffects,
     ) -> ResponseKind {
         let err = |e: i16| init_response(version, e, -1, -1);
+        // KIP-360: a producer recovering from a fatal epoch error names its id and epoch;
+        // naming only one is refused before anything else (Kafka checks it in KafkaApis).
+        let expected = match (req.producer_id.0, req.producer_epoch) {
+            (-1, -1) => None,
+            (-1, _) | (_, -1) => return err(INVALID_REQUEST),
+            (p, e) => Some((p, e)),
+        };
         let Some(id) = req.transactional_id.as_ref().map(|t| t.to_string()) else {
             // An idempotent (non-transactional) producer: always a new id at epoch 0.
+            if fresh < 0 {
+                return err(COORDINATOR_LOAD_IN_PROGRESS);
+            }
             return init_response(version, NONE, fresh, 0);
         };
         if id.is_empty() {
@@ -399,14 +422,13 @@ impl TxnCoordinator {
         if timeout <= 0 || timeout > self.config.max_timeout_ms {
             return err(INVALID_TRANSACTION_TIMEOUT);
         }
-        // KIP-360: a producer recovering from a fatal epoch error names its id and epoch.
-        let expected = match (req.producer_id.0, req.producer_epoch) {
-            (-1, -1) => None,
-            (-1, _) | (_, -1) => return err(INVALID_REQUEST),
-            (p, e) => Some((p, e)),
-        };
         let mut fresh_used = false;
         if !self.txns.contains_key(&id) {
+            if fresh < 0 {
+                // No producer id to give (Kafka's id manager answers this while it has no
+                // block): the client retries.
+                return err(COORDINATOR_LOAD_IN_PROGRESS);
+            }
             fresh_used = true;
             self.txns.insert(
                 id.clone(),
@@ -481,8 +503,9 @@ impl TxnCoordinator {
                     && expected.is_none_or(|(_, e)| e == t.producer_epoch);
                 if rotate {
                     if *fresh_used || fresh < 0 {
-                        // A new id was just created for this request: it cannot be exhausted.
-                        return err(CONCURRENT_TRANSACTIONS);
+                        // No producer id to rotate to (a new id is never exhausted, so
+                        // `fresh_used` means none was given).
+                        return err(COORDINATOR_LOAD_IN_PROGRESS);
                     }
                     *fresh_used = true;
                     t.last_producer_epoch = if expected.is_some() {
@@ -515,8 +538,6 @@ impl TxnCoordinator {
                 t.partitions.clear();
                 t.start_ms = -1;
                 t.last_update_ms = now;
-                t.next_producer_id = -1;
-                t.client_tv = 0;
                 let (pid, epoch) = (t.producer_id, t.producer_epoch);
                 self.write(id, fx);
                 init_response(version, NONE, pid, epoch)
@@ -526,26 +547,24 @@ impl TxnCoordinator {
 
     /// The coordinator's own abort (InitProducerId of an open transaction, timeout): bump
     /// the epoch to fence the producer, then prepare the abort at the server's transaction
-    /// version, which bumps once more, so the fenced producer's EndTxn retry cannot pass
-    /// for a completed one.
+    /// version, which bumps once more (as Kafka does), so the fenced producer's EndTxn
+    /// cannot pass for a retry of a completed one.
     fn fence_and_abort(&mut self, id: &str, now: i64, fx: &mut TxnEffects) {
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
-        let fence = t.producer_epoch.saturating_add(1);
-        if SERVER_TRANSACTION_VERSION >= 2 && fence < i16::MAX {
-            t.producer_epoch = fence + 1;
-            t.last_producer_epoch = fence;
-        } else {
-            t.producer_epoch = fence;
-            t.last_producer_epoch = -1;
-        }
+        // The fencing bump (none at i16::MAX: the abort below still goes through).
+        t.producer_epoch = t.producer_epoch.saturating_add(1);
+        t.last_producer_epoch = -1;
         t.next_producer_id = -1;
-        t.client_tv = SERVER_TRANSACTION_VERSION;
-        t.state = State::PrepareAbort;
-        t.last_update_ms = now;
-        self.write(id, fx);
-        self.send_markers_or_complete(id, now, fx);
+        // The server's transaction version decides how the abort itself bumps.
+        let end = End {
+            commit: false,
+            tv2: SERVER_TRANSACTION_VERSION >= 2,
+            no_partitions_added: false,
+            fence: true,
+        };
+        self.prepare_end(id, now, end, fx);
     }
 
     /// After a Prepare record: markers for the partitions, or (none to mark) completion.
@@ -565,14 +584,11 @@ impl TxnCoordinator {
             return;
         };
         let commit = t.state == State::PrepareCommit;
-        if t.client_tv >= 2 {
-            t.last_producer_epoch = t.producer_epoch;
-            t.previous_producer_id = t.producer_id;
-            if t.next_producer_id >= 0 {
-                // The epoch overflowed at EndTxn: the producer continues under the new id.
-                t.producer_id = t.next_producer_id;
-                t.producer_epoch = 0;
-            }
+        t.previous_producer_id = t.producer_id;
+        if t.client_tv >= 2 && t.next_producer_id >= 0 {
+            // The epoch was exhausted at EndTxn: the producer continues under the new id.
+            t.producer_id = t.next_producer_id;
+            t.producer_epoch = 0;
         }
         t.next_producer_id = -1;
         t.state = if commit {
@@ -717,6 +733,8 @@ impl TxnCoordinator {
             State::Empty | State::CompleteCommit | State::CompleteAbort => t.start_ms = now,
             State::Ongoing => {}
         }
+        // Kafka records the id before every transition as the previous one.
+        t.previous_producer_id = t.producer_id;
         t.state = State::Ongoing;
         t.partitions.extend(partitions.iter().cloned());
         t.last_update_ms = now;
@@ -756,29 +774,48 @@ impl TxnCoordinator {
         if id.is_empty() {
             return err(INVALID_REQUEST);
         }
-        // EndTxn v5+ comes from a transaction-version-2 client.
-        let request_tv: i16 = if version > 4 { 2 } else { 0 };
         let commit = req.committed;
-        let Some(t) = self.txns.get_mut(id) else {
+        let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
+        let Some(t) = self.txns.get(id) else {
             return err(INVALID_PRODUCER_ID_MAPPING);
         };
-        let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
-        let tv2 = t.client_tv >= 2;
-        // TV2: a retry of an EndTxn that rotated the producer id on epoch exhaustion...
-        let retry_on_overflow =
-            tv2 && t.previous_producer_id == pid && epoch == i16::MAX - 1 && t.producer_epoch == 0;
-        // ... or of one that bumped the epoch.
-        let retry_on_bump = tv2 && i32::from(t.producer_epoch) == i32::from(epoch) + 1;
-        let valid_epoch = if tv2 {
-            match t.state {
-                State::Ongoing | State::Empty | State::Dead | State::PrepareEpochFence => {
-                    epoch == t.producer_epoch
-                }
-                State::PrepareCommit | State::PrepareAbort => retry_on_bump,
-                State::CompleteCommit | State::CompleteAbort => retry_on_bump || retry_on_overflow,
+        // EndTxn v5+ comes from a transaction-version-2 client: every EndTxn bumps the epoch.
+        if version <= 4 {
+            if t.producer_id != pid {
+                return err(INVALID_PRODUCER_ID_MAPPING);
             }
-        } else {
-            epoch == t.producer_epoch
+            if epoch != t.producer_epoch {
+                return err(PRODUCER_FENCED);
+            }
+            return match (t.state, commit) {
+                (State::Ongoing, _) => {
+                    let end = End {
+                        commit,
+                        tv2: false,
+                        no_partitions_added: false,
+                        fence: false,
+                    };
+                    self.prepare_end(id, now, end, fx);
+                    err(NONE)
+                }
+                (State::CompleteCommit, true) | (State::CompleteAbort, false) => err(NONE),
+                (State::PrepareCommit, true) | (State::PrepareAbort, false) => {
+                    err(CONCURRENT_TRANSACTIONS)
+                }
+                _ => err(INVALID_TXN_STATE),
+            };
+        }
+        // A retry of an EndTxn that moved to a new producer id on epoch exhaustion...
+        let retry_on_overflow =
+            t.previous_producer_id == pid && epoch == i16::MAX - 1 && t.producer_epoch == 0;
+        // ... or of one that bumped the epoch.
+        let retry_on_bump = i32::from(t.producer_epoch) == i32::from(epoch) + 1;
+        let valid_epoch = match t.state {
+            State::PrepareCommit | State::PrepareAbort => retry_on_bump,
+            State::CompleteCommit | State::CompleteAbort => {
+                retry_on_bump || retry_on_overflow || epoch == t.producer_epoch
+            }
+            _ => epoch == t.producer_epoch,
         };
         if t.producer_id != pid && !retry_on_overflow {
             return err(INVALID_PRODUCER_ID_MAPPING);
@@ -786,46 +823,88 @@ impl TxnCoordinator {
         if !valid_epoch {
             return err(PRODUCER_FENCED);
         }
-        match (t.state, commit) {
-            (State::Ongoing, _) => {}
-            (State::CompleteCommit, true) | (State::CompleteAbort, false) => {
+        let retry = retry_on_bump || retry_on_overflow;
+        // (prepare, with no partitions added): an abort at the current epoch of a finished
+        // or empty transaction is allowed, as the client may not know whether a partition
+        // leader added a partition implicitly.
+        let prepare = match (t.state, commit) {
+            (State::Ongoing, _) => (true, false),
+            (State::CompleteCommit, true) | (State::CompleteAbort, false) if retry => {
                 return (NONE, t.producer_id, t.producer_epoch)
+            }
+            (State::CompleteCommit | State::CompleteAbort | State::Empty, false) if !retry => {
+                (true, true)
             }
             (State::PrepareCommit, true) | (State::PrepareAbort, false) => {
                 return err(CONCURRENT_TRANSACTIONS)
             }
-            _ => return err(INVALID_TXN_STATE),
+            _ => (false, false),
+        };
+        if !prepare.0 {
+            return err(INVALID_TXN_STATE);
         }
-        if request_tv >= 2 {
-            let next = if epoch_exhausted(t.producer_epoch) {
-                match self.spare_producer_id.take() {
-                    Some(p) => p,
-                    // No id to rotate to yet (see `wants_producer_id`): let the client retry.
-                    None => return err(CONCURRENT_TRANSACTIONS),
-                }
+        if epoch_exhausted(t.producer_epoch) && self.spare_producer_id.is_none() {
+            // No id to move to yet (see `wants_producer_id`): let the client retry.
+            return err(CONCURRENT_TRANSACTIONS);
+        }
+        let end = End {
+            commit,
+            tv2: true,
+            no_partitions_added: prepare.1,
+            fence: false,
+        };
+        self.prepare_end(id, now, end, fx)
+            .map_or(err(INVALID_TXN_STATE), |(p, e)| (NONE, p, e))
+    }
+
+    /// Writes PrepareCommit/PrepareAbort and starts the markers (or completes at once when
+    /// there are no partitions). Returns the producer id and epoch after the Prepare record.
+    fn prepare_end(
+        &mut self,
+        id: &str,
+        now: i64,
+        end: End,
+        fx: &mut TxnEffects,
+    ) -> Option<(i64, i16)> {
+        let t = self.txns.get_mut(id)?;
+        if end.tv2 {
+            // A fencing abort never moves to a new producer id; others do when exhausted.
+            let next = if !end.fence && epoch_exhausted(t.producer_epoch) {
+                self.spare_producer_id?
             } else {
                 -1
             };
+            let epoch = match t.producer_epoch.checked_add(1) {
+                Some(e) => e,
+                // At i16::MAX only an abort may pass (without a bump), to recover.
+                None if !end.commit => t.producer_epoch,
+                None => return None,
+            };
+            if next >= 0 {
+                self.spare_producer_id = None;
+            }
             t.last_producer_epoch = t.producer_epoch;
-            t.producer_epoch = t.producer_epoch.saturating_add(1);
+            t.producer_epoch = epoch;
             t.next_producer_id = next;
+            t.client_tv = 2;
+            if end.no_partitions_added {
+                t.start_ms = now;
+            }
+        } else {
+            t.next_producer_id = -1;
+            t.client_tv = 0;
         }
-        t.client_tv = request_tv;
-        t.state = if commit {
+        t.previous_producer_id = t.producer_id;
+        t.state = if end.commit {
             State::PrepareCommit
         } else {
             State::PrepareAbort
         };
         t.last_update_ms = now;
-        // The producer continues with the id and epoch it will have once complete.
-        let answer = if t.next_producer_id >= 0 {
-            (NONE, t.next_producer_id, 0)
-        } else {
-            (NONE, t.producer_id, t.producer_epoch)
-        };
+        let answer = (t.producer_id, t.producer_epoch);
         self.write(id, fx);
         self.send_markers_or_complete(id, now, fx);
-        answer
+        Some(answer)
     }
 
     // ---- sweeps ----

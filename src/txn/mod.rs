@@ -119,7 +119,8 @@ pub enum TxnRequest {
     /// the tree): advertise ListTransactions v0-1 only.
     ListTransactions(ListTransactionsRequest),
     /// Every partition acknowledged the markers of a [`MarkerSend`] (the same ids, epoch and
-    /// result). Stale or duplicate completions are ignored.
+    /// result): writes the CompleteCommit/CompleteAbort record. Nothing is answered (the
+    /// request id is unused); stale or duplicate completions are ignored.
     MarkersWritten {
         transactional_id: String,
         producer_id: i64,

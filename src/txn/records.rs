@@ -8,7 +8,8 @@
 //! each struct ending in a tagged-field section) plus tagged fields 0 previous producer
 //! id, 1 next producer id (both default -1), 2 client transaction version (default 0),
 //! written only when not at their default. We write v1 (what Kafka 4.x writes at
-//! transaction version 1 and above) and read both.
+//! transaction version 1 and above) and read both; tagged fields we do not know (newer
+//! Kafka adds some for two-phase commit) are skipped, as the schema allows.
 
 use super::RecordError;
 use bytes::{BufMut, Bytes, BytesMut};

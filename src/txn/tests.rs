@@ -531,6 +531,32 @@ fn init_fences_an_ongoing_transaction_by_aborting_it() {
 }
 
 #[test]
+fn init_without_a_producer_id_to_give_is_retriable() {
+    let mut h = H::new();
+    let mut r = InitProducerIdRequest::default();
+    r.transactional_id = Some(TransactionalId(s("a")));
+    r.transaction_timeout_ms = TIMEOUT;
+    r.producer_id = ProducerId(-1);
+    r.producer_epoch = -1;
+    let req = |r: &InitProducerIdRequest| TxnRequest::InitProducerId {
+        request: r.clone(),
+        fresh_producer_id: -1,
+    };
+    let ResponseKind::InitProducerId(resp) = h.call(4, req(&r)) else {
+        panic!()
+    };
+    assert_eq!(resp.error_code, COORDINATOR_LOAD_IN_PROGRESS);
+    assert!(h.c.txns.is_empty());
+    // An existing id that only needs a bump does not need one.
+    h.init("a");
+    let ResponseKind::InitProducerId(resp) = h.call(4, req(&r)) else {
+        panic!()
+    };
+    assert_eq!((resp.error_code, resp.producer_epoch), (NONE, 1));
+    assert!(h.c.wants_producer_id());
+}
+
+#[test]
 fn kip360_recovery_with_producer_id_and_epoch() {
     let mut h = H::new();
     let (pid, ep) = h.init("a");
@@ -708,6 +734,21 @@ fn tv2_bumps_the_epoch_on_every_end_txn() {
     assert_eq!(h.end_v(5, "a", pid, ep + 1, false), (NONE, pid, ep + 2));
     h.markers_done();
     assert_eq!(h.state("a"), State::CompleteAbort);
+    assert_eq!(h.txn("a").producer_epoch, ep + 2);
+    // TV2 lets the client abort at the current epoch outside a transaction (it cannot
+    // know whether a partition leader added a partition): the epoch is bumped, nothing to
+    // mark. A commit there is refused.
+    assert_eq!(h.end_v(5, "a", pid, ep + 2, true).0, INVALID_TXN_STATE);
+    let before = h.records.len();
+    assert_eq!(h.end_v(5, "a", pid, ep + 2, false), (NONE, pid, ep + 3));
+    assert!(h.markers.is_empty());
+    assert_eq!(h.records.len(), before + 2);
+    assert_eq!(h.state("a"), State::CompleteAbort);
+    assert_eq!(h.txn("a").start_ms, h.now);
+    let (pb, eb) = h.init("b");
+    assert_eq!(h.end_v(5, "b", pb, eb, true).0, INVALID_TXN_STATE);
+    assert_eq!(h.end_v(5, "b", pb, eb + 1, false).0, PRODUCER_FENCED);
+    assert_eq!(h.end_v(5, "b", pb, eb, false), (NONE, pb, eb + 1));
     // The round trip keeps the TV2 fields.
     assert_eq!(persisted(&h.reloaded()), persisted(&h.c));
 }
@@ -731,7 +772,9 @@ fn tv2_epoch_overflow_moves_to_a_new_producer_id() {
     assert_eq!(h.end_v(5, "a", 50, max, true).0, CONCURRENT_TRANSACTIONS);
     h.c.supply_producer_id(900);
     assert!(!h.c.wants_producer_id());
-    assert_eq!(h.end_v(5, "a", 50, max, true), (NONE, 900, 0));
+    // Answered with the ids after the Prepare record, as Kafka does; the move to the new
+    // id happens at completion.
+    assert_eq!(h.end_v(5, "a", 50, max, true), (NONE, 50, i16::MAX));
     assert_eq!(h.markers[0].producer_id, 50);
     assert_eq!(h.markers[0].producer_epoch, i16::MAX);
     assert_eq!(h.last_value().next_producer_id, 900);
@@ -1143,5 +1186,42 @@ fn transactional_id_partition_matches_kafka() {
     assert_eq!(
         partition_for_transactional_id("my-txn", 50),
         crate::group::partition_for_group("my-txn", 50)
+    );
+}
+
+#[test]
+fn unknown_tagged_fields_are_skipped() {
+    let v = TxnValue {
+        producer_id: 9,
+        previous_producer_id: -1,
+        next_producer_id: 4,
+        producer_epoch: 1,
+        timeout_ms: 1000,
+        state: 4,
+        partitions: Some(vec![]),
+        last_update_ms: 5,
+        start_ms: 3,
+        client_transaction_version: 2,
+    };
+    let bytes = records::value(&v);
+    // Re-frame the trailing tagged section with an extra, unknown tag 3 (an i16).
+    let mut e = BytesMut::new();
+    let body_len = 2 + 8 + 2 + 4 + 1 + 1 + 8 + 8;
+    e.put_slice(&bytes[..body_len]);
+    e.put_u8(3); // three tagged fields
+    e.put_u8(1);
+    e.put_u8(8);
+    e.put_i64(4);
+    e.put_u8(2);
+    e.put_u8(2);
+    e.put_i16(2);
+    e.put_u8(3);
+    e.put_u8(2);
+    e.put_i16(-1);
+    assert_eq!(records::decode_value(&e).unwrap(), v);
+    // The tag section as we write it: the two non-default fields.
+    assert_eq!(
+        &bytes[body_len..],
+        &[2, 1, 8, 0, 0, 0, 0, 0, 0, 0, 4, 2, 2, 0, 2]
     );
 }
