@@ -17,6 +17,9 @@ use crate::protocol::{errors, RequestContext};
 use crate::txn::runtime::TxnCall;
 use crate::txn::TxnRequest;
 
+/// Kafka's answer for the partitions left alone when another one of the request failed.
+const OPERATION_NOT_ATTEMPTED: i16 = 55;
+
 pub async fn handle(
     ctx: &RequestContext,
     request: AddPartitionsToTxnRequest,
@@ -81,12 +84,53 @@ pub async fn handle(
     response
 }
 
-/// v0-3: one transaction, errors per partition.
+/// v0-3: one transaction, errors per partition. Partitions the metadata does not know
+/// get UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED, without asking
+/// the coordinator (as KafkaApis answers).
 async fn single(
     ctx: &RequestContext,
     request: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
     let transactional_id = request.v3_and_below_transactional_id.0.to_string();
+    let image = ctx.broker.metadata.image();
+    let known = |topic: &str, partition: i32| {
+        image
+            .topics
+            .get(topic)
+            .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
+    };
+    let any_unknown = request
+        .v3_and_below_topics
+        .iter()
+        .any(|t| t.partitions.iter().any(|&p| !known(&t.name.0, p)));
+    if any_unknown {
+        return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(
+            request
+                .v3_and_below_topics
+                .iter()
+                .map(|topic| {
+                    AddPartitionsToTxnTopicResult::default()
+                        .with_name(topic.name.clone())
+                        .with_results_by_partition(
+                            topic
+                                .partitions
+                                .iter()
+                                .map(|&p| {
+                                    let code = if known(&topic.name.0, p) {
+                                        OPERATION_NOT_ATTEMPTED
+                                    } else {
+                                        errors::UNKNOWN_TOPIC_OR_PARTITION
+                                    };
+                                    AddPartitionsToTxnPartitionResult::default()
+                                        .with_partition_index(p)
+                                        .with_partition_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    }
     let failed = |code: i16| {
         AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(
             request

@@ -210,7 +210,9 @@ fn broker_config_type(name: &str) -> ConfigType {
         | "process.roles"
         | "controller.quorum.voters"
         | "controller.quorum.bootstrap.servers" => ConfigType::List,
-        "offsets.topic.replication.factor" => ConfigType::Short,
+        "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" => {
+            ConfigType::Short
+        }
         "queued.max.request.bytes"
         | "millrace.queued.max.response.bytes"
         | "min.incremental.fetch.session.eviction.ms"
@@ -248,7 +250,14 @@ fn broker_config_type(name: &str) -> ConfigType {
         | "broker.session.timeout.ms"
         | "broker.heartbeat.interval.ms"
         | "controller.quorum.request.timeout.ms"
-        | "controller.socket.timeout.ms" => ConfigType::Int,
+        | "controller.socket.timeout.ms"
+        | "transaction.state.log.num.partitions"
+        | "transaction.state.log.min.isr"
+        | "transaction.state.log.segment.bytes"
+        | "transaction.max.timeout.ms"
+        | "transactional.id.expiration.ms"
+        | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+        | "transaction.remove.expired.transaction.cleanup.interval.ms" => ConfigType::Int,
         _ => ConfigType::String,
     }
 }
