@@ -223,7 +223,7 @@ impl GroupCoordinator {
         self.check_invariants();
         self.loaded_impl(now_ms)
     }
-    /// `partition_exists(topic, partition)` answers for OffsetCommit validation.
+    /// `partition_exists(topic, partition)` answers for (Txn)OffsetCommit validation.
     /// Same as [`GroupCoordinator::handle_with_meta`] with an empty [`RequestMeta`].
     pub fn handle(
         &mut self,
