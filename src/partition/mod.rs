@@ -613,7 +613,7 @@ impl Partition {
                 self.record_follower_fetch(replica_id, current_leader_epoch, offset)?;
             }
             let high_watermark = self.high_watermark.load(Ordering::Acquire);
-            let last_stable_offset = self.unstable_txns().last_stable_offset(high_watermark);
+            let last_stable_offset = self.last_stable_offset_at(high_watermark);
             // Consumers see committed records only (read_committed: no record of a
             // transaction not yet decided); followers copy everything.
             let max_offset = match reader {
@@ -662,11 +662,16 @@ impl Partition {
     /// The last stable offset: below it every transaction is decided and its marker
     /// committed (Kafka's LSO, at most the high watermark). Memory only.
     pub fn last_stable_offset(&self) -> i64 {
-        let high_watermark = self.high_watermark.load(Ordering::Acquire);
+        self.last_stable_offset_at(self.high_watermark.load(Ordering::Acquire))
+    }
+
+    /// The LSO for this `high_watermark`; never below the log start (a transaction whose
+    /// start DeleteRecords or retention removed holds nothing back there).
+    fn last_stable_offset_at(&self, high_watermark: i64) -> i64 {
         let log_start_offset = self.log_start_offset.load(Ordering::Acquire);
         self.unstable_txns()
             .last_stable_offset(high_watermark)
-            .max(log_start_offset)
+            .max(log_start_offset.min(high_watermark))
     }
 
     /// Appends a transaction marker (COMMIT or ABORT) for `producer_id` as the leader
