@@ -1368,6 +1368,10 @@ impl CleanableLog for Partition {
     fn producer_last_offsets(&self) -> HashMap<i64, i64> {
         self.lock().producers.last_offsets()
     }
+
+    fn last_stable_offset(&self) -> i64 {
+        Partition::last_stable_offset(self)
+    }
 }
 
 type PartitionKey = (Uuid, i32);
