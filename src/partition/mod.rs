@@ -754,6 +754,9 @@ impl Partition {
             return Ok(());
         };
         unstable.completed(&done);
+        // Pruned here too, so that a replica nobody asks for its LSO (a follower) keeps
+        // only the markers above its high watermark.
+        unstable.last_stable_offset(self.high_watermark.load(Ordering::Acquire));
         drop(unstable);
         if done.aborted {
             let entry = AbortedTxn {
