@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::admin_create;
+use common::{admin_create, cluster};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::write_txn_markers_request::{
@@ -23,7 +23,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use millrace_compat_tests::wire::Connection;
-use millrace_compat_tests::{now_ms, unique_topic, wait_until, BrokerOpts, TestBroker};
+use millrace_compat_tests::{
+    now_ms, unique_topic, wait_until, BrokerOpts, TestBroker, TestCluster,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -111,8 +113,9 @@ fn end_txn(conn: &mut Connection, topic: &str, producer: (i64, i16), commit: boo
     assert_eq!(r.markers[0].topics[0].partitions[0].error_code, 0);
 }
 
-/// (last stable offset, base offsets of the batches) of a read_committed Fetch.
-fn fetch_committed(conn: &mut Connection, topic: &str) -> (i64, Vec<i64>) {
+/// (last stable offset, base offsets of the batches, aborted transactions' producer ids
+/// and first offsets) of a read_committed Fetch.
+fn fetch_committed(conn: &mut Connection, topic: &str) -> (i64, Vec<i64>, Vec<(i64, i64)>) {
     let request = FetchRequest::default()
         .with_max_wait_ms(0)
         .with_isolation_level(1)
@@ -125,6 +128,13 @@ fn fetch_committed(conn: &mut Connection, topic: &str) -> (i64, Vec<i64>) {
                 .with_partition_max_bytes(1 << 20)])]);
     let r: FetchResponse = conn.call(ApiKey::Fetch, &request, 12);
     let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "read_committed fetch");
+    let aborted = p
+        .aborted_transactions
+        .iter()
+        .flatten()
+        .map(|txn| (txn.producer_id.0, txn.first_offset))
+        .collect();
     let mut records = p.records.clone().unwrap_or_default();
     let mut bases = Vec::new();
     while records.len() >= 61 {
@@ -133,7 +143,7 @@ fn fetch_committed(conn: &mut Connection, topic: &str) -> (i64, Vec<i64>) {
         bases.push(base);
         let _ = records.split_to(12 + length);
     }
-    (p.last_stable_offset, bases)
+    (p.last_stable_offset, bases, aborted)
 }
 
 fn consumer(bootstrap: &str, topic: &str, isolation: &str) -> BaseConsumer {
@@ -197,7 +207,10 @@ fn read_committed_librdkafka_skips_an_aborted_transaction_and_waits_for_an_open_
     assert_eq!(produce(&mut conn, &topic, batch(&["open"], Some(open))), 6);
     assert_eq!(produce(&mut conn, &topic, batch(&["late"], None)), 7);
     // The open transaction holds read_committed at its first offset.
-    assert_eq!(fetch_committed(&mut conn, &topic), (6, vec![0, 2, 3, 4, 5]));
+    assert_eq!(
+        fetch_committed(&mut conn, &topic),
+        (6, vec![0, 2, 3, 4, 5], vec![(aborted.0, 2)])
+    );
 
     let committed_reader = consumer(&b, &topic, "read_committed");
     assert_eq!(values_until(&committed_reader, "p"), vec!["c1", "c2", "p"]);
@@ -211,4 +224,65 @@ fn read_committed_librdkafka_skips_an_aborted_transaction_and_waits_for_an_open_
         values_until(&uncommitted_reader, "late"),
         vec!["c1", "c2", "a1", "p", "open", "late"]
     );
+}
+
+/// Failover: the followers replay the leader's transactions (producer state, the open
+/// transaction, the `.txnindex`), so the new leader answers read_committed as the old
+/// one did and accepts the open transaction's marker.
+#[test]
+fn a_new_leader_keeps_the_open_transaction_and_the_aborted_one() {
+    let opts = BrokerOpts::default()
+        .set("broker.session.timeout.ms", "3000")
+        .set("broker.heartbeat.interval.ms", "500");
+    let mut cluster = TestCluster::start_millrace(3, opts);
+    let b = cluster.bootstrap();
+    let topic = unique_topic("txn-failover");
+    common::admin_create_replicated(&b, &topic, 1, 3, &[("min.insync.replicas", "2")]);
+    let leader = cluster::leaders(&b, &topic).expect("leaders")[0];
+    let mut conn = Connection::connect(&cluster.node(leader).bootstrap(), TIMEOUT);
+    let (aborted, committed, open) = (
+        producer_id(&mut conn),
+        producer_id(&mut conn),
+        producer_id(&mut conn),
+    );
+    assert_eq!(produce(&mut conn, &topic, batch(&["a1"], Some(aborted))), 0);
+    assert_eq!(
+        produce(&mut conn, &topic, batch(&["c1"], Some(committed))),
+        1
+    );
+    end_txn(&mut conn, &topic, aborted, false); // 2
+    end_txn(&mut conn, &topic, committed, true); // 3
+    assert_eq!(produce(&mut conn, &topic, batch(&["p"], None)), 4);
+    assert_eq!(produce(&mut conn, &topic, batch(&["open"], Some(open))), 5);
+    let before = fetch_committed(&mut conn, &topic);
+    assert_eq!(before, (5, vec![0, 1, 2, 3, 4], vec![(aborted.0, 0)]));
+    cluster::wait_for_identical_logs(&mut cluster, &[1, 2, 3], &topic, &[0], TIMEOUT);
+
+    cluster.node(leader).kill9();
+    let survivors: Vec<String> = (1..=3)
+        .filter(|id| *id != leader)
+        .map(|id| cluster.node(id).bootstrap())
+        .collect();
+    let survivors = survivors.join(",");
+    let new_leader = wait_until("a new leader", TIMEOUT, || {
+        match cluster::leaders(&survivors, &topic)?[0] {
+            l if l >= 0 && l != leader => Ok(l),
+            l => Err(format!("leader {l}")),
+        }
+    });
+    let mut conn = Connection::connect(&cluster.node(new_leader).bootstrap(), TIMEOUT);
+    // The new leader's high watermark may need a follower fetch to catch up.
+    let after = wait_until("the new leader's read_committed view", TIMEOUT, || {
+        let now = fetch_committed(&mut conn, &topic);
+        if now == before {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    assert_eq!(after, before);
+    let reader = consumer(&survivors, &topic, "read_committed");
+    assert_eq!(values_until(&reader, "p"), vec!["c1", "p"]);
+    end_txn(&mut conn, &topic, open, true); // 6
+    assert_eq!(values_until(&reader, "open"), vec!["open"]);
 }
