@@ -65,7 +65,6 @@ pub mod error_code {
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const INVALID_TXN_STATE: i16 = 48;
     pub const INVALID_RECORD: i16 = 87;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const REQUEST_TIMED_OUT: i16 = 7;
