@@ -3,7 +3,8 @@
 //! to the broker itself) and reads with a real librdkafka consumer, which must drop the
 //! aborted transaction's records in read_committed (from the Fetch answer's
 //! aborted_transactions and the ABORT marker) and see them in read_uncommitted; an
-//! undecided transaction holds read_committed back at its first offset (the LSO).
+//! undecided transaction holds read_committed back at its first offset (the LSO), which
+//! Kafka's kafka-transactions.sh describe-producers shows.
 //! Millrace only: Kafka 4.4 refuses transactional records the coordinator did not add.
 
 mod common;
@@ -24,7 +25,7 @@ use kafka_protocol::records::{
 };
 use millrace_compat_tests::wire::Connection;
 use millrace_compat_tests::{
-    now_ms, unique_topic, wait_until, BrokerOpts, TestBroker, TestCluster,
+    kafka_tool, now_ms, unique_topic, wait_until, BrokerOpts, TestBroker, TestCluster,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -211,6 +212,38 @@ fn read_committed_librdkafka_skips_an_aborted_transaction_and_waits_for_an_open_
         fetch_committed(&mut conn, &topic),
         (6, vec![0, 2, 3, 4, 5], vec![(aborted.0, 2)])
     );
+
+    // Kafka's own kafka-transactions.sh describe-producers reads DescribeProducers.
+    let out = kafka_tool(
+        "org.apache.kafka.tools.TransactionsCommand",
+        &[
+            "--bootstrap-server",
+            &b,
+            "describe-producers",
+            "--topic",
+            &topic,
+            "--partition",
+            "0",
+        ],
+        None,
+    );
+    out.assert_success();
+    let start_offset_of = |producer: (i64, i16)| -> String {
+        let row = out
+            .stdout
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|row| row.first() == Some(&producer.0.to_string().as_str()))
+            .unwrap_or_else(|| panic!("no row for {producer:?}: {}", out.describe()));
+        // ProducerId ProducerEpoch LatestCoordinatorEpoch LastSequence LastTimestamp
+        // CurrentTransactionStartOffset
+        assert_eq!(row.len(), 6, "{}", out.describe());
+        assert_eq!(row[1], producer.1.to_string());
+        row[5].to_string()
+    };
+    assert_eq!(start_offset_of(committed), "None");
+    assert_eq!(start_offset_of(aborted), "None");
+    assert_eq!(start_offset_of(open), "6");
 
     let committed_reader = consumer(&b, &topic, "read_committed");
     assert_eq!(values_until(&committed_reader, "p"), vec!["c1", "c2", "p"]);
