@@ -40,6 +40,11 @@ impl CleanableLog for BenchLog {
     fn producer_last_offsets(&self) -> HashMap<i64, i64> {
         HashMap::new()
     }
+
+    /// No transactions: the whole log is stable.
+    fn last_stable_offset(&self) -> i64 {
+        self.0.lock().unwrap().log_end_offset()
+    }
 }
 
 fn log_files(dir: &Path) -> Vec<std::path::PathBuf> {

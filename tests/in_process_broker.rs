@@ -1337,12 +1337,28 @@ async fn a_transaction_aborted_by_write_txn_markers_is_reported_to_read_committe
         unreachable!()
     };
     let (producer_id, epoch) = (pid.producer_id.0, pid.producer_epoch);
+    // Kafka: transactional records need the request's transactional id.
+    let ResponseKind::Produce(r) = client
+        .call(
+            ApiKey::Produce,
+            11,
+            produce_request("txn", transactional_batch(producer_id, epoch, 0)),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 53);
     for (records, expected_offset) in [
         (batch("before"), 0),
         (transactional_batch(producer_id, epoch, 0), 1),
     ] {
+        let RequestKind::Produce(request) = produce_request("txn", records) else {
+            unreachable!()
+        };
+        let request = request.with_transactional_id(Some(TransactionalId(text("tx"))));
         let ResponseKind::Produce(r) = client
-            .call(ApiKey::Produce, 11, produce_request("txn", records))
+            .call(ApiKey::Produce, 11, RequestKind::Produce(request))
             .await
         else {
             unreachable!()

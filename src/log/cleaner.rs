@@ -52,6 +52,7 @@ use super::batch::{self, BatchHeader, ATTR_DELETE_HORIZON, HEADER_SIZE};
 use super::dir::{self, LogDirHealth};
 use super::segment::{file_name, CleanedSegment, Segment, SegmentView, MAX_SEGMENT_BYTES};
 use super::txn_index::AbortedTxn;
+use super::txn_marker;
 use super::{sync_dir, Log, LogConfig, LogError};
 
 /// Kafka's file of how far each log is cleaned, one per log directory.
@@ -102,6 +103,9 @@ pub trait CleanableLog: Send + Sync {
     /// The last offset of every idempotent producer the owner still tracks: those
     /// batches are kept (emptied if need be) so that the producers' sequences survive.
     fn producer_last_offsets(&self) -> HashMap<i64, i64>;
+    /// The last stable offset: nothing at or past it is cleaned (an undecided
+    /// transaction's records might still be aborted).
+    fn last_stable_offset(&self) -> i64;
 }
 
 type LogKey = (String, i32);
@@ -240,6 +244,9 @@ struct Candidate {
     first_uncleanable: i64,
     /// Every sealed segment, oldest first.
     segments: Vec<SegmentView>,
+    /// The aborted transactions of the cleanable range, by first offset (from the
+    /// transaction indexes).
+    aborted: Vec<AbortedTxn>,
     clean_bytes: u64,
     cleanable_bytes: u64,
     /// The checkpoint was past the log (or before its start) and was reset.
@@ -452,6 +459,8 @@ impl Cleaner {
             upper_bound: candidate.first_uncleanable,
             producers: &producers,
         };
+        // One pass over the groups in offset order: the transaction state carries over.
+        let mut txns = CleanedTxns::new(&candidate.aborted, i64::MIN);
         for group in group_by_size(&to_clean, &candidate.config, candidate.first_uncleanable) {
             let base = group[0].base_offset;
             let cleaned_path = candidate
@@ -461,7 +470,7 @@ impl Cleaner {
                 CleanedSegment::create(&cleaned_path, base, candidate.config.index_interval_bytes)?;
             let mut completed = true;
             for view in &group {
-                if !self.clean_into(view, &mut cleaned, &rules, &mut stats)? {
+                if !self.clean_into(view, &mut cleaned, &rules, &mut txns, &mut stats)? {
                     completed = false;
                     break;
                 }
@@ -469,9 +478,17 @@ impl Cleaner {
             if completed {
                 cleaned.flush()?;
                 let mut slot = Some(cleaned);
+                let mut aborted = Some(txns.take_retained());
                 let mut swapped = Ok(false);
                 candidate.log.with_log(&mut |log| {
-                    swapped = swap_in(log, &group, &cleaned_path, &mut slot, candidate.truncations);
+                    swapped = swap_in(
+                        log,
+                        &group,
+                        &cleaned_path,
+                        &mut slot,
+                        aborted.take().unwrap_or_default(),
+                        candidate.truncations,
+                    );
                 });
                 if swapped? {
                     continue;
@@ -498,6 +515,8 @@ impl Cleaner {
             .iter()
             .filter(|view| view.base_offset < end && view.next_offset() > start)
             .collect();
+        // Aborted transactions' records never enter the map (Kafka's buildOffsetMap).
+        let mut txns = CleanedTxns::new(&candidate.aborted, start);
         for (i, view) in dirty.iter().enumerate() {
             let next_start = dirty.get(i + 1).map_or(end, |next| next.base_offset);
             let mut position = 0;
@@ -514,7 +533,8 @@ impl Cleaner {
                 if header.last_offset() < start {
                     continue;
                 }
-                if !header.is_control() {
+                let aborted = txns.on_batch(&header, &bytes);
+                if !header.is_control() && !aborted {
                     let records = batch_records(&header, &bytes)?;
                     for record in RecordIter::new(&records, header.record_count) {
                         let record = record?;
@@ -545,6 +565,7 @@ impl Cleaner {
         view: &SegmentView,
         cleaned: &mut CleanedSegment,
         rules: &RetentionRules<'_>,
+        txns: &mut CleanedTxns,
         stats: &mut CleanStats,
     ) -> Result<bool, LogError> {
         let mut position = 0;
@@ -555,7 +576,8 @@ impl Cleaner {
             let (header, bytes) = read_batch(view, position)?;
             position += bytes.len() as u64;
             stats.bytes_read += bytes.len() as u64;
-            let kept = filter_batch(&header, &bytes, &self.map, rules, stats)?;
+            let discard = txns.on_batch(&header, &bytes);
+            let kept = filter_batch(&header, &bytes, &self.map, rules, discard, stats)?;
             let written = match &kept {
                 Kept::Original => Some((header, &bytes[..])),
                 Kept::Rebuilt(new_header, new_bytes) => Some((*new_header, &new_bytes[..])),
@@ -590,10 +612,19 @@ fn candidate(
 ) -> Option<Candidate> {
     let mut out = None;
     let mut truncations = 0;
+    let mut aborted = Vec::new();
+    // Read before the log lock (the owner's LSO takes its own); it only grows, but for a
+    // truncation, which abandons the clean anyway.
+    let last_stable_offset = log.last_stable_offset();
     log.with_log(&mut |l: &mut Log| {
         truncations = l.truncations();
-        out = candidate_of(l, checkpoint, now_ms);
+        out = candidate_of(l, checkpoint, now_ms, last_stable_offset);
+        if let Some((_, _, _, first_uncleanable, segments, _)) = &out {
+            let from = segments.first().map_or(i64::MAX, |s| s.base_offset);
+            aborted = l.collect_aborted_txns(from, *first_uncleanable);
+        }
     });
+    aborted.sort_by_key(|txn| txn.first_offset);
     let (config, dir, first_dirty, first_uncleanable, segments, reset_checkpoint) = out?;
     let clean_bytes = segments
         .iter()
@@ -616,6 +647,7 @@ fn candidate(
         first_dirty,
         first_uncleanable,
         segments,
+        aborted,
         clean_bytes,
         cleanable_bytes,
         reset_checkpoint,
@@ -626,9 +658,15 @@ fn candidate(
 type CandidateParts = (LogConfig, PathBuf, i64, i64, Vec<SegmentView>, bool);
 
 /// Kafka's cleanableOffsets: the dirty section starts at the checkpoint (the log start if
-/// it is missing or out of range) and ends before the active segment and before the
-/// first segment holding a record younger than `min.compaction.lag.ms`.
-fn candidate_of(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Option<CandidateParts> {
+/// it is missing or out of range) and ends before the active segment, before the first
+/// segment holding a record younger than `min.compaction.lag.ms`, and at the last stable
+/// offset.
+fn candidate_of(
+    log: &Log,
+    checkpoint: Option<i64>,
+    now_ms: i64,
+    last_stable_offset: i64,
+) -> Option<CandidateParts> {
     let config = log.config.clone();
     if !config.cleanup_policy.compact {
         return None;
@@ -660,6 +698,7 @@ fn candidate_of(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Option<Candi
     let uncleanable = too_young
         .unwrap_or(active_base)
         .min(active_base)
+        .min(last_stable_offset)
         .max(first_dirty);
     // Round down to a segment base: only whole segments are cleaned.
     let first_uncleanable = log
@@ -740,13 +779,16 @@ fn group_by_size<'a>(
     groups
 }
 
-/// Replaces the group's segments by the cleaned one, under the log lock. Returns false,
-/// changing nothing, if the log no longer holds exactly those segments.
+/// Replaces the group's segments by the cleaned one, under the log lock, with `aborted`
+/// as its transaction index (the aborted transactions whose ABORT marker the clean
+/// kept because it still removed records of them). Returns false, changing nothing, if
+/// the log no longer holds exactly those segments.
 fn swap_in(
     log: &mut Log,
     group: &[&SegmentView],
     cleaned_path: &Path,
     cleaned: &mut Option<CleanedSegment>,
+    aborted: Vec<AbortedTxn>,
     truncations: u64,
 ) -> Result<bool, LogError> {
     let first = group[0].base_offset;
@@ -769,13 +811,6 @@ fn swap_in(
         return Ok(false);
     };
     let dir = log.dir.clone();
-    // The aborted transactions of every replaced segment move to the cleaned one (their
-    // markers are kept by the clean).
-    let aborted: Vec<AbortedTxn> = group
-        .iter()
-        .filter_map(|view| log.segments.get(&view.base_offset))
-        .flat_map(|segment| segment.aborted_txns().iter().copied())
-        .collect();
     let swap_path = cleaned_path.with_extension(SWAP_SUFFIX);
     // From here on a crash completes the swap at the next open.
     dir::failpoint("log::cleaner::swap")?;
@@ -954,23 +989,40 @@ struct RetentionRules<'a> {
 }
 
 /// Kafka's checkBatchRetention + shouldRetainRecord + MemoryRecords.filterTo for one
-/// batch (no transactions: nothing is aborted).
+/// batch. `discard` is the transaction verdict ([`CleanedTxns::on_batch`]): an aborted
+/// transaction's data batch loses every record; a marker whose transaction has no
+/// record left is kept until `delete.retention.ms` after the clean that first saw it so
+/// (its delete horizon, as for tombstones), then removed.
 fn filter_batch(
     header: &BatchHeader,
     bytes: &[u8],
     map: &OffsetMap,
     rules: &RetentionRules<'_>,
+    discard: bool,
     stats: &mut CleanStats,
 ) -> Result<Kept, LogError> {
-    if header.is_control() {
-        stats.records_read += header.record_count.max(0) as u64;
-        stats.records_retained += header.record_count.max(0) as u64;
-        return Ok(Kept::Original);
-    }
     let retain_empty = (header.has_producer_id()
         && rules.producers.get(&header.producer_id) == Some(&header.last_offset()))
         || header.last_offset() + 1 == rules.upper_bound;
     let horizon = header.delete_horizon_ms();
+    let record_count = header.record_count.max(0) as u64;
+    if header.is_control() {
+        stats.records_read += record_count;
+        let expired = discard && horizon.is_some_and(|horizon| horizon <= rules.now_ms);
+        if expired {
+            return empty_or_nothing(header, retain_empty);
+        }
+        stats.records_retained += record_count;
+        if discard && horizon.is_none() {
+            let horizon = rules.now_ms.saturating_add(rules.delete_retention_ms);
+            return with_delete_horizon(header, bytes, horizon);
+        }
+        return Ok(Kept::Original);
+    }
+    if discard {
+        stats.records_read += record_count;
+        return empty_or_nothing(header, retain_empty);
+    }
     let keep_tombstones = horizon.is_none_or(|horizon| rules.now_ms < horizon);
     let records = batch_records(header, bytes)?;
     let mut retained: Vec<RawRecord<'_>> = Vec::new();
@@ -997,18 +1049,7 @@ fn filter_batch(
         return Ok(Kept::Original);
     }
     if retained.is_empty() {
-        if !retain_empty {
-            return Ok(Kept::Nothing);
-        }
-        let empty = BatchHeader {
-            attributes: header.attributes & !(CODEC_MASK | ATTR_DELETE_HORIZON),
-            base_timestamp: NO_TIMESTAMP,
-            record_count: 0,
-            ..*header
-        };
-        let bytes = batch::assemble(&empty, &[]);
-        let empty = BatchHeader::parse(&bytes).map_err(|e| LogError::Corrupt(e.to_string()))?;
-        return Ok(Kept::Rebuilt(empty, bytes));
+        return empty_or_nothing(header, retain_empty);
     }
     let (attributes, base_timestamp) = if set_horizon {
         let horizon = rules.now_ms.saturating_add(rules.delete_retention_ms);
@@ -1043,6 +1084,131 @@ fn filter_batch(
     let bytes = batch::assemble(&rebuilt, &body);
     let rebuilt = BatchHeader::parse(&bytes).map_err(|e| LogError::Corrupt(e.to_string()))?;
     Ok(Kept::Rebuilt(rebuilt, bytes))
+}
+
+/// A batch all of whose records go: kept as an empty header when `retain_empty` (a
+/// producer's last batch, or the batch ending the cleanable range), else removed.
+fn empty_or_nothing(header: &BatchHeader, retain_empty: bool) -> Result<Kept, LogError> {
+    if !retain_empty {
+        return Ok(Kept::Nothing);
+    }
+    let empty = BatchHeader {
+        attributes: header.attributes & !(CODEC_MASK | ATTR_DELETE_HORIZON),
+        base_timestamp: NO_TIMESTAMP,
+        record_count: 0,
+        ..*header
+    };
+    let bytes = batch::assemble(&empty, &[]);
+    let empty = BatchHeader::parse(&bytes).map_err(|e| LogError::Corrupt(e.to_string()))?;
+    Ok(Kept::Rebuilt(empty, bytes))
+}
+
+/// The batch with every record, its delete horizon set to `horizon_ms` (the base
+/// timestamp carries it; record timestamps are re-based on it).
+fn with_delete_horizon(
+    header: &BatchHeader,
+    bytes: &[u8],
+    horizon_ms: i64,
+) -> Result<Kept, LogError> {
+    let records = batch_records(header, bytes)?;
+    let mut body = Vec::with_capacity(records.len());
+    for record in RecordIter::new(&records, header.record_count) {
+        let record = record?;
+        let timestamp = record.timestamp(header.base_timestamp);
+        record.encode(timestamp.saturating_sub(horizon_ms), &mut body);
+    }
+    let body = compress(header.compression_codec(), &body)?;
+    let rebuilt = BatchHeader {
+        attributes: header.attributes | ATTR_DELETE_HORIZON,
+        base_timestamp: horizon_ms,
+        ..*header
+    };
+    let bytes = batch::assemble(&rebuilt, &body);
+    let rebuilt = BatchHeader::parse(&bytes).map_err(|e| LogError::Corrupt(e.to_string()))?;
+    Ok(Kept::Rebuilt(rebuilt, bytes))
+}
+
+/// Kafka's CleanedTransactionMetadata: walking batches in offset order, which belong to
+/// an aborted transaction (their records go) and which markers end a transaction that
+/// has no batch left in what this clean keeps (they may go after their delete horizon).
+struct CleanedTxns {
+    /// Aborted transactions not yet reached, by first offset.
+    pending: std::collections::VecDeque<AbortedTxn>,
+    /// Producers inside an aborted transaction at the current offset, and whether a
+    /// batch of it was seen (removed) in this walk.
+    ongoing_aborted: HashMap<i64, (AbortedTxn, bool)>,
+    /// Producers whose transactional batches were seen (kept) since their last marker.
+    ongoing_committed: HashSet<i64>,
+    /// The index entries of the ABORT markers kept since the last `take_retained`.
+    retained: Vec<AbortedTxn>,
+}
+
+impl CleanedTxns {
+    /// From the aborted transactions (sorted by first offset) whose marker is at or past
+    /// `from` (the first offset the walk reads).
+    fn new(aborted: &[AbortedTxn], from: i64) -> CleanedTxns {
+        CleanedTxns {
+            pending: aborted
+                .iter()
+                .filter(|txn| txn.last_offset >= from)
+                .copied()
+                .collect(),
+            ongoing_aborted: HashMap::new(),
+            ongoing_committed: HashSet::new(),
+            retained: Vec::new(),
+        }
+    }
+
+    /// The transaction index of the cleaned segment just written.
+    fn take_retained(&mut self) -> Vec<AbortedTxn> {
+        std::mem::take(&mut self.retained)
+    }
+
+    /// Whether the batch may be discarded: a data batch of an aborted transaction, or a
+    /// marker whose transaction left nothing behind (or an empty control batch).
+    fn on_batch(&mut self, header: &BatchHeader, bytes: &[u8]) -> bool {
+        while self
+            .pending
+            .front()
+            .is_some_and(|txn| txn.first_offset <= header.last_offset())
+        {
+            if let Some(txn) = self.pending.pop_front() {
+                self.ongoing_aborted
+                    .entry(txn.producer_id)
+                    .or_insert((txn, false));
+            }
+        }
+        let producer_id = header.producer_id;
+        if header.is_control() {
+            if header.record_count == 0 {
+                // The whole transaction was cleaned away already.
+                return true;
+            }
+            return match txn_marker::parse_marker(bytes) {
+                // Kept (and indexed) while this walk still removed records of its
+                // transaction; discardable from the next clean on.
+                Some(marker) if !marker.commit => match self.ongoing_aborted.remove(&producer_id) {
+                    Some((txn, true)) => {
+                        self.retained.push(txn);
+                        false
+                    }
+                    _ => true,
+                },
+                // Discardable unless a batch of its transaction was kept.
+                Some(_) => !self.ongoing_committed.remove(&producer_id),
+                None => false,
+            };
+        }
+        if !header.is_transactional() {
+            return false;
+        }
+        if let Some((_, seen)) = self.ongoing_aborted.get_mut(&producer_id) {
+            *seen = true;
+            return true;
+        }
+        self.ongoing_committed.insert(producer_id);
+        false
+    }
 }
 
 /// Compresses rebuilt records with the batch's codec, as Kafka keeps a batch's codec.

@@ -15,6 +15,8 @@ const T0: i64 = 1_700_000_000_000;
 struct TestLog {
     log: Mutex<Log>,
     producers: HashMap<i64, i64>,
+    /// None: no transaction holds the log back.
+    last_stable_offset: Mutex<Option<i64>>,
 }
 
 impl CleanableLog for TestLog {
@@ -28,6 +30,11 @@ impl CleanableLog for TestLog {
 
     fn producer_last_offsets(&self) -> HashMap<i64, i64> {
         self.producers.clone()
+    }
+
+    fn last_stable_offset(&self) -> i64 {
+        let last_stable_offset = *self.last_stable_offset.lock().unwrap();
+        last_stable_offset.unwrap_or_else(|| self.log.lock().unwrap().log_end_offset())
     }
 }
 
@@ -59,6 +66,7 @@ fn open(dir: &Path) -> Arc<TestLog> {
     Arc::new(TestLog {
         log: Mutex::new(Log::open(dir, log_config()).unwrap()),
         producers: HashMap::new(),
+        last_stable_offset: Mutex::new(None),
     })
 }
 
@@ -463,6 +471,7 @@ fn an_active_producers_last_batch_is_kept_empty_with_its_sequence() {
     let log = Arc::new(TestLog {
         log: Mutex::new(Log::open(&dir, log_config()).unwrap()),
         producers: HashMap::from([(7, 1)]),
+        last_stable_offset: Mutex::new(None),
     });
     append_with(
         &log,
@@ -680,5 +689,136 @@ fn a_clean_planned_before_a_truncation_is_abandoned() {
     assert_eq!(
         contents(&log),
         vec![kv(3, "k", Some("z")), kv(4, "active", Some("v"))]
+    );
+}
+
+/// A transactional batch of one record from `producer_id`.
+fn append_txn(log: &TestLog, key: &str, value: &str, producer_id: i64) {
+    let mut bytes = encode(
+        &[(key, Some(value))],
+        T0,
+        Compression::None,
+        (producer_id, 0, 0),
+    );
+    let attributes = i16::from_be_bytes([bytes[21], bytes[22]]) | 0x10;
+    bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = batch::compute_crc(&bytes);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    let mut log = log.log.lock().unwrap();
+    patch_offset_and_epoch(&mut bytes, log.log_end_offset(), 0);
+    let header = validate(&bytes).unwrap();
+    log.append(&bytes, &header, T0).unwrap();
+}
+
+/// A COMMIT or ABORT marker; an ABORT of a transaction starting at `first_offset` is
+/// indexed as the partition indexes it.
+fn append_marker(log: &TestLog, producer_id: i64, commit: bool, first_offset: i64) {
+    let marker = crate::log::txn_marker::EndTxnMarker {
+        commit,
+        coordinator_epoch: 0,
+    };
+    let mut bytes = crate::log::txn_marker::encode_marker_batch(producer_id, 0, marker, T0);
+    let mut log = log.log.lock().unwrap();
+    let offset = log.log_end_offset();
+    patch_offset_and_epoch(&mut bytes, offset, 0);
+    let header = validate(&bytes).unwrap();
+    log.append(&bytes, &header, T0).unwrap();
+    if !commit {
+        log.add_aborted_txn(crate::log::txn_index::AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset: offset,
+            last_stable_offset: offset + 1,
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn aborted_records_go_markers_outlive_them_by_delete_retention_and_open_transactions_wait() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = Arc::new(TestLog {
+        log: Mutex::new(Log::open(&dir, log_config()).unwrap()),
+        producers: HashMap::new(),
+        // Producer 7's transaction (offset 5) is undecided.
+        last_stable_offset: Mutex::new(Some(5)),
+    });
+    append(&log, &[("k1", Some("committed"))], T0); // 0
+    append_txn(&log, "k1", "aborted", 5); // 1
+    append_marker(&log, 5, false, 1); // 2
+    append_txn(&log, "k2", "committed", 6); // 3
+    append_marker(&log, 6, true, 3); // 4
+    append_txn(&log, "k1", "undecided", 7); // 5
+    append(&log, &[("k9", Some("active"))], T0); // 6
+    log.log.lock().unwrap().config.min_cleanable_dirty_ratio = 0.01;
+    let mut cleaner = Cleaner::new(cleaner_config(), tmp.path());
+    let now = T0 + 10;
+    assert!(cleaner.clean_filthiest(&logs(&log), now).unwrap());
+    // Cleaning stops at the LSO; the aborted record never displaced the committed one.
+    assert_eq!(cleaner.last_stats.end_offset, 5);
+    let batches = |log: &TestLog| -> Vec<(i64, bool, i32, Option<i64>)> {
+        headers(log)
+            .iter()
+            .map(|h| {
+                (
+                    h.base_offset,
+                    h.is_control(),
+                    h.record_count,
+                    h.delete_horizon_ms(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        batches(&log),
+        vec![
+            (0, false, 1, None),
+            // The abort marker of the records this clean removed stays, indexed.
+            (2, true, 1, None),
+            (3, false, 1, None),
+            (4, true, 1, None),
+            (5, false, 1, None),
+            (6, false, 1, None),
+        ]
+    );
+    let aborted = log.log.lock().unwrap().collect_aborted_txns(0, 7);
+    assert_eq!(
+        aborted.len(),
+        1,
+        "the cleaned segment keeps the index entry"
+    );
+    // Producer 7 commits; the next clean finds nothing of the aborted transaction: the
+    // marker gets its horizon and the index entry goes.
+    append_marker(&log, 7, true, 5); // 7
+    *log.last_stable_offset.lock().unwrap() = None;
+    append(&log, &[("k9", Some("more"))], T0 + 15);
+    append(&log, &[("k11", Some("x"))], T0 + 15);
+    assert!(cleaner.clean_filthiest(&logs(&log), now).unwrap());
+    assert!(batches(&log).contains(&(2, true, 1, Some(now + 1_000))));
+    assert!(log
+        .log
+        .lock()
+        .unwrap()
+        .collect_aborted_txns(0, 10)
+        .is_empty());
+    assert_eq!(
+        crate::log::txn_marker::parse_marker(
+            &log.log.lock().unwrap().read(2, usize::MAX, true).unwrap()
+        ),
+        Some(crate::log::txn_marker::EndTxnMarker {
+            commit: false,
+            coordinator_epoch: 0
+        }),
+        "the marker rebuilt with its horizon still parses"
+    );
+    // Past the horizon, with more dirty data, the marker goes.
+    append(&log, &[("k9", Some("again"))], T0 + 20);
+    append(&log, &[("k10", Some("x"))], T0 + 20);
+    assert!(cleaner.clean_filthiest(&logs(&log), now + 1_000).unwrap());
+    assert!(batches(&log).iter().all(|b| b.0 != 2));
+    assert!(
+        batches(&log).iter().any(|b| b.0 == 4),
+        "a committed txn's marker stays"
     );
 }

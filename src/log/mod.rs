@@ -2,7 +2,8 @@
 //! offset index and a time index per segment, recovery at open, rolling, flush policy.
 //!
 //! Layout (one directory per partition, as in Kafka): per segment, `<base>.log`,
-//! `<base>.index` and `<base>.timeindex`, `<base>` being the segment's base offset
+//! `<base>.index`, `<base>.timeindex` and, once it holds an aborted transaction's
+//! marker, `<base>.txnindex`, `<base>` being the segment's base offset
 //! zero-padded to 20 digits. See `segment.rs` for the file formats and bounds.
 //!
 //! Recovery at open scans only the active (last) segment, truncating it at the first
@@ -15,8 +16,10 @@
 //! Retention (`retention.rs`) removes whole segments, oldest first, by `retention.bytes`
 //! and `retention.ms`.
 //!
-//! Resources: every segment keeps its three files open (3 descriptors per segment) and
-//! its indexes in memory; see `segment.rs` for the per-segment entry bound.
+//! Resources: every segment keeps its three files open (3 descriptors per segment; a
+//! fourth once its `.txnindex` was written since open) and its indexes in memory; see
+//! `segment.rs` for the per-segment entry bound (`txn_index.rs`: one 34-byte entry per
+//! ABORT marker at most).
 
 pub mod batch;
 pub mod cleaner;

@@ -1093,3 +1093,65 @@ fn leader_epochs_are_checkpointed_and_rebuilt_from_the_batches() {
     append_at_epoch(&mut log, 7);
     assert_eq!(log.end_offset_for_epoch(7), (7, 12));
 }
+
+/// An aborted transaction whose marker is `last_offset` (the batch there stands in for
+/// the marker: the index only needs its offset to be in the log).
+fn aborted(first_offset: i64, last_offset: i64) -> super::txn_index::AbortedTxn {
+    super::txn_index::AbortedTxn {
+        producer_id: 1,
+        first_offset,
+        last_offset,
+        last_stable_offset: last_offset + 1,
+    }
+}
+
+#[test]
+fn transaction_indexes_follow_their_segments() {
+    let tmp = TempDir::new().unwrap();
+    let one = batch(&[b"0123456789"], 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: 2 * one,
+        ..config()
+    };
+    let mut log = Log::open(&log_dir(&tmp), cfg.clone()).unwrap();
+    for i in 0..6 {
+        append(&mut log, &[b"0123456789"], i, 0);
+    }
+    // Segments [0, 2), [2, 4), [4, 6).
+    log.add_aborted_txn(aborted(0, 1)).unwrap();
+    log.add_aborted_txn(aborted(1, 3)).unwrap();
+    log.add_aborted_txn(aborted(3, 5)).unwrap();
+    // The same marker again (a replay) is not indexed twice.
+    log.add_aborted_txn(aborted(3, 5)).unwrap();
+    assert_eq!(
+        segment_files(log.dir(), "txnindex"),
+        vec![
+            file_name(0, "txnindex"),
+            file_name(2, "txnindex"),
+            file_name(4, "txnindex")
+        ]
+    );
+    assert_eq!(
+        log.collect_aborted_txns(2, 6),
+        vec![aborted(1, 3), aborted(3, 5)]
+    );
+    assert_eq!(log.collect_aborted_txns(0, 1), vec![aborted(0, 1)]);
+    // Reopening reads them back.
+    drop(log);
+    let mut log = Log::open(&log_dir(&tmp), cfg).unwrap();
+    assert!(log.txn_indexes_trusted());
+    assert_eq!(log.collect_aborted_txns(0, 6).len(), 3);
+    // Truncation drops the entries whose marker goes, with the later segments' files.
+    log.truncate_to(3).unwrap();
+    assert_eq!(log.collect_aborted_txns(0, 6), vec![aborted(0, 1)]);
+    // (An index left without entries is removed.)
+    assert_eq!(
+        segment_files(log.dir(), "txnindex"),
+        vec![file_name(0, "txnindex")]
+    );
+    // DeleteRecords past a segment removes its index with it.
+    log.advance_log_start_offset(2).unwrap();
+    log.delete_segments_below_start().unwrap();
+    assert!(segment_files(log.dir(), "txnindex").is_empty());
+    assert!(log.collect_aborted_txns(2, 6).is_empty());
+}

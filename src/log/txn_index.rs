@@ -225,17 +225,16 @@ impl TxnIndex {
     }
 
     fn open(&mut self) -> Result<&File, LogError> {
-        if self.file.is_none() {
-            self.file = Some(
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&self.path)?,
-            );
-        }
-        Ok(self.file.as_ref().expect("opened above"))
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&self.path)?,
+        };
+        Ok(self.file.insert(file))
     }
 }
 

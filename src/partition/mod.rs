@@ -65,7 +65,6 @@ pub mod error_code {
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const INVALID_TXN_STATE: i16 = 48;
     pub const INVALID_RECORD: i16 = 87;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const REQUEST_TIMED_OUT: i16 = 7;
@@ -274,6 +273,9 @@ pub struct Partition {
     /// The last stable offset's inputs besides the high watermark. A leaf lock (memory
     /// only), taken inside the append lock when both are needed.
     unstable_txns: Mutex<UnstableTxns>,
+    /// The last stable offset, published (under `unstable_txns`) whenever it or the high
+    /// watermark may have moved: readers load it without a lock.
+    last_stable_offset: AtomicI64,
     /// Woken when the log end or the high watermark moves, so also when the last stable
     /// offset does (fetches park on it).
     data_arrived: Notify,
@@ -360,6 +362,7 @@ impl Partition {
             high_watermark: AtomicI64::new(high_watermark),
             state: Mutex::new(PartitionState { log, producers }),
             appends: Mutex::new(AppendQueue::default()),
+            last_stable_offset: AtomicI64::new(unstable_txns.last_stable_offset(high_watermark)),
             unstable_txns: Mutex::new(unstable_txns),
             data_arrived: Notify::new(),
             isr_changes,
@@ -558,8 +561,8 @@ impl Partition {
                 }
                 state.producers.record(&stored, now);
                 if stored.is_transactional() {
-                    self.unstable_txns()
-                        .set_first_ongoing(state.producers.first_ongoing_offset());
+                    let first_ongoing = state.producers.first_ongoing_offset();
+                    self.update_unstable_txns(|unstable| unstable.set_first_ongoing(first_ongoing));
                 }
                 debug_assert_eq!(state.log.log_end_offset(), stored.last_offset() + 1);
                 let log_append_time_ms = if stored.is_log_append_time() {
@@ -636,7 +639,7 @@ impl Partition {
                 self.record_follower_fetch(replica_id, current_leader_epoch, offset)?;
             }
             let high_watermark = self.high_watermark.load(Ordering::Acquire);
-            let last_stable_offset = self.unstable_txns().last_stable_offset(high_watermark);
+            let last_stable_offset = self.last_stable_offset_at(high_watermark);
             // Consumers see committed records only (read_committed: no record of a
             // transaction not yet decided); followers copy everything.
             let max_offset = match reader {
@@ -678,18 +681,35 @@ impl Partition {
         })
     }
 
-    fn unstable_txns(&self) -> MutexGuard<'_, UnstableTxns> {
-        self.unstable_txns.lock().unwrap_or_else(|p| p.into_inner())
+    /// Changes the LSO's inputs and publishes the LSO; with an identity `change`, after
+    /// the high watermark moved. Serialized by the leaf lock, so the last store is
+    /// computed from the latest high watermark.
+    fn update_unstable_txns(&self, change: impl FnOnce(&mut UnstableTxns)) {
+        let mut unstable = self.unstable_txns.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut unstable);
+        let high_watermark = self.high_watermark.load(Ordering::Acquire);
+        self.last_stable_offset.store(
+            unstable.last_stable_offset(high_watermark),
+            Ordering::Release,
+        );
     }
 
     /// The last stable offset: below it every transaction is decided and its marker
-    /// committed (Kafka's LSO, at most the high watermark). Memory only.
+    /// committed (Kafka's LSO, at most the high watermark). Lock-free.
     pub fn last_stable_offset(&self) -> i64 {
-        let high_watermark = self.high_watermark.load(Ordering::Acquire);
+        self.last_stable_offset_at(self.high_watermark.load(Ordering::Acquire))
+    }
+
+    /// The LSO as of `high_watermark` (a reader's earlier load); never below the log
+    /// start (a transaction whose start DeleteRecords or retention removed holds nothing
+    /// back there). The published LSO may lag a high watermark move by an instant: it is
+    /// then lower, never wrongly higher (a transaction only starts at the log end).
+    fn last_stable_offset_at(&self, high_watermark: i64) -> i64 {
         let log_start_offset = self.log_start_offset.load(Ordering::Acquire);
-        self.unstable_txns()
-            .last_stable_offset(high_watermark)
-            .max(log_start_offset)
+        self.last_stable_offset
+            .load(Ordering::Acquire)
+            .min(high_watermark)
+            .max(log_start_offset.min(high_watermark))
     }
 
     /// Appends a transaction marker (COMMIT or ABORT) for `producer_id` as the leader
@@ -766,13 +786,16 @@ impl Partition {
         state: &mut PartitionState,
         completed: Option<CompletedTxn>,
     ) -> Result<(), PartitionError> {
-        let mut unstable = self.unstable_txns();
-        unstable.set_first_ongoing(state.producers.first_ongoing_offset());
+        let first_ongoing = state.producers.first_ongoing_offset();
+        self.update_unstable_txns(|unstable| {
+            unstable.set_first_ongoing(first_ongoing);
+            if let Some(done) = &completed {
+                unstable.completed(done);
+            }
+        });
         let Some(done) = completed else {
             return Ok(());
         };
-        unstable.completed(&done);
-        drop(unstable);
         if done.aborted {
             let entry = AbortedTxn {
                 producer_id: done.producer_id,
@@ -893,6 +916,7 @@ impl Partition {
                 .fetch_max(high_watermark, Ordering::AcqRel)
                 < high_watermark
             {
+                self.update_unstable_txns(|_| {});
                 self.data_arrived.notify_waiters();
             }
         }
@@ -1005,8 +1029,10 @@ impl Partition {
                 None => {
                     state.producers.record(header, now);
                     if header.is_transactional() {
-                        self.unstable_txns()
-                            .set_first_ongoing(state.producers.first_ongoing_offset());
+                        let first_ongoing = state.producers.first_ongoing_offset();
+                        self.update_unstable_txns(|unstable| {
+                            unstable.set_first_ongoing(first_ongoing)
+                        });
                     }
                 }
             }
@@ -1096,11 +1122,6 @@ impl Partition {
     fn after_truncation(&self, state: &mut PartitionState) -> Result<(), PartitionError> {
         state.producers = producer_state::rebuild_producer_state(&mut state.log, None)
             .map_err(|error| self.storage_failed(error))?;
-        {
-            let mut unstable = self.unstable_txns();
-            unstable.clear_completed();
-            unstable.set_first_ongoing(state.producers.first_ongoing_offset());
-        }
         let log_end = state.log.log_end_offset();
         self.log_end_offset.store(log_end, Ordering::Release);
         self.log_start_offset
@@ -1109,6 +1130,11 @@ impl Partition {
             .store(state.log.latest_epoch().unwrap_or(-1), Ordering::Release);
         // The high watermark never passes the log end; a follower's may move back here.
         self.high_watermark.fetch_min(log_end, Ordering::AcqRel);
+        let first_ongoing = state.producers.first_ongoing_offset();
+        self.update_unstable_txns(|unstable| {
+            unstable.clear_completed();
+            unstable.set_first_ongoing(first_ongoing);
+        });
         Ok(())
     }
 
@@ -1122,6 +1148,7 @@ impl Partition {
             .fetch_max(high_watermark, Ordering::AcqRel)
             < high_watermark
         {
+            self.update_unstable_txns(|_| {});
             self.data_arrived.notify_waiters();
         }
         // Retention and DeleteRecords on the leader move the followers' start too.
@@ -1385,6 +1412,10 @@ impl CleanableLog for Partition {
 
     fn producer_last_offsets(&self) -> HashMap<i64, i64> {
         self.lock().producers.last_offsets()
+    }
+
+    fn last_stable_offset(&self) -> i64 {
+        Partition::last_stable_offset(self)
     }
 }
 

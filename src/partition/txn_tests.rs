@@ -94,7 +94,7 @@ fn a_transaction_holds_the_lso_until_its_marker_and_an_abort_is_reported() {
     let plain_from_pid = batch_with(&[b"y"], now_ms(), PID, 0, 2);
     assert_eq!(
         p.append(&plain_from_pid).unwrap_err().error.code,
-        error_code::INVALID_TXN_STATE
+        48, // INVALID_TXN_STATE
     );
     // read_committed stops at the LSO; read_uncommitted at the high watermark.
     let read = committed(&p, 0);

@@ -377,17 +377,19 @@ fn read_all(
                     if slot.throttled {
                         throttle.record(read.records.len(), Instant::now().into_std());
                     }
-                    let aborted = read
-                        .aborted_transactions
-                        .iter()
-                        .map(|txn| {
-                            AbortedTransaction::default()
-                                .with_producer_id(ProducerId(txn.producer_id))
-                                .with_first_offset(txn.first_offset)
-                        })
-                        .collect();
+                    // Kafka answers null unless the consumer reads committed.
+                    let aborted = (read_committed && follower.is_none()).then(|| {
+                        read.aborted_transactions
+                            .iter()
+                            .map(|txn| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(txn.producer_id))
+                                    .with_first_offset(txn.first_offset)
+                            })
+                            .collect()
+                    });
                     answer
-                        .with_aborted_transactions(Some(aborted))
+                        .with_aborted_transactions(aborted)
                         .with_records(Some(read.records))
                 }
             }

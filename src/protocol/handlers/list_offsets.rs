@@ -87,13 +87,21 @@ async fn lookup(
         LATEST if read_committed => Ok(at(partition.last_stable_offset())),
         LATEST => Ok(at(high_watermark)),
         LATEST_TIERED => Ok(None),
-        // Timestamp lookups read the log: on a blocking thread.
+        // Timestamp lookups read the log: on a blocking thread. Kafka answers only
+        // offsets the reader could fetch: below the LSO for read_committed, else below
+        // the high watermark.
         target => tokio::task::spawn_blocking(move || {
-            if target == MAX_TIMESTAMP {
+            let fetchable = if read_committed {
+                partition.last_stable_offset()
+            } else {
+                high_watermark
+            };
+            let found = if target == MAX_TIMESTAMP {
                 partition.offset_of_max_timestamp()
             } else {
                 partition.offset_for_timestamp(target)
-            }
+            };
+            found.map(|found| found.filter(|found| found.offset < fetchable))
         })
         .await
         .unwrap_or_else(|error| {

@@ -29,10 +29,23 @@ use crate::partition::{
 };
 use crate::protocol::{errors, Outcome, RequestContext};
 
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
 pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     let version = ctx.version();
     let acks = request.acks;
     let ack_timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    // Kafka: transactional records need the request's transactionalId (checked against
+    // the TRANSACTIONAL_ID ACL); without one the whole request is refused.
+    if request.transactional_id.is_none() && has_transactional_records(&request) {
+        if acks == 0 {
+            return Outcome::Close("transactional produce without a transactional id".into());
+        }
+        return Outcome::Respond(Box::new(ResponseKind::Produce(refuse_all(
+            request,
+            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        ))));
+    }
     let image = ctx.broker.metadata.image();
     // Every partition's append is queued before the first await that can yield (see
     // `led_partition`), so pipelined requests of one connection, whose handlers start in
@@ -175,6 +188,45 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             .with_responses(responses)
             .with_node_endpoints(node_endpoints),
     )))
+}
+
+/// Kafka's RequestUtils.hasTransactionalRecords: a partition whose first batch is
+/// transactional.
+fn has_transactional_records(request: &ProduceRequest) -> bool {
+    request
+        .topic_data
+        .iter()
+        .flat_map(|topic| &topic.partition_data)
+        .filter_map(|data| data.records.as_deref())
+        .filter_map(|records| BatchHeader::parse(records).ok())
+        .any(|header| header.is_transactional())
+}
+
+/// The answer to a request refused as a whole: every partition gets `code`.
+fn refuse_all(request: ProduceRequest, code: i16) -> ProduceResponse {
+    let responses = request
+        .topic_data
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|data| {
+                    PartitionProduceResponse::default()
+                        .with_index(data.index)
+                        .with_error_code(code)
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
 }
 
 /// Queues the partition's append; returns the partition and the append's result to come.
