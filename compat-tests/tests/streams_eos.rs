@@ -80,7 +80,7 @@ fn wait_running(app: &mut ClientProcess) {
             if lines.iter().any(|l| l == "@@ state RUNNING") {
                 Ok(())
             } else {
-                Err(format!("{lines:?}"))
+                Err(format!("{lines:?}\n{}", app.stderr_tail(8)))
             }
         },
     );

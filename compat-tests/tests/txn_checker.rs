@@ -88,8 +88,10 @@ fn wait_for_progress(checker: &mut ClientProcess, what: &str, from: u64) -> u64 
         if n >= from + PROGRESS_PER_ROUND {
             Ok(n)
         } else {
+            let lines = checker.stdout_lines();
+            let last_event = lines.iter().rev().find(|l| l.starts_with("@@ progress "));
             Err(format!(
-                "{n} transactions finished, want {}",
+                "{n} transactions finished, want {}; last event: {last_event:?}",
                 from + PROGRESS_PER_ROUND
             ))
         }

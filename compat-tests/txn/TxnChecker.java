@@ -245,6 +245,7 @@ public final class TxnChecker {
                         return producer;
                     } catch (TimeoutException e) {
                         // Retriable on the same producer.
+                        emit("progress " + transactionalId + " init failed (retrying): " + e);
                         if (System.currentTimeMillis() > deadline) {
                             throw e;
                         }
