@@ -28,7 +28,7 @@ use crate::metadata::internal_topics::TRANSACTION_STATE_TOPIC;
 use crate::metadata::MetadataImage;
 use crate::protocol::errors;
 
-const NETWORK_EXCEPTION: i16 = 13;
+pub const NETWORK_EXCEPTION: i16 = 13;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 /// An AddPartitionsToTxn answer is a few bytes per partition.
@@ -68,8 +68,8 @@ impl Operation {
 }
 
 /// Verifies (or adds) `partitions` for the transaction; the error code for each
-/// partition that may not be appended (none: all verified), already mapped as Kafka
-/// maps it for the produce.
+/// partition that may not be written (none: all verified), as Kafka's
+/// AddPartitionsToTxnManager hands it to its caller (see [`produce_error`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn verify(
     node_id: i32,
@@ -98,7 +98,7 @@ pub async fn verify(
     match raw {
         Err(code) => {
             for partition in partitions {
-                refused.insert(partition.clone(), produce_error(code));
+                refused.insert(partition.clone(), code);
             }
         }
         Ok(answer) => {
@@ -114,10 +114,7 @@ pub async fn verify(
                             }
                             code => code,
                         };
-                        refused.insert(
-                            (topic.name.0.to_string(), p.partition_index),
-                            produce_error(code),
-                        );
+                        refused.insert((topic.name.0.to_string(), p.partition_index), code);
                     }
                 }
             }
@@ -128,7 +125,7 @@ pub async fn verify(
 
 /// Kafka's translation of coordinator errors for the produce answer: the retriable ones
 /// old clients may not retry become NOT_ENOUGH_REPLICAS (retried, no metadata refresh).
-fn produce_error(code: i16) -> i16 {
+pub fn produce_error(code: i16) -> i16 {
     match code {
         CONCURRENT_TRANSACTIONS
         | NETWORK_EXCEPTION

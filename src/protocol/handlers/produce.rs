@@ -32,7 +32,7 @@ use crate::partition::{
     PendingVerification, Verification, VerificationAnswer,
 };
 use crate::protocol::{errors, Outcome, RequestContext};
-use crate::txn::verify::{verify, Operation};
+use crate::txn::verify::{produce_error, verify, Operation};
 
 pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     let version = ctx.version();
@@ -343,10 +343,13 @@ impl Verifying {
                 let key = (answer.partition().topic.clone(), answer.partition().index);
                 let result = match refused.get(&key) {
                     None => Ok(()),
-                    Some(&code) => Err(PartitionError {
-                        code,
-                        message: verification_message(code),
-                    }),
+                    Some(&code) => {
+                        let code = produce_error(code);
+                        Err(PartitionError {
+                            code,
+                            message: verification_message(code),
+                        })
+                    }
                 };
                 answer.answer(result);
             }
