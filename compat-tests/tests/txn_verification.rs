@@ -4,7 +4,8 @@
 //! default true), and nothing is appended; once AddPartitionsToTxn added it, the same
 //! batch goes in; a Produce v12 (transactions v2) is added implicitly. The error depends on the Produce version (Kafka 4.4 passes
 //! TRANSACTION_ABORTABLE only to v11 clients); each scenario runs on Kafka 4.4.0 and on
-//! millrace, and the codes must match.
+//! millrace, and the codes must match. TxnOffsetCommit likewise: the group's offsets
+//! partition must be in the transaction (AddOffsetsToTxn), or, from v5, is added.
 
 use std::time::Duration;
 
@@ -12,6 +13,13 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, GroupId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, FindCoordinatorRequest,
     FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
@@ -177,6 +185,103 @@ fn refused_codes(target: Target) -> Vec<(i16, i16)> {
     codes.push((12, code));
     assert_eq!(log_end(&mut conn, &topic), 2);
     codes
+}
+
+/// The group coordinator is this broker once FindCoordinator says so.
+fn find_group_coordinator(conn: &mut Connection, group: &str) {
+    wait_until("the group coordinator", TIMEOUT, || {
+        let request = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
+        let response: FindCoordinatorResponse = conn.call(ApiKey::FindCoordinator, &request, 4);
+        match response.coordinators.first().map(|c| c.error_code) {
+            Some(0) => Ok(()),
+            other => Err(format!("FindCoordinator error {other:?}")),
+        }
+    });
+}
+
+fn txn_offset_commit(
+    conn: &mut Connection,
+    version: i16,
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    group: &str,
+    topic: &str,
+) -> i16 {
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)
+                .with_committed_leader_epoch(-1)])]);
+    let response: TxnOffsetCommitResponse = conn.call(ApiKey::TxnOffsetCommit, &request, version);
+    response.topics[0].partitions[0].error_code
+}
+
+/// TxnOffsetCommit codes: v3 without AddOffsetsToTxn, v3 after it, and v5 (transactions
+/// v2, which adds the offsets partition itself) without it.
+fn offset_commit_codes(target: Target) -> Vec<(&'static str, i16)> {
+    let broker = TestBroker::start_target(
+        target,
+        BrokerOpts::default()
+            .set("transaction.state.log.num.partitions", "1")
+            .set("offsets.topic.num.partitions", "1"),
+    );
+    let topic = unique_topic("txn-offsets");
+    common::admin_create(&broker.bootstrap(), &topic, 1);
+    let mut conn = Connection::connect(&broker.bootstrap(), TIMEOUT);
+    let group = format!("{topic}-group");
+    find_group_coordinator(&mut conn, &group);
+    let mut codes = Vec::new();
+
+    let id = format!("{topic}-v1");
+    let producer = init_producer(&mut conn, &id);
+    let code = txn_offset_commit(&mut conn, 3, &id, producer, &group, &topic);
+    codes.push(("v3 not added", code));
+    let request = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id(&id))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_group_id(GroupId(StrBytes::from_string(group.clone())));
+    let response: AddOffsetsToTxnResponse = conn.call(ApiKey::AddOffsetsToTxn, &request, 3);
+    assert_eq!(response.error_code, 0, "AddOffsetsToTxn");
+    let code = txn_offset_commit(&mut conn, 3, &id, producer, &group, &topic);
+    codes.push(("v3 added", code));
+
+    let id2 = format!("{topic}-v2");
+    let producer = init_producer(&mut conn, &id2);
+    let code = txn_offset_commit(&mut conn, 5, &id2, producer, &format!("{group}-2"), &topic);
+    codes.push(("v5 implicit", code));
+    codes
+}
+
+/// As Kafka 4.4.0 answers.
+fn expected_offset_commit_codes() -> Vec<(&'static str, i16)> {
+    vec![
+        ("v3 not added", INVALID_TXN_STATE),
+        ("v3 added", 0),
+        ("v5 implicit", 0),
+    ]
+}
+
+#[test]
+fn transactional_offset_commits_are_verified_on_kafka() {
+    let codes = offset_commit_codes(Target::Kafka);
+    assert_eq!(codes, expected_offset_commit_codes());
+}
+
+#[test]
+fn transactional_offset_commits_are_verified_on_millrace() {
+    let codes = offset_commit_codes(Target::Millrace);
+    assert_eq!(codes, expected_offset_commit_codes());
 }
 
 #[test]
