@@ -329,8 +329,10 @@ impl Partition {
 /// The answer side of a job's verification: [`Self::answer`] sets it and, when the
 /// partition's queue is parked on it, starts a drainer (a blocking task) for it. Dropped
 /// unanswered (its task cancelled or panicked), it answers with a retriable error, so a
-/// queue can never stay parked. Use it inside a tokio runtime.
+/// queue can never stay parked.
 pub struct VerificationAnswer {
+    /// Where the resumed drainer runs: a drop may happen off the runtime's threads.
+    runtime: tokio::runtime::Handle,
     partition: Arc<Partition>,
     pending: Arc<PendingVerification>,
     answered: bool,
@@ -338,9 +340,11 @@ pub struct VerificationAnswer {
 
 impl VerificationAnswer {
     /// A pending verification for a job of `partition`, and the side that answers it.
+    /// Call it inside a tokio runtime.
     pub fn new(partition: &Arc<Partition>) -> (Arc<PendingVerification>, VerificationAnswer) {
         let pending = Arc::new(PendingVerification::default());
         let answer = VerificationAnswer {
+            runtime: tokio::runtime::Handle::current(),
             partition: partition.clone(),
             pending: pending.clone(),
             answered: false,
@@ -370,7 +374,7 @@ impl VerificationAnswer {
         };
         if resume {
             let partition = self.partition.clone();
-            drop(tokio::task::spawn_blocking(move || drain(vec![partition])));
+            drop(self.runtime.spawn_blocking(move || drain(vec![partition])));
         }
     }
 }

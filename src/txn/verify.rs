@@ -184,13 +184,15 @@ async fn ask(
     ]);
     let answer = if leader == node_id {
         let call = TxnCall::from(TxnRequest::AddPartitionsToTxn(request));
-        match txns.call_txn(shard, version, call).await {
-            Ok(ResponseKind::AddPartitionsToTxn(answer)) => answer,
-            Ok(_) => return Err(errors::UNKNOWN_SERVER_ERROR),
-            Err(error) => {
+        // Bounded like a remote round trip, so a parked append queue always resumes.
+        match tokio::time::timeout(REQUEST_TIMEOUT, txns.call_txn(shard, version, call)).await {
+            Ok(Ok(ResponseKind::AddPartitionsToTxn(answer))) => answer,
+            Ok(Ok(_)) => return Err(errors::UNKNOWN_SERVER_ERROR),
+            Ok(Err(error)) => {
                 tracing::debug!(shard, %error, "transaction verification not served");
                 return Err(errors::COORDINATOR_NOT_AVAILABLE);
             }
+            Err(_) => return Err(NETWORK_EXCEPTION),
         }
     } else {
         let address = image
