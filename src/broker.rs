@@ -59,6 +59,8 @@ pub struct Broker {
     pub groups: GroupRuntime,
     pub txns: TxnRuntime,
     pub fetch_sessions: FetchSessionCache,
+    /// Connections to transaction coordinators for produce verification (KIP-890).
+    pub txn_verify_connections: crate::inter_broker::ConnectionPool,
     /// This node's followers' fetchers, one task per leader it follows.
     pub replica_fetchers: ReplicaFetchers,
     /// `leader.replication.throttled.rate`: what this node, leading, sends the
@@ -194,6 +196,7 @@ pub async fn serve(
         metadata,
         producer_ids: tokio::sync::Mutex::new(0..0),
         fetch_sessions: FetchSessionCache::new(config.fetch_sessions),
+        txn_verify_connections: crate::inter_broker::ConnectionPool::new("millrace-txn-verify"),
         replica_fetchers: ReplicaFetchers::new(
             config.node_id,
             config.replica_fetch.clone(),

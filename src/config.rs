@@ -716,6 +716,11 @@ impl BrokerConfig {
                     "transaction.remove.expired.transaction.cleanup.interval.ms",
                     3_600_000,
                 )?),
+                partition_verification_enable: boolean(
+                    map,
+                    "transaction.partition.verification.enable",
+                    true,
+                )?,
             },
             explicit,
         };
@@ -1082,6 +1087,9 @@ impl BrokerConfig {
             "transaction.remove.expired.transaction.cleanup.interval.ms" => {
                 self.txn.remove_expired_interval_ms.to_string()
             }
+            "transaction.partition.verification.enable" => {
+                self.txn.partition_verification_enable.to_string()
+            }
             _ => return None,
         };
         Some((value, false))
@@ -1278,6 +1286,7 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "transactional.id.expiration.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.remove.expired.transaction.cleanup.interval.ms",
+    "transaction.partition.verification.enable",
 ];
 
 /// Kafka's precedence: `log.retention.ms`, else `log.retention.minutes`, else

@@ -3,6 +3,8 @@
 //! framed as any Kafka client frames it, each round trip under a deadline, the answer's
 //! size checked against a bound before anything is reserved.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -116,5 +118,46 @@ impl BrokerConnection {
             return Err(format!("bytes after the {api_key:?} answer"));
         }
         Ok(response)
+    }
+}
+
+/// Idle connections kept per broker address.
+const MAX_IDLE_CONNECTIONS_PER_BROKER: usize = 8;
+const CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// Idle connections to other brokers' listeners, reused across requests (transaction
+/// markers, transaction verification): take one, send, give it back if it is still good.
+pub struct ConnectionPool {
+    client_id: &'static str,
+    idle: Mutex<HashMap<String, Vec<BrokerConnection>>>,
+}
+
+impl ConnectionPool {
+    pub fn new(client_id: &'static str) -> ConnectionPool {
+        ConnectionPool {
+            client_id,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<BrokerConnection>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub async fn take(&self, address: &str) -> Result<BrokerConnection, String> {
+        let reused = self.idle().get_mut(address).and_then(Vec::pop);
+        match reused {
+            Some(connection) => Ok(connection),
+            None => BrokerConnection::connect(address, self.client_id, CONNECT_TIMEOUT_MS).await,
+        }
+    }
+
+    /// Keeps a connection whose last request succeeded (one that failed is dropped).
+    pub fn give_back(&self, connection: BrokerConnection) {
+        let mut idle = self.idle();
+        let kept = idle.entry(connection.address().to_string()).or_default();
+        if kept.len() < MAX_IDLE_CONNECTIONS_PER_BROKER {
+            kept.push(connection);
+        }
     }
 }

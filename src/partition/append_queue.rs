@@ -11,15 +11,22 @@
 //! elsewhere (behind a slow disk) is claimed again by the next submitter to it, whose
 //! own drainer may take the turn first: one slow partition does not hold back the
 //! appends of another.
+//!
+//! A transactional batch may have to wait for its verification (KIP-890, see
+//! `verification.rs`) before it is appended. Its job is queued in order like any other,
+//! with a [`PendingVerification`]; a drainer that reaches it before the answer came
+//! stops there (`Turn::Parked`, no thread held) and the jobs behind it wait, so a
+//! connection's pipelined requests still append in request order. The answer hands the
+//! partition to a new drainer.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{error_code, AppendError, AppendResult, Partition, PartitionError};
+use super::{error_code, AppendError, AppendResult, Partition, PartitionError, Verification};
 
 /// Appends waiting for this partition's drainer, in submission order.
 #[derive(Default)]
@@ -30,13 +37,32 @@ pub(super) struct AppendQueue {
 
 struct AppendJob {
     write: Write,
+    /// The verification this job must wait for, if any.
+    waits_for: Option<Arc<PendingVerification>>,
     done: oneshot::Sender<Result<AppendResult, AppendError>>,
+}
+
+/// The answer to a job's transaction verification, to come: `Ok` lets the append go
+/// ahead (under its guard), an error answers the job without appending.
+#[derive(Default)]
+pub struct PendingVerification {
+    result: Mutex<Option<Result<(), PartitionError>>>,
+}
+
+impl PendingVerification {
+    fn result(&self) -> MutexGuard<'_, Option<Result<(), PartitionError>>> {
+        self.result.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_pending(&self) -> bool {
+        self.result().is_none()
+    }
 }
 
 /// What a job appends: a client's records, a coordinator's records, or a transaction
 /// marker (ordered with them).
 enum Write {
-    Records(Bytes),
+    Records(Bytes, Verification),
     CoordinatorRecords(Bytes),
     TxnMarker {
         producer_id: i64,
@@ -57,6 +83,8 @@ enum Turn {
     Waiting,
     /// A drainer is appending; it looks at the queue again before giving the turn up.
     Running,
+    /// The first job waits for its verification; its answer starts the next drainer.
+    Parked,
 }
 
 /// The appends of one request: queue them with [`Self::submit`]; dropping the submission
@@ -84,7 +112,20 @@ impl AppendSubmission {
         partition: &Arc<Partition>,
         records: Bytes,
     ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
-        self.submit_write(partition, Write::Records(records))
+        self.submit_write(partition, Write::Records(records, Verification::Off), None)
+    }
+
+    /// Queues an append like [`Self::submit`] whose batch is appended only once
+    /// `pending` is answered (see [`complete_verification`]): the order is fixed now, the
+    /// jobs queued behind it wait.
+    pub fn submit_verified(
+        &mut self,
+        partition: &Arc<Partition>,
+        records: Bytes,
+        verification: Verification,
+        pending: Option<Arc<PendingVerification>>,
+    ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
+        self.submit_write(partition, Write::Records(records, verification), pending)
     }
 
     /// Queues a transaction marker like [`Self::submit`] queues records (see
@@ -103,21 +144,27 @@ impl AppendSubmission {
             coordinator_epoch,
             commit,
         };
-        self.submit_write(partition, write)
+        self.submit_write(partition, write, None)
     }
 
     fn submit_write(
         &mut self,
         partition: &Arc<Partition>,
         write: Write,
+        waits_for: Option<Arc<PendingVerification>>,
     ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
         let (done, result) = oneshot::channel();
         let claim = {
             let mut queue = partition.append_queue();
-            queue.jobs.push_back(AppendJob { write, done });
+            queue.jobs.push_back(AppendJob {
+                write,
+                waits_for,
+                done,
+            });
             match queue.turn {
-                // That drainer looks at the queue again before it lets go.
-                Turn::Running => false,
+                // That drainer looks at the queue again before it lets go; a parked
+                // queue is resumed by the answer its first job waits for.
+                Turn::Running | Turn::Parked => false,
                 Turn::Idle | Turn::Waiting => {
                     queue.turn = Turn::Waiting;
                     true
@@ -175,7 +222,8 @@ impl Partition {
 
     /// Appends the jobs queued now, unless another drainer took (or finished) the turn.
     /// Returns whether jobs are left that this drainer must come back for; taking only
-    /// what is queued now keeps a busy partition from starving the drainer's others.
+    /// what is queued now keeps a busy partition from starving the drainer's others. Stops
+    /// (parks the queue) at a job whose verification is not answered yet.
     fn drain_turn(&self) -> bool {
         let jobs = {
             let mut queue = self.append_queue();
@@ -183,31 +231,30 @@ impl Partition {
                 return false;
             }
             debug_assert!(!queue.jobs.is_empty(), "a waiting turn has jobs");
+            // Checked under the queue lock, which the answer takes after it is set: an
+            // answer either is seen here or finds the queue parked (no lost wake-up).
+            let ready = queue
+                .jobs
+                .iter()
+                .take_while(|job| !job.waits_for.as_ref().is_some_and(|p| p.is_pending()))
+                .count();
+            if ready == 0 {
+                queue.turn = Turn::Parked;
+                return false;
+            }
             queue.turn = Turn::Running;
-            std::mem::take(&mut queue.jobs)
+            queue.jobs.drain(..ready).collect::<Vec<_>>()
         };
         for job in jobs {
-            // A panic must not wedge the queue with the turn stuck on `Running`.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                match &job.write {
-                    Write::Records(records) => self.append(records),
-                    Write::CoordinatorRecords(records) => self.append_as_coordinator(records),
-                    &Write::TxnMarker {
-                        producer_id,
-                        producer_epoch,
-                        coordinator_epoch,
-                        commit,
-                    } => self.append_txn_marker(
-                        producer_id,
-                        producer_epoch,
-                        coordinator_epoch,
-                        commit,
-                    ),
-                }
-            }))
-            .unwrap_or_else(|_| {
-                Err(PartitionError::new(error_code::KAFKA_STORAGE_ERROR, "append panicked").into())
-            });
+            let refused = job
+                .waits_for
+                .as_ref()
+                .and_then(|pending| pending.result().clone())
+                .and_then(Result::err);
+            let result = match refused {
+                Some(error) => Err(error.into()),
+                None => self.run(&job.write),
+            };
             // The requester may be gone (connection closed); the append stands.
             let _ = job.done.send(result);
         }
@@ -219,6 +266,28 @@ impl Partition {
             queue.turn = Turn::Waiting;
             true
         }
+    }
+
+    fn run(&self, write: &Write) -> Result<AppendResult, AppendError> {
+        // A panic must not wedge the queue with the turn stuck on `Running`.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match write {
+            Write::Records(records, verification) => self.append_verified(records, *verification),
+            Write::CoordinatorRecords(records) => self.append_as_coordinator(records),
+            &Write::TxnMarker {
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                commit,
+            } => self.append_txn_marker(producer_id, producer_epoch, coordinator_epoch, commit),
+        }))
+        .unwrap_or_else(|_| {
+            Err(PartitionError::new(error_code::KAFKA_STORAGE_ERROR, "append panicked").into())
+        })
+    }
+
+    #[cfg(test)]
+    pub(super) fn append_queue_parked(&self) -> bool {
+        self.append_queue().turn == Turn::Parked
     }
 
     /// One append on its own: see [`AppendSubmission`].
@@ -235,7 +304,7 @@ impl Partition {
         self: &Arc<Self>,
         records: Bytes,
     ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send + 'static {
-        AppendSubmission::new().submit_write(self, Write::CoordinatorRecords(records))
+        AppendSubmission::new().submit_write(self, Write::CoordinatorRecords(records), None)
     }
 
     /// A transaction marker on its own (a coordinator ending a transaction on its own
@@ -254,5 +323,69 @@ impl Partition {
             coordinator_epoch,
             commit,
         )
+    }
+}
+
+/// The answer side of a job's verification: [`Self::answer`] sets it and, when the
+/// partition's queue is parked on it, starts a drainer (a blocking task) for it. Dropped
+/// unanswered (its task cancelled or panicked), it answers with a retriable error, so a
+/// queue can never stay parked.
+pub struct VerificationAnswer {
+    /// Where the resumed drainer runs: a drop may happen off the runtime's threads.
+    runtime: tokio::runtime::Handle,
+    partition: Arc<Partition>,
+    pending: Arc<PendingVerification>,
+    answered: bool,
+}
+
+impl VerificationAnswer {
+    /// A pending verification for a job of `partition`, and the side that answers it.
+    /// Call it inside a tokio runtime.
+    pub fn new(partition: &Arc<Partition>) -> (Arc<PendingVerification>, VerificationAnswer) {
+        let pending = Arc::new(PendingVerification::default());
+        let answer = VerificationAnswer {
+            runtime: tokio::runtime::Handle::current(),
+            partition: partition.clone(),
+            pending: pending.clone(),
+            answered: false,
+        };
+        (pending, answer)
+    }
+
+    pub fn partition(&self) -> &Arc<Partition> {
+        &self.partition
+    }
+
+    pub fn answer(mut self, result: Result<(), PartitionError>) {
+        self.set(result);
+    }
+
+    fn set(&mut self, result: Result<(), PartitionError>) {
+        self.answered = true;
+        *self.pending.result() = Some(result);
+        let resume = {
+            let mut queue = self.partition.append_queue();
+            if queue.turn == Turn::Parked {
+                queue.turn = Turn::Waiting;
+                true
+            } else {
+                false
+            }
+        };
+        if resume {
+            let partition = self.partition.clone();
+            drop(self.runtime.spawn_blocking(move || drain(vec![partition])));
+        }
+    }
+}
+
+impl Drop for VerificationAnswer {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.set(Err(PartitionError::new(
+                error_code::NOT_ENOUGH_REPLICAS,
+                "the transaction verification was abandoned",
+            )));
+        }
     }
 }

@@ -26,6 +26,7 @@ pub mod replica;
 mod retention;
 #[cfg(test)]
 mod txn_tests;
+mod verification;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -52,11 +53,13 @@ use crate::metadata::{AlterPartitionAnswer, PartitionRecord};
 use crate::metadata::{MetadataImage, TopicImage};
 use crate::replication::leader::{AckDecision, AlterPartitionAccepted, FetchError, LeaderConfig};
 use append_queue::AppendQueue;
-pub use append_queue::AppendSubmission;
+pub use append_queue::{AppendSubmission, PendingVerification, VerificationAnswer};
 use producer_state::{
     CompletedTxn, ProducerSnapshot, ProducerStateTable, SequenceCheck, UnstableTxns,
 };
 use replica::{monotonic_ms, ReplicaState, Transition};
+use verification::Verifications;
+pub use verification::{Verification, VerificationGuard};
 
 /// Kafka error codes the partition layer answers with.
 pub mod error_code {
@@ -65,6 +68,7 @@ pub mod error_code {
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const INVALID_TXN_STATE: i16 = 48;
     pub const INVALID_RECORD: i16 = 87;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const REQUEST_TIMED_OUT: i16 = 7;
@@ -276,6 +280,9 @@ pub struct Partition {
     /// The last stable offset, published (under `unstable_txns`) whenever it or the high
     /// watermark may have moved: readers load it without a lock.
     last_stable_offset: AtomicI64,
+    /// Transaction verification guards (KIP-890): a leaf lock, memory only, taken by
+    /// produce handlers on async workers and inside the append lock.
+    verifications: Mutex<Verifications>,
     /// Woken when the log end or the high watermark moves, so also when the last stable
     /// offset does (fetches park on it).
     data_arrived: Notify,
@@ -364,6 +371,7 @@ impl Partition {
             appends: Mutex::new(AppendQueue::default()),
             last_stable_offset: AtomicI64::new(unstable_txns.last_stable_offset(high_watermark)),
             unstable_txns: Mutex::new(unstable_txns),
+            verifications: Mutex::new(Verifications::default()),
             data_arrived: Notify::new(),
             isr_changes,
             health,
@@ -457,6 +465,8 @@ impl Partition {
                     .map_err(|error| self.storage_failed(error))?;
                 self.last_epoch
                     .store(state.log.latest_epoch().unwrap_or(-1), Ordering::Release);
+                // Markers appended as a follower did not pass through the table.
+                self.verifications().clear();
                 tracing::info!(topic = %self.topic, partition = self.index, leader_epoch, "leading");
             }
             Transition::BecomeFollower {
@@ -499,17 +509,48 @@ impl Partition {
     /// Validates and appends the record set of one produce request for this partition.
     /// Blocking: call it on a blocking thread (async code uses [`AppendSubmission`]).
     pub fn append(&self, records: &[u8]) -> Result<AppendResult, AppendError> {
-        self.append_from(records, Origin::Client)
+        self.append_from(records, Origin::Client, Verification::Off)
+    }
+
+    /// [`Self::append`] of a batch whose transaction verification is `verification`: a
+    /// transactional batch that would start a transaction here is refused with
+    /// INVALID_TXN_STATE unless its guard is still the producer's.
+    pub fn append_verified(
+        &self,
+        records: &[u8],
+        verification: Verification,
+    ) -> Result<AppendResult, AppendError> {
+        self.append_from(records, Origin::Client, verification)
+    }
+
+    fn verifications(&self) -> MutexGuard<'_, Verifications> {
+        self.verifications.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts verifying a transactional batch of `producer_id` at `epoch`: the guard to
+    /// verify it under, or None when its transaction is known ongoing here (no question
+    /// needed). Memory only: callable on async workers.
+    pub fn start_txn_verification(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Option<VerificationGuard> {
+        self.verifications().start(producer_id, epoch)
     }
 
     /// A coordinator's own records (Kafka's COORDINATOR origin): a transactional offset
     /// commit carries the client's producer id and epoch, but no sequence of its own, so
     /// only the epoch is checked.
     pub fn append_as_coordinator(&self, records: &[u8]) -> Result<AppendResult, AppendError> {
-        self.append_from(records, Origin::Coordinator)
+        self.append_from(records, Origin::Coordinator, Verification::Off)
     }
 
-    fn append_from(&self, records: &[u8], origin: Origin) -> Result<AppendResult, AppendError> {
+    fn append_from(
+        &self,
+        records: &[u8],
+        origin: Origin,
+        verification: Verification,
+    ) -> Result<AppendResult, AppendError> {
         let now = now_ms();
         let valid = validator::validate_produce(records, now, &self.record_rules())?;
         let header = valid.header;
@@ -539,6 +580,22 @@ impl Partition {
                 max_timestamp,
             }) => (first_offset, max_timestamp),
             Ok(SequenceCheck::Append) => {
+                if let Verification::Guard(guard) = verification {
+                    let starts_txn = header.is_transactional()
+                        && state
+                            .producers
+                            .get(header.producer_id)
+                            .is_none_or(|entry| entry.current_txn_first_offset.is_none());
+                    if starts_txn && !self.verifications().holds(header.producer_id, guard) {
+                        // Kafka's InvalidTxnStateException for a batch missing its
+                        // required verification.
+                        return Err(PartitionError::new(
+                            error_code::INVALID_TXN_STATE,
+                            "Record was not part of an ongoing transaction",
+                        )
+                        .into());
+                    }
+                }
                 let base_offset = state.log.log_end_offset();
                 let mut owned = records.to_vec();
                 batch::patch_offset_and_epoch(&mut owned, base_offset, leader_epoch);
@@ -563,6 +620,10 @@ impl Partition {
                 if stored.is_transactional() {
                     let first_ongoing = state.producers.first_ongoing_offset();
                     self.update_unstable_txns(|unstable| unstable.set_first_ongoing(first_ongoing));
+                    if verification != Verification::Off {
+                        self.verifications()
+                            .appended(stored.producer_id, stored.producer_epoch);
+                    }
                 }
                 debug_assert_eq!(state.log.log_end_offset(), stored.last_offset() + 1);
                 let log_append_time_ms = if stored.is_log_append_time() {
@@ -762,6 +823,8 @@ impl Partition {
             return Err(self.storage_failed(error).into());
         }
         let completed = state.producers.record_marker(&stored, marker, now);
+        // Any verification under way for this producer was for the transaction that ended.
+        self.verifications().ended(producer_id);
         self.end_txn(&mut state, completed)?;
         let log_start_offset = state.log.log_start_offset();
         self.publish_offsets(&state.log);

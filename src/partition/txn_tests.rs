@@ -240,3 +240,131 @@ fn a_follower_replays_markers_and_truncation_reopens_the_transaction() {
                 .is_empty()
     );
 }
+
+// ---- KIP-890 verification guards ----
+
+#[test]
+fn a_batch_starting_a_transaction_needs_the_current_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = leader(dir.path());
+    let unverified = p.append_verified(&txn_batch(PID, 0, 0, 1), Verification::Guard(None));
+    assert_eq!(
+        unverified.unwrap_err().error.code,
+        error_code::INVALID_TXN_STATE
+    );
+    let guard = p.start_txn_verification(PID, 0).expect("not ongoing yet");
+    // The transaction was aborted (its marker written) while the answer was on its way:
+    // the verified batch must not start a new, hanging transaction.
+    p.append_txn_marker(PID, 0, 0, false).unwrap();
+    let late = p.append_verified(&txn_batch(PID, 0, 0, 1), Verification::Guard(Some(guard)));
+    assert_eq!(late.unwrap_err().error.code, error_code::INVALID_TXN_STATE);
+    assert_eq!(
+        p.log_end_offset.load(Ordering::Acquire),
+        1,
+        "only the marker was appended"
+    );
+
+    let guard = p.start_txn_verification(PID, 0).expect("not ongoing yet");
+    p.append_verified(&txn_batch(PID, 0, 0, 1), Verification::Guard(Some(guard)))
+        .unwrap();
+    // The transaction is ongoing: later batches need no verification.
+    assert_eq!(p.start_txn_verification(PID, 0), None);
+    p.append_verified(&txn_batch(PID, 0, 1, 1), Verification::Guard(None))
+        .unwrap();
+    // TV2: the marker carries the bumped epoch, and the next transaction starts at it
+    // with sequence 0, after its own verification.
+    p.append_txn_marker(PID, 1, 0, true).unwrap();
+    let guard = p.start_txn_verification(PID, 1).expect("a new transaction");
+    p.append_verified(&txn_batch(PID, 1, 0, 1), Verification::Guard(Some(guard)))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_behind_an_unanswered_verification_wait_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(leader(dir.path()));
+    let guard = p.start_txn_verification(PID, 0).expect("not ongoing yet");
+    let (pending, answer) = VerificationAnswer::new(&p);
+    let mut appends = AppendSubmission::new();
+    let first = appends.submit_verified(
+        &p,
+        Bytes::from(txn_batch(PID, 0, 0, 1)),
+        Verification::Guard(Some(guard)),
+        Some(pending),
+    );
+    // Same producer, next sequence: it can only be appended after the first.
+    let second = appends.submit_verified(
+        &p,
+        Bytes::from(txn_batch(PID, 0, 1, 1)),
+        Verification::Guard(None),
+        None,
+    );
+    drop(appends);
+    // A later request's job queues behind the parked one.
+    let third = p.submit_append(Bytes::from(plain_batch()));
+    let (first, second, third) = (
+        tokio::spawn(first),
+        tokio::spawn(second),
+        tokio::spawn(third),
+    );
+    // The drainer stops at the unanswered job (parks, holding no thread): nothing is
+    // appended, and the jobs behind it wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !p.append_queue_parked() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never parked"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(p.log_end_offset.load(Ordering::Acquire), 0);
+    assert!(!second.is_finished() && !third.is_finished());
+    answer.answer(Ok(()));
+    assert_eq!(first.await.unwrap().unwrap().base_offset, 0);
+    assert_eq!(second.await.unwrap().unwrap().base_offset, 1);
+    assert_eq!(third.await.unwrap().unwrap().base_offset, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_abandoned_verification_answers_its_job_and_frees_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(leader(dir.path()));
+    let guard = p.start_txn_verification(PID, 0).expect("not ongoing yet");
+    let (pending, answer) = VerificationAnswer::new(&p);
+    let refused = p.submit_verified_alone(txn_batch(PID, 0, 0, 1), guard, pending);
+    let behind = p.submit_append(Bytes::from(plain_batch()));
+    answer.answer(Err(PartitionError::new(
+        error_code::INVALID_TXN_STATE,
+        "Partition was not added to the transaction",
+    )));
+    assert_eq!(
+        refused.await.unwrap_err().error.code,
+        error_code::INVALID_TXN_STATE
+    );
+    assert_eq!(behind.await.unwrap().base_offset, 0);
+
+    let (pending, answer) = VerificationAnswer::new(&p);
+    let abandoned = p.submit_verified_alone(txn_batch(PID, 0, 0, 1), guard, pending);
+    drop(answer);
+    assert_eq!(
+        abandoned.await.unwrap_err().error.code,
+        error_code::NOT_ENOUGH_REPLICAS
+    );
+    assert_eq!(p.log_end_offset.load(Ordering::Acquire), 1);
+}
+
+impl Partition {
+    fn submit_verified_alone(
+        self: &Arc<Self>,
+        records: Vec<u8>,
+        guard: VerificationGuard,
+        pending: Arc<PendingVerification>,
+    ) -> impl std::future::Future<Output = Result<AppendResult, AppendError>> {
+        AppendSubmission::new().submit_verified(
+            self,
+            Bytes::from(records),
+            Verification::Guard(Some(guard)),
+            Some(pending),
+        )
+    }
+}

@@ -9,7 +9,7 @@
 //! fenced. A partition whose topic was deleted needs no marker.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::runtime::TxnCall;
 use super::{MarkerSend, TxnCoordinator, TxnRequest};
 use crate::coordinator::Sender;
-use crate::inter_broker::BrokerConnection;
+use crate::inter_broker::ConnectionPool as Connections;
 use crate::metadata::internal_topics::TRANSACTION_STATE_TOPIC;
 use crate::metadata::{MetadataImage, MetadataQuorum};
 use crate::protocol::errors;
@@ -33,42 +33,8 @@ const WRITE_TXN_MARKERS_VERSION: i16 = 1;
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
 /// Each round trip; a marker append waits on the partition's disk, not its replicas.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(30_000);
-const CONNECT_TIMEOUT_MS: u64 = 10_000;
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1_000);
-/// Idle connections kept per broker address.
-const MAX_IDLE_CONNECTIONS_PER_BROKER: usize = 8;
-
-/// Idle connections to other brokers' listeners, reused across sends.
-#[derive(Default)]
-struct Connections {
-    idle: Mutex<HashMap<String, Vec<BrokerConnection>>>,
-}
-
-impl Connections {
-    async fn take(&self, address: &str) -> Result<BrokerConnection, String> {
-        let reused = self
-            .idle
-            .lock()
-            .expect("connection pool lock")
-            .get_mut(address)
-            .and_then(Vec::pop);
-        match reused {
-            Some(connection) => Ok(connection),
-            None => {
-                BrokerConnection::connect(address, "millrace-txn-markers", CONNECT_TIMEOUT_MS).await
-            }
-        }
-    }
-
-    fn give_back(&self, connection: BrokerConnection) {
-        let mut idle = self.idle.lock().expect("connection pool lock");
-        let kept = idle.entry(connection.address().to_string()).or_default();
-        if kept.len() < MAX_IDLE_CONNECTIONS_PER_BROKER {
-            kept.push(connection);
-        }
-    }
-}
 
 /// The sender the transaction runtime starts markers with.
 pub fn sender(
@@ -76,7 +42,7 @@ pub fn sender(
     metadata: MetadataQuorum,
     stop: CancellationToken,
 ) -> Sender<TxnCoordinator> {
-    let connections = Arc::new(Connections::default());
+    let connections = Arc::new(Connections::new("millrace-txn-markers"));
     Arc::new(move |shard, send| {
         let (metadata, stop, connections) = (metadata.clone(), stop.clone(), connections.clone());
         Box::pin(async move {

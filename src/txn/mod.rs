@@ -23,6 +23,7 @@ mod records;
 pub mod runtime;
 #[cfg(test)]
 mod tests;
+pub mod verify;
 
 /// The transaction version (KIP-890 `transaction.version` feature level) this broker runs
 /// at, as a Kafka 4.x cluster formatted with defaults: the coordinator's own aborts (a
@@ -49,6 +50,9 @@ pub struct TxnConfig {
     pub abort_timed_out_interval_ms: i64,
     /// `transaction.remove.expired.transaction.cleanup.interval.ms`
     pub remove_expired_interval_ms: i64,
+    /// `transaction.partition.verification.enable` (KIP-890): a partition leader verifies
+    /// a producer's first transactional batch with its coordinator before appending it.
+    pub partition_verification_enable: bool,
 }
 
 impl Default for TxnConfig {
@@ -62,6 +66,7 @@ impl Default for TxnConfig {
             transactional_id_expiration_ms: 604_800_000,
             abort_timed_out_interval_ms: 10_000,
             remove_expired_interval_ms: 3_600_000,
+            partition_verification_enable: true,
         }
     }
 }

@@ -24,6 +24,12 @@ pub async fn handle(
     ctx: &RequestContext,
     request: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
+    // v0-3 come from clients (transactions v1), v4+ from partition leaders.
+    tracing::debug!(
+        version = ctx.version(),
+        client_id = ctx.header.client_id.as_deref().unwrap_or(""),
+        "AddPartitionsToTxn"
+    );
     if ctx.version() <= 3 {
         return single(ctx, request).await;
     }

@@ -14,6 +14,8 @@ const EPOCH_NEAR_EXHAUSTION: i16 = i16::MAX - 2;
 
 pub async fn handle(ctx: &RequestContext, request: EndTxnRequest) -> EndTxnResponse {
     let transactional_id = request.transactional_id.0.to_string();
+    // v5+ is a transactions-v2 client (epoch bump per transaction).
+    tracing::debug!(transactional_id, version = ctx.version(), "EndTxn");
     let spare_producer_id = if request.producer_epoch >= EPOCH_NEAR_EXHAUSTION {
         ctx.broker.next_producer_id().await.ok()
     } else {

@@ -4,6 +4,9 @@
 //! fixed) before the first await, then acks=1 answers after the local append and acks=-1
 //! once the high watermark has passed the batch, i.e. every in-sync replica has it
 //! (`min.insync.replicas` checked before the append and again at the end, as Kafka).
+//! A transactional batch that would start its producer's transaction on a partition is
+//! queued in order too, but appended only once the transaction coordinator verified (or,
+//! for a transaction-version-2 client, added) the partition (KIP-890, `Verifying`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,8 +29,10 @@ use crate::metadata::TopicImage;
 use crate::partition::error_code::INVALID_RECORD;
 use crate::partition::{
     error_code, AppendError, AppendResult, AppendSubmission, Partition, PartitionError,
+    PendingVerification, Verification, VerificationAnswer,
 };
 use crate::protocol::{errors, Outcome, RequestContext};
+use crate::txn::verify::{produce_error, verify, Operation};
 
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
@@ -52,6 +57,10 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     // request order, append in request order. Dropping `appends` starts one blocking
     // drainer for the whole request.
     let mut appends = AppendSubmission::new();
+    let mut verifying = Verifying::new(
+        ctx,
+        request.transactional_id.as_ref().map(|id| id.0.to_string()),
+    );
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         // v13+ names topics by id (KIP-516), earlier versions by name.
@@ -72,6 +81,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
                 submit(
                     ctx,
                     &mut appends,
+                    &mut verifying,
                     &topic_data.name.0,
                     topic,
                     unknown_code,
@@ -90,6 +100,9 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             partitions,
         ));
     }
+    // Every job is queued: the question to the coordinator may go now. Its answer lets
+    // the parked jobs (and those queued behind them) be appended.
+    verifying.start(ctx);
     drop(appends);
     let mut failed = false;
     let mut responses = Vec::with_capacity(topics.len());
@@ -234,6 +247,7 @@ fn refuse_all(request: ProduceRequest, code: i16) -> ProduceResponse {
 async fn submit(
     ctx: &RequestContext,
     appends: &mut AppendSubmission,
+    verifying: &mut Verifying,
     requested_name: &str,
     topic: Option<&Arc<TopicImage>>,
     unknown_code: i16,
@@ -271,8 +285,139 @@ async fn submit(
             ),
         });
     }
-    let appended = appends.submit(&partition, records);
+    let (verification, pending) = match verifying.txn_batch(&records) {
+        // The non-transactional fast path: nothing to verify.
+        None => (Verification::Off, None),
+        Some(batch) => verifying.prepare(&partition, batch)?,
+    };
+    let appended = appends.submit_verified(&partition, records, verification, pending);
     Ok((partition, appended))
+}
+
+/// The transaction verification of one produce request (KIP-890, Kafka's
+/// `maybeStartTransactionVerificationForPartitions`): one question to the coordinator for
+/// every partition whose batch would start the producer's transaction there.
+struct Verifying {
+    enabled: bool,
+    transactional_id: Option<String>,
+    operation: Operation,
+    /// The request's transactional producer: Kafka allows one per request.
+    producer: Option<(i64, i16)>,
+    partitions: Vec<VerificationAnswer>,
+}
+
+impl Verifying {
+    fn new(ctx: &RequestContext, transactional_id: Option<String>) -> Verifying {
+        Verifying {
+            enabled: ctx.broker.config.txn.partition_verification_enable,
+            transactional_id,
+            operation: Operation::for_produce(ctx.version()),
+            producer: None,
+            partitions: Vec::new(),
+        }
+    }
+
+    /// The producer and epoch of a transactional batch that verification applies to.
+    fn txn_batch(&self, records: &[u8]) -> Option<(i64, i16)> {
+        if !self.enabled {
+            return None;
+        }
+        match BatchHeader::parse(records) {
+            Ok(header) if header.is_transactional() && header.has_producer_id() => {
+                Some((header.producer_id, header.producer_epoch))
+            }
+            // Anything else (or a malformed batch, left to the validator) is not verified.
+            _ => None,
+        }
+    }
+
+    /// The verification the append checks and, when the coordinator must be asked, what
+    /// its job waits for.
+    fn prepare(
+        &mut self,
+        partition: &Arc<Partition>,
+        (producer_id, epoch): (i64, i16),
+    ) -> Result<(Verification, Option<Arc<PendingVerification>>), PartitionError> {
+        if *self.producer.get_or_insert((producer_id, epoch)) != (producer_id, epoch) {
+            return Err(PartitionError {
+                code: errors::INVALID_PRODUCER_ID_MAPPING,
+                message: "Transactional records contained more than one producer ID".to_string(),
+            });
+        }
+        // Without a transactional id there is no one to ask: the append refuses the batch
+        // unless its transaction is already ongoing here (as Kafka).
+        if self.transactional_id.is_none() {
+            return Ok((Verification::Guard(None), None));
+        }
+        match partition.start_txn_verification(producer_id, epoch) {
+            None => Ok((Verification::Guard(None), None)),
+            Some(guard) => {
+                let (pending, answer) = VerificationAnswer::new(partition);
+                self.partitions.push(answer);
+                Ok((Verification::Guard(Some(guard)), Some(pending)))
+            }
+        }
+    }
+
+    /// Asks the coordinator (on its own task, so the request's other partitions are not
+    /// held up) and answers every waiting job.
+    fn start(self, ctx: &RequestContext) {
+        let (Some(transactional_id), Some((producer_id, epoch))) =
+            (self.transactional_id, self.producer)
+        else {
+            return;
+        };
+        if self.partitions.is_empty() {
+            return;
+        }
+        let broker = ctx.broker.clone();
+        let operation = self.operation;
+        let answers = self.partitions;
+        tokio::spawn(async move {
+            let partitions: Vec<(String, i32)> = answers
+                .iter()
+                .map(|a| (a.partition().topic.clone(), a.partition().index))
+                .collect();
+            let image = broker.metadata.image();
+            let refused = verify(
+                broker.config.node_id,
+                &image,
+                &broker.txns,
+                &broker.txn_verify_connections,
+                &transactional_id,
+                producer_id,
+                epoch,
+                &partitions,
+                operation,
+            )
+            .await;
+            for answer in answers {
+                let key = (answer.partition().topic.clone(), answer.partition().index);
+                let result = match refused.get(&key) {
+                    None => Ok(()),
+                    Some(&code) => {
+                        let code = produce_error(code);
+                        Err(PartitionError {
+                            code,
+                            message: verification_message(code),
+                        })
+                    }
+                };
+                answer.answer(result);
+            }
+        });
+    }
+}
+
+/// Kafka's messages for a failed verification.
+fn verification_message(code: i16) -> String {
+    match code {
+        error_code::INVALID_TXN_STATE => "Partition was not added to the transaction".to_string(),
+        error_code::NOT_ENOUGH_REPLICAS => {
+            "Unable to verify the partition has been added to the transaction".to_string()
+        }
+        code => format!("transaction verification failed with error {code}"),
+    }
 }
 
 /// acks=all's second stage: the answer once the high watermark passed the batch, or
