@@ -216,7 +216,14 @@ fn checker_reports_aborted_reads_on_millrace() {
     )));
 }
 
+/// The reference run on Apache Kafka 4.4.0 itself: it failed in 2 of 4 runs on
+/// 2026-12-03, with aborted reads (7 values of aborted transactions read by
+/// read_committed consumers, 3 of them in the final read) and nothing else; the other
+/// runs were clean. Kept out of CI so that Kafka's anomaly cannot fail it; run it with
+/// `--ignored` to look into it (the checker itself is validated in CI by
+/// `checker_reports_aborted_reads_on_kafka`).
 #[test]
+#[ignore = "Apache Kafka 4.4.0 single node shows aborted reads after kill -9 in some runs"]
 fn txn_checker_on_kafka_single_node_with_kill_rounds() {
     assert_no_anomalies(Brokers::Single(TestBroker::start_kafka(
         BrokerOpts::default().set("transaction.state.log.num.partitions", "3"),
