@@ -7,6 +7,7 @@
 //! clock and the timers, loads a shard by replaying its partition (the same records live
 //! traffic writes), and follows shard leadership.
 
+pub mod codec;
 pub mod runtime;
 
 use std::fmt::Debug;

@@ -83,6 +83,12 @@ impl TimerKey {
 #[error("bad __consumer_offsets record: {0}")]
 pub struct RecordError(pub String);
 
+impl From<crate::coordinator::codec::CodecError> for RecordError {
+    fn from(error: crate::coordinator::codec::CodecError) -> Self {
+        RecordError(error.0)
+    }
+}
+
 /// The requests a shard handles. Multi-group requests (OffsetFetch v8+, DescribeGroups,
 /// DeleteGroups) carry only this shard's groups: the handlers split them.
 #[derive(Debug)]

@@ -9,10 +9,10 @@
 //! v3 (v1 when the commit carries an expire timestamp, as Kafka), GroupMetadataValue v3. We read OffsetCommitValue v0-v4 and GroupMetadataValue v0-v3.
 
 use super::RecordError;
+use crate::coordinator::codec::{put_bytes, put_nstr, put_str, Reader};
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Largest string or bytes field replay accepts; bounds allocations on garbage.
-const MAX_FIELD: usize = 16 * 1024 * 1024;
 /// Largest member count replay accepts in one group metadata value.
 const MAX_MEMBERS: usize = 1 << 20;
 
@@ -59,25 +59,6 @@ pub(crate) struct GroupValue {
     pub leader: Option<String>,
     pub current_state_timestamp: i64,
     pub members: Vec<MemberValue>,
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    // Strings we write come from requests whose strings are i16-length-bounded.
-    debug_assert!(s.len() <= i16::MAX as usize);
-    b.put_i16(s.len().min(i16::MAX as usize) as i16);
-    b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
-}
-
-fn put_nstr(b: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(b, s),
-        None => b.put_i16(-1),
-    }
-}
-
-fn put_bytes(b: &mut BytesMut, v: &[u8]) {
-    b.put_i32(v.len() as i32);
-    b.put_slice(v);
 }
 
 pub(crate) fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
@@ -137,101 +118,8 @@ pub(crate) fn group_value(v: &GroupValue) -> Bytes {
     b.freeze()
 }
 
-/// A bounds-checked reader: every read returns `RecordError` instead of panicking.
-struct Reader<'a> {
-    buf: &'a [u8],
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn err(&self, why: &str) -> RecordError {
-        RecordError(format!("{}: {why}", self.what))
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        if self.buf.len() < n {
-            return Err(self.err("truncated"));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-    fn i16(&mut self) -> Result<i16, RecordError> {
-        let s = self.take(2)?;
-        Ok(i16::from_be_bytes([s[0], s[1]]))
-    }
-    fn i32(&mut self) -> Result<i32, RecordError> {
-        let s = self.take(4)?;
-        Ok(i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn i64(&mut self) -> Result<i64, RecordError> {
-        let s = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(s);
-        Ok(i64::from_be_bytes(a))
-    }
-    fn varint(&mut self) -> Result<u32, RecordError> {
-        let mut v: u32 = 0;
-        for i in 0..5 {
-            let b = self.take(1)?[0];
-            v |= u32::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(self.err("varint too long"))
-    }
-    fn utf8(&mut self, n: usize) -> Result<String, RecordError> {
-        if n > MAX_FIELD {
-            return Err(self.err("string too long"));
-        }
-        let s = self.take(n)?;
-        String::from_utf8(s.to_vec()).map_err(|_| self.err("invalid UTF-8"))
-    }
-    fn nstr(&mut self) -> Result<Option<String>, RecordError> {
-        let n = self.i16()?;
-        if n < 0 {
-            return Ok(None);
-        }
-        self.utf8(n as usize).map(Some)
-    }
-    fn str(&mut self) -> Result<String, RecordError> {
-        self.nstr()?.ok_or_else(|| self.err("null string"))
-    }
-    fn compact_str(&mut self) -> Result<String, RecordError> {
-        let n = self.varint()?;
-        if n == 0 {
-            return Err(self.err("null string"));
-        }
-        self.utf8((n - 1) as usize)
-    }
-    fn bytes(&mut self) -> Result<Bytes, RecordError> {
-        let n = self.i32()?;
-        if n < 0 {
-            // Kafka's schema says non-nullable; be lenient and read null as empty.
-            return Ok(Bytes::new());
-        }
-        let n = n as usize;
-        if n > MAX_FIELD {
-            return Err(self.err("bytes too long"));
-        }
-        Ok(Bytes::copy_from_slice(self.take(n)?))
-    }
-    fn skip_tagged(&mut self) -> Result<(), RecordError> {
-        let count = self.varint()?;
-        for _ in 0..count {
-            self.varint()?;
-            let len = self.varint()? as usize;
-            self.take(len)?;
-        }
-        Ok(())
-    }
-}
-
 pub(crate) fn decode_key(key: &[u8]) -> Result<Key, RecordError> {
-    let mut r = Reader {
-        buf: key,
-        what: "key",
-    };
+    let mut r = Reader::new(key, "key");
     let version = r.i16()?;
     match version {
         0 | 1 => {
@@ -245,16 +133,13 @@ pub(crate) fn decode_key(key: &[u8]) -> Result<Key, RecordError> {
             })
         }
         2 => Ok(Key::Group { group: r.str()? }),
-        v if v < 0 => Err(r.err("negative key version")),
+        v if v < 0 => Err(r.err("negative key version").into()),
         v => Ok(Key::Other(v)),
     }
 }
 
 pub(crate) fn decode_offset_value(value: &[u8]) -> Result<OffsetValue, RecordError> {
-    let mut r = Reader {
-        buf: value,
-        what: "offset commit value",
-    };
+    let mut r = Reader::new(value, "offset commit value");
     let version = r.i16()?;
     let v = match version {
         0..=3 => {
@@ -289,19 +174,16 @@ pub(crate) fn decode_offset_value(value: &[u8]) -> Result<OffsetValue, RecordErr
                 expire_timestamp: None,
             }
         }
-        v => return Err(r.err(&format!("unsupported version {v}"))),
+        v => return Err(r.err(&format!("unsupported version {v}")).into()),
     };
     Ok(v)
 }
 
 pub(crate) fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError> {
-    let mut r = Reader {
-        buf: value,
-        what: "group metadata value",
-    };
+    let mut r = Reader::new(value, "group metadata value");
     let version = r.i16()?;
     if !(0..=3).contains(&version) {
-        return Err(r.err(&format!("unsupported version {version}")));
+        return Err(r.err(&format!("unsupported version {version}")).into());
     }
     let protocol_type = r.str()?;
     let generation = r.i32()?;
@@ -310,7 +192,7 @@ pub(crate) fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError
     let current_state_timestamp = if version >= 2 { r.i64()? } else { -1 };
     let count = r.i32()?;
     if count < 0 || count as usize > MAX_MEMBERS {
-        return Err(r.err("bad member count"));
+        return Err(r.err("bad member count").into());
     }
     let mut members = Vec::new();
     for _ in 0..count {

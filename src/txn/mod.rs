@@ -85,6 +85,12 @@ pub struct Record {
 #[error("bad __transaction_state record: {0}")]
 pub struct RecordError(pub String);
 
+impl From<crate::coordinator::codec::CodecError> for RecordError {
+    fn from(error: crate::coordinator::codec::CodecError) -> Self {
+        RecordError(error.0)
+    }
+}
+
 /// The periodic sweeps a shard asks the runtime to fire. At most one deadline per
 /// variant; a later `Some` replaces it, `None` cancels it. A fire before the current
 /// deadline (a stale one) is ignored.

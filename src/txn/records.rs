@@ -12,6 +12,7 @@
 //! Kafka adds some for two-phase commit) are skipped, as the schema allows.
 
 use super::RecordError;
+use crate::coordinator::codec::{put_compact_str, put_str, put_uvarint, Reader};
 use bytes::{BufMut, Bytes, BytesMut};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,25 +31,6 @@ pub(crate) struct TxnValue {
 }
 
 /// Transactional ids, topics: i16-length strings on the wire, so they fit the key format.
-fn put_str(b: &mut BytesMut, s: &str) {
-    let n = s.len().min(i16::MAX as usize);
-    b.put_i16(n as i16);
-    b.put_slice(&s.as_bytes()[..n]);
-}
-
-fn put_uvarint(b: &mut BytesMut, mut v: u32) {
-    while v >= 0x80 {
-        b.put_u8((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    b.put_u8(v as u8);
-}
-
-fn put_compact_str(b: &mut BytesMut, s: &str) {
-    let n = s.len().min(i16::MAX as usize);
-    put_uvarint(b, n as u32 + 1);
-    b.put_slice(&s.as_bytes()[..n]);
-}
 
 pub(crate) fn key(transactional_id: &str) -> Bytes {
     let mut b = BytesMut::with_capacity(4 + transactional_id.len());
@@ -100,93 +82,9 @@ pub(crate) fn value(v: &TxnValue) -> Bytes {
     b.freeze()
 }
 
-/// A bounds-checked reader: every read returns `RecordError` instead of panicking.
-struct Reader<'a> {
-    buf: &'a [u8],
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn err(&self, why: &str) -> RecordError {
-        RecordError(format!("{}: {why}", self.what))
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        if self.buf.len() < n {
-            return Err(self.err("truncated"));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-    fn i8(&mut self) -> Result<i8, RecordError> {
-        Ok(self.take(1)?[0] as i8)
-    }
-    fn i16(&mut self) -> Result<i16, RecordError> {
-        let s = self.take(2)?;
-        Ok(i16::from_be_bytes([s[0], s[1]]))
-    }
-    fn i32(&mut self) -> Result<i32, RecordError> {
-        let s = self.take(4)?;
-        Ok(i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn i64(&mut self) -> Result<i64, RecordError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(i64::from_be_bytes(a))
-    }
-    fn uvarint(&mut self) -> Result<u32, RecordError> {
-        let mut v: u32 = 0;
-        for i in 0..5 {
-            let b = self.take(1)?[0];
-            v |= u32::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(self.err("varint too long"))
-    }
-    fn utf8(&mut self, n: usize) -> Result<String, RecordError> {
-        let s = self.take(n)?;
-        String::from_utf8(s.to_vec()).map_err(|_| self.err("invalid UTF-8"))
-    }
-    fn str(&mut self) -> Result<String, RecordError> {
-        let n = self.i16()?;
-        if n < 0 {
-            return Err(self.err("null string"));
-        }
-        self.utf8(n as usize)
-    }
-    fn compact_str(&mut self) -> Result<String, RecordError> {
-        match self.uvarint()? {
-            0 => Err(self.err("null string")),
-            n => self.utf8((n - 1) as usize),
-        }
-    }
-    /// A count of elements at least `min_size` bytes each: never more than could fit in
-    /// what is left, so a hostile count cannot make us allocate.
-    fn count(&mut self, n: usize, min_size: usize) -> Result<usize, RecordError> {
-        if n > self.buf.len() / min_size {
-            return Err(self.err("count exceeds the record"));
-        }
-        Ok(n)
-    }
-    fn skip_tagged(&mut self) -> Result<(), RecordError> {
-        let count = self.uvarint()?;
-        for _ in 0..count {
-            self.uvarint()?;
-            let len = self.uvarint()? as usize;
-            self.take(len)?;
-        }
-        Ok(())
-    }
-}
-
 /// The transactional id of a key, or None for a key version Kafka does not know (skipped).
 pub(crate) fn decode_key(key: &[u8]) -> Result<Option<String>, RecordError> {
-    let mut r = Reader {
-        buf: key,
-        what: "key",
-    };
+    let mut r = Reader::new(key, "key");
     match r.i16()? {
         0 => Ok(Some(r.str()?)),
         _ => Ok(None),
@@ -194,13 +92,10 @@ pub(crate) fn decode_key(key: &[u8]) -> Result<Option<String>, RecordError> {
 }
 
 pub(crate) fn decode_value(value: &[u8]) -> Result<TxnValue, RecordError> {
-    let mut r = Reader {
-        buf: value,
-        what: "transaction log value",
-    };
+    let mut r = Reader::new(value, "transaction log value");
     let version = r.i16()?;
     if !(0..=1).contains(&version) {
-        return Err(r.err(&format!("unsupported version {version}")));
+        return Err(r.err(&format!("unsupported version {version}")).into());
     }
     let flexible = version >= 1;
     let producer_id = r.i64()?;
@@ -226,7 +121,7 @@ pub(crate) fn decode_value(value: &[u8]) -> Result<TxnValue, RecordError> {
                 i64::from(r.i32()?)
             };
             if raw < 0 {
-                return Err(r.err("null partition array"));
+                return Err(r.err("null partition array").into());
             }
             let m = r.count(raw as usize, 4)?;
             let mut ids = Vec::with_capacity(m);
@@ -260,10 +155,7 @@ pub(crate) fn decode_value(value: &[u8]) -> Result<TxnValue, RecordError> {
             let tag = r.uvarint()?;
             let len = r.uvarint()? as usize;
             let data = r.take(len)?;
-            let mut field = Reader {
-                buf: data,
-                what: "transaction log value tagged field",
-            };
+            let mut field = Reader::new(data, "transaction log value tagged field");
             match tag {
                 0 => v.previous_producer_id = field.i64()?,
                 1 => v.next_producer_id = field.i64()?,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
@@ -46,26 +47,7 @@ pub async fn handle(
                 .map(|t| {
                     AddPartitionsToTxnResult::default()
                         .with_transactional_id(t.transactional_id.clone())
-                        .with_topic_results(
-                            t.topics
-                                .iter()
-                                .map(|topic| {
-                                    AddPartitionsToTxnTopicResult::default()
-                                        .with_name(topic.name.clone())
-                                        .with_results_by_partition(
-                                            topic
-                                                .partitions
-                                                .iter()
-                                                .map(|&p| {
-                                                    AddPartitionsToTxnPartitionResult::default()
-                                                        .with_partition_index(p)
-                                                        .with_partition_error_code(code)
-                                                })
-                                                .collect(),
-                                        )
-                                })
-                                .collect(),
-                        )
+                        .with_topic_results(topic_results(&t.topics, |_, _| code))
                 })
                 .collect()
         };
@@ -111,54 +93,20 @@ async fn single(
         .any(|t| t.partitions.iter().any(|&p| !known(&t.name.0, p)));
     if any_unknown {
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(
-            request
-                .v3_and_below_topics
-                .iter()
-                .map(|topic| {
-                    AddPartitionsToTxnTopicResult::default()
-                        .with_name(topic.name.clone())
-                        .with_results_by_partition(
-                            topic
-                                .partitions
-                                .iter()
-                                .map(|&p| {
-                                    let code = if known(&topic.name.0, p) {
-                                        OPERATION_NOT_ATTEMPTED
-                                    } else {
-                                        errors::UNKNOWN_TOPIC_OR_PARTITION
-                                    };
-                                    AddPartitionsToTxnPartitionResult::default()
-                                        .with_partition_index(p)
-                                        .with_partition_error_code(code)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
+            topic_results(&request.v3_and_below_topics, |topic, p| {
+                if known(topic, p) {
+                    OPERATION_NOT_ATTEMPTED
+                } else {
+                    errors::UNKNOWN_TOPIC_OR_PARTITION
+                }
+            }),
         );
     }
     let failed = |code: i16| {
-        AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(
-            request
-                .v3_and_below_topics
-                .iter()
-                .map(|topic| {
-                    AddPartitionsToTxnTopicResult::default()
-                        .with_name(topic.name.clone())
-                        .with_results_by_partition(
-                            topic
-                                .partitions
-                                .iter()
-                                .map(|&p| {
-                                    AddPartitionsToTxnPartitionResult::default()
-                                        .with_partition_index(p)
-                                        .with_partition_error_code(code)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        )
+        AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topic_results(
+            &request.v3_and_below_topics,
+            |_, _| code,
+        ))
     };
     let call = TxnCall::from(TxnRequest::AddPartitionsToTxn(request.clone()));
     match txns::call(ctx, &transactional_id, call).await {
@@ -166,4 +114,29 @@ async fn single(
         Ok(_) => failed(errors::UNKNOWN_SERVER_ERROR),
         Err(code) => failed(code),
     }
+}
+
+/// Every partition of `topics` answered with `code(topic, partition)`.
+fn topic_results(
+    topics: &[AddPartitionsToTxnTopic],
+    code: impl Fn(&str, i32) -> i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    topics
+        .iter()
+        .map(|topic| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_results_by_partition(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|&p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(p)
+                                .with_partition_error_code(code(&topic.name.0, p))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
 }
