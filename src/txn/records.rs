@@ -30,8 +30,6 @@ pub(crate) struct TxnValue {
     pub client_transaction_version: i16,
 }
 
-/// Transactional ids, topics: i16-length strings on the wire, so they fit the key format.
-
 pub(crate) fn key(transactional_id: &str) -> Bytes {
     let mut b = BytesMut::with_capacity(4 + transactional_id.len());
     b.put_i16(0);
