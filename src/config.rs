@@ -721,6 +721,17 @@ impl BrokerConfig {
                     "transaction.partition.verification.enable",
                     true,
                 )?,
+                add_partitions_retry_backoff_ms: at_least_one(
+                    map,
+                    "add.partitions.to.txn.retry.backoff.ms",
+                    20,
+                )?
+                .unsigned_abs(),
+                add_partitions_retry_backoff_max_ms: number(
+                    map,
+                    "add.partitions.to.txn.retry.backoff.max.ms",
+                    100,
+                )?,
             },
             explicit,
         };
@@ -1090,6 +1101,12 @@ impl BrokerConfig {
             "transaction.partition.verification.enable" => {
                 self.txn.partition_verification_enable.to_string()
             }
+            "add.partitions.to.txn.retry.backoff.ms" => {
+                self.txn.add_partitions_retry_backoff_ms.to_string()
+            }
+            "add.partitions.to.txn.retry.backoff.max.ms" => {
+                self.txn.add_partitions_retry_backoff_max_ms.to_string()
+            }
             _ => return None,
         };
         Some((value, false))
@@ -1287,6 +1304,8 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.remove.expired.transaction.cleanup.interval.ms",
     "transaction.partition.verification.enable",
+    "add.partitions.to.txn.retry.backoff.ms",
+    "add.partitions.to.txn.retry.backoff.max.ms",
 ];
 
 /// Kafka's precedence: `log.retention.ms`, else `log.retention.minutes`, else

@@ -5,7 +5,9 @@
 //! aborted_transactions and the ABORT marker) and see them in read_uncommitted; an
 //! undecided transaction holds read_committed back at its first offset (the LSO), which
 //! Kafka's kafka-transactions.sh describe-producers shows.
-//! Millrace only: Kafka 4.4 refuses transactional records the coordinator did not add.
+//! Millrace only, with `transaction.partition.verification.enable=false`: with it on (the
+//! default, as Kafka 4.4) a partition refuses transactional records the coordinator did
+//! not add.
 
 mod common;
 
@@ -70,6 +72,12 @@ fn batch(values: &[&str], producer: Option<(i64, i16)>) -> Bytes {
     )
     .unwrap();
     buf.freeze()
+}
+
+/// The test plays the coordinator, so no partition leader could verify its transaction
+/// with one (KIP-890): verification is off.
+fn without_verification() -> BrokerOpts {
+    BrokerOpts::default().set("transaction.partition.verification.enable", "false")
 }
 
 fn produce(conn: &mut Connection, topic: &str, records: Bytes) -> i64 {
@@ -187,7 +195,7 @@ fn values_until(c: &BaseConsumer, last: &str) -> Vec<String> {
 
 #[test]
 fn read_committed_librdkafka_skips_an_aborted_transaction_and_waits_for_an_open_one() {
-    let broker = TestBroker::start_millrace(BrokerOpts::default());
+    let broker = TestBroker::start_millrace(without_verification());
     let b = broker.bootstrap();
     let topic = unique_topic("txn");
     admin_create(&b, &topic, 1);
@@ -264,7 +272,7 @@ fn read_committed_librdkafka_skips_an_aborted_transaction_and_waits_for_an_open_
 /// one did and accepts the open transaction's marker.
 #[test]
 fn a_new_leader_keeps_the_open_transaction_and_the_aborted_one() {
-    let opts = BrokerOpts::default()
+    let opts = without_verification()
         .set("broker.session.timeout.ms", "3000")
         .set("broker.heartbeat.interval.ms", "500");
     let mut cluster = TestCluster::start_millrace(3, opts);

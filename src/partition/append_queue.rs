@@ -156,16 +156,34 @@ impl AppendSubmission {
         let (done, result) = oneshot::channel();
         let claim = {
             let mut queue = partition.append_queue();
-            queue.jobs.push_back(AppendJob {
-                write,
-                waits_for,
-                done,
-            });
+            // A marker goes ahead of the jobs waiting for a verification: they are a later
+            // transaction's (or one the marker ends, whose guard it drops), and the
+            // verification may wait for this very marker (the coordinator answers
+            // CONCURRENT_TRANSACTIONS until the previous transaction's markers are written).
+            let position = if matches!(write, Write::TxnMarker { .. }) {
+                queue
+                    .jobs
+                    .iter()
+                    .position(|job| job.waits_for.as_ref().is_some_and(|p| p.is_pending()))
+                    .unwrap_or(queue.jobs.len())
+            } else {
+                queue.jobs.len()
+            };
+            queue.jobs.insert(
+                position,
+                AppendJob {
+                    write,
+                    waits_for,
+                    done,
+                },
+            );
             match queue.turn {
                 // That drainer looks at the queue again before it lets go; a parked
-                // queue is resumed by the answer its first job waits for.
-                Turn::Running | Turn::Parked => false,
-                Turn::Idle | Turn::Waiting => {
+                // queue is resumed by the answer its first job waits for, or here by a
+                // marker that went ahead of it.
+                Turn::Running => false,
+                Turn::Parked if position > 0 => false,
+                Turn::Idle | Turn::Waiting | Turn::Parked => {
                     queue.turn = Turn::Waiting;
                     true
                 }

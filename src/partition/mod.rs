@@ -529,13 +529,16 @@ impl Partition {
 
     /// Starts verifying a transactional batch of `producer_id` at `epoch`: the guard to
     /// verify it under, or None when its transaction is known ongoing here (no question
-    /// needed). Memory only: callable on async workers.
+    /// needed). `adds_partition`: a transactions-v2 producer, whose question adds the
+    /// partition. Memory only: callable on async workers.
     pub fn start_txn_verification(
         &self,
         producer_id: i64,
         epoch: i16,
+        adds_partition: bool,
     ) -> Option<VerificationGuard> {
-        self.verifications().start(producer_id, epoch)
+        self.verifications()
+            .start(producer_id, epoch, adds_partition)
     }
 
     /// A coordinator's own records (Kafka's COORDINATOR origin): a transactional offset
@@ -823,8 +826,9 @@ impl Partition {
             return Err(self.storage_failed(error).into());
         }
         let completed = state.producers.record_marker(&stored, marker, now);
-        // Any verification under way for this producer was for the transaction that ended.
-        self.verifications().ended(producer_id);
+        // A verification under way for this producer was for the transaction that ended,
+        // unless it is a later one's (see `Verifications::ended`).
+        self.verifications().ended(producer_id, producer_epoch);
         self.end_txn(&mut state, completed)?;
         let log_start_offset = state.log.log_start_offset();
         self.publish_offsets(&state.log);

@@ -252,7 +252,9 @@ fn a_batch_starting_a_transaction_needs_the_current_guard() {
         unverified.unwrap_err().error.code,
         error_code::INVALID_TXN_STATE
     );
-    let guard = p.start_txn_verification(PID, 0).expect("not ongoing yet");
+    let guard = p
+        .start_txn_verification(PID, 0, false)
+        .expect("not ongoing yet");
     // The transaction was aborted (its marker written) while the answer was on its way:
     // the verified batch must not start a new, hanging transaction.
     p.append_txn_marker(PID, 0, 0, false).unwrap();
@@ -264,17 +266,21 @@ fn a_batch_starting_a_transaction_needs_the_current_guard() {
         "only the marker was appended"
     );
 
-    let guard = p.start_txn_verification(PID, 0).expect("not ongoing yet");
+    let guard = p
+        .start_txn_verification(PID, 0, false)
+        .expect("not ongoing yet");
     p.append_verified(&txn_batch(PID, 0, 0, 1), Verification::Guard(Some(guard)))
         .unwrap();
     // The transaction is ongoing: later batches need no verification.
-    assert_eq!(p.start_txn_verification(PID, 0), None);
+    assert_eq!(p.start_txn_verification(PID, 0, false), None);
     p.append_verified(&txn_batch(PID, 0, 1, 1), Verification::Guard(None))
         .unwrap();
     // TV2: the marker carries the bumped epoch, and the next transaction starts at it
     // with sequence 0, after its own verification.
     p.append_txn_marker(PID, 1, 0, true).unwrap();
-    let guard = p.start_txn_verification(PID, 1).expect("a new transaction");
+    let guard = p
+        .start_txn_verification(PID, 1, false)
+        .expect("a new transaction");
     p.append_verified(&txn_batch(PID, 1, 0, 1), Verification::Guard(Some(guard)))
         .unwrap();
 }
@@ -283,7 +289,9 @@ fn a_batch_starting_a_transaction_needs_the_current_guard() {
 async fn jobs_behind_an_unanswered_verification_wait_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(leader(dir.path()));
-    let guard = p.start_txn_verification(PID, 0).expect("not ongoing yet");
+    let guard = p
+        .start_txn_verification(PID, 0, false)
+        .expect("not ongoing yet");
     let (pending, answer) = VerificationAnswer::new(&p);
     let mut appends = AppendSubmission::new();
     let first = appends.submit_verified(
@@ -329,7 +337,9 @@ async fn jobs_behind_an_unanswered_verification_wait_in_order() {
 async fn a_refused_or_abandoned_verification_answers_its_job_and_frees_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(leader(dir.path()));
-    let guard = p.start_txn_verification(PID, 0).expect("not ongoing yet");
+    let guard = p
+        .start_txn_verification(PID, 0, false)
+        .expect("not ongoing yet");
     let (pending, answer) = VerificationAnswer::new(&p);
     let refused = p.submit_verified_alone(txn_batch(PID, 0, 0, 1), guard, pending);
     let behind = p.submit_append(Bytes::from(plain_batch()));

@@ -40,6 +40,9 @@ pub(super) struct Verifications {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     epoch: i16,
+    /// A transactions-v2 producer: its question adds the partition (and its epoch is
+    /// bumped by every transaction end).
+    adds_partition: bool,
     state: EntryState,
 }
 
@@ -57,7 +60,12 @@ impl Verifications {
     /// The guard to verify a transactional batch of `producer_id` at `epoch` under, or
     /// None when its transaction is already known ongoing here. A verification already
     /// under way at the same epoch is shared (Kafka reuses the entry).
-    pub(super) fn start(&mut self, producer_id: i64, epoch: i16) -> Option<VerificationGuard> {
+    pub(super) fn start(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        adds_partition: bool,
+    ) -> Option<VerificationGuard> {
         if let Some(entry) = self.producers.get_mut(&producer_id) {
             match entry.state {
                 EntryState::Ongoing if entry.epoch == epoch => return None,
@@ -76,6 +84,7 @@ impl Verifications {
             producer_id,
             Entry {
                 epoch,
+                adds_partition,
                 state: EntryState::Verifying(guard),
             },
         );
@@ -98,15 +107,26 @@ impl Verifications {
             producer_id,
             Entry {
                 epoch,
+                adds_partition: false,
                 state: EntryState::Ongoing,
             },
         );
     }
 
-    /// A marker for the producer was appended: its transaction ended, so a verification
-    /// under way is for a transaction that is over.
-    pub(super) fn ended(&mut self, producer_id: i64) {
-        self.producers.remove(&producer_id);
+    /// A marker at `marker_epoch` for the producer was appended: its transaction ended, so
+    /// a verification under way is for a transaction that is over, unless it is for a
+    /// later one: at a later epoch, or, for a transactions-v2 producer, at the marker's
+    /// epoch (the end of a v2 transaction bumps the epoch, and its markers carry the bumped
+    /// one, which the next transaction uses; its own end bumps the epoch again).
+    pub(super) fn ended(&mut self, producer_id: i64, marker_epoch: i16) {
+        let later = self.producers.get(&producer_id).is_some_and(|entry| {
+            matches!(entry.state, EntryState::Verifying(_))
+                && (entry.epoch > marker_epoch
+                    || (entry.adds_partition && entry.epoch == marker_epoch))
+        });
+        if !later {
+            self.producers.remove(&producer_id);
+        }
     }
 
     /// Leadership changed: what this table knew may be stale.
@@ -122,17 +142,17 @@ mod tests {
     #[test]
     fn a_guard_holds_until_a_marker_or_an_epoch_bump() {
         let mut table = Verifications::default();
-        let guard = table.start(7, 0).expect("verification needed");
+        let guard = table.start(7, 0, false).expect("verification needed");
         assert!(table.holds(7, Some(guard)));
         // A second request of the same producer shares the verification.
-        assert_eq!(table.start(7, 0), Some(guard));
+        assert_eq!(table.start(7, 0, false), Some(guard));
         // The transaction was aborted while the answer was on its way.
-        table.ended(7);
+        table.ended(7, 0);
         assert!(!table.holds(7, Some(guard)));
-        let newer = table.start(7, 0).expect("verification needed");
+        let newer = table.start(7, 0, false).expect("verification needed");
         assert_ne!(newer, guard);
         // An epoch bump replaces the guard too.
-        let bumped = table.start(7, 1).expect("verification needed");
+        let bumped = table.start(7, 1, false).expect("verification needed");
         assert!(!table.holds(7, Some(newer)));
         assert!(table.holds(7, Some(bumped)));
         assert!(!table.holds(7, None));
@@ -140,15 +160,36 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_keeps_the_verification_of_a_later_transaction() {
+        let mut table = Verifications::default();
+        // Transactions v2: the next transaction (epoch 5) asks while the previous one's
+        // markers, at the bumped epoch 5, are still being written.
+        let next = table.start(7, 5, true).expect("verification needed");
+        table.ended(7, 5);
+        assert!(table.holds(7, Some(next)));
+        // Its own abort bumps the epoch: that marker ends it.
+        table.ended(7, 6);
+        assert!(!table.holds(7, Some(next)));
+        // Transactions v1: a marker at the verified epoch ends its transaction.
+        let v1 = table.start(8, 2, false).expect("verification needed");
+        table.ended(8, 2);
+        assert!(!table.holds(8, Some(v1)));
+        // A verification at a later epoch than the marker is for a later transaction.
+        let later = table.start(8, 3, false).expect("verification needed");
+        table.ended(8, 2);
+        assert!(table.holds(8, Some(later)));
+    }
+
+    #[test]
     fn an_ongoing_transaction_needs_no_verification_at_its_epoch() {
         let mut table = Verifications::default();
-        let guard = table.start(7, 3).expect("verification needed");
+        let guard = table.start(7, 3, false).expect("verification needed");
         table.appended(7, 3);
         assert!(!table.holds(7, Some(guard)));
-        assert_eq!(table.start(7, 3), None);
+        assert_eq!(table.start(7, 3, false), None);
         // The next epoch's transaction is a new one.
-        assert!(table.start(7, 4).is_some());
+        assert!(table.start(7, 4, false).is_some());
         table.clear();
-        assert!(table.start(7, 4).is_some());
+        assert!(table.start(7, 4, false).is_some());
     }
 }

@@ -53,6 +53,12 @@ pub struct TxnConfig {
     /// `transaction.partition.verification.enable` (KIP-890): a partition leader verifies
     /// a producer's first transactional batch with its coordinator before appending it.
     pub partition_verification_enable: bool,
+    /// `add.partitions.to.txn.retry.backoff.ms`: how often a partition leader asks again
+    /// to add a partition while the previous transaction's markers are being written.
+    pub add_partitions_retry_backoff_ms: u32,
+    /// `add.partitions.to.txn.retry.backoff.max.ms`: how long it keeps asking before the
+    /// producer hears CONCURRENT_TRANSACTIONS (as NOT_ENOUGH_REPLICAS).
+    pub add_partitions_retry_backoff_max_ms: u32,
 }
 
 impl Default for TxnConfig {
@@ -67,6 +73,8 @@ impl Default for TxnConfig {
             abort_timed_out_interval_ms: 10_000,
             remove_expired_interval_ms: 3_600_000,
             partition_verification_enable: true,
+            add_partitions_retry_backoff_ms: 20,
+            add_partitions_retry_backoff_max_ms: 100,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! The coordinator's answer is mapped to the error Kafka gives the produce.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -22,7 +22,7 @@ use super::coordinator::{
     CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE, PRODUCER_FENCED, TRANSACTION_ABORTABLE,
 };
 use super::runtime::{TxnCall, TxnRuntime};
-use super::TxnRequest;
+use super::{TxnConfig, TxnRequest};
 use crate::inter_broker::ConnectionPool;
 use crate::metadata::internal_topics::TRANSACTION_STATE_TOPIC;
 use crate::metadata::MetadataImage;
@@ -70,8 +70,74 @@ impl Operation {
 /// Verifies (or adds) `partitions` for the transaction; the error code for each
 /// partition that may not be written (none: all verified), as Kafka's
 /// AddPartitionsToTxnManager hands it to its caller (see [`produce_error`]).
+///
+/// An add (transactions v2) that meets CONCURRENT_TRANSACTIONS (the previous
+/// transaction's markers are still being written) is asked again every
+/// `add.partitions.to.txn.retry.backoff.ms` for up to
+/// `add.partitions.to.txn.retry.backoff.max.ms`, as Kafka's broker does, before the
+/// client hears it; a verification is not retried.
 #[allow(clippy::too_many_arguments)]
 pub async fn verify(
+    node_id: i32,
+    image: &MetadataImage,
+    txns: &TxnRuntime,
+    connections: &ConnectionPool,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: &[(String, i32)],
+    operation: Operation,
+    retry: &TxnConfig,
+) -> HashMap<(String, i32), i16> {
+    let started = Instant::now();
+    let backoff = Duration::from_millis(u64::from(retry.add_partitions_retry_backoff_ms));
+    let retry_for = Duration::from_millis(u64::from(retry.add_partitions_retry_backoff_max_ms));
+    let mut refused = verify_once(
+        node_id,
+        image,
+        txns,
+        connections,
+        transactional_id,
+        producer_id,
+        producer_epoch,
+        partitions,
+        operation,
+    )
+    .await;
+    while operation == Operation::AddPartition && started.elapsed() + backoff <= retry_for {
+        let concurrent: Vec<(String, i32)> = refused
+            .iter()
+            .filter(|(_, &code)| code == CONCURRENT_TRANSACTIONS)
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        if concurrent.is_empty() {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        for partition in &concurrent {
+            refused.remove(partition);
+        }
+        refused.extend(
+            verify_once(
+                node_id,
+                image,
+                txns,
+                connections,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                &concurrent,
+                operation,
+            )
+            .await,
+        );
+    }
+    refused
+}
+
+/// One question to the coordinator: see [`verify`].
+#[allow(clippy::too_many_arguments)]
+async fn verify_once(
     node_id: i32,
     image: &MetadataImage,
     txns: &TxnRuntime,

@@ -202,7 +202,8 @@ fn broker_config_type(name: &str) -> ConfigType {
     match name {
         "auto.create.topics.enable"
         | "unclean.leader.election.enable"
-        | "auto.leader.rebalance.enable" => ConfigType::Boolean,
+        | "auto.leader.rebalance.enable"
+        | "transaction.partition.verification.enable" => ConfigType::Boolean,
         "listeners"
         | "advertised.listeners"
         | "log.dirs"
@@ -257,7 +258,9 @@ fn broker_config_type(name: &str) -> ConfigType {
         | "transaction.max.timeout.ms"
         | "transactional.id.expiration.ms"
         | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
-        | "transaction.remove.expired.transaction.cleanup.interval.ms" => ConfigType::Int,
+        | "transaction.remove.expired.transaction.cleanup.interval.ms"
+        | "add.partitions.to.txn.retry.backoff.ms"
+        | "add.partitions.to.txn.retry.backoff.max.ms" => ConfigType::Int,
         _ => ConfigType::String,
     }
 }

@@ -349,7 +349,8 @@ impl Verifying {
         if self.transactional_id.is_none() {
             return Ok((Verification::Guard(None), None));
         }
-        match partition.start_txn_verification(producer_id, epoch) {
+        let adds_partition = self.operation == Operation::AddPartition;
+        match partition.start_txn_verification(producer_id, epoch, adds_partition) {
             None => Ok((Verification::Guard(None), None)),
             Some(guard) => {
                 let (pending, answer) = VerificationAnswer::new(partition);
@@ -389,6 +390,7 @@ impl Verifying {
                 epoch,
                 &partitions,
                 operation,
+                &broker.config.txn,
             )
             .await;
             for answer in answers {

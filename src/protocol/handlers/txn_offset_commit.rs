@@ -91,6 +91,7 @@ async fn verify_offsets_partition(
         request.producer_epoch,
         std::slice::from_ref(&partition),
         Operation::for_txn_offset_commit(ctx.version()),
+        &broker.config.txn,
     )
     .await;
     match refused.get(&partition) {
