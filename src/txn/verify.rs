@@ -92,18 +92,21 @@ pub async fn verify(
     let started = Instant::now();
     let backoff = Duration::from_millis(u64::from(retry.add_partitions_retry_backoff_ms));
     let retry_for = Duration::from_millis(u64::from(retry.add_partitions_retry_backoff_max_ms));
-    let mut refused = verify_once(
-        node_id,
-        image,
-        txns,
-        connections,
-        transactional_id,
-        producer_id,
-        producer_epoch,
-        partitions,
-        operation,
-    )
-    .await;
+    let once = |partitions: Vec<(String, i32)>| async move {
+        verify_once(
+            node_id,
+            image,
+            txns,
+            connections,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            &partitions,
+            operation,
+        )
+        .await
+    };
+    let mut refused = once(partitions.to_vec()).await;
     while operation == Operation::AddPartition && started.elapsed() + backoff <= retry_for {
         let concurrent: Vec<(String, i32)> = refused
             .iter()
@@ -117,20 +120,7 @@ pub async fn verify(
         for partition in &concurrent {
             refused.remove(partition);
         }
-        refused.extend(
-            verify_once(
-                node_id,
-                image,
-                txns,
-                connections,
-                transactional_id,
-                producer_id,
-                producer_epoch,
-                &concurrent,
-                operation,
-            )
-            .await,
-        );
+        refused.extend(once(concurrent).await);
     }
     refused
 }
