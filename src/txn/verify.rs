@@ -67,6 +67,20 @@ impl Operation {
     }
 }
 
+/// Who asks the coordinator what, besides the partitions: this node and what it reaches
+/// the coordinator with, and the producer's transaction.
+#[derive(Clone, Copy)]
+pub struct Question<'a> {
+    pub node_id: i32,
+    pub image: &'a MetadataImage,
+    pub txns: &'a TxnRuntime,
+    pub connections: &'a ConnectionPool,
+    pub transactional_id: &'a str,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub operation: Operation,
+}
+
 /// Verifies (or adds) `partitions` for the transaction; the error code for each
 /// partition that may not be written (none: all verified), as Kafka's
 /// AddPartitionsToTxnManager hands it to its caller (see [`produce_error`]).
@@ -76,38 +90,17 @@ impl Operation {
 /// `add.partitions.to.txn.retry.backoff.ms` for up to
 /// `add.partitions.to.txn.retry.backoff.max.ms`, as Kafka's broker does, before the
 /// client hears it; a verification is not retried.
-#[allow(clippy::too_many_arguments)]
 pub async fn verify(
-    node_id: i32,
-    image: &MetadataImage,
-    txns: &TxnRuntime,
-    connections: &ConnectionPool,
-    transactional_id: &str,
-    producer_id: i64,
-    producer_epoch: i16,
+    question: &Question<'_>,
     partitions: &[(String, i32)],
-    operation: Operation,
     retry: &TxnConfig,
 ) -> HashMap<(String, i32), i16> {
     let started = Instant::now();
     let backoff = Duration::from_millis(u64::from(retry.add_partitions_retry_backoff_ms));
     let retry_for = Duration::from_millis(u64::from(retry.add_partitions_retry_backoff_max_ms));
-    let once = |partitions: Vec<(String, i32)>| async move {
-        verify_once(
-            node_id,
-            image,
-            txns,
-            connections,
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            &partitions,
-            operation,
-        )
-        .await
-    };
-    let mut refused = once(partitions.to_vec()).await;
-    while operation == Operation::AddPartition && started.elapsed() + backoff <= retry_for {
+    let mut refused = verify_once(question, partitions).await;
+    while question.operation == Operation::AddPartition && started.elapsed() + backoff <= retry_for
+    {
         let concurrent: Vec<(String, i32)> = refused
             .iter()
             .filter(|(_, &code)| code == CONCURRENT_TRANSACTIONS)
@@ -120,36 +113,18 @@ pub async fn verify(
         for partition in &concurrent {
             refused.remove(partition);
         }
-        refused.extend(once(concurrent).await);
+        refused.extend(verify_once(question, &concurrent).await);
     }
     refused
 }
 
 /// One question to the coordinator: see [`verify`].
-#[allow(clippy::too_many_arguments)]
 async fn verify_once(
-    node_id: i32,
-    image: &MetadataImage,
-    txns: &TxnRuntime,
-    connections: &ConnectionPool,
-    transactional_id: &str,
-    producer_id: i64,
-    producer_epoch: i16,
+    question: &Question<'_>,
     partitions: &[(String, i32)],
-    operation: Operation,
 ) -> HashMap<(String, i32), i16> {
-    let raw = ask(
-        node_id,
-        image,
-        txns,
-        connections,
-        transactional_id,
-        producer_id,
-        producer_epoch,
-        partitions,
-        operation,
-    )
-    .await;
+    let raw = ask(question, partitions).await;
+    let operation = question.operation;
     let mut refused = HashMap::new();
     match raw {
         Err(code) => {
@@ -193,18 +168,20 @@ pub fn produce_error(code: i16) -> i16 {
 }
 
 /// The coordinator's answer, or one error for every partition.
-#[allow(clippy::too_many_arguments)]
 async fn ask(
-    node_id: i32,
-    image: &MetadataImage,
-    txns: &TxnRuntime,
-    connections: &ConnectionPool,
-    transactional_id: &str,
-    producer_id: i64,
-    producer_epoch: i16,
+    question: &Question<'_>,
     partitions: &[(String, i32)],
-    operation: Operation,
 ) -> Result<AddPartitionsToTxnResponse, i16> {
+    let Question {
+        node_id,
+        image,
+        txns,
+        connections,
+        transactional_id,
+        producer_id,
+        producer_epoch,
+        operation,
+    } = *question;
     let shard = txns.shard_of(transactional_id);
     let leader = image
         .topics

@@ -32,7 +32,7 @@ use crate::partition::{
     PendingVerification, Verification, VerificationAnswer,
 };
 use crate::protocol::{errors, Outcome, RequestContext};
-use crate::txn::verify::{produce_error, verify, Operation};
+use crate::txn::verify::{produce_error, verify, Operation, Question};
 
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
@@ -380,19 +380,17 @@ impl Verifying {
                 .map(|a| (a.partition().topic.clone(), a.partition().index))
                 .collect();
             let image = broker.metadata.image();
-            let refused = verify(
-                broker.config.node_id,
-                &image,
-                &broker.txns,
-                &broker.txn_verify_connections,
-                &transactional_id,
+            let question = Question {
+                node_id: broker.config.node_id,
+                image: &image,
+                txns: &broker.txns,
+                connections: &broker.txn_verify_connections,
+                transactional_id: &transactional_id,
                 producer_id,
-                epoch,
-                &partitions,
+                producer_epoch: epoch,
                 operation,
-                &broker.config.txn,
-            )
-            .await;
+            };
+            let refused = verify(&question, &partitions, &broker.config.txn).await;
             for answer in answers {
                 let key = (answer.partition().topic.clone(), answer.partition().index);
                 let result = match refused.get(&key) {

@@ -13,7 +13,7 @@ use super::groups;
 use crate::group::GroupRequest;
 use crate::metadata::internal_topics::OFFSETS_TOPIC;
 use crate::protocol::{errors, RequestContext};
-use crate::txn::verify::{verify, Operation, NETWORK_EXCEPTION};
+use crate::txn::verify::{verify, Operation, Question, NETWORK_EXCEPTION};
 
 pub async fn handle(
     ctx: &RequestContext,
@@ -81,16 +81,19 @@ async fn verify_offsets_partition(
         return Ok(());
     }
     let partition = (OFFSETS_TOPIC.to_string(), shard);
+    let question = Question {
+        node_id: broker.config.node_id,
+        image: &image,
+        txns: &broker.txns,
+        connections: &broker.txn_verify_connections,
+        transactional_id: &request.transactional_id.0,
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+        operation: Operation::for_txn_offset_commit(ctx.version()),
+    };
     let refused = verify(
-        broker.config.node_id,
-        &image,
-        &broker.txns,
-        &broker.txn_verify_connections,
-        &request.transactional_id.0,
-        request.producer_id.0,
-        request.producer_epoch,
+        &question,
         std::slice::from_ref(&partition),
-        Operation::for_txn_offset_commit(ctx.version()),
         &broker.config.txn,
     )
     .await;
