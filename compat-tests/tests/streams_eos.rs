@@ -6,16 +6,19 @@
 //! in the store's changelog must be exactly 1, 2, ..., n (n = its occurrences in the
 //! input): a duplicate or a lost update would break the sequence.
 //!
-//! Single node on both brokers: Apache Kafka 4.4.0 (the reference) and millrace.
+//! Single node on both brokers: Apache Kafka 4.4.0 (the reference) and millrace; and
+//! three millrace nodes with every topic replicated three times (the harness starts
+//! Kafka as a single node only).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{admin_create, flush_all_ok, producer, read_to_end, send};
+use common::{admin_create_replicated, flush_all_ok, producer, read_to_end, send};
 use millrace_compat_tests::{
     java_program_command, unique_topic, wait_until, BrokerOpts, ClientProcess, Target, TestBroker,
+    TestCluster,
 };
 use rdkafka::producer::BaseRecord;
 
@@ -48,14 +51,14 @@ fn produce_lines(bootstrap: &str, topic: &str, lines: std::ops::Range<usize>) {
 }
 
 fn start_app(
-    broker: &TestBroker,
+    bootstrap: &str,
     app_id: &str,
     input: &str,
     output: &str,
     state_dir: &std::path::Path,
 ) -> ClientProcess {
     let mut cmd = java_program_command("streams", "WordCount", "384m");
-    cmd.args(["--bootstrap", &broker.bootstrap()])
+    cmd.args(["--bootstrap", bootstrap])
         .args(["--application-id", app_id])
         .args(["--input", input])
         .args(["--output", output])
@@ -113,17 +116,20 @@ fn long(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(bytes.try_into().expect("8-byte count"))
 }
 
-fn streams_exactly_once(target: Target) {
-    let broker = TestBroker::start_target(
-        target,
-        BrokerOpts::default().set("transaction.state.log.num.partitions", "1"),
-    );
-    let b = broker.bootstrap();
+/// One transaction coordinator shard keeps the test quick.
+fn opts() -> BrokerOpts {
+    BrokerOpts::default().set("transaction.state.log.num.partitions", "1")
+}
+
+/// The scenario against the brokers at `b`, topics with `replication_factor` replicas
+/// (Streams' own topics take the broker's default).
+fn streams_exactly_once(b: &str, replication_factor: i32) {
+    let b = b.to_string();
     let app_id = unique_topic("wordcount-eos");
     let input = format!("{app_id}-input");
     let output = format!("{app_id}-output");
-    admin_create(&b, &input, 4);
-    admin_create(&b, &output, 4);
+    admin_create_replicated(&b, &input, 4, replication_factor, &[]);
+    admin_create_replicated(&b, &output, 4, replication_factor, &[]);
     const LINES: usize = 900;
     let mut want: BTreeMap<String, u64> = BTreeMap::new();
     for i in 0..LINES {
@@ -138,7 +144,7 @@ fn streams_exactly_once(target: Target) {
     ];
     let mut apps: Vec<ClientProcess> = dirs
         .iter()
-        .map(|d| start_app(&broker, &app_id, &input, &output, d.path()))
+        .map(|d| start_app(&b, &app_id, &input, &output, d.path()))
         .collect();
     for app in &mut apps {
         wait_running(app);
@@ -159,7 +165,7 @@ fn streams_exactly_once(target: Target) {
     apps[0].kill9();
     eprintln!("instance 0 killed with {before} count updates committed");
     produce_lines(&b, &input, 2 * LINES / 3..LINES);
-    apps[0] = start_app(&broker, &app_id, &input, &output, dirs[0].path());
+    apps[0] = start_app(&b, &app_id, &input, &output, dirs[0].path());
     wait_running(&mut apps[0]);
 
     let exact: BTreeMap<String, Vec<u64>> = want
@@ -211,10 +217,27 @@ fn streams_exactly_once(target: Target) {
 
 #[test]
 fn streams_exactly_once_survives_a_killed_instance_on_kafka() {
-    streams_exactly_once(Target::Kafka);
+    let broker = TestBroker::start_target(Target::Kafka, opts());
+    streams_exactly_once(&broker.bootstrap(), 1);
 }
 
 #[test]
 fn streams_exactly_once_survives_a_killed_instance_on_millrace() {
-    streams_exactly_once(Target::Millrace);
+    let broker = TestBroker::start_target(Target::Millrace, opts());
+    streams_exactly_once(&broker.bootstrap(), 1);
+}
+
+/// Three millrace nodes, every topic (Streams' repartition and changelog topics, the
+/// offsets and transaction state topics) with three replicas and
+/// `min.insync.replicas=2`: the transaction coordinator, the group coordinator and the
+/// partitions the app writes are spread over the nodes.
+#[test]
+fn streams_exactly_once_survives_a_killed_instance_on_three_millrace_nodes() {
+    let cluster = TestCluster::start_millrace(
+        3,
+        opts()
+            .set("default.replication.factor", "3")
+            .set("min.insync.replicas", "2"),
+    );
+    streams_exactly_once(&cluster.bootstrap(), 3);
 }
