@@ -583,26 +583,10 @@ impl Log {
         offset: i64,
         mut visit: impl FnMut(&BatchHeader),
     ) -> Result<(), LogError> {
-        let offset = offset.max(self.log_start_offset());
-        if offset >= self.log_end_offset() {
-            return Ok(());
-        }
-        let Some((start_base, start_position)) = self.locate(offset)? else {
-            return Ok(());
-        };
-        for (&base_offset, segment) in self.segments.range(start_base..) {
-            let mut position = if base_offset == start_base {
-                start_position
-            } else {
-                0
-            };
-            while position < segment.size_bytes() {
-                let header = segment.header_at(position)?;
-                position += header.total_size() as u64;
-                visit(&header);
-            }
-        }
-        Ok(())
+        self.walk_batches_from(offset, |_, _, header| {
+            visit(header);
+            Ok(())
+        })
     }
 
     /// Like [`Log::visit_batch_headers_from`], with the transaction marker of each control
@@ -612,6 +596,27 @@ impl Log {
         &self,
         offset: i64,
         mut visit: impl FnMut(&BatchHeader, Option<EndTxnMarker>),
+    ) -> Result<(), LogError> {
+        self.walk_batches_from(offset, |segment, position, header| {
+            let marker = if header.is_control() {
+                let mut bytes = Vec::new();
+                let len = (header.total_size() as u64).min(MARKER_READ_BYTES);
+                segment.read_into(position, len, &mut bytes)?;
+                txn_marker::parse_marker(&bytes)
+            } else {
+                None
+            };
+            visit(header, marker);
+            Ok(())
+        })
+    }
+
+    /// Walks the batches from the one holding `offset` (at least the log start) to the log
+    /// end, handing each one's segment, position in it and header to `visit`.
+    fn walk_batches_from(
+        &self,
+        offset: i64,
+        mut visit: impl FnMut(&Segment, u64, &BatchHeader) -> Result<(), LogError>,
     ) -> Result<(), LogError> {
         let offset = offset.max(self.log_start_offset());
         if offset >= self.log_end_offset() {
@@ -628,16 +633,8 @@ impl Log {
             };
             while position < segment.size_bytes() {
                 let header = segment.header_at(position)?;
-                let marker = if header.is_control() {
-                    let mut bytes = Vec::new();
-                    let len = (header.total_size() as u64).min(MARKER_READ_BYTES);
-                    segment.read_into(position, len, &mut bytes)?;
-                    txn_marker::parse_marker(&bytes)
-                } else {
-                    None
-                };
+                visit(segment, position, &header)?;
                 position += header.total_size() as u64;
-                visit(&header, marker);
             }
         }
         Ok(())

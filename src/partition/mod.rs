@@ -548,6 +548,20 @@ impl Partition {
         self.append_from(records, Origin::Coordinator, Verification::Off)
     }
 
+    /// The leader epoch an append is stamped with; NOT_LEADER_OR_FOLLOWER unless this node
+    /// leads. Checked under the append lock, so no append lands after a change of
+    /// leadership.
+    fn leading_epoch(&self) -> Result<i32, PartitionError> {
+        let replica = self.replica();
+        if !replica.is_leader() {
+            return Err(PartitionError::new(
+                error_code::NOT_LEADER_OR_FOLLOWER,
+                format!("this node does not lead; leader {}", replica.leader()),
+            ));
+        }
+        Ok(replica.leader_epoch())
+    }
+
     fn append_from(
         &self,
         records: &[u8],
@@ -561,18 +575,7 @@ impl Partition {
         // Checked under the lock: once a storage error tripped the directory, no append
         // (nor a duplicate's answer, which may name a batch not known durable) is acked.
         self.check_online()?;
-        // Under the append lock, so no append lands after a change of leadership.
-        let leader_epoch = {
-            let replica = self.replica();
-            if !replica.is_leader() {
-                return Err(PartitionError::new(
-                    error_code::NOT_LEADER_OR_FOLLOWER,
-                    format!("this node does not lead; leader {}", replica.leader()),
-                )
-                .into());
-            }
-            replica.leader_epoch()
-        };
+        let leader_epoch = self.leading_epoch()?;
         let check = match origin {
             Origin::Client => state.producers.check(&header),
             Origin::Coordinator => state.producers.check_epoch(&header),
@@ -796,17 +799,7 @@ impl Partition {
         };
         let mut state = self.lock();
         self.check_online()?;
-        let leader_epoch = {
-            let replica = self.replica();
-            if !replica.is_leader() {
-                return Err(PartitionError::new(
-                    error_code::NOT_LEADER_OR_FOLLOWER,
-                    format!("this node does not lead; leader {}", replica.leader()),
-                )
-                .into());
-            }
-            replica.leader_epoch()
-        };
+        let leader_epoch = self.leading_epoch()?;
         state
             .producers
             .check_marker(producer_id, producer_epoch, coordinator_epoch)
