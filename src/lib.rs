@@ -15,6 +15,7 @@
 //! - [`replication`]: the pure state machines of partition leaders and followers.
 //! - [`txn`]: the pure transaction coordinator core, one per `__transaction_state` partition.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod coordinator;

@@ -12,12 +12,15 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Message, VersionRange};
 
+use crate::auth::Session;
 use crate::broker::Broker;
 
 pub struct RequestContext {
     pub broker: Arc<Broker>,
     /// The client's address (DescribeGroups shows its host).
     pub peer: std::net::SocketAddr,
+    /// The connection's listener and authenticated principal.
+    pub session: Arc<Session>,
     pub header: RequestHeader,
     pub api_key: ApiKey,
 }

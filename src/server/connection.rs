@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::{Charge, RequestBudget};
 use super::frame::{self, Frame, FrameBuffer};
+use crate::auth::Session;
 use crate::broker::Broker;
 use crate::protocol::{self, Outcome, RequestContext};
 
@@ -58,6 +59,10 @@ pub(super) async fn serve(
     // Responses not yet written plus the max_bytes of fetches not yet answered.
     let response_bytes = Arc::new(AtomicU64::new(0));
     let idle_limit = Duration::from_millis(config.connections_max_idle_ms);
+    let session = Arc::new(Session::anonymous(
+        config.cluster.inter_broker_listener_name.clone(),
+        peer.ip(),
+    ));
     let mut in_flight = FuturesOrdered::new();
     let mut reading = true;
     let idle = tokio::time::sleep(idle_limit);
@@ -100,6 +105,7 @@ pub(super) async fn serve(
                             in_flight.push_back(handle(
                                 broker.clone(),
                                 peer,
+                                session.clone(),
                                 header,
                                 api_key,
                                 body,
@@ -260,6 +266,7 @@ type ReplyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + S
 fn handle(
     broker: Arc<Broker>,
     peer: SocketAddr,
+    session: Arc<Session>,
     header: RequestHeader,
     api_key: ApiKey,
     body: Box<RequestKind>,
@@ -272,6 +279,7 @@ fn handle(
         let ctx = RequestContext {
             broker,
             peer,
+            session,
             header,
             api_key,
         };
