@@ -2,6 +2,8 @@
 //! authenticated principal, as Kafka's `KafkaPrincipal` and `RequestContext` carry them.
 //! Authentication (TLS, SASL), authorization (ACLs) and quotas all key on this.
 
+pub mod sasl;
+
 use std::fmt;
 use std::net::IpAddr;
 
