@@ -17,9 +17,8 @@ use crate::broker::Broker;
 
 pub struct RequestContext {
     pub broker: Arc<Broker>,
-    /// The client's address (DescribeGroups shows its host).
-    pub peer: std::net::SocketAddr,
-    /// The connection's listener and authenticated principal.
+    /// The connection's listener, authenticated principal and client address
+    /// (DescribeGroups shows the address as the member's host).
     pub session: Arc<Session>,
     pub header: RequestHeader,
     pub api_key: ApiKey,

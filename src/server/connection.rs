@@ -104,7 +104,6 @@ pub(super) async fn serve(
                             };
                             in_flight.push_back(handle(
                                 broker.clone(),
-                                peer,
                                 session.clone(),
                                 header,
                                 api_key,
@@ -265,7 +264,6 @@ type ReplyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + S
 
 fn handle(
     broker: Arc<Broker>,
-    peer: SocketAddr,
     session: Arc<Session>,
     header: RequestHeader,
     api_key: ApiKey,
@@ -278,7 +276,6 @@ fn handle(
         let version = header.request_api_version;
         let ctx = RequestContext {
             broker,
-            peer,
             session,
             header,
             api_key,

@@ -38,6 +38,6 @@ pub fn meta(ctx: &RequestContext) -> RequestMeta {
             .as_ref()
             .map(|id| id.to_string())
             .unwrap_or_default(),
-        client_host: format!("/{}", ctx.peer.ip()),
+        client_host: format!("/{}", ctx.session.client_address),
     }
 }
