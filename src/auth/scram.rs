@@ -163,7 +163,7 @@ fn unescape_sasl_name(name: &str) -> Option<String> {
 }
 
 /// A `key=value` attribute of a SCRAM message.
-fn attribute<'a>(part: &'a str, key: char) -> Option<&'a str> {
+fn attribute(part: &str, key: char) -> Option<&str> {
     let mut chars = part.chars();
     (chars.next() == Some(key) && chars.next() == Some('=')).then(|| &part[2..])
 }
@@ -234,17 +234,20 @@ enum Refusal {
     AuthorizationId,
 }
 
+/// What the server remembers between its first and last message.
+struct Pending {
+    client_first: ClientFirst,
+    server_first: String,
+    /// The client nonce followed by ours.
+    nonce: String,
+    credential: ScramCredential,
+    /// False for an unknown user: the exchange runs on and then fails.
+    known: bool,
+}
+
 enum State {
     ClientFirst,
-    ClientFinal {
-        client_first: ClientFirst,
-        server_first: String,
-        /// The client nonce followed by ours.
-        nonce: String,
-        credential: ScramCredential,
-        /// False for an unknown user: the exchange runs on and then fails.
-        known: bool,
-    },
+    ClientFinal(Box<Pending>),
     Done,
 }
 
@@ -304,13 +307,13 @@ impl ScramServer {
             credential.iterations
         );
         let challenge = server_first.clone().into_bytes();
-        self.state = State::ClientFinal {
+        self.state = State::ClientFinal(Box::new(Pending {
             client_first,
             server_first,
             nonce,
             credential,
             known,
-        };
+        }));
         Ok(SaslStep::Challenge(challenge))
     }
 
@@ -332,19 +335,16 @@ impl ScramServer {
 
     fn client_final(
         message: &str,
-        state: State,
+        pending: Pending,
         mechanism: ScramMechanism,
     ) -> Result<SaslStep, Refusal> {
-        let State::ClientFinal {
+        let Pending {
             client_first,
             server_first,
             nonce,
             credential,
             known,
-        } = state
-        else {
-            return Err(Refusal::Invalid);
-        };
+        } = pending;
         // `c=...,r=...[,extensions],p=...`; the proof is last.
         let (without_proof, proof) = message.rsplit_once(",p=").ok_or(Refusal::Invalid)?;
         let mut parts = without_proof.split(',');
@@ -388,7 +388,9 @@ impl SaslServer for ScramServer {
             Err(_) => Err(Refusal::Invalid),
             Ok(message) => match state {
                 State::ClientFirst => self.client_first(message),
-                State::ClientFinal { .. } => Self::client_final(message, state, self.mechanism),
+                State::ClientFinal(pending) => {
+                    Self::client_final(message, *pending, self.mechanism)
+                }
                 State::Done => Err(Refusal::Invalid),
             },
         };
