@@ -2357,6 +2357,31 @@ mod tests {
             first + 10
         );
 
+        // SCRAM credentials: forwarded, read back by the writer at once, replicated to
+        // the other follower.
+        let upsertion = ScramUpsertion {
+            name: "alice".to_string(),
+            mechanism: ScramMechanism::Sha512.type_id(),
+            iterations: 4096,
+            salt: b"salt".to_vec(),
+            salted_password: vec![7; 64],
+        };
+        let results = followers[0]
+            .alter_scram_credentials(Vec::new(), vec![upsertion])
+            .await
+            .unwrap();
+        assert_eq!(results, [("alice".to_string(), Ok(()))]);
+        let stored = followers[0]
+            .image()
+            .scram_credential("alice", ScramMechanism::Sha512)
+            .unwrap();
+        wait_for("the credential on every node", || {
+            nodes.iter().all(|q| {
+                q.image().scram_credential("alice", ScramMechanism::Sha512) == Some(stored.clone())
+            })
+        })
+        .await;
+
         // DescribeQuorum from a follower is the leader's view.
         let described = followers[1].describe_quorum().await.unwrap();
         assert_eq!(described.leader_id, leader);
@@ -2503,6 +2528,24 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let q = start(&dir).await;
         create(&q, vec![topic("snap", 1)]).await;
+        let upsertion = |name: &str, mechanism: ScramMechanism| ScramUpsertion {
+            name: name.to_string(),
+            mechanism: mechanism.type_id(),
+            iterations: 8192,
+            salt: b"salt".to_vec(),
+            salted_password: vec![7; 32],
+        };
+        let upserted = q
+            .alter_scram_credentials(
+                Vec::new(),
+                vec![
+                    upsertion("alice", ScramMechanism::Sha256),
+                    upsertion("bob", ScramMechanism::Sha512),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(upserted.iter().all(|(_, r)| r.is_ok()), "{upserted:?}");
         let raft = &q.inner.raft;
         raft.trigger().snapshot().await.unwrap();
         let applied = raft.metrics().borrow().last_applied;
@@ -2520,6 +2563,12 @@ mod tests {
             .unwrap();
         // Written after the snapshot: restored by replaying the log.
         create(&q, vec![topic("after", 1)]).await;
+        let bob = ScramDeletion {
+            name: "bob".to_string(),
+            mechanism: ScramMechanism::Sha512.type_id(),
+        };
+        let deleted = q.alter_scram_credentials(vec![bob], Vec::new()).await;
+        assert_eq!(deleted.unwrap(), [("bob".to_string(), Ok(()))]);
         let before = q.image();
         q.shutdown().await;
 
@@ -2531,6 +2580,12 @@ mod tests {
         assert_eq!(after.cluster_id, before.cluster_id);
         assert_eq!(after.topics, restarted(&before.topics));
         assert_eq!(after.topics.len(), 2);
+        // The credentials: alice's from the snapshot, bob's removal replayed from the log.
+        assert_eq!(after.scram_credentials, before.scram_credentials);
+        assert!(after
+            .scram_credential("alice", ScramMechanism::Sha256)
+            .is_some());
+        assert!(!after.scram_credentials.contains_key("bob"));
         q.shutdown().await;
     }
 
