@@ -2,10 +2,10 @@
 //! stored credential (salt, StoredKey, ServerKey, iterations; never the password) and
 //! the server side of one exchange.
 //!
-//! Kafka's client always sends the gs2 header `n,,` (no channel binding); an authzid, if
-//! given, must be the username. Extensions are read and ignored except `tokenauth`, which
-//! asks for delegation-token authentication: there are no delegation tokens here, so it
-//! is refused. An unknown user goes through the same steps as a wrong password (a
+//! Kafka's client always sends the gs2 header `n,,` (no channel binding); names are
+//! 7-bit, as in Kafka's message grammar; an authzid, if given, must be the username.
+//! Extensions are read and ignored except `tokenauth`, which asks for delegation-token
+//! authentication: there are no delegation tokens here, so it is refused. An unknown user goes through the same steps as a wrong password (a
 //! made-up salt and iteration count, then a proof that cannot match), so that the
 //! exchange does not tell which users exist.
 
@@ -145,8 +145,11 @@ pub struct ScramCredential {
 }
 
 /// `n=`'s value in RFC 5802 form: `,` and `=` written `=2C` and `=3D`; any other `=` is
-/// malformed.
+/// malformed. Kafka's grammar takes 7-bit names only (no NUL), so this does too.
 fn unescape_sasl_name(name: &str) -> Option<String> {
+    if !name.bytes().all(|b| (0x01..=0x7f).contains(&b)) {
+        return None;
+    }
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
     while let Some(at) = rest.find('=') {
@@ -207,8 +210,13 @@ fn parse_client_first(message: &str) -> Result<ClientFirst, Refusal> {
         return Err(Refusal::Invalid);
     }
     for extension in parts {
-        let (key, _) = extension.split_once('=').ok_or(Refusal::Invalid)?;
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        // Kafka's grammar: an alphabetic key, a non-empty 7-bit value.
+        let (key, value) = extension.split_once('=').ok_or(Refusal::Invalid)?;
+        if key.is_empty()
+            || !key.bytes().all(|b| b.is_ascii_alphabetic())
+            || value.is_empty()
+            || !value.bytes().all(|b| (0x01..=0x7f).contains(&b))
+        {
             return Err(Refusal::Invalid);
         }
         // Delegation tokens are not supported: a token can never authenticate.
@@ -632,6 +640,10 @@ pub(crate) mod tests {
             b"n,,n=alice,r=abc,tokenauth=true",
             b"n,,n=alice,r=abc,=x",
             b"n,,n=alice,r=abc,noequals",
+            b"n,,n=alice,r=abc,foo_1=x",
+            b"n,,n=alice,r=abc,foo=",
+            b"n,,n=al\x00ice,r=abc",
+            "n,,n=alicé,r=abc".as_bytes(),
             b"n,x=y,n=alice,r=abc",
             b"\xff\xfe",
             b"n,,n=\xc3\xa9,r=abc\xff",
