@@ -3,6 +3,7 @@
 //! Authentication (TLS, SASL), authorization (ACLs) and quotas all key on this.
 
 pub mod sasl;
+pub mod scram;
 
 use std::fmt;
 use std::net::IpAddr;

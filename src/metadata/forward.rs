@@ -32,6 +32,10 @@ pub(crate) enum ControllerCall {
         requests: Vec<(Resource, Alteration)>,
         validate_only: bool,
     },
+    AlterScramCredentials {
+        deletions: Vec<super::ScramDeletion>,
+        upsertions: Vec<super::ScramUpsertion>,
+    },
     /// The controller picks the broker epoch; the rest is the broker's.
     RegisterBroker(BrokerRegistration),
     BrokerHeartbeat {
@@ -83,6 +87,7 @@ pub(crate) enum ReplyBody {
     PartitionCounts(Vec<Result<usize, ApiError>>),
     ProducerIds { first_id: i64 },
     Configs(Vec<Result<(), ApiError>>),
+    ScramCredentials(super::ScramResults),
     Registered { broker_epoch: i64 },
     Heartbeat(Result<(), ApiError>),
     Quorum(QuorumDescription),

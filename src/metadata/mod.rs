@@ -25,6 +25,7 @@ pub mod partition_change;
 mod reassignment;
 mod records;
 mod replication_control;
+mod scram_control;
 mod state_machine;
 mod store;
 #[cfg(test)]
@@ -47,6 +48,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::auth::scram::{ScramCredential, ScramMechanism};
 use crate::config::cluster::{join_host_port, Voter};
 use crate::config::BrokerConfig;
 use crate::dynamic_config::{self, Alteration, Resource};
@@ -58,6 +60,7 @@ pub use controller::{MAX_PARTITIONS_PER_BATCH, MAX_PRODUCER_ID_BLOCK};
 pub use reassignment::{ongoing as ongoing_reassignments, OngoingReassignment, TopicReassignment};
 pub use records::{apply_batch, BatchOutcome, MetadataRecord, RecordBatch};
 pub use replication_control::AlterPartitionAnswer;
+pub use scram_control::{ScramDeletion, ScramResults, ScramUpsertion};
 
 /// One resource's planned config change: its whole new override map.
 pub type ConfigChange = (ConfigTarget, BTreeMap<String, String>);
@@ -220,6 +223,9 @@ pub struct MetadataImage {
     pub default_broker_configs: BTreeMap<String, String>,
     #[serde(default)]
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// SASL/SCRAM credentials by user and mechanism (AlterUserScramCredentials).
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 impl MetadataImage {
@@ -256,6 +262,15 @@ impl MetadataImage {
             &self.default_broker_configs,
             self.broker_configs.get(&node_id).unwrap_or(&EMPTY),
         )
+    }
+
+    /// The credential a SCRAM exchange of `user` checks against.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<ScramCredential> {
+        self.scram_credentials.get(user)?.get(&mechanism).cloned()
     }
 }
 
@@ -1056,6 +1071,24 @@ impl MetadataQuorum {
         }
     }
 
+    /// AlterUserScramCredentials: on the quorum leader, under the operation lock (a
+    /// deletion's "does it exist" check reads the image), `scram_control::plan` checks each
+    /// user; the accepted changes are written in one log entry. One result per user.
+    pub async fn alter_scram_credentials(
+        &self,
+        deletions: Vec<ScramDeletion>,
+        upsertions: Vec<ScramUpsertion>,
+    ) -> Result<ScramResults, MetadataError> {
+        let call = ControllerCall::AlterScramCredentials {
+            deletions,
+            upsertions,
+        };
+        match self.call(call).await? {
+            ReplyBody::ScramCredentials(results) => Ok(results),
+            other => Err(mismatched(&other)),
+        }
+    }
+
     /// Controlled shutdown (Kafka's, as KRaft does it): heartbeats stop, and the controller
     /// fences this broker, which moves its leaderships to other in-sync replicas and takes
     /// it out of the ISRs before the process stops, so clients move at once instead of
@@ -1285,6 +1318,13 @@ impl MetadataQuorum {
                 .alter_configs_here(requests, validate_only)
                 .await
                 .map(ReplyBody::Configs),
+            ControllerCall::AlterScramCredentials {
+                deletions,
+                upsertions,
+            } => self
+                .alter_scram_credentials_here(deletions, upsertions)
+                .await
+                .map(ReplyBody::ScramCredentials),
             ControllerCall::RegisterBroker(registration) => self
                 .register_here(registration)
                 .await
@@ -1629,6 +1669,34 @@ impl MetadataQuorum {
                     });
                 }
                 Ok(())
+            })
+            .collect())
+    }
+
+    async fn alter_scram_credentials_here(
+        &self,
+        deletions: Vec<ScramDeletion>,
+        upsertions: Vec<ScramUpsertion>,
+    ) -> Result<ScramResults, MetadataError> {
+        let _op = self.begin_op().await?;
+        let (records, results) = scram_control::plan(&self.image(), &deletions, &upsertions);
+        if records.is_empty() {
+            return Ok(results);
+        }
+        let outcome = self.write(records).await?;
+        // Under the lock apply refuses nothing the plan accepted; if it did, no result
+        // may claim success.
+        if outcome.accepted.iter().all(|&a| a) {
+            return Ok(results);
+        }
+        Ok(results
+            .into_iter()
+            .map(|(user, result)| {
+                let result = result.and(Err(ApiError {
+                    code: codes::UNKNOWN_SERVER_ERROR,
+                    message: format!("The credential change of user {user} was not applied."),
+                }));
+                (user, result)
             })
             .collect())
     }
@@ -2289,6 +2357,31 @@ mod tests {
             first + 10
         );
 
+        // SCRAM credentials: forwarded, read back by the writer at once, replicated to
+        // the other follower.
+        let upsertion = ScramUpsertion {
+            name: "alice".to_string(),
+            mechanism: ScramMechanism::Sha512.type_id(),
+            iterations: 4096,
+            salt: b"salt".to_vec(),
+            salted_password: vec![7; 64],
+        };
+        let results = followers[0]
+            .alter_scram_credentials(Vec::new(), vec![upsertion])
+            .await
+            .unwrap();
+        assert_eq!(results, [("alice".to_string(), Ok(()))]);
+        let stored = followers[0]
+            .image()
+            .scram_credential("alice", ScramMechanism::Sha512)
+            .unwrap();
+        wait_for("the credential on every node", || {
+            nodes.iter().all(|q| {
+                q.image().scram_credential("alice", ScramMechanism::Sha512) == Some(stored.clone())
+            })
+        })
+        .await;
+
         // DescribeQuorum from a follower is the leader's view.
         let described = followers[1].describe_quorum().await.unwrap();
         assert_eq!(described.leader_id, leader);
@@ -2435,6 +2528,24 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let q = start(&dir).await;
         create(&q, vec![topic("snap", 1)]).await;
+        let upsertion = |name: &str, mechanism: ScramMechanism| ScramUpsertion {
+            name: name.to_string(),
+            mechanism: mechanism.type_id(),
+            iterations: 8192,
+            salt: b"salt".to_vec(),
+            salted_password: vec![7; 32],
+        };
+        let upserted = q
+            .alter_scram_credentials(
+                Vec::new(),
+                vec![
+                    upsertion("alice", ScramMechanism::Sha256),
+                    upsertion("bob", ScramMechanism::Sha512),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(upserted.iter().all(|(_, r)| r.is_ok()), "{upserted:?}");
         let raft = &q.inner.raft;
         raft.trigger().snapshot().await.unwrap();
         let applied = raft.metrics().borrow().last_applied;
@@ -2452,6 +2563,12 @@ mod tests {
             .unwrap();
         // Written after the snapshot: restored by replaying the log.
         create(&q, vec![topic("after", 1)]).await;
+        let bob = ScramDeletion {
+            name: "bob".to_string(),
+            mechanism: ScramMechanism::Sha512.type_id(),
+        };
+        let deleted = q.alter_scram_credentials(vec![bob], Vec::new()).await;
+        assert_eq!(deleted.unwrap(), [("bob".to_string(), Ok(()))]);
         let before = q.image();
         q.shutdown().await;
 
@@ -2463,6 +2580,12 @@ mod tests {
         assert_eq!(after.cluster_id, before.cluster_id);
         assert_eq!(after.topics, restarted(&before.topics));
         assert_eq!(after.topics.len(), 2);
+        // The credentials: alice's from the snapshot, bob's removal replayed from the log.
+        assert_eq!(after.scram_credentials, before.scram_credentials);
+        assert!(after
+            .scram_credential("alice", ScramMechanism::Sha256)
+            .is_some());
+        assert!(!after.scram_credentials.contains_key("bob"));
         q.shutdown().await;
     }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use super::partition_change::{self, PartitionChange};
 use super::{BrokerRegistration, ConfigTarget, MetadataImage, PartitionRecord, TopicImage};
+use crate::auth::scram::{ScramCredential, ScramMechanism};
 
 /// One change to the cluster metadata.
 ///
@@ -64,6 +65,21 @@ pub enum MetadataRecord {
     },
     /// A partition's leader, ISR or ELR changed (`partition_change.rs` decides it).
     PartitionChange(PartitionChange),
+    /// Kafka's `UserScramCredentialRecord`: adds or replaces `name`'s credential for one
+    /// mechanism (keys derived by the controller; the password is never written).
+    UserScramCredential {
+        name: String,
+        mechanism: ScramMechanism,
+        salt: Vec<u8>,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+        iterations: i32,
+    },
+    /// Kafka's `RemoveUserScramCredentialRecord`.
+    RemoveUserScramCredential {
+        name: String,
+        mechanism: ScramMechanism,
+    },
 }
 
 /// The application payload of one Raft log entry: records applied together, so a reader of
@@ -233,6 +249,46 @@ fn apply_record(image: &mut MetadataImage, record: &MetadataRecord) -> bool {
                 return false;
             }
             Arc::make_mut(topic).partitions[index] = partition;
+            true
+        }
+        MetadataRecord::UserScramCredential {
+            name,
+            mechanism,
+            salt,
+            stored_key,
+            server_key,
+            iterations,
+        } => {
+            // Keys of another length could never verify a proof.
+            let len = mechanism.hash_len();
+            if name.is_empty() || stored_key.len() != len || server_key.len() != len {
+                return false;
+            }
+            image
+                .scram_credentials
+                .entry(name.clone())
+                .or_default()
+                .insert(
+                    *mechanism,
+                    ScramCredential {
+                        salt: salt.clone(),
+                        stored_key: stored_key.clone(),
+                        server_key: server_key.clone(),
+                        iterations: *iterations,
+                    },
+                );
+            true
+        }
+        MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+            let Some(credentials) = image.scram_credentials.get_mut(name) else {
+                return false;
+            };
+            if credentials.remove(mechanism).is_none() {
+                return false;
+            }
+            if credentials.is_empty() {
+                image.scram_credentials.remove(name);
+            }
             true
         }
     }

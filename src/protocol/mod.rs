@@ -84,6 +84,8 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::ListTransactions => VersionRange { min: 0, max: 1 },
         ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::VERSIONS,
         ApiKey::DescribeProducers => DescribeProducersRequest::VERSIONS,
+        ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::VERSIONS,
+        ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::VERSIONS,
         _ => return None,
     };
     Some(range)
@@ -223,6 +225,14 @@ pub async fn dispatch(ctx: &RequestContext, body: RequestKind) -> Outcome {
         RequestKind::DescribeProducers(req) => {
             ResponseKind::DescribeProducers(describe_producers::handle(ctx, req).await)
         }
+        RequestKind::DescribeUserScramCredentials(req) => {
+            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(
+                ctx, req,
+            ))
+        }
+        RequestKind::AlterUserScramCredentials(req) => ResponseKind::AlterUserScramCredentials(
+            alter_user_scram_credentials::handle(ctx, req).await,
+        ),
         // The framing layer only passes APIs listed in `supported_versions`.
         other => {
             return Outcome::Close(format!(
