@@ -160,6 +160,9 @@ fn txn_producer(bootstrap: &str, transactional_id: &str) -> BaseProducer {
         .set("bootstrap.servers", bootstrap)
         .set("transactional.id", transactional_id)
         .set("linger.ms", "5")
+        // Far above the tests' runtime: on a loaded machine a coordinator timeout abort
+        // would bump the epoch under the CLI test's expected tables.
+        .set("transaction.timeout.ms", "600000")
         .create()
         .expect("transactional producer");
     p.init_transactions(Duration::from_secs(60))
@@ -379,7 +382,7 @@ fn transactions_cli(target: Target) {
         &[
             "CoordinatorId TransactionalId ProducerId ProducerEpoch TransactionState \
              TransactionTimeoutMs CurrentTransactionStartTimeMs TransactionDurationMs TopicPartitions",
-            "1 <txn-id> <pid> 0 Ongoing 60000 <ms> <ms> <topic>-0",
+            "1 <txn-id> <pid> 0 Ongoing 600000 <ms> <ms> <topic>-0",
         ],
         &[
             "ProducerId ProducerEpoch LatestCoordinatorEpoch LastSequence LastTimestamp \
@@ -396,7 +399,7 @@ fn transactions_cli(target: Target) {
         &[
             "CoordinatorId TransactionalId ProducerId ProducerEpoch TransactionState \
              TransactionTimeoutMs CurrentTransactionStartTimeMs TransactionDurationMs TopicPartitions",
-            "1 <txn-id> <pid> 0 Ongoing 60000 <ms> <ms> <topic>-0",
+            "1 <txn-id> <pid> 0 Ongoing 600000 <ms> <ms> <topic>-0",
         ],
     ];
     for ((what, lines), expected) in got.iter().zip(want) {
