@@ -19,14 +19,6 @@ const SUITE_TIMEOUT: &str = "9m";
 /// Our bound on the process, a little above the suite's own.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Tests not run at all on millrace: they hang rather than fail without the feature
-/// (the client retries forever), and would eat the suite's timeout.
-const SKIPPED_ON_MILLRACE: &[(&str, &str)] = &[(
-    "TestTxnEtl",
-    "transactions: InitProducerId with a transactional id is answered \
-     COORDINATOR_NOT_AVAILABLE (no transaction coordinator), which franz-go retries forever",
-)];
-
 /// Top-level tests that may fail on millrace, with the reason (a failing subtest counts
 /// for its top-level test). Anything else failing is a millrace bug.
 const ALLOWED_TO_FAIL_ON_MILLRACE: &[(&str, &str)] = &[];
@@ -84,11 +76,6 @@ fn franz_go_kgo_suite() {
     let bin = go_bin("kgo.test");
     let broker = TestBroker::start(BrokerOpts::default());
     let on_millrace = broker.target() == Target::Millrace;
-    let skipped: &[(&str, &str)] = if on_millrace {
-        SKIPPED_ON_MILLRACE
-    } else {
-        &[]
-    };
     let allowed: &[(&str, &str)] = if on_millrace {
         ALLOWED_TO_FAIL_ON_MILLRACE
     } else {
@@ -107,11 +94,6 @@ fn franz_go_kgo_suite() {
         .env("KGO_TEST_RECORDS", RECORDS)
         .env("KGO_LOG_LEVEL", "none")
         .args(["-test.v", "-test.timeout", SUITE_TIMEOUT]);
-    if !skipped.is_empty() {
-        let names: Vec<&str> = skipped.iter().map(|(n, _)| *n).collect();
-        cmd.arg("-test.skip")
-            .arg(format!("^({})$", names.join("|")));
-    }
     let started = Instant::now();
     let out = run_with_timeout(cmd, None, PROCESS_TIMEOUT);
     let elapsed = started.elapsed();
